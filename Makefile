@@ -1,0 +1,41 @@
+# `make test` and `make run` do all their set-up themselves on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.graphc-installed
+
+.PHONY: test run setup graphviz lint bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[test]"
+	@touch $@
+
+setup: $(STAMP) graphviz
+
+# Rendering to .svg/.png needs Graphviz's `dot`; everything else works without it.
+graphviz:
+	@if ! command -v dot >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz >/dev/null) \
+	      || echo "could not install graphviz; .dot files still work (install it with: apt-get install graphviz)"; \
+	  else echo "graphviz's 'dot' is missing: install it (e.g. 'sudo apt-get install graphviz') to render .svg/.png"; fi; \
+	fi
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+test: setup
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+run: setup
+	$(PY) examples/apple.py
+	$(VENV)/bin/graphc render examples/apple.py -o out/apple.svg
+
+bench: setup
+	$(VENV)/bin/graphc bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache out

@@ -1,0 +1,26 @@
+"""``gc.grad`` and ``gc.compile``: the two entry points from a graph to numbers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from graphc.ir import Node
+from passes import autodiff
+from runtime import Program, make_program
+
+
+def grad(y: Node, xs: Sequence[Node] | Node) -> list[Node] | Node:
+    """Symbolic gradients dy/dx as new graph nodes (``y`` must be a scalar). A single x gives a single node."""
+    if isinstance(xs, Node):
+        return autodiff.grad(y, [xs])[0]
+    return autodiff.grad(y, list(xs))
+
+
+def compile(outputs: Any, backend: str | None = None, updates: Any = None, **options: Any) -> Program:  # noqa: A001
+    """Compile ``outputs`` (a tensor, a dict name → tensor, or a list) into a callable :class:`Program`.
+
+    ``updates`` maps params to their new values ({param: tensor} or [(param, tensor)]); a program call computes
+    every output and update from the current state, then writes the updates into ``graph.state`` in place.
+    """
+    return make_program(outputs, backend=backend, updates=updates, **options)

@@ -1,0 +1,418 @@
+"""The graph IR: tensor types, immutable single-output nodes, and the graph that owns them.
+
+No math lives here. Operator overloads on :class:`Node` delegate to the op builders that the ``ops`` package
+installs with :func:`set_tensor_api` (so this module never imports a higher layer).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+DTYPES = ("float32", "float64", "int64", "bool")
+FLOAT_DTYPES = ("float32", "float64")
+LEAF_OPS = ("input", "param", "const")
+
+
+class GraphcError(Exception):
+    """Base class of every error graphc raises on purpose."""
+
+
+class ShapeError(GraphcError, ValueError):
+    """An op was given operands whose shapes, dtypes or attributes it cannot accept."""
+
+
+class GradientError(GraphcError):
+    """A gradient was asked for that cannot be built (no VJP, non-scalar target, integer input)."""
+
+
+class FeedError(GraphcError, ValueError):
+    """A program was called with a missing, unknown or ill-shaped feed."""
+
+
+# ---------------------------------------------------------------------------------------------- types
+
+
+@dataclass(frozen=True)
+class TensorType:
+    """A static shape and a dtype name (one of ``DTYPES``)."""
+
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ShapeError(f"unsupported dtype {self.dtype!r}; graphc supports {', '.join(DTYPES)}")
+        shape = tuple(int(d) for d in self.shape)
+        if any(d < 0 for d in shape):
+            raise ShapeError(f"negative dimension in shape {shape}")
+        object.__setattr__(self, "shape", shape)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def np_dtype(self) -> np.dtype:
+        return np.dtype(self.dtype)
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * self.np_dtype.itemsize
+
+    @property
+    def is_float(self) -> bool:
+        return self.dtype in FLOAT_DTYPES
+
+    def __str__(self) -> str:
+        return f"{self.dtype}{list(self.shape)}"
+
+
+def dtype_name(dtype: Any) -> str:
+    """Canonical dtype name for a numpy dtype, a type or a string; raises for unsupported ones."""
+    name = np.dtype(dtype).name
+    if name not in DTYPES:
+        raise ShapeError(f"unsupported dtype {name!r}; graphc supports {', '.join(DTYPES)}")
+    return name
+
+
+# --------------------------------------------------------------------------------------- creation site
+
+_INTERNAL_DIRS = tuple(
+    os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), pkg) + os.sep
+    for pkg in ("graphc", "ops", "passes", "codegen", "runtime")
+)
+
+
+def creation_site() -> str:
+    """``file:line`` of the innermost stack frame outside graphc's own packages (the user's line)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        filename = os.path.abspath(frame.f_code.co_filename)
+        internal = filename.startswith(_INTERNAL_DIRS) or "importlib" in filename or filename.endswith(
+            ("contextlib.py", "functools.py")
+        )
+        if not internal:
+            return f"{frame.f_code.co_filename}:{frame.f_lineno}"
+        frame = frame.f_back
+    return "<graphc>"
+
+
+# ---------------------------------------------------------------------------------------------- attrs
+
+
+class Attrs(Mapping[str, Any]):
+    """An immutable attribute mapping. ``key()`` gives a hashable identity (arrays by value)."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Mapping[str, Any] | None = None) -> None:
+        object.__setattr__(self, "_items", dict(items or {}))
+
+    def __getitem__(self, key: str) -> Any:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise AttributeError("Attrs are immutable")
+
+    def replace(self, **changes: Any) -> Attrs:
+        return Attrs({**self._items, **changes})
+
+    def key(self) -> tuple:
+        def freeze(v: Any) -> Any:
+            if isinstance(v, np.ndarray):
+                return ("ndarray", v.dtype.str, v.shape, v.tobytes())
+            if isinstance(v, (list, tuple)):
+                return tuple(freeze(x) for x in v)
+            return v
+
+        return tuple(sorted((k, freeze(v)) for k, v in self._items.items()))
+
+    def __repr__(self) -> str:
+        shown = {k: ("<array>" if isinstance(v, np.ndarray) else v) for k, v in self._items.items()}
+        return f"Attrs({shown})"
+
+
+# ---------------------------------------------------------------------------------------------- nodes
+
+_tensor_api: Any = None
+
+
+def set_tensor_api(api: Any) -> None:
+    """Install the module whose functions implement Node's operators (done by ``ops`` on import)."""
+    global _tensor_api
+    _tensor_api = api
+
+
+def _api() -> Any:
+    if _tensor_api is None:
+        raise GraphcError("tensor operators need the op set: import graphc (or ops) first")
+    return _tensor_api
+
+
+class Node:
+    """One value of the graph: the single output of ``op`` applied to ``inputs`` with ``attrs``.
+
+    Nodes are immutable. ``site`` is the user's ``file:line`` where the node was created; ``backward`` is True
+    for nodes that autodiff created.
+    """
+
+    __slots__ = ("op", "inputs", "attrs", "type", "name", "site", "graph", "id", "backward", "__weakref__")
+
+    op: str
+    inputs: tuple[Node, ...]
+    attrs: Attrs
+    type: TensorType
+    name: str
+    site: str
+    graph: Graph
+    id: int
+    backward: bool
+
+    def __init__(self, graph: Graph, op: str, inputs: tuple[Node, ...], attrs: Attrs, type: TensorType,
+                 name: str, site: str, id: int, backward: bool) -> None:
+        for key, value in (("graph", graph), ("op", op), ("inputs", inputs), ("attrs", attrs), ("type", type),
+                           ("name", name), ("site", site), ("id", id), ("backward", backward)):
+            object.__setattr__(self, key, value)
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise AttributeError("graphc nodes are immutable; build a new node instead")
+
+    def __hash__(self) -> int:
+        return object.__hash__(self)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    def __bool__(self) -> bool:
+        raise GraphcError(f"a graphc tensor has no truth value (it is symbolic): {self!r}")
+
+    def __repr__(self) -> str:
+        return f"Tensor({self.name!r}, op={self.op}, {self.type}, at {self.site})"
+
+    # -- type facts
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.type.shape
+
+    @property
+    def dtype(self) -> str:
+        return self.type.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.type.ndim
+
+    @property
+    def size(self) -> int:
+        return self.type.size
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.op in LEAF_OPS
+
+    # -- operators (delegated to the op builders)
+    def __add__(self, other: Any) -> Node: return _api().add(self, other)
+    def __radd__(self, other: Any) -> Node: return _api().add(other, self)
+    def __sub__(self, other: Any) -> Node: return _api().sub(self, other)
+    def __rsub__(self, other: Any) -> Node: return _api().sub(other, self)
+    def __mul__(self, other: Any) -> Node: return _api().mul(self, other)
+    def __rmul__(self, other: Any) -> Node: return _api().mul(other, self)
+    def __truediv__(self, other: Any) -> Node: return _api().div(self, other)
+    def __rtruediv__(self, other: Any) -> Node: return _api().div(other, self)
+    def __matmul__(self, other: Any) -> Node: return _api().matmul(self, other)
+    def __rmatmul__(self, other: Any) -> Node: return _api().matmul(other, self)
+    def __pow__(self, other: Any) -> Node: return _api().pow(self, other)
+    def __rpow__(self, other: Any) -> Node: return _api().pow(other, self)
+    def __neg__(self) -> Node: return _api().neg(self)
+    def __pos__(self) -> Node: return self
+    def __abs__(self) -> Node: return _api().abs(self)
+    def __getitem__(self, index: Any) -> Node: return _api().getitem(self, index)
+
+    @property
+    def T(self) -> Node:
+        return _api().transpose(self)
+
+    def sum(self, axis: Any = None, keepdims: bool = False) -> Node:
+        return _api().sum(self, axis=axis, keepdims=keepdims)
+
+    def mean(self, axis: Any = None, keepdims: bool = False) -> Node:
+        return _api().mean(self, axis=axis, keepdims=keepdims)
+
+    def max(self, axis: Any = None, keepdims: bool = False) -> Node:
+        return _api().max(self, axis=axis, keepdims=keepdims)
+
+    def reshape(self, *shape: Any) -> Node:
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        return _api().reshape(self, shape)
+
+    def transpose(self, *axes: Any) -> Node:
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
+        return _api().transpose(self, axes or None)
+
+    def astype(self, dtype: Any) -> Node:
+        return _api().cast(self, dtype)
+
+
+Tensor = Node
+
+
+# ---------------------------------------------------------------------------------------------- graph
+
+
+class Graph:
+    """Owns nodes (in creation order, which is a topological order), named inputs and parameters.
+
+    ``state`` maps parameter names to the arrays holding their current values; compiled programs read them
+    zero-copy and write updates in place, so every program compiled from this graph shares the weights.
+    """
+
+    def __init__(self, name: str = "graph") -> None:
+        self.name = name
+        self.nodes: list[Node] = []
+        self.inputs: dict[str, Node] = {}
+        self.params: dict[str, Node] = {}
+        self.state: dict[str, np.ndarray] = {}
+        # trigger node -> ((param, new value), ...): updates an op asks for whenever its output is computed
+        # (batch-norm running statistics); compile() adds them to the program's updates.
+        self.implicit_updates: dict[Node, tuple[tuple[Node, Node], ...]] = {}
+        self._names: set[str] = set()
+        self._counters: dict[str, int] = {}
+        self._backward_depth = 0
+
+    def __repr__(self) -> str:
+        return f"Graph({self.name!r}, {len(self.nodes)} nodes, inputs={list(self.inputs)}, params={list(self.params)})"
+
+    # -- naming
+    def unique_name(self, base: str) -> str:
+        n = self._counters.get(base, 0)
+        while True:
+            n += 1
+            candidate = f"{base}_{n}"
+            if candidate not in self._names:
+                self._counters[base] = n
+                return candidate
+
+    def _claim(self, name: str, what: str) -> None:
+        if not isinstance(name, str) or not name:
+            raise GraphcError(f"{what} name must be a non-empty string, got {name!r}")
+        if name in self._names:
+            raise GraphcError(f"graph {self.name!r} already has a node named {name!r}")
+        self._names.add(name)
+
+    # -- node creation
+    @contextlib.contextmanager
+    def backward_scope(self) -> Iterator[None]:
+        """Nodes created inside are marked as backward (gradient) nodes."""
+        self._backward_depth += 1
+        try:
+            yield
+        finally:
+            self._backward_depth -= 1
+
+    def add_node(self, op: str, inputs: tuple[Node, ...], attrs: Mapping[str, Any] | Attrs, type: TensorType,
+                 name: str | None = None, site: str | None = None) -> Node:
+        """Append a node whose type was already inferred (callers: leaf constructors and ``ops.apply``)."""
+        for x in inputs:
+            if x.graph is not self:
+                raise GraphcError(f"{op}: input {x.name!r} belongs to graph {x.graph.name!r}, not {self.name!r}")
+        if name is None:
+            name = self.unique_name(op)
+        self._claim(name, op)
+        node = Node(self, op, tuple(inputs), attrs if isinstance(attrs, Attrs) else Attrs(attrs), type, name,
+                    site or creation_site(), len(self.nodes), self._backward_depth > 0)
+        self.nodes.append(node)
+        return node
+
+    def input(self, name: str, shape: Any = (), dtype: Any = "float32") -> Node:
+        """A value fed on every call of a compiled program."""
+        ttype = TensorType(_as_shape(shape), dtype_name(dtype))
+        node = self.add_node("input", (), {}, ttype, name=name)
+        self.inputs[name] = node
+        return node
+
+    def param(self, name: str, value: Any, dtype: Any = None) -> Node:
+        """Trainable state: the graph keeps ``value`` (copied) in ``self.state[name]``."""
+        array = _as_array(value, dtype)
+        node = self.add_node("param", (), {}, TensorType(array.shape, array.dtype.name), name=name)
+        self.params[name] = node
+        self.state[name] = array
+        return node
+
+    def const(self, value: Any, dtype: Any = None, name: str | None = None) -> Node:
+        """A constant baked into the graph (read-only)."""
+        array = _as_array(value, dtype)
+        array.setflags(write=False)
+        return self.add_node("const", (), {"value": array}, TensorType(array.shape, array.dtype.name), name=name)
+
+    def remove_unreachable_since(self, start: int, keep: list[Node]) -> None:
+        """Drop nodes created at index >= ``start`` that none of ``keep`` depends on (used by autodiff)."""
+        live: set[int] = set()
+        stack = [n for n in keep if n.id >= start]
+        while stack:
+            n = stack.pop()
+            if n.id in live:
+                continue
+            live.add(n.id)
+            stack.extend(x for x in n.inputs if x.id >= start)
+        dropped = [n for n in self.nodes[start:] if n.id not in live]
+        if not dropped:
+            return
+        for n in dropped:
+            self._names.discard(n.name)
+        self.nodes[start:] = [n for n in self.nodes[start:] if n.id in live]
+        for i, n in enumerate(self.nodes[start:], start):
+            object.__setattr__(n, "id", i)
+
+
+def _as_shape(shape: Any) -> tuple[int, ...]:
+    if isinstance(shape, (int, np.integer)):
+        return (int(shape),)
+    return tuple(int(d) for d in shape)
+
+
+def _as_array(value: Any, dtype: Any) -> np.ndarray:
+    if isinstance(value, Node):
+        raise GraphcError(f"expected a concrete value, got the symbolic tensor {value!r}")
+    array = np.array(value)
+    if dtype is None:
+        if array.dtype.kind == "f":
+            dtype = "float32"
+        elif array.dtype.kind in "iu":
+            dtype = "int64"
+        elif array.dtype.kind == "b":
+            dtype = "bool"
+        else:
+            raise ShapeError(f"cannot make a tensor from a value of dtype {array.dtype}")
+    return np.array(array, dtype=dtype_name(dtype), order="C", copy=True)
+
+
+def topo_ancestors(outputs: list[Node]) -> list[Node]:
+    """Every node the ``outputs`` depend on (themselves included), in creation (= topological) order."""
+    seen: dict[int, Node] = {}
+    stack = list(outputs)
+    while stack:
+        n = stack.pop()
+        if id(n) in seen:
+            continue
+        seen[id(n)] = n
+        stack.extend(n.inputs)
+    return sorted(seen.values(), key=lambda n: n.id)

@@ -1,0 +1,99 @@
+"""The op registry and ``apply``, the one way a non-leaf node is built.
+
+``apply`` finds the graph of the tensor operands, promotes Python scalars and arrays to constants of the
+operands' dtype, normalizes attributes, infers the result type and records the user's creation site. Every
+inference failure becomes a :class:`ShapeError` that names the op, the operand types and the user's line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from graphc.ir import GraphcError, Node, ShapeError, TensorType, creation_site
+from ops.base import Op, OpError
+
+REGISTRY: dict[str, Op] = {}
+
+
+class UnknownOpError(GraphcError, KeyError):
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+def register(cls: type[Op]) -> type[Op]:
+    """Class decorator: instantiate the op and register it under ``cls.name``."""
+    if not cls.name:
+        raise TypeError(f"{cls.__name__} has no name")
+    if cls.name in REGISTRY:
+        raise TypeError(f"op {cls.name!r} registered twice ({cls.__name__} and {type(REGISTRY[cls.name]).__name__})")
+    REGISTRY[cls.name] = cls()
+    return cls
+
+
+def get_op(name: str) -> Op:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(REGISTRY))
+        raise UnknownOpError(f"unknown op {name!r}; registered ops: {known}") from None
+
+
+def _graph_of(op: str, operands: tuple[Any, ...]):
+    graphs = {id(x.graph): x.graph for x in operands if isinstance(x, Node)}
+    if not graphs:
+        raise ShapeError(f"{op}: needs at least one graphc tensor operand (got only constants)\n  at {creation_site()}")
+    if len(graphs) > 1:
+        names = ", ".join(repr(g.name) for g in graphs.values())
+        raise ShapeError(f"{op}: operands come from different graphs ({names})\n  at {creation_site()}")
+    return next(iter(graphs.values()))
+
+
+def _promote(graph, value: Any, peers: list[Node], op: str) -> Node:
+    """A Python scalar or array becomes a const of the peers' dtype (the tensor operand decides)."""
+    if isinstance(value, Node):
+        return value
+    array = np.asarray(value)
+    if array.dtype.kind not in "biuf":
+        raise ShapeError(f"{op}: cannot use a value of type {type(value).__name__} as a tensor\n  at {creation_site()}")
+    float_peers = [p for p in peers if p.type.is_float]
+    target = (float_peers or peers)[0].dtype if peers else None
+    if target is None:
+        return graph.const(array)
+    if not np.can_cast(array.dtype, target, "same_kind") and not (array.ndim == 0 and _fits(array, target)):
+        raise ShapeError(f"{op}: a {array.dtype} constant cannot be combined with {target} tensors without a "
+                         f"lossy cast\n  at {creation_site()}")
+    return graph.const(array, dtype=target)
+
+
+def _fits(scalar: np.ndarray, dtype: str) -> bool:
+    """A Python scalar fits a dtype when converting it loses nothing (2.0 → int64 is fine, 2.5 is not)."""
+    converted = scalar.astype(dtype)
+    return bool(converted.astype(scalar.dtype) == scalar)
+
+
+def apply(op_name: str, *operands: Any, name: str | None = None, **attrs: Any) -> Node:
+    """Build the node ``op_name(*operands, **attrs)`` in the operands' graph."""
+    op = get_op(op_name)
+    graph = _graph_of(op_name, operands)
+    peers = [x for x in operands if isinstance(x, Node)]
+    inputs = tuple(_promote(graph, x, peers, op_name) for x in operands)
+    if op.arity is not None and len(inputs) != op.arity:
+        raise ShapeError(f"{op_name}: takes {op.arity} operands, got {len(inputs)}\n  at {creation_site()}")
+    types = tuple(x.type for x in inputs)
+    try:
+        normalized = op.normalize(attrs, *types)
+        out_type = op.infer(normalized, *types)
+    except OpError as err:
+        shown = ", ".join(str(t) for t in types)
+        raise ShapeError(f"{op_name}({shown}): {err}\n  at {creation_site()}") from None
+    if not isinstance(out_type, TensorType):
+        raise TypeError(f"{op_name}.infer returned {out_type!r}, not a TensorType")
+    return graph.add_node(op_name, inputs, normalized, out_type, name=name)
+
+
+def infer_type(op_name: str, attrs: dict[str, Any], types: tuple[TensorType, ...]) -> TensorType:
+    """Type inference without building a node (used by ``verify`` and the contract tests)."""
+    op = get_op(op_name)
+    return op.infer(op.normalize(attrs, *types), *types)

@@ -1,0 +1,103 @@
+"""Symbolic reverse-mode differentiation: gradients are built as ordinary graph nodes.
+
+Algorithm:
+1. the *path* is every node that ``y`` depends on and that depends on some ``x`` (float nodes only);
+2. every op on the path must have a VJP — otherwise one :class:`GradientError` lists all that lack one, each
+   with its creation site;
+3. walk the path in reverse topological order, seeding ḡ(y) = 1; each node's gradient is the sum of the
+   contributions its consumers sent it (reused nodes get summed gradients); ``op.vjp(node, ḡ)`` returns one
+   contribution per input, already summed back to the input's shape when the op broadcast it;
+4. nodes created here are marked ``backward``; those no returned gradient needs are dropped again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from graphc.ir import GradientError, Node
+from ops import fn
+from ops.registry import get_op
+
+
+def _path(y: Node, xs: Sequence[Node]) -> list[Node]:
+    """Nodes on some x → y path, in topological order."""
+    ancestors: dict[int, Node] = {}
+    stack = [y]
+    while stack:
+        n = stack.pop()
+        if n.id not in ancestors:
+            ancestors[n.id] = n
+            stack.extend(n.inputs)
+    reaches_x = {x.id for x in xs}
+    for n in sorted(ancestors.values(), key=lambda n: n.id):
+        if n.id not in reaches_x and n.type.is_float and any(i.id in reaches_x for i in n.inputs):
+            reaches_x.add(n.id)
+    return [n for n in sorted(ancestors.values(), key=lambda n: n.id) if n.id in reaches_x]
+
+
+def _check(y: Node, xs: Sequence[Node]) -> None:
+    if not isinstance(y, Node):
+        raise GradientError(f"grad: y must be a graphc tensor, got {type(y).__name__}")
+    if y.shape != ():
+        raise GradientError(f"grad: y must be a scalar (shape ()), got {y.name!r} with shape {y.shape} created at "
+                            f"{y.site}; reduce it first, e.g. y.sum() or y.mean()")
+    if not y.type.is_float:
+        raise GradientError(f"grad: y must be floating-point, got {y.type} ({y.name!r} at {y.site})")
+    for x in xs:
+        if not isinstance(x, Node):
+            raise GradientError(f"grad: xs must be graphc tensors, got {type(x).__name__}")
+        if x.graph is not y.graph:
+            raise GradientError(f"grad: {x.name!r} belongs to graph {x.graph.name!r}, y to {y.graph.name!r}")
+        if not x.type.is_float:
+            raise GradientError(f"grad: cannot differentiate with respect to {x.name!r} of dtype {x.dtype} "
+                                f"(created at {x.site}); only floating-point tensors have gradients")
+
+
+def grad(y: Node, xs: Sequence[Node]) -> list[Node]:
+    """Gradients dy/dx for each x in ``xs`` as new (backward) nodes of y's graph."""
+    xs = list(xs)
+    _check(y, xs)
+    path = _path(y, xs)
+    missing = [n for n in path if not n.is_leaf and not get_op(n.op).has_vjp]
+    if missing:
+        listed = "\n".join(f"  - {n.op} ({n.name!r}) created at {n.site}" for n in missing)
+        raise GradientError(f"grad: these ops on the path from the inputs to {y.name!r} have no gradient (VJP):\n"
+                            f"{listed}")
+    graph = y.graph
+    start = len(graph.nodes)
+    on_path = {n.id for n in path}
+    wanted = {x.id for x in xs}
+    contributions: dict[int, list[Node]] = {}
+    totals: dict[int, Node] = {}
+    with graph.backward_scope():
+        contributions[y.id] = [graph.const(1.0, dtype=y.dtype)]
+        for node in reversed(path):
+            parts = contributions.pop(node.id, None)
+            if parts is None:
+                continue
+            g = _total(parts)
+            if node.id in wanted:
+                totals[node.id] = g
+            if node.is_leaf:
+                continue
+            for x, gx in zip(node.inputs, get_op(node.op).vjp(node, g)):
+                if gx is None or x.id not in on_path:
+                    continue
+                if gx.shape != x.shape or gx.dtype != x.dtype:
+                    raise GradientError(f"internal error: the VJP of {node.op} returned {gx.type} for an input "
+                                        f"of type {x.type} ({node.name!r} at {node.site})")
+                contributions.setdefault(x.id, []).append(gx)
+        # y not depending on x (or only through integer values) means a zero gradient
+        results = [totals[x.id] if x.id in totals else graph.const(np.zeros(x.shape), dtype=x.dtype) for x in xs]
+    graph.remove_unreachable_since(start, results)
+    return results
+
+
+def _total(parts: list[Node]) -> Node:
+    total = parts[0]
+    for p in parts[1:]:
+        total = fn.add(total, p)
+    return total
+

@@ -1,0 +1,165 @@
+"""What every backend's program shares: the output spec, state updates and feed validation.
+
+``Program.__call__(**feeds)`` validates names, shapes and dtypes of the feeds before any kernel runs, runs the
+backend, applies state updates in place and returns fresh output arrays as a dict (or list, or one array,
+matching how ``outputs`` was given).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from graphc.ir import FeedError, GraphcError, Node, topo_ancestors
+
+OutputSpec = Mapping[str, Node] | list[Node] | tuple[Node, ...] | Node
+
+
+class Program:
+    """A compiled (or interpreted) computation of ``outputs`` with optional state ``updates``."""
+
+    backend = "abstract"
+
+    def __init__(self, outputs: OutputSpec, updates: Any = None) -> None:
+        self.output_names, self.output_nodes, self._form = _normalize_outputs(outputs)
+        self.graph = self.output_nodes[0].graph
+        explicit = _normalize_updates(self.graph, updates)
+        self.updates = _with_implicit_updates(self.graph, self.output_nodes, explicit)
+        roots = self.output_nodes + [value for _, value in self.updates]
+        self.nodes = topo_ancestors(roots)
+        self.inputs = {n.name: n for n in self.nodes if n.op == "input"}
+        self.params = {n.name: n for n in self.nodes if n.op == "param"}
+
+    # -- calling ---------------------------------------------------------------------------------------
+    def __call__(self, **feeds: Any) -> Any:
+        arrays = validate_feeds(self.graph, self.inputs, feeds)
+        self._check_state()
+        values = self._run(arrays)
+        outputs, new_state = values[: len(self.output_nodes)], values[len(self.output_nodes):]
+        for (param, _), value in zip(self.updates, new_state):
+            np.copyto(self.graph.state[param.name], value)
+        return self._package([np.array(v, copy=True) for v in outputs])
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Values of ``output_nodes`` then of the update values, in that order."""
+        raise NotImplementedError
+
+    def _check_state(self) -> None:
+        """The graph's state arrays must still match their params (a user may have replaced one)."""
+        for name, node in self.params.items():
+            array = self.graph.state.get(name)
+            if not isinstance(array, np.ndarray) or array.shape != node.shape or array.dtype != node.type.np_dtype:
+                got = "missing" if array is None else f"{getattr(array, 'dtype', type(array).__name__)}" \
+                      f"{list(getattr(array, 'shape', ()))}"
+                raise GraphcError(f"graph.state[{name!r}] must be a {node.type} array, found {got}")
+
+    def _package(self, arrays: list[np.ndarray]) -> Any:
+        if self._form == "dict":
+            return dict(zip(self.output_names, arrays))
+        if self._form == "single":
+            return arrays[0]
+        return arrays
+
+    def __repr__(self) -> str:
+        return (f"<{type(self).__name__} backend={self.backend} outputs={self.output_names} "
+                f"inputs={list(self.inputs)} updates={[p.name for p, _ in self.updates]}>")
+
+
+def _normalize_outputs(outputs: OutputSpec) -> tuple[list[str], list[Node], str]:
+    if isinstance(outputs, Node):
+        return [outputs.name], [outputs], "single"
+    if isinstance(outputs, Mapping):
+        names, nodes, form = [str(k) for k in outputs], list(outputs.values()), "dict"
+    elif isinstance(outputs, (list, tuple)):
+        nodes, form = list(outputs), "list"
+        names = [getattr(n, "name", str(i)) for i, n in enumerate(nodes)]
+    else:
+        raise GraphcError(f"compile: outputs must be a tensor, a dict of tensors or a list of tensors, "
+                          f"got {type(outputs).__name__}")
+    if not nodes:
+        raise GraphcError("compile: no outputs given")
+    for name, n in zip(names, nodes):
+        if not isinstance(n, Node):
+            raise GraphcError(f"compile: output {name!r} is a {type(n).__name__}, not a graphc tensor")
+    graphs = {id(n.graph) for n in nodes}
+    if len(graphs) > 1:
+        raise GraphcError("compile: all outputs must belong to one graph")
+    return names, nodes, form
+
+
+def _normalize_updates(graph, updates: Any) -> list[tuple[Node, Node]]:
+    if updates is None:
+        return []
+    pairs = list(updates.items()) if isinstance(updates, Mapping) else list(updates)
+    seen: set[str] = set()
+    for pair in pairs:
+        if not (isinstance(pair, tuple) and len(pair) == 2):
+            raise GraphcError("compile: updates must be a dict {param: new_value} or a list of (param, new_value)")
+        param, value = pair
+        if not isinstance(param, Node) or param.op != "param" or param.graph is not graph:
+            raise GraphcError(f"compile: update target {param!r} is not a param of graph {graph.name!r}")
+        if not isinstance(value, Node) or value.graph is not graph:
+            raise GraphcError(f"compile: the new value of {param.name!r} must be a tensor of graph {graph.name!r}")
+        if value.type != param.type:
+            raise GraphcError(f"compile: the update of {param.name!r} ({param.type}) has type {value.type}, "
+                              f"created at {value.site}")
+        if param.name in seen:
+            raise GraphcError(f"compile: {param.name!r} is updated twice")
+        seen.add(param.name)
+    return pairs
+
+
+def _with_implicit_updates(graph, outputs: list[Node], explicit: list[tuple[Node, Node]]) -> list[tuple[Node, Node]]:
+    """Add the updates that ops computed by this program asked for (e.g. batch-norm running statistics)."""
+    if not graph.implicit_updates:
+        return explicit
+    pairs = list(explicit)
+    targets = {p.name for p, _ in pairs}
+    for node in topo_ancestors(outputs + [v for _, v in explicit]):
+        for param, value in graph.implicit_updates.get(node, ()):
+            if param.name not in targets:
+                pairs.append((param, value))
+                targets.add(param.name)
+    return pairs
+
+
+# ------------------------------------------------------------------------------------------ feed checks
+
+
+def _describe(node: Node) -> str:
+    return f"{node.name!r} ({node.type}, declared at {node.site})"
+
+
+def validate_feeds(graph, inputs: dict[str, Node], feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Check every feed against the declared inputs; return C-contiguous arrays of the declared dtypes.
+
+    Values convert when NumPy's ``same_kind`` rule allows it (float64 → float32, int → float); anything that
+    would change meaning (float → int labels, a wrong shape, an unknown or missing name) is a :class:`FeedError`.
+    """
+    unknown = [k for k in feeds if k not in graph.inputs]
+    if unknown:
+        expected = ", ".join(_describe(n) for n in inputs.values()) or "no inputs"
+        raise FeedError(f"unknown feed {', '.join(map(repr, unknown))}; this program takes {expected}")
+    missing = [n for name, n in inputs.items() if name not in feeds]
+    if missing:
+        raise FeedError("missing feed " + ", ".join(_describe(n) for n in missing))
+    arrays = {}
+    for name, node in inputs.items():
+        value = feeds[name]
+        if isinstance(value, Node):
+            raise FeedError(f"feed {name!r}: got the symbolic tensor {value.name!r}; feed a concrete array")
+        try:
+            array = np.asarray(value)
+        except (TypeError, ValueError) as err:
+            raise FeedError(f"feed {name!r}: cannot convert {type(value).__name__} to an array ({err})") from None
+        want = node.type.np_dtype
+        if array.dtype.kind not in "biuf" or not np.can_cast(array.dtype, want, "same_kind"):
+            raise FeedError(f"feed {name!r}: expected {node.type.dtype}, got {array.dtype} "
+                            f"(declared as {_describe(node)}); convert it explicitly")
+        if array.shape != node.shape:
+            raise FeedError(f"feed {name!r}: expected shape {node.shape}, got {array.shape} "
+                            f"(declared as {_describe(node)})")
+        arrays[name] = np.asarray(array, dtype=want, order="C")
+    return arrays
