@@ -49,10 +49,7 @@ class TensorType:
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise ShapeError(f"unsupported dtype {self.dtype!r}; graphc supports {', '.join(DTYPES)}")
-        shape = tuple(int(d) for d in self.shape)
-        if any(d < 0 for d in shape):
-            raise ShapeError(f"negative dimension in shape {shape}")
-        object.__setattr__(self, "shape", shape)
+        object.__setattr__(self, "shape", check_shape(self.shape))
 
     @property
     def ndim(self) -> int:
@@ -78,9 +75,25 @@ class TensorType:
         return f"{self.dtype}{list(self.shape)}"
 
 
+def check_shape(shape: Any) -> tuple[int, ...]:
+    """``shape`` as a tuple of non-negative Python ints; a :class:`ShapeError` for anything else (2.5, "34", -1)."""
+    if isinstance(shape, (str, bytes)) or not hasattr(shape, "__iter__") or isinstance(shape, Node):
+        raise ShapeError(f"a shape must be a tuple of ints, got {shape!r}")
+    shape = tuple(shape)
+    for d in shape:
+        if isinstance(d, (bool, np.bool_)) or not isinstance(d, (int, np.integer)):
+            raise ShapeError(f"shape {tuple(shape)!r} has a dimension {d!r} that is not an int")
+        if d < 0:
+            raise ShapeError(f"negative dimension in shape {tuple(int(x) for x in shape)}")
+    return tuple(int(d) for d in shape)
+
+
 def dtype_name(dtype: Any) -> str:
     """Canonical dtype name for a numpy dtype, a type or a string; raises for unsupported ones."""
-    name = np.dtype(dtype).name
+    try:
+        name = np.dtype(dtype).name
+    except TypeError:
+        raise ShapeError(f"unknown dtype {dtype!r}; graphc supports {', '.join(DTYPES)}") from None
     if name not in DTYPES:
         raise ShapeError(f"unsupported dtype {name!r}; graphc supports {', '.join(DTYPES)}")
     return name
@@ -129,6 +142,9 @@ class Attrs(Mapping[str, Any]):
         return len(self._items)
 
     def __setattr__(self, key: str, value: Any) -> None:
+        raise AttributeError("Attrs are immutable")
+
+    def __delattr__(self, key: str) -> None:
         raise AttributeError("Attrs are immutable")
 
     def replace(self, **changes: Any) -> Attrs:
@@ -191,8 +207,17 @@ class Node:
                            ("name", name), ("site", site), ("id", id), ("backward", backward)):
             object.__setattr__(self, key, value)
 
+    # NumPy must not treat a node as an object scalar: ``array * node`` defers to ``Node.__rmul__``
+    __array_ufunc__ = None
+
     def __setattr__(self, key: str, value: Any) -> None:
         raise AttributeError("graphc nodes are immutable; build a new node instead")
+
+    def __delattr__(self, key: str) -> None:
+        raise AttributeError("graphc nodes are immutable; build a new node instead")
+
+    def __iter__(self) -> Iterator[Node]:
+        raise TypeError(f"a graphc tensor is symbolic and cannot be iterated: {self!r}")
 
     def __hash__(self) -> int:
         return object.__hash__(self)
@@ -291,6 +316,7 @@ class Graph:
         self.inputs: dict[str, Node] = {}
         self.params: dict[str, Node] = {}
         self.state: dict[str, np.ndarray] = {}
+        self.trainable: set[str] = set()  # names of params that optimizers update
         # trigger node -> ((param, new value), ...): updates an op asks for whenever its output is computed
         # (batch-norm running statistics); compile() adds them to the program's updates.
         self.implicit_updates: dict[Node, tuple[tuple[Node, Node], ...]] = {}
@@ -344,17 +370,25 @@ class Graph:
 
     def input(self, name: str, shape: Any = (), dtype: Any = "float32") -> Node:
         """A value fed on every call of a compiled program."""
-        ttype = TensorType(_as_shape(shape), dtype_name(dtype))
+        try:
+            ttype = TensorType(_as_shape(shape), dtype_name(dtype))
+        except ShapeError as err:
+            raise ShapeError(f"input {name!r}: {err}\n  at {creation_site()}") from None
         node = self.add_node("input", (), {}, ttype, name=name)
         self.inputs[name] = node
         return node
 
-    def param(self, name: str, value: Any, dtype: Any = None) -> Node:
-        """Trainable state: the graph keeps ``value`` (copied) in ``self.state[name]``."""
+    def param(self, name: str, value: Any, dtype: Any = None, trainable: bool = True) -> Node:
+        """State the graph keeps (copied) in ``self.state[name]``.
+
+        ``trainable=False`` marks state that optimizers leave alone (running statistics, counters).
+        """
         array = _as_array(value, dtype)
         node = self.add_node("param", (), {}, TensorType(array.shape, array.dtype.name), name=name)
         self.params[name] = node
         self.state[name] = array
+        if trainable and node.type.is_float:
+            self.trainable.add(name)
         return node
 
     def const(self, value: Any, dtype: Any = None, name: str | None = None) -> Node:
@@ -384,14 +418,14 @@ class Graph:
 
 
 def _as_shape(shape: Any) -> tuple[int, ...]:
-    if isinstance(shape, (int, np.integer)):
-        return (int(shape),)
-    return tuple(int(d) for d in shape)
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, (bool, np.bool_)):
+        return check_shape((shape,))
+    return check_shape(shape)
 
 
 def _as_array(value: Any, dtype: Any) -> np.ndarray:
     if isinstance(value, Node):
-        raise GraphcError(f"expected a concrete value, got the symbolic tensor {value!r}")
+        raise GraphcError(f"expected a concrete value, got the symbolic tensor {value!r}\n  at {creation_site()}")
     array = np.array(value)
     if dtype is None:
         if array.dtype.kind == "f":
@@ -401,7 +435,7 @@ def _as_array(value: Any, dtype: Any) -> np.ndarray:
         elif array.dtype.kind == "b":
             dtype = "bool"
         else:
-            raise ShapeError(f"cannot make a tensor from a value of dtype {array.dtype}")
+            raise ShapeError(f"cannot make a tensor from a value of dtype {array.dtype}\n  at {creation_site()}")
     return np.array(array, dtype=dtype_name(dtype), order="C", copy=True)
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from graphc.api import compile as compile_program
 from graphc.api import grad
-from graphc.ir import Graph, GraphcError, Node, topo_ancestors
+from graphc.ir import FeedError, Graph, GraphcError, Node, topo_ancestors
 from ops.registry import apply
 
 
@@ -33,10 +33,10 @@ def promote_to_float64(outputs: Sequence[Node]) -> tuple[Graph, dict[int, Node]]
         elif n.op == "param":
             copy = new.param(n.name, graph.state[n.name], dtype=wider(n.dtype))
         elif n.op == "const":
-            copy = new.const(n.attrs["value"], dtype=wider(n.dtype))
-        else:
+            copy = new.const(n.attrs["value"], dtype=wider(n.dtype), name=n.name)
+        else:  # names are kept (unique in the source graph, so unique here) so reports match the user's graph
             attrs = {k: wider(v) if k == "dtype" and isinstance(v, str) else v for k, v in n.attrs.items()}
-            copy = apply(n.op, *(mapping[x.id] for x in n.inputs), **attrs)
+            copy = apply(n.op, *(mapping[x.id] for x in n.inputs), name=n.name, **attrs)
         mapping[n.id] = copy
     return new, mapping
 
@@ -51,6 +51,10 @@ def check_grads(y: Node, xs: Sequence[Node], feeds: Mapping[str, Any], eps: floa
     for x in xs:
         if x.op not in ("input", "param"):
             raise GraphcError(f"check_grads: {x.name!r} is a {x.op} node; finite differences need inputs or params")
+    unknown = [k for k in feeds if k not in y.graph.inputs]
+    if unknown:
+        raise FeedError(f"check_grads: unknown feed {', '.join(map(repr, unknown))}; graph {y.graph.name!r} has "
+                        f"inputs {', '.join(map(repr, y.graph.inputs)) or '(none)'}")
     graph64, mapping = promote_to_float64([y, *xs])
     y64, xs64 = mapping[y.id], [mapping[x.id] for x in xs]
     grads = grad(y64, xs64)
@@ -64,8 +68,9 @@ def check_grads(y: Node, xs: Sequence[Node], feeds: Mapping[str, Any], eps: floa
         target = feeds64[x.name] if x.op == "input" else graph64.state[x.name]
         target = np.asarray(target)
         if x.op == "input":
-            feeds64[x.name] = target = np.array(target, dtype=np.float64)
+            feeds64[x.name] = target = np.array(target, dtype=np.float64, order="C")
         flat = target.reshape(-1)
+        assert np.shares_memory(flat, target), "finite differences must perturb the array the program reads"
         indices = np.arange(flat.size)
         if flat.size > max_elements:
             indices = rng.choice(flat.size, max_elements, replace=False)
@@ -80,8 +85,9 @@ def check_grads(y: Node, xs: Sequence[Node], feeds: Mapping[str, Any], eps: floa
             numeric[j] = (plus - minus) / (2 * eps)
         got = np.asarray(g).reshape(-1)[indices]
         err = np.abs(got - numeric) - (atol + rtol * np.abs(numeric))
-        if np.any(err > 0) or not np.all(np.isfinite(got)):
-            worst = int(np.nanargmax(np.where(np.isfinite(got), err, np.inf)))
+        finite = np.isfinite(got) & np.isfinite(numeric)  # a NaN on either side is a failure, not a pass
+        if np.any(err > 0) or not np.all(finite):
+            worst = int(np.argmax(np.where(finite, err, np.inf)))
             where = np.unravel_index(indices[worst], x.shape) if x.shape else ()
             a, n = got[worst], numeric[worst]
             failures.append(f"d{y.name}/d{x.name} at index {tuple(int(i) for i in where)}: analytic {a:.8g}, "

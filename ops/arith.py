@@ -43,6 +43,7 @@ class Sub(Binary):
 
     name = "sub"
     float_only = False
+    bool_ok = False
 
     def reference(self, attrs, x, y):
         return np.subtract(x, y)
@@ -164,6 +165,7 @@ class Neg(Unary):
 
     name = "neg"
     float_only = False
+    bool_ok = False
 
     def reference(self, attrs, x):
         return np.negative(x)
@@ -255,6 +257,7 @@ class Sign(Unary):
 
     name = "sign"
     float_only = False
+    bool_ok = False
 
     def reference(self, attrs, x):
         return np.sign(x)

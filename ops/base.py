@@ -76,6 +76,11 @@ class Op:
     def scalar(self, b: Any, attrs: Mapping[str, Any], *xs: Any) -> Any:
         raise NotImplementedError(f"{self.name}.scalar")
 
+    def promote_dtype(self, position: int, value: np.ndarray, peers: tuple[TensorType, ...]) -> str | None:
+        """The dtype a Python scalar / NumPy array operand at ``position`` becomes; ``None``: the default rule
+        (the tensor operands' dtype). Override for operands with their own dtype (integer class labels)."""
+        return None
+
     def samples(self, rng: np.random.Generator) -> list[Sample]:
         return []
 

@@ -15,16 +15,20 @@ from ops.base import Op, OpError, Sample, broadcast_shapes, randn, require_float
 
 
 class Unary(Op):
-    """y = f(x), same shape and dtype. ``float_only`` ops reject integer/bool operands."""
+    """y = f(x), same shape and dtype. ``float_only`` ops reject integer/bool operands; ``bool_ok = False``
+    ops (negation, sign) reject bool operands."""
 
     kind = "elementwise"
     arity = 1
     inplace = True
     float_only: ClassVar[bool] = True
+    bool_ok: ClassVar[bool] = True
 
     def infer(self, attrs: Mapping[str, Any], x: TensorType) -> TensorType:
         if self.float_only:
             require_float(self.name, x)
+        if not self.bool_ok:
+            reject_bool(self.name, x)
         return x
 
     def domain(self, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
@@ -39,7 +43,7 @@ class Unary(Op):
         from ops.base import ErrorCase
 
         if not self.float_only:
-            return []
+            return [] if self.bool_ok else [ErrorCase([((3,), "bool")], {}, "bool")]
         return [ErrorCase([((3,), "int64")], {}, "floating-point")]
 
 
@@ -50,11 +54,14 @@ class Binary(Op):
     arity = 2
     inplace = True
     float_only: ClassVar[bool] = True
+    bool_ok: ClassVar[bool] = True
 
     def infer(self, attrs: Mapping[str, Any], x: TensorType, y: TensorType) -> TensorType:
         dtype = same_dtype(self.name, x, y)
         if self.float_only:
             require_float(self.name, x, y)
+        if not self.bool_ok:
+            reject_bool(self.name, x, y)
         return TensorType(broadcast_shapes(self.name, x.shape, y.shape), self.result_dtype(dtype))
 
     def result_dtype(self, dtype: str) -> str:
@@ -74,6 +81,8 @@ class Binary(Op):
                  ErrorCase([((3,), "float32"), ((3,), "float64")], {}, "different dtypes")]
         if self.float_only:
             cases.append(ErrorCase([((3,), "int64"), ((3,), "int64")], {}, "floating-point"))
+        elif not self.bool_ok:
+            cases.append(ErrorCase([((3,), "bool"), ((3,), "bool")], {}, "bool"))
         return cases
 
 
@@ -81,3 +90,9 @@ def check_same_shape(op: str, *types: TensorType) -> None:
     shapes = {t.shape for t in types}
     if len(shapes) > 1:
         raise OpError(f"operands must have the same shape, got {' and '.join(str(t.shape) for t in types)}")
+
+
+def reject_bool(op: str, *types: TensorType) -> None:
+    for t in types:
+        if t.dtype == "bool":
+            raise OpError(f"is not defined for bool operands, got {t}; cast to a number first")

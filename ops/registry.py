@@ -50,19 +50,30 @@ def _graph_of(op: str, operands: tuple[Any, ...]):
     return next(iter(graphs.values()))
 
 
-def _promote(graph, value: Any, peers: list[Node], op: str) -> Node:
-    """A Python scalar or array becomes a const of the peers' dtype (the tensor operand decides)."""
+def _promote(graph, value: Any, peers: list[Node], op: Op, position: int) -> Node:
+    """A Python scalar or array becomes a const of the peers' dtype (the tensor operands decide).
+
+    Float peers win over integer ones; bool peers only decide for bool values (``where(c, 1.0, 0.0)`` gives
+    float32 constants, not bools); ``op.promote_dtype`` may pick the dtype itself (integer class labels).
+    """
     if isinstance(value, Node):
         return value
     array = np.asarray(value)
     if array.dtype.kind not in "biuf":
-        raise ShapeError(f"{op}: cannot use a value of type {type(value).__name__} as a tensor\n  at {creation_site()}")
+        raise ShapeError(f"{op.name}: cannot use a value of type {type(value).__name__} as a tensor\n"
+                         f"  at {creation_site()}")
+    chosen = op.promote_dtype(position, array, tuple(p.type for p in peers))
+    if chosen is not None:
+        return graph.const(array, dtype=chosen)
     float_peers = [p for p in peers if p.type.is_float]
-    target = (float_peers or peers)[0].dtype if peers else None
+    int_peers = [p for p in peers if p.dtype == "int64"]
+    bool_peers = [p for p in peers if p.dtype == "bool"] if array.dtype.kind == "b" else []
+    candidates = float_peers or int_peers or bool_peers
+    target = candidates[0].dtype if candidates else None
     if target is None:
         return graph.const(array)
     if not np.can_cast(array.dtype, target, "same_kind") and not (array.ndim == 0 and _fits(array, target)):
-        raise ShapeError(f"{op}: a {array.dtype} constant cannot be combined with {target} tensors without a "
+        raise ShapeError(f"{op.name}: a {array.dtype} constant cannot be combined with {target} tensors without a "
                          f"lossy cast\n  at {creation_site()}")
     return graph.const(array, dtype=target)
 
@@ -78,14 +89,14 @@ def apply(op_name: str, *operands: Any, name: str | None = None, **attrs: Any) -
     op = get_op(op_name)
     graph = _graph_of(op_name, operands)
     peers = [x for x in operands if isinstance(x, Node)]
-    inputs = tuple(_promote(graph, x, peers, op_name) for x in operands)
+    inputs = tuple(_promote(graph, x, peers, op, i) for i, x in enumerate(operands))
     if op.arity is not None and len(inputs) != op.arity:
         raise ShapeError(f"{op_name}: takes {op.arity} operands, got {len(inputs)}\n  at {creation_site()}")
     types = tuple(x.type for x in inputs)
     try:
         normalized = op.normalize(attrs, *types)
         out_type = op.infer(normalized, *types)
-    except OpError as err:
+    except (OpError, ShapeError) as err:  # ShapeError: an invalid TensorType built during inference
         shown = ", ".join(str(t) for t in types)
         raise ShapeError(f"{op_name}({shown}): {err}\n  at {creation_site()}") from None
     if not isinstance(out_type, TensorType):

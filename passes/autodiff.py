@@ -67,6 +67,17 @@ def grad(y: Node, xs: Sequence[Node]) -> list[Node]:
                             f"{listed}")
     graph = y.graph
     start = len(graph.nodes)
+    try:
+        results = _backward(graph, y, xs, path)
+    except BaseException:
+        graph.remove_unreachable_since(start, [])  # leave no half-built backward nodes behind
+        raise
+    graph.remove_unreachable_since(start, results)
+    return results
+
+
+def _backward(graph, y: Node, xs: list[Node], path: list[Node]) -> list[Node]:
+    """Step 3: the reverse walk; returns dy/dx for each x (nodes no result needs are removed by the caller)."""
     on_path = {n.id for n in path}
     wanted = {x.id for x in xs}
     contributions: dict[int, list[Node]] = {}
@@ -90,9 +101,7 @@ def grad(y: Node, xs: Sequence[Node]) -> list[Node]:
                                         f"of type {x.type} ({node.name!r} at {node.site})")
                 contributions.setdefault(x.id, []).append(gx)
         # y not depending on x (or only through integer values) means a zero gradient
-        results = [totals[x.id] if x.id in totals else graph.const(np.zeros(x.shape), dtype=x.dtype) for x in xs]
-    graph.remove_unreachable_since(start, results)
-    return results
+        return [totals[x.id] if x.id in totals else graph.const(np.zeros(x.shape), dtype=x.dtype) for x in xs]
 
 
 def _total(parts: list[Node]) -> Node:

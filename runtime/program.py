@@ -38,9 +38,20 @@ class Program:
         self._check_state()
         values = self._run(arrays)
         outputs, new_state = values[: len(self.output_nodes)], values[len(self.output_nodes):]
-        for (param, _), value in zip(self.updates, new_state):
-            np.copyto(self.graph.state[param.name], value)
-        return self._package([np.array(v, copy=True) for v in outputs])
+        # outputs are fresh arrays holding the values computed from the state *before* the updates
+        outputs = [np.array(v, copy=True) for v in outputs]
+        self._apply_updates(new_state)
+        return self._package(outputs, arrays)
+
+    def _apply_updates(self, new_state: list[np.ndarray]) -> None:
+        """Write every update into ``graph.state`` in place, all computed from the old state (simultaneous:
+        ``{a: b, b: a}`` swaps). A new value that aliases some state array (a param, or a view of one) is copied
+        before any write."""
+        targets = [self.graph.state[param.name] for param, _ in self.updates]
+        new_state = [np.array(v, copy=True) if any(np.may_share_memory(v, t) for t in targets) else v
+                     for v in new_state]
+        for target, value in zip(targets, new_state):
+            np.copyto(target, value)
 
     def _run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Values of ``output_nodes`` then of the update values, in that order."""
@@ -55,9 +66,9 @@ class Program:
                       f"{list(getattr(array, 'shape', ()))}"
                 raise GraphcError(f"graph.state[{name!r}] must be a {node.type} array, found {got}")
 
-    def _package(self, arrays: list[np.ndarray]) -> Any:
+    def _package(self, arrays: list[np.ndarray], feeds: Mapping[str, np.ndarray] | None = None) -> Any:
         if self._form == "dict":
-            return dict(zip(self.output_names, arrays))
+            return Results(zip(self.output_names, arrays), feeds=feeds or {}, program=self)
         if self._form == "single":
             return arrays[0]
         return arrays
@@ -65,6 +76,22 @@ class Program:
     def __repr__(self) -> str:
         return (f"<{type(self).__name__} backend={self.backend} outputs={self.output_names} "
                 f"inputs={list(self.inputs)} updates={[p.name for p, _ in self.updates]}>")
+
+
+class Results(dict):
+    """A program's dict of outputs that also remembers the call: ``feeds`` (the validated feed arrays, by input
+    name) and ``program``. ``gc.render(..., values=results)`` uses them to recompute every intermediate value.
+    The feed arrays are kept by reference, not copied.
+    """
+
+    def __init__(self, items: Any = (), *, feeds: Mapping[str, np.ndarray] | None = None,
+                 program: Program | None = None) -> None:
+        super().__init__(items)
+        self.feeds: dict[str, np.ndarray] = dict(feeds or {})
+        self.program = program
+
+    def __reduce__(self) -> tuple:  # pickles as a plain dict (the program is not picklable)
+        return (dict, (dict(self),))
 
 
 def _normalize_outputs(outputs: OutputSpec) -> tuple[list[str], list[Node], str]:
