@@ -4,7 +4,7 @@ Importing this package registers every op family and installs Node's operator ov
 """
 
 from graphc import ir as _ir
-from ops import activation, arith, fn, linalg, loss, reduce, shape  # noqa: F401  (registration)
+from ops import activation, arith, conv, fn, indexing, linalg, loss, norm, pool, random, reduce, shape  # noqa: F401
 from ops.base import ErrorCase, Op, OpError, Sample
 from ops.registry import REGISTRY, apply, get_op, register
 

@@ -1,4 +1,5 @@
-"""Activation ops: sigmoid tanh relu leaky_relu (elementwise) and softmax log_softmax (along one axis)."""
+"""Activation ops: sigmoid tanh relu leaky_relu elu softplus gelu clip (elementwise), prelu (broadcast slope) and
+softmax log_softmax (along one axis)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import numpy as np
 
 from graphc.ir import TensorType
 from ops import fn
-from ops.base import ErrorCase, Op, Sample, away_from_zero, normalize_axis, require_float
-from ops.elementwise import Unary
+from ops.base import ErrorCase, Op, OpError, Sample, away_from_zero, normalize_axis, require_float
+from ops.elementwise import Binary, Unary
 from ops.registry import register
 
 
@@ -145,3 +146,164 @@ class LogSoftmax(_AlongAxis):
     def vjp(self, node, g):
         axis = node.attrs["axis"]
         return (fn.sub(g, fn.mul(fn.exp(node), fn.sum(g, axis=axis, keepdims=True))),)
+
+
+# -- activations beyond the core (issue 3) -----------------------------------------------------------------
+
+
+@register
+class Elu(Unary):
+    """y = x for x > 0, α(eˣ - 1) otherwise;  dy/dx = 1 for x > 0, αeˣ = y + α otherwise."""
+
+    name = "elu"
+
+    def normalize(self, attrs, x):
+        return {"alpha": float(attrs.get("alpha", 1.0))}
+
+    def reference(self, attrs, x):
+        return np.where(x > 0, x, attrs["alpha"] * np.expm1(np.minimum(x, 0))).astype(x.dtype)
+
+    def domain(self, rng, shape):
+        return away_from_zero(rng, *shape)
+
+    def samples(self, rng):
+        return super().samples(rng) + [Sample([self.domain(rng, (4, 3))], {"alpha": 0.5})]
+
+    def vjp(self, node, g):
+        x = node.inputs[0]
+        return (fn.where(fn.greater(x, 0.0), g, fn.mul(g, fn.add(node, node.attrs["alpha"]))),)
+
+    def scalar(self, b, attrs, x):
+        alpha, zero = b.const(attrs["alpha"], like=x), b.const(0, like=x)
+        negative = b.mul(alpha, b.sub(b.exp(b.min(x, zero)), b.const(1, like=x)))
+        return b.select(b.gt(x, zero), x, negative)
+
+
+@register
+class Softplus(Unary):
+    """y = log(1 + eˣ), computed stably as max(x, 0) + log(1 + e^(-|x|));  dy/dx = sigmoid(x)."""
+
+    name = "softplus"
+
+    def reference(self, attrs, x):
+        return np.logaddexp(np.zeros((), x.dtype), x)
+
+    def samples(self, rng):
+        return super().samples(rng) + [Sample([np.array([-40.0, -3.0, 0.0, 3.0, 40.0])])]
+
+    def vjp(self, node, g):
+        return (fn.mul(g, fn.sigmoid(node.inputs[0])),)
+
+    def scalar(self, b, attrs, x):
+        tail = b.log(b.add(b.const(1, like=x), b.exp(b.neg(b.abs(x)))))
+        return b.add(b.max(x, b.const(0, like=x)), tail)
+
+
+_GELU_C = float(np.sqrt(2.0 / np.pi))
+_GELU_K = 0.044715
+
+
+@register
+class Gelu(Unary):
+    """GELU, tanh form: y = ½x(1 + tanh u), u = c(x + kx³), c = √(2/π), k = 0.044715;
+    dy/dx = ½(1 + tanh u) + ½x(1 - tanh²u)·c(1 + 3kx²)."""
+
+    name = "gelu"
+
+    def reference(self, attrs, x):
+        # ½(1 + tanh u) = sigmoid(2u): an independent formulation of the same function, split by sign
+        u2 = 2 * _GELU_C * (x + _GELU_K * x**3)
+        e = np.exp(-np.abs(u2))
+        return (x * np.where(u2 >= 0, 1 / (1 + e), e / (1 + e))).astype(x.dtype)
+
+    def vjp(self, node, g):
+        x = node.inputs[0]
+        t = fn.tanh(fn.mul(fn.add(x, fn.mul(fn.mul(fn.mul(x, x), x), _GELU_K)), _GELU_C))
+        du = fn.mul(fn.add(fn.mul(fn.mul(x, x), 3 * _GELU_K), 1.0), _GELU_C)
+        dy = fn.add(fn.mul(fn.add(t, 1.0), 0.5), fn.mul(fn.mul(fn.mul(x, 0.5), fn.sub(1.0, fn.mul(t, t))), du))
+        return (fn.mul(g, dy),)
+
+    def scalar(self, b, attrs, x):
+        c, k, half, one = (b.const(v, like=x) for v in (_GELU_C, _GELU_K, 0.5, 1.0))
+        u = b.mul(c, b.add(x, b.mul(k, b.mul(b.mul(x, x), x))))
+        return b.mul(b.mul(half, x), b.add(one, b.tanh(u)))
+
+
+@register
+class Prelu(Binary):
+    """y = x for x > 0, a·x otherwise, the learned slope a broadcast to x (``fn.prelu`` reshapes a per-channel
+    (C,) slope to (C, 1, …) so it lines up with axis 1);  dy/dx = 1 or a, dy/da = 0 or x (summed over the
+    broadcast axes)."""
+
+    name = "prelu"
+
+    def infer(self, attrs, x, slope):
+        out = super().infer(attrs, x, slope)
+        if out.shape != x.shape:
+            raise OpError(f"the slope {slope.shape} must broadcast to the input's shape {x.shape}, "
+                          f"not enlarge it to {out.shape}")
+        return out
+
+    def reference(self, attrs, x, slope):
+        return np.where(x > 0, x, slope * x).astype(x.dtype)
+
+    def domain(self, rng, shape, position):
+        return away_from_zero(rng, *shape) if position == 0 else rng.uniform(0.05, 0.5, shape)
+
+    def samples(self, rng):
+        pairs = [((3, 4), (4,)), ((2, 3, 4, 4), (3, 1, 1)), ((5,), ()), ((2, 3), (2, 3))]
+        return [Sample([self.domain(rng, a, 0), self.domain(rng, b, 1)]) for a, b in pairs]
+
+    def error_cases(self):
+        return [ErrorCase([((3,), "float32"), ((2, 3), "float32")], {}, "must broadcast to the input's shape"),
+                ErrorCase([((3, 4), "float32"), ((3,), "float32")], {}, "do not broadcast")]
+
+    def vjp(self, node, g):
+        x, slope = node.inputs
+        positive_x = fn.greater(x, 0.0)
+        return (fn.where(positive_x, g, fn.mul(g, slope)),
+                fn.sum_to(fn.where(positive_x, 0.0, fn.mul(g, x)), slope.shape))
+
+    def scalar(self, b, attrs, x, slope):
+        return b.select(b.gt(x, b.const(0, like=x)), x, b.mul(slope, x))
+
+
+@register
+class Clip(Unary):
+    """y = min(max(x, lo), hi) (``lo``/``hi`` may be None: unbounded);  dy/dx = 1 for lo <= x <= hi, else 0."""
+
+    name = "clip"
+
+    def normalize(self, attrs, x):
+        lo, hi = attrs.get("lo"), attrs.get("hi")
+        lo, hi = None if lo is None else float(lo), None if hi is None else float(hi)
+        if lo is not None and hi is not None and lo > hi:
+            raise OpError(f"lo ({lo}) must not exceed hi ({hi})")
+        return {"lo": lo, "hi": hi}
+
+    def reference(self, attrs, x):
+        return np.clip(x, attrs["lo"], attrs["hi"]).astype(x.dtype)
+
+    def samples(self, rng):
+        x = rng.standard_normal((4, 6)) * 2
+        for kink in (-1.0, 1.0, 0.5, -0.25):  # keep the kinks out of finite differences
+            x = np.where(np.abs(x - kink) < 0.05, x + 0.1, x)
+        return [Sample([x], {"lo": -1.0, "hi": 1.0}), Sample([x], {"lo": 0.5}), Sample([x], {"hi": -0.25})]
+
+    def error_cases(self):
+        return super().error_cases() + [ErrorCase([((3,), "float32")], {"lo": 2.0, "hi": 1.0}, "must not exceed")]
+
+    def vjp(self, node, g):
+        x, lo, hi = node.inputs[0], node.attrs["lo"], node.attrs["hi"]
+        if lo is not None:
+            g = fn.where(fn.greater(lo, x), 0.0, g)
+        if hi is not None:
+            g = fn.where(fn.greater(x, hi), 0.0, g)
+        return (g,)
+
+    def scalar(self, b, attrs, x):
+        if attrs["lo"] is not None:
+            x = b.max(x, b.const(attrs["lo"], like=x))
+        if attrs["hi"] is not None:
+            x = b.min(x, b.const(attrs["hi"], like=x))
+        return x

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from graphc.ir import Node, creation_site
 from ops.registry import apply
 
@@ -136,6 +138,41 @@ def matmul(x: Node, y: Node) -> Node:
     return apply("matmul", x, y)
 
 
+# -- convolution and pooling (NCHW activations, OIHW weights) ---------------------------------------------
+def conv2d(x: Node, w: Node, b: Operand = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
+           groups: int = 1) -> Node:
+    """2-D convolution (cross-correlation, as PyTorch and ONNX) of x (N, C, H, W) with w (O, C/groups, kh, kw),
+    plus the optional bias b (O,). ``stride``/``dilation``: an int or a pair (h, w). ``padding``: an int, a pair
+    (ph, pw), an explicit (top, left, bottom, right) 4-tuple (ONNX ``pads`` order), ``"valid"`` (none) or
+    ``"same"`` (output size ceil(in / stride), the odd extra padding at the end like ONNX SAME_UPPER;
+    ``"same_lower"`` puts it at the start)."""
+    geometry = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
+    return apply("conv2d", x, w, **geometry) if b is None else apply("conv2d", x, w, b, **geometry)
+
+
+def max_pool2d(x: Node, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False,
+               dilation: Any = 1) -> Node:
+    """Max over windows of x (N, C, H, W). ``kernel_size``/``stride``/``dilation``: an int or a pair (stride
+    defaults to the kernel size); ``padding`` as for conv2d (padded with -inf); ``ceil_mode`` rounds the output
+    size up (a last window must start inside the input or the start padding)."""
+    return apply("max_pool2d", x, kernel_size=kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode,
+                 dilation=dilation)
+
+
+def avg_pool2d(x: Node, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False,
+               count_include_pad: bool = False, dilation: Any = 1) -> Node:
+    """Mean over windows of x (N, C, H, W), arguments as max_pool2d (zero padding). The divisor counts the window
+    positions inside the input, or inside the padded input with ``count_include_pad`` (never the positions that
+    only ceil_mode adds, as PyTorch)."""
+    return apply("avg_pool2d", x, kernel_size=kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode,
+                 count_include_pad=count_include_pad, dilation=dilation)
+
+
+def global_avg_pool2d(x: Node) -> Node:
+    """Mean over the spatial axes of x (N, C, H, W) → (N, C, 1, 1) (any rank >= 3: every axis after C)."""
+    return apply("global_avg_pool2d", x)
+
+
 # -- shape -----------------------------------------------------------------------------------------------
 def reshape(x: Node, shape: Any) -> Node:
     """Same elements in a new shape (one dimension may be -1)."""
@@ -181,8 +218,8 @@ def _canonical_index(index: Any) -> tuple:
             out.append(("ellipsis",))
         elif item is None:
             out.append(("newaxis",))
-        elif isinstance(item, int) and not isinstance(item, bool):
-            out.append(("int", item))
+        elif isinstance(item, (int, np.integer)) and not isinstance(item, (bool, np.bool_)):
+            out.append(("int", int(item)))
         else:
             raise TypeError(f"graphc tensors are indexed by ints and slices, not {type(item).__name__} "
                             f"(at {creation_site()})")
@@ -195,12 +232,95 @@ def one_hot(labels: Node, depth: int, dtype: Any = "float32") -> Node:
     return apply("one_hot", labels, depth=depth, dtype=dtype)
 
 
-def softmax_cross_entropy(logits: Node, labels: Operand, reduction: str = "mean") -> Node:
-    """Cross-entropy of softmax(logits) against integer class labels or probability targets."""
-    return apply("softmax_cross_entropy", logits, labels, reduction=reduction)
+def softmax_cross_entropy(logits: Node, labels: Operand, reduction: str = "mean",
+                          ignore_index: int | None = None) -> Node:
+    """Cross-entropy of softmax(logits) (classes on axis 1: (N, C) or (N, C, d1, ...)) against integer class
+    labels or probability targets; labels equal to ``ignore_index`` contribute nothing."""
+    return apply("softmax_cross_entropy", logits, labels, reduction=reduction, ignore_index=ignore_index)
 
 
 def mse(pred: Node, target: Operand, reduction: str = "mean") -> Node:
     """Mean squared error over all elements."""
     return apply("mse", pred, target, reduction=reduction)
+
+
+def mae(pred: Node, target: Operand, reduction: str = "mean") -> Node:
+    """Mean absolute error over all elements."""
+    return apply("mae", pred, target, reduction=reduction)
+
+
+def binary_cross_entropy(probs: Node, targets: Operand, reduction: str = "mean") -> Node:
+    """-(t log p + (1-t) log(1-p)) per element (logs clamped at -100), reduced over all elements."""
+    return apply("binary_cross_entropy", probs, targets, reduction=reduction)
+
+
+def sigmoid_binary_cross_entropy(logits: Node, targets: Operand, reduction: str = "mean") -> Node:
+    """binary_cross_entropy(sigmoid(logits), targets) in the stable form max(z,0) - z·t + log(1+e^(-|z|))."""
+    return apply("sigmoid_binary_cross_entropy", logits, targets, reduction=reduction)
+
+
+# -- more activations, clip --------------------------------------------------------------------------------
+def elu(x: Node, alpha: float = 1.0) -> Node:
+    """x for x > 0, alpha·(eˣ - 1) otherwise."""
+    return apply("elu", x, alpha=alpha)
+
+
+def prelu(x: Node, slope: Operand) -> Node:
+    """x for x > 0, slope·x otherwise; a (C,) slope applies per channel (axis 1) of an (N, C, ...) input."""
+    if isinstance(slope, Node) and slope.ndim == 1 and x.ndim > 2 and slope.shape[0] == x.shape[1]:
+        slope = reshape(slope, (slope.shape[0],) + (1,) * (x.ndim - 2))
+    return apply("prelu", x, slope)
+
+
+def softplus(x: Node) -> Node:
+    """log(1 + eˣ), computed stably."""
+    return apply("softplus", x)
+
+
+def gelu(x: Node) -> Node:
+    """GELU, tanh approximation: ½x(1 + tanh(√(2/π)(x + 0.044715x³)))."""
+    return apply("gelu", x)
+
+
+def clip(x: Node, lo: float | None = None, hi: float | None = None) -> Node:
+    """min(max(x, lo), hi); either bound may be None."""
+    return apply("clip", x, lo=lo, hi=hi)
+
+
+# -- indexing --------------------------------------------------------------------------------------------
+def flatten(x: Node, start_axis: int = 1) -> Node:
+    """x reshaped to x.shape[:start_axis] + (product of the remaining dims,)."""
+    from ops.indexing import flatten as _flatten
+
+    return _flatten(x, start_axis)
+
+
+def concat(xs: Any, axis: int = 0) -> Node:
+    """Concatenation of the tensors ``xs`` along ``axis``."""
+    return apply("concat", *xs, axis=axis)
+
+
+def pad(x: Node, pads: Any, value: float = 0.0) -> Node:
+    """Constant padding; ``pads`` an int (every side of every axis) or one (before, after) pair per axis."""
+    return apply("pad", x, pads=pads, value=value)
+
+
+# -- normalization, dropout ------------------------------------------------------------------------------
+def batch_norm(x: Node, gamma: Node, beta: Node, running_mean: Node, running_var: Node, training: bool,
+               momentum: float = 0.1, eps: float = 1e-5) -> Node:
+    """Batch normalization per channel (axis 1) of x (N, C) or (N, C, H, W). Training: batch statistics, and
+    the running statistics (params) are updated in place by any program computing the result, PyTorch-style:
+    running ← (1 - momentum)·running + momentum·batch (unbiased variance). Inference: running statistics."""
+    from ops.norm import build_batch_norm
+
+    return build_batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=momentum, eps=eps)
+
+
+def dropout(x: Node, rate: float, training: bool, seed: int | None = None) -> Node:
+    """Inverted dropout: zero each element with probability ``rate``, scale the rest by 1/(1 - rate); identity
+    when not training. The mask is a hash of (seed, step, element index); the step is a graph counter that every
+    program call increments. ``seed=None``: derived from the node's position in the graph."""
+    from ops.random import build_dropout
+
+    return build_dropout(x, rate, training, seed)
 

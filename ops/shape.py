@@ -64,7 +64,9 @@ class Transpose(Op):
         axes = attrs.get("axes")
         if axes is None:
             return {"axes": tuple(reversed(range(x.ndim)))}
-        perm = tuple(int(a) % x.ndim if x.ndim else int(a) for a in axes)
+        if any(not -x.ndim <= int(a) < x.ndim for a in axes):
+            raise OpError(f"axes {tuple(axes)} are out of range for the {x.ndim} axes of {x.shape}")
+        perm = tuple(int(a) % x.ndim for a in axes)
         if len(perm) != x.ndim or sorted(perm) != list(range(x.ndim)):
             raise OpError(f"axes {tuple(axes)} are not a permutation of the {x.ndim} axes of {x.shape}")
         return {"axes": perm}
@@ -83,7 +85,8 @@ class Transpose(Op):
                 Sample([rng.standard_normal((2, 3, 4))], {"axes": (1, 2, 0)})]
 
     def error_cases(self):
-        return [ErrorCase([((3, 4), "float32")], {"axes": (0, 0)}, "not a permutation")]
+        return [ErrorCase([((3, 4), "float32")], {"axes": (0, 0)}, "not a permutation"),
+                ErrorCase([((3, 4), "float32")], {"axes": (0, 5)}, "out of range")]
 
 
 @register

@@ -1,0 +1,262 @@
+"""Indexing ops: slice (basic NumPy indexing by ints, slices, Ellipsis and None), its scatter-back
+``slice_backward``, ``concat`` and constant ``pad``; and the ``flatten`` builder (a reshape).
+
+A ``slice`` index is a tuple of entries ``("slice", start, stop, step)``, ``("int", i)``, ``("ellipsis",)`` or
+``("newaxis",)`` (what ``fn.getitem`` produces). ``normalize`` makes it explicit and idempotent: one entry per
+input axis (plus newaxis entries), ints non-negative, slices with concrete non-negative ``start`` and ``step``
+and ``stop`` either a non-negative int or None (None only for a negative step running past index 0).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from graphc.ir import Node, ShapeError, TensorType, creation_site
+from ops import fn
+from ops.base import ErrorCase, Op, OpError, Sample, normalize_axis, same_dtype
+from ops.registry import apply, register
+
+Index = tuple[tuple[Any, ...], ...]
+
+
+def normalize_index(index: Any, shape: tuple[int, ...]) -> Index:
+    """The explicit canonical form of ``index`` for a tensor of ``shape`` (see the module docstring)."""
+    if not isinstance(index, (tuple, list)):
+        raise OpError(f"index must be a tuple of entries, got {index!r}")
+    entries = [tuple(e) for e in index]
+    kinds = [e[0] if e else None for e in entries]
+    if any(k not in ("slice", "int", "ellipsis", "newaxis") for k in kinds):
+        raise OpError(f"unknown index entry in {index!r}")
+    if kinds.count("ellipsis") > 1:
+        raise OpError("an index can only have a single ellipsis ('...')")
+    consumed = sum(k in ("slice", "int") for k in kinds)
+    if consumed > len(shape):
+        raise OpError(f"too many indices ({consumed}) for a tensor of shape {shape}")
+    fill = [("slice", None, None, None)] * (len(shape) - consumed)
+    if "ellipsis" in kinds:
+        at = kinds.index("ellipsis")
+        entries = entries[:at] + fill + entries[at + 1:]
+    else:
+        entries = entries + fill
+    out: list[tuple[Any, ...]] = []
+    axis = 0
+    for entry in entries:
+        if entry[0] == "newaxis":
+            out.append(("newaxis",))
+            continue
+        dim = shape[axis]
+        if entry[0] == "int":
+            i = int(entry[1])
+            if not -dim <= i < dim:
+                raise OpError(f"index {i} is out of bounds for axis {axis} of size {dim} (shape {shape})")
+            out.append(("int", i % dim))
+        else:
+            _, start, stop, step = entry
+            step = 1 if step is None else int(step)
+            if step == 0:
+                raise OpError(f"slice step cannot be zero (axis {axis})")
+            s = slice(None if start is None else int(start), None if stop is None else int(stop), step)
+            start, stop, step = s.indices(dim)
+            out.append(("slice", start, None if stop < 0 else stop, step))
+        axis += 1
+    return tuple(out)
+
+
+def python_index(index: Index) -> tuple[Any, ...]:
+    """A canonical index as a NumPy indexing tuple."""
+    return tuple(slice(e[1], e[2], e[3]) if e[0] == "slice" else e[1] if e[0] == "int" else None for e in index)
+
+
+def sliced_shape(index: Index, shape: tuple[int, ...]) -> tuple[int, ...]:
+    out, axis = [], 0
+    for e in index:
+        if e[0] == "newaxis":
+            out.append(1)
+            continue
+        if e[0] == "slice":
+            out.append(len(range(*slice(e[1], e[2], e[3]).indices(shape[axis]))))
+        axis += 1
+    return tuple(out)
+
+
+@register
+class Slice(Op):
+    """y = x[index] (basic indexing: ints, slices with any nonzero step, Ellipsis, newaxis);
+    dx = slice_backward(g): g scattered into zeros of x's shape at the selected positions."""
+
+    name = "slice"
+    kind = "shape"
+    arity = 1
+
+    def normalize(self, attrs, x):
+        return {"index": normalize_index(attrs["index"], x.shape)}
+
+    def infer(self, attrs, x):
+        return TensorType(sliced_shape(attrs["index"], x.shape), x.dtype)
+
+    def reference(self, attrs, x):
+        return np.array(x[python_index(attrs["index"])], dtype=x.dtype)
+
+    def vjp(self, node, g):
+        return (apply("slice_backward", g, index=node.attrs["index"], shape=node.inputs[0].shape),)
+
+    def samples(self, rng):
+        x = rng.standard_normal((4, 5, 3))
+        cases = [(slice(1, 3),), (Ellipsis, 1), (slice(None, None, 2), None, slice(-2, None)), (2, slice(4, 0, -2)),
+                 (slice(None, None, -1), 0, 2), (slice(3, 1),)]
+        return [Sample([x], {"index": fn._canonical_index(c)}) for c in cases]
+
+    def error_cases(self):
+        x = [((4, 5), "float32")]
+        return [ErrorCase(x, {"index": (("int", 4),)}, "out of bounds for axis 0 of size 4"),
+                ErrorCase(x, {"index": (("int", 0), ("int", 0), ("int", 0))}, "too many indices"),
+                ErrorCase(x, {"index": (("slice", None, None, 0),)}, "step cannot be zero"),
+                ErrorCase(x, {"index": (("ellipsis",), ("ellipsis",))}, "single ellipsis")]
+
+
+@register
+class SliceBackward(Op):
+    """y = zeros(shape) with y[index] = g (the VJP of ``slice``);  dg = slice(gy, index)."""
+
+    name = "slice_backward"
+    kind = "shape"
+    arity = 1
+
+    def normalize(self, attrs, g):
+        shape = tuple(int(d) for d in attrs["shape"])
+        return {"index": normalize_index(attrs["index"], shape), "shape": shape}
+
+    def infer(self, attrs, g):
+        want = sliced_shape(attrs["index"], attrs["shape"])
+        if g.shape != want:
+            raise OpError(f"the gradient has shape {g.shape}, but the slice of {attrs['shape']} has shape {want}")
+        return TensorType(attrs["shape"], g.dtype)
+
+    def reference(self, attrs, g):
+        out = np.zeros(attrs["shape"], dtype=g.dtype)
+        out[python_index(attrs["index"])] = g
+        return out
+
+    def vjp(self, node, g):
+        return (apply("slice", g, index=node.attrs["index"]),)
+
+    def samples(self, rng):
+        return [Sample([rng.standard_normal((2, 5, 3))], {"index": (("slice", 1, 3, 1),), "shape": (4, 5, 3)}),
+                Sample([rng.standard_normal((2, 4))], {"index": (("slice", None, None, -2), ("int", 1)),
+                                                       "shape": (4, 2, 4)})]
+
+    def error_cases(self):
+        return [ErrorCase([((3, 5), "float32")], {"index": (("slice", 1, 3, 1),), "shape": (4, 5)},
+                          "the slice of (4, 5) has shape (2, 5)")]
+
+
+@register
+class Concat(Op):
+    """y = concatenation of x₁ … xₖ along ``axis`` (same dtype, equal sizes elsewhere);
+    dxᵢ = the slice of g along ``axis`` that xᵢ occupies."""
+
+    name = "concat"
+    kind = "shape"
+    arity = None
+
+    def normalize(self, attrs, *xs):
+        if not xs:
+            raise OpError("needs at least one tensor")
+        if xs[0].ndim == 0:
+            raise OpError("cannot concatenate scalars (shape ()); reshape them to (1,) first")
+        return {"axis": normalize_axis(attrs.get("axis", 0), xs[0].ndim)}
+
+    def infer(self, attrs, *xs):
+        dtype = same_dtype(self.name, *xs)
+        axis = attrs["axis"]
+        first = xs[0].shape
+        for x in xs[1:]:
+            if x.ndim != len(first) or any(a != b for i, (a, b) in enumerate(zip(x.shape, first)) if i != axis):
+                shown = ", ".join(str(t.shape) for t in xs)
+                raise OpError(f"shapes {shown} differ outside the concatenation axis {axis}")
+        size = sum(x.shape[axis] for x in xs)
+        return TensorType(first[:axis] + (size,) + first[axis + 1:], dtype)
+
+    def reference(self, attrs, *xs):
+        return np.concatenate(xs, axis=attrs["axis"])
+
+    def vjp(self, node, g):
+        axis, offset, grads = node.attrs["axis"], 0, []
+        for x in node.inputs:
+            size = x.shape[axis]
+            index = (("slice", None, None, None),) * axis + (("slice", offset, offset + size, 1),)
+            grads.append(apply("slice", g, index=index))
+            offset += size
+        return tuple(grads)
+
+    def samples(self, rng):
+        return [Sample([rng.standard_normal((2, 3)), rng.standard_normal((4, 3))]),
+                Sample([rng.standard_normal((2, 1, 4)), rng.standard_normal((2, 3, 4)), rng.standard_normal((2, 2, 4))],
+                       {"axis": 1}),
+                Sample([rng.standard_normal((3, 2))], {"axis": -1})]
+
+    def error_cases(self):
+        return [ErrorCase([((2, 3), "float32"), ((2, 4), "float32")], {"axis": 0}, "differ outside"),
+                ErrorCase([((2, 3), "float32"), ((2, 3), "float64")], {}, "different dtypes"),
+                ErrorCase([((2, 3), "float32")], {"axis": 2}, "out of range")]
+
+
+@register
+class Pad(Op):
+    """Constant padding: y has shape dᵢ + beforeᵢ + afterᵢ, x in the middle, ``value`` elsewhere;
+    dx = the middle block of g."""
+
+    name = "pad"
+    kind = "shape"
+    arity = 1
+
+    def normalize(self, attrs, x):
+        pads = attrs.get("pads", 0)
+        if isinstance(pads, (int, np.integer)):
+            pairs = ((int(pads), int(pads)),) * x.ndim
+        else:
+            try:
+                pairs = tuple((int(b), int(a)) for b, a in pads)
+            except (TypeError, ValueError):
+                raise OpError(f"pads must be an int or one (before, after) pair per axis, got {pads!r}") from None
+        if len(pairs) != x.ndim:
+            raise OpError(f"pads needs one (before, after) pair per axis of {x.shape}, got {len(pairs)}")
+        if any(p < 0 for pair in pairs for p in pair):
+            raise OpError(f"pads must be non-negative, got {pairs}")
+        return {"pads": pairs, "value": float(attrs.get("value", 0.0))}
+
+    def infer(self, attrs, x):
+        return TensorType(tuple(d + b + a for d, (b, a) in zip(x.shape, attrs["pads"])), x.dtype)
+
+    def reference(self, attrs, x):
+        return np.pad(x, attrs["pads"], mode="constant", constant_values=attrs["value"]).astype(x.dtype)
+
+    def vjp(self, node, g):
+        x = node.inputs[0]
+        index = tuple(("slice", b, b + d, 1) for d, (b, _) in zip(x.shape, node.attrs["pads"]))
+        return (apply("slice", g, index=index),)
+
+    def samples(self, rng):
+        return [Sample([rng.standard_normal((2, 3))], {"pads": ((1, 0), (2, 1))}),
+                Sample([rng.standard_normal((2, 1, 3, 3))], {"pads": ((0, 0), (0, 0), (1, 1), (1, 1)), "value": -1.5}),
+                Sample([rng.standard_normal((4,))], {"pads": 2})]
+
+    def error_cases(self):
+        return [ErrorCase([((2, 3), "float32")], {"pads": ((1, 1),)}, "one (before, after) pair per axis"),
+                ErrorCase([((2, 3), "float32")], {"pads": ((1, 1), (0, -1))}, "non-negative")]
+
+
+def flatten(x: Node, start_axis: int = 1) -> Node:
+    """x reshaped to x.shape[:start_axis] + (product of the rest,) (PyTorch's ``flatten(start_dim)``)."""
+    if not isinstance(x, Node):
+        raise TypeError(f"flatten: x must be a graphc tensor, got {type(x).__name__}")
+    if x.ndim == 0:
+        return fn.reshape(x, (1,))
+    if not -x.ndim <= int(start_axis) < x.ndim:
+        raise ShapeError(f"flatten({x.type}): start_axis {start_axis} is out of range for a tensor of rank "
+                         f"{x.ndim}\n  at {creation_site()}")
+    a = int(start_axis) % x.ndim
+    rest = int(np.prod(x.shape[a:], dtype=np.int64))
+    return fn.reshape(x, x.shape[:a] + (rest,))

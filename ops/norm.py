@@ -1,0 +1,151 @@
+"""Normalization: batch_norm (one op for training and inference, so fusion can recognise and fold it).
+
+Conventions (PyTorch's): statistics per channel (axis 1) over every other axis (N for (N, C), N, H, W for NCHW);
+the batch variance that normalizes is the biased one (divide by n), the running variance is updated with the
+unbiased one (divide by n - 1); ``momentum`` weighs the new batch statistic:
+``running ← (1 - momentum)·running + momentum·batch``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from graphc.ir import GraphcError, Node
+from ops import fn
+from ops.base import ErrorCase, Op, OpError, Sample, positive, require_float
+from ops.registry import apply, register
+
+
+def _axes(ndim: int) -> tuple[int, ...]:
+    """The reduction axes of batch norm: every axis but the channel axis 1."""
+    return (0,) + tuple(range(2, ndim))
+
+
+def _per_channel(v: Node, ndim: int) -> Node:
+    """A (C,) vector reshaped to (1, C, 1, ...) so it broadcasts against an (N, C, ...) tensor."""
+    return fn.reshape(v, (1, v.shape[0]) + (1,) * (ndim - 2))
+
+
+@register
+class BatchNorm(Op):
+    """Batch normalization over all axes but axis 1 (inputs x, γ, β, running mean μᵣ, running variance σᵣ²).
+
+    Training:  μ = mean(x), σ² = mean((x - μ)²) (biased), x̂ = (x - μ)/√(σ² + ε), y = γ·x̂ + β;
+      with s = √(σ² + ε) and means over the n reduced elements per channel:
+      dx = (γ/s)·(g - mean(g) - x̂·mean(g·x̂)),  dγ = Σ g·x̂,  dβ = Σ g;  no gradient to μᵣ, σᵣ² (unused).
+    Inference: x̂ = (x - μᵣ)/√(σᵣ² + ε), y = γ·x̂ + β;  dx = g·γ/s, dγ = Σ g·x̂, dβ = Σ g,
+      dμᵣ = -Σ g·γ/s,  dσᵣ² = -½ Σ g·γ·x̂/s²  (s = √(σᵣ² + ε)).
+    The running-statistic updates are not part of this op: ``fn.batch_norm`` registers them as implicit
+    updates of the graph (see :func:`build_batch_norm`).
+    """
+
+    name = "batch_norm"
+    kind = "opaque"
+    arity = 5
+
+    def normalize(self, attrs, *types):
+        momentum, eps = float(attrs.get("momentum", 0.1)), float(attrs.get("eps", 1e-5))
+        if not 0.0 <= momentum <= 1.0:
+            raise OpError(f"momentum must be in [0, 1], got {momentum}")
+        if not eps > 0.0:
+            raise OpError(f"eps must be positive, got {eps}")
+        if "training" not in attrs:
+            raise OpError("needs training=True (batch statistics) or training=False (running statistics)")
+        return {"training": bool(attrs["training"]), "momentum": momentum, "eps": eps}
+
+    def infer(self, attrs, x, gamma, beta, mean, var):
+        require_float(self.name, x)
+        if x.ndim < 2:
+            raise OpError(f"x must have shape (N, C) or (N, C, ...), got {x.shape}")
+        channels = x.shape[1]
+        for what, t in (("gamma", gamma), ("beta", beta), ("running_mean", mean), ("running_var", var)):
+            if t.shape != (channels,) or t.dtype != x.dtype:
+                raise OpError(f"{what} must be a {x.dtype} vector of shape ({channels},) for x of shape {x.shape} "
+                              f"(one value per channel, axis 1), got {t}")
+        per_channel = x.size // channels if channels else 0
+        if attrs["training"] and per_channel < 2:
+            raise OpError(f"training needs more than one value per channel to compute batch statistics, "
+                          f"x has shape {x.shape}")
+        return x
+
+    def reference(self, attrs, x, gamma, beta, mean, var):
+        axes = _axes(x.ndim)
+        shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+        if attrs["training"]:
+            mu = x.mean(axis=axes, keepdims=True)
+            sigma2 = np.square(x - mu).mean(axis=axes, keepdims=True)
+        else:
+            mu, sigma2 = mean.reshape(shape), var.reshape(shape)
+        xhat = (x - mu) / np.sqrt(sigma2 + attrs["eps"])
+        return (xhat * gamma.reshape(shape) + beta.reshape(shape)).astype(x.dtype)
+
+    def vjp(self, node, g):
+        x, gamma, beta, mean, var = node.inputs
+        axes, eps, nd = _axes(x.ndim), node.attrs["eps"], x.ndim
+        gamma_b = _per_channel(gamma, nd)
+        d_beta = fn.sum(g, axis=axes)
+        if node.attrs["training"]:
+            count = float(x.size // x.shape[1])
+            centered = fn.sub(x, fn.mean(x, axis=axes, keepdims=True))
+            inv_std = fn.div(1.0, fn.sqrt(fn.add(fn.mean(fn.mul(centered, centered), axis=axes, keepdims=True), eps)))
+            xhat = fn.mul(centered, inv_std)
+            d_gamma = fn.sum(fn.mul(g, xhat), axis=axes)
+            mean_g = _per_channel(fn.div(d_beta, count), nd)
+            mean_gx = _per_channel(fn.div(d_gamma, count), nd)
+            d_x = fn.mul(fn.mul(gamma_b, inv_std), fn.sub(fn.sub(g, mean_g), fn.mul(xhat, mean_gx)))
+            return d_x, d_gamma, d_beta, None, None
+        inv_std = fn.div(1.0, fn.sqrt(fn.add(var, eps)))
+        inv_std_b = _per_channel(inv_std, nd)
+        xhat = fn.mul(fn.sub(x, _per_channel(mean, nd)), inv_std_b)
+        d_gamma = fn.sum(fn.mul(g, xhat), axis=axes)
+        d_x = fn.mul(g, fn.mul(gamma_b, inv_std_b))
+        d_mean = fn.neg(fn.sum(d_x, axis=axes))
+        d_var = fn.mul(fn.mul(fn.mul(gamma, d_gamma), fn.mul(inv_std, inv_std)), -0.5)
+        return d_x, d_gamma, d_beta, d_mean, d_var
+
+    def samples(self, rng):
+        def case(shape, training, **attrs):
+            c = shape[1]
+            arrays = [rng.standard_normal(shape) * 2 + 0.5, positive(rng, c), rng.standard_normal(c),
+                      rng.standard_normal(c) * 0.1, positive(rng, c)]
+            return Sample(arrays, {"training": training, **attrs})
+
+        return [case((6, 3), True), case((2, 3, 4, 5), True), case((3, 2, 5), True, eps=1e-3),
+                case((6, 3), False), case((2, 3, 2, 2), False, momentum=0.3)]
+
+    def error_cases(self):
+        vec = ((3,), "float32")
+        return [ErrorCase([((4, 3, 2, 2), "float32"), ((4,), "float32"), vec, vec, vec], {"training": True},
+                          "gamma must be a float32 vector of shape (3,)"),
+                ErrorCase([((4,), "float32"), vec, vec, vec, vec], {"training": True}, "(N, C)"),
+                ErrorCase([((1, 3), "float32"), vec, vec, vec, vec], {"training": True}, "more than one value"),
+                ErrorCase([((4, 3), "float32"), vec, vec, vec, vec], {}, "needs training="),
+                ErrorCase([((4, 3), "float32"), vec, vec, vec, vec], {"training": True, "momentum": 2.0},
+                          "momentum must be in [0, 1]")]
+
+
+def build_batch_norm(x: Node, gamma: Node, beta: Node, running_mean: Node, running_var: Node, training: bool,
+                     momentum: float = 0.1, eps: float = 1e-5) -> Node:
+    """The ``batch_norm`` node; in training also registers the running-statistic updates on it.
+
+    ``graph.implicit_updates[y] = ((running_mean, (1-m)·running_mean + m·mean),
+    (running_var, (1-m)·running_var + m·var_unbiased))``: any program computing ``y`` writes them in place.
+    """
+    y = apply("batch_norm", x, gamma, beta, running_mean, running_var, training=training, momentum=momentum,
+              eps=eps)
+    if not training:
+        return y
+    for what, stat in (("running_mean", running_mean), ("running_var", running_var)):
+        if stat.op != "param":
+            raise GraphcError(f"batch_norm: in training, {what} must be a param (state the program updates in "
+                              f"place), got a {stat.op} node {stat.name!r} created at {stat.site}")
+    m = y.attrs["momentum"]
+    axes = _axes(x.ndim)
+    count = x.size // x.shape[1]
+    batch_mean = fn.mean(x, axis=axes, keepdims=True)
+    centered = fn.sub(x, batch_mean)
+    unbiased_var = fn.div(fn.sum(fn.mul(centered, centered), axis=axes), float(count - 1))
+    new_mean = fn.add(fn.mul(running_mean, 1.0 - m), fn.mul(fn.reshape(batch_mean, (x.shape[1],)), m))
+    new_var = fn.add(fn.mul(running_var, 1.0 - m), fn.mul(unbiased_var, m))
+    x.graph.implicit_updates[y] = ((running_mean, new_mean), (running_var, new_var))
+    return y
