@@ -1,0 +1,213 @@
+"""The ``graphc`` command line: target loading, render, run, feeds and error reporting."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+APPLE = str(ROOT / "examples" / "apple.py")
+
+
+@pytest.fixture
+def script(tmp_path):
+    """Write a user script into tmp_path and return its path."""
+
+    def write(source: str, name: str = "model.py") -> str:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(source))
+        return str(path)
+
+    return write
+
+
+MODEL = """
+    import graphc as gc
+
+    g = gc.Graph("model")
+    x = g.input("x", (2,))
+    y = (x * x).sum()
+    dy = gc.grad(y, [x])[0]
+    both = {"y": y, "dy": dy}
+    FEEDS = {"x": [1.0, 2.0]}
+
+    def make():
+        return [y]
+
+    if __name__ == "__main__":
+        raise SystemExit("the main block must not run")
+"""
+
+
+def test_load_target_names_and_default(script):
+    path = script(MODEL)
+    namespace, obj = cli.load_target(path)
+    assert isinstance(obj, gc.Graph) and obj is namespace["g"]  # no `outputs`: the single Graph
+    assert namespace_of(path, "y").op == "sum"
+    _, both = cli.load_target(f"{path}:both")
+    assert set(both) == {"y", "dy"}
+    _, made = cli.load_target(f"{path}:make")
+    assert isinstance(made, list) and made[0].op == "sum"
+    _, graph = cli.load_target(f"{path}:y.graph")
+    assert isinstance(graph, gc.Graph)
+
+
+def namespace_of(path: str, name: str):
+    namespace, obj = cli.load_target(f"{path}:{name}")
+    assert obj is namespace[name]
+    return obj
+
+
+def test_load_target_prefers_outputs(script):
+    _, obj = cli.load_target(APPLE)
+    assert set(obj) == {"price", "d_apple", "d_num", "d_tax"}
+
+
+def test_split_spec():
+    assert cli.split_spec("a/b.py:loss") == ("a/b.py", "loss")
+    assert cli.split_spec("a/b.py") == ("a/b.py", None)
+    assert cli.split_spec("a/b.py:m.loss") == ("a/b.py", "m.loss")
+
+
+@pytest.mark.parametrize("suffix, message", [
+    (":nothing", "defines no 'nothing'"),
+    (":FEEDS", "expected a Graph"),
+])
+def test_bad_names_are_errors(script, capsys, suffix, message):
+    path = script(MODEL)
+    assert cli.main(["run", path + suffix]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+def test_missing_file_and_ambiguous_default(script, capsys):
+    assert cli.main(["run", "/no/such/file.py"]) == 2
+    assert "no such file" in capsys.readouterr().err
+    path = script("import graphc as gc\na = gc.Graph('a')\nb = gc.Graph('b')\n")
+    assert cli.main(["render", path, "-o", "x.dot"]) == 2
+    err = capsys.readouterr().err
+    assert "no target name given" in err and "a, b" in err
+
+
+def test_run_prints_results(capsys):
+    assert cli.main(["run", APPLE]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["price = 220", "d_apple = 2.2", "d_num = 110", "d_tax = 200"]
+
+
+def test_run_feed_overrides_defaults(capsys):
+    assert cli.main(["run", APPLE, "--feed", "num=3", "--backend", "numpy"]) == 0
+    out = capsys.readouterr().out
+    assert "price = 330" in out and "d_apple = 3.3" in out and "d_num = 110" in out
+
+
+def test_run_arrays_and_list_feeds(script, capsys):
+    path = script(MODEL)
+    assert cli.main(["run", f"{path}:both", "--feed", "x=[3, 4]"]) == 0
+    out = capsys.readouterr().out
+    assert "y = 25" in out
+    assert "dy = float32[2]" in out and "[6. 8.]" in out
+
+
+def test_missing_feed_is_a_clear_error(script, capsys):
+    path = script(MODEL.replace('FEEDS = {"x": [1.0, 2.0]}', ""))
+    assert cli.main(["run", f"{path}:y"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: missing feed 'x'") and "Traceback" not in err
+
+
+@pytest.mark.parametrize("feed, message", [
+    ("x", "expected name=value"),
+    ("x=hello", "not a number"),
+    ("x=[1, 2, 3]", "expected shape (2,)"),
+])
+def test_bad_feed_values(script, capsys, feed, message):
+    path = script(MODEL)
+    assert cli.main(["run", f"{path}:y", "--feed", feed]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_render_writes_dot_with_values(tmp_path, capsys):
+    out = tmp_path / "apple.dot"
+    assert cli.main(["render", APPLE, "-o", str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    dot = out.read_text()
+    assert "cluster_backward" in dot
+    for value in ("220", "2.2", "110", "200"):
+        assert f'label="{value}"' in dot
+
+
+def test_render_no_values_and_default_output(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    seen = []
+    monkeypatch.setattr(cli, "render", lambda obj, out, values=None: seen.append((out, values)) or out)
+    assert cli.main(["render", APPLE, "--no-values"]) == 0
+    assert seen == [("apple.svg", None)]
+    capsys.readouterr()
+
+
+def test_render_a_graph_target(script, tmp_path):
+    path = script(MODEL)
+    out = tmp_path / "g.dot"
+    assert cli.main(["render", f"{path}:g", "-o", str(out)]) == 0
+    dot = out.read_text()
+    assert 'label="[1, 2]"' in dot and 'label="5"' in dot  # x and y from FEEDS
+
+
+def test_llvm_backend_request_reports_cleanly(capsys):
+    code = cli.main(["run", APPLE, "--backend", "llvm"])
+    captured = capsys.readouterr()
+    if code == 0:  # once the LLVM backend exists it must agree with the interpreter
+        assert "price = 220" in captured.out
+    else:
+        assert code == 2 and captured.err.startswith("error: ")
+
+
+def test_help_and_usage(capsys):
+    assert cli.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "render" in out and "run" in out and "examples:" in out
+    assert cli.main([]) == 2
+    assert "usage: graphc" in capsys.readouterr().out
+    assert cli.main(["frobnicate"]) == 2
+    assert cli.main(["run", "--help"]) == 0
+    assert "--feed" in capsys.readouterr().out
+
+
+def test_register_command(capsys, monkeypatch):
+    monkeypatch.setattr(cli, "COMMANDS", list(cli.COMMANDS))
+
+    def add_hello(subparsers):
+        parser = subparsers.add_parser("hello", help="say hello")
+        parser.set_defaults(handler=lambda args: print("hello") or 0)
+        return parser
+
+    cli.register_command(add_hello)
+    assert cli.main(["hello"]) == 0
+    assert capsys.readouterr().out == "hello\n"
+
+
+def test_format_result():
+    assert cli.format_result("a", np.float32(2.2)) == "a = 2.2"
+    assert cli.format_result("n", np.int64(3)) == "n = 3"
+    assert cli.format_result("v", np.array([1.0, 2.0])).startswith("v = float64[2]\n  [1. 2.]")
+
+
+def test_installed_console_script_help():
+    exe = Path(sys.executable).parent / "graphc"
+    if not exe.exists():
+        pytest.fail(f"console script {exe} is not installed (pip install -e .)")
+    env = dict(os.environ)
+    proc = subprocess.run([str(exe), "--help"], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: graphc")
+    assert "render" in proc.stdout and "run" in proc.stdout

@@ -1,0 +1,66 @@
+"""The examples run as scripts (``python examples/X.py``) and print the textbook numbers."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def run_example(name: str, cwd: Path, *args: str) -> str:
+    proc = subprocess.run([sys.executable, str(EXAMPLES / name), *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, f"{name} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+def printed(out: str) -> dict[str, float]:
+    """``name = number`` lines of the output."""
+    return {m.group(1): float(m.group(2)) for m in re.finditer(r"^(\w+) = (-?[\d.e+-]+)\s*$", out, re.M)}
+
+
+def test_apple(tmp_path):
+    out = run_example("apple.py", tmp_path)
+    values = printed(out)
+    assert values == pytest.approx({"price": 220.0, "d_apple": 2.2, "d_num": 110.0, "d_tax": 200.0}, rel=1e-6)
+    written = tmp_path / ("apple.svg" if shutil.which("dot") else "apple.dot")
+    assert written.exists() and f"graph written to {written.name}" in out
+
+
+def test_apple_renders_to_a_given_path(tmp_path):
+    run_example("apple.py", tmp_path, "graph/apple.dot")
+    dot = (tmp_path / "graph" / "apple.dot").read_text()
+    assert "cluster_forward" in dot and "cluster_backward" in dot and 'label="2.2"' in dot
+
+
+def test_apple_orange(tmp_path):
+    values = printed(run_example("apple_orange.py", tmp_path))
+    expected = {"price": 715.0, "d_apple": 2.2, "d_apple_num": 110.0, "d_orange": 3.3, "d_orange_num": 165.0,
+                "d_tax": 650.0}
+    assert values == pytest.approx(expected, rel=1e-6)
+
+
+def test_chain_rule(tmp_path):
+    out = run_example("chain_rule.py", tmp_path)
+    values = printed(out)
+    x, y = 1.5, 2.0  # the example's FEEDS
+    assert values["z"] == pytest.approx((x + y) ** 2)
+    assert values["dz_dx"] == pytest.approx(2 * (x + y))
+    assert values["dz_dy"] == pytest.approx(2 * (x + y))
+
+
+def test_logistic_loss_decreases(tmp_path):
+    out = run_example("logistic.py", tmp_path, "8")
+    losses = [float(v) for v in re.findall(r"^step \d+: loss = ([\d.]+)$", out, re.M)]
+    assert len(losses) == 8
+    assert losses[0] == pytest.approx(0.693147, abs=1e-5)  # log 2: zero weights predict 1/2
+    assert all(b < a for a, b in zip(losses, losses[1:])), losses
+    assert losses[-1] < 0.8 * losses[0]
+    accuracy = float(re.search(r"^accuracy = ([\d.]+)$", out, re.M).group(1))
+    assert accuracy > 0.7

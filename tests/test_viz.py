@@ -1,0 +1,182 @@
+"""Rendering: DOT text of forward/backward graphs, value annotations, file formats and the missing-`dot` path."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc import viz
+from graphc.viz import BACKWARD_EDGE, FILL, FORWARD_EDGE
+
+APPLE_FEEDS = {"apple": 100.0, "num": 2.0, "tax": 1.1}
+
+
+def apple_graph() -> tuple[gc.Graph, dict[str, gc.Tensor]]:
+    g = gc.Graph("apple")
+    apple, num, tax = g.input("apple", ()), g.input("num", ()), g.input("tax", ())
+    price = apple * num * tax
+    d_apple, d_num, d_tax = gc.grad(price, [apple, num, tax])
+    return g, {"price": price, "d_apple": d_apple, "d_num": d_num, "d_tax": d_tax}
+
+
+def node_lines(dot: str) -> dict[str, str]:
+    """DOT node id -> its attribute text."""
+    return {m.group(1): m.group(2) for m in re.finditer(r"^\s*(n\d+) \[(.*)\];$", dot, re.M)}
+
+
+def edge_labels(dot: str) -> list[str]:
+    return re.findall(r'-> \w+ \[[^\]]*label="([^"]*)"', dot)
+
+
+def cluster_body(dot: str, name: str) -> str:
+    match = re.search(r"subgraph cluster_" + name + r" \{(.*?)\n  \}", dot, re.S)
+    assert match, f"no cluster {name} in\n{dot}"
+    return match.group(1)
+
+
+def test_two_clusters_with_forward_and_backward_nodes():
+    g, _ = apple_graph()
+    dot = viz.to_dot(g)
+    assert dot.startswith('digraph "apple" {') and dot.rstrip().endswith("}")
+    forward, backward = cluster_body(dot, "forward"), cluster_body(dot, "backward")
+    assert 'label="forward"' in forward and 'label="backward"' in backward
+    for n in g.nodes:
+        assert (n.name in backward) == n.backward or n.op == "const", n
+    # backward ops are filled with their own colour, forward ops with theirs
+    assert FILL["backward"] in backward and FILL["backward"] not in forward
+    assert FILL["forward"] in forward and FILL["forward"] not in backward
+    assert FILL["input"] in forward
+
+
+def test_labels_show_name_op_shape_and_dtype():
+    g = gc.Graph("labels")
+    x = g.input("x", (3, 4), "float64")
+    w = g.param("w", np.ones((4, 2)), dtype="float64")
+    y = (x @ w).sum(axis=1)
+    dot = viz.to_dot(y)
+    labels = node_lines(dot)
+    texts = " | ".join(labels.values())
+    assert r'"x\ninput\nfloat64[3, 4]"' in texts
+    assert r'"w\nparam\nfloat64[4, 2]"' in texts
+    assert "shape=box3d" in texts and "shape=ellipse" in texts
+    assert "sum axis=(1,)" in texts or "sum axis=1" in texts
+    assert "float64[3]" in texts
+
+
+def test_small_constants_show_their_value():
+    g = gc.Graph("c")
+    x = g.input("x", ())
+    y = x * 2.5 + 1.0
+    dot = viz.to_dot(y)
+    assert r'"2.5\nconst float32[]"' in dot
+    assert r'"1\nconst float32[]"' in dot
+    assert "shape=note" in dot
+
+
+def test_apple_values_from_program_results():
+    g, outs = apple_graph()
+    results = gc.compile(outs, backend="numpy")(**APPLE_FEEDS)
+    assert set(results.feeds) == {"apple", "num", "tax"}
+    dot = viz.to_dot(g, values=results)
+    labels = edge_labels(dot)
+    for value in ("100", "2", "1.1", "200", "220", "1", "2.2", "110"):
+        assert value in labels, (value, labels)
+    # outputs get a final arrow with their name, carrying their value
+    assert re.search(r'(n\d+) -> \1_out \[[^\]]*label="220"', dot)
+    assert re.search(r'label="price", shape=plaintext', dot)
+    for name in ("d_apple", "d_num", "d_tax"):
+        assert f'label="{name}"' in dot
+    # gradients travel on backward-coloured edges, forward values on forward-coloured ones
+    assert re.search(rf'color="{BACKWARD_EDGE}"[^\]]*label="2.2"', dot)
+    assert re.search(rf'color="{FORWARD_EDGE}"[^\]]*label="220"', dot)
+    # a forward value consumed by the backward graph is dashed
+    assert "style=dashed" in dot
+
+
+def test_render_of_outputs_draws_only_ancestors():
+    g, outs = apple_graph()
+    g.input("unused", ())
+    dot = viz.to_dot(outs["price"])
+    assert "unused" not in dot and "cluster_backward" not in dot
+    assert "unused" in viz.to_dot(g)
+
+
+def test_plain_mapping_values_by_name_and_computed_from_inputs():
+    g, outs = apple_graph()
+    dot = viz.to_dot(outs, values={"price": 220.0})
+    # only the given output and the constant seed of the backward pass have values
+    assert sorted(edge_labels(dot)) == ["1", "1", "220"]
+    dot = viz.to_dot(g, values=dict(APPLE_FEEDS))
+    labels = edge_labels(dot)
+    for value in ("220", "2.2", "110", "200"):
+        assert value in labels
+
+
+def test_values_of_an_array_graph_are_summarized():
+    g = gc.Graph("arrays")
+    x = g.input("x", (2, 3))
+    y = (x * x).sum()
+    dot = viz.to_dot(y, values={"x": np.arange(6.0).reshape(2, 3)})
+    assert "[2x3] 0..5" in edge_labels(dot)
+    assert "55" in edge_labels(dot)
+
+
+def test_format_value():
+    assert viz.format_value(np.float32(2.2)) == "2.2"
+    assert viz.format_value(220.0) == "220"
+    assert viz.format_value(np.array([1.0, 2.5])) == "[1, 2.5]"
+    assert viz.format_value(np.arange(12).reshape(3, 4)) == "[3x4] 0..11"
+    assert viz.format_value(np.int64(7)) == "7"
+    assert viz.format_value(np.zeros((0, 3))) == "[0x3] empty"
+
+
+def test_render_dot_writes_the_text(tmp_path):
+    g, outs = apple_graph()
+    path = tmp_path / "sub" / "apple.dot"
+    assert gc.render(g, path) == str(path)
+    assert path.read_text() == viz.to_dot(g)
+
+
+def test_render_without_dot_writes_dot_and_one_hint_line(tmp_path, monkeypatch, capsys):
+    g, outs = apple_graph()
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None)
+    written = gc.render(g, tmp_path / "apple.svg")
+    assert written == str(tmp_path / "apple.dot")
+    assert (tmp_path / "apple.dot").read_text().startswith("digraph")
+    assert not (tmp_path / "apple.svg").exists()
+    captured = capsys.readouterr()
+    hint = (captured.out + captured.err).strip().splitlines()
+    assert len(hint) == 1 and "dot" in hint[0] and "graphviz" in hint[0].lower()
+
+
+def test_render_with_empty_path_env(tmp_path, monkeypatch, capsys):
+    _, outs = apple_graph()
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing-here"))
+    assert gc.render(outs, tmp_path / "apple.png").endswith("apple.dot")
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz dot is not installed")
+def test_render_svg_with_graphviz(tmp_path):
+    g, outs = apple_graph()
+    results = gc.compile(outs, backend="numpy")(**APPLE_FEEDS)
+    path = tmp_path / "apple.svg"
+    assert gc.render(g, path, values=results) == str(path)
+    svg = path.read_text()
+    assert "<svg" in svg and "backward" in svg and ">2.2<" in svg and ">220<" in svg
+
+
+def test_errors_are_clear(tmp_path):
+    g, outs = apple_graph()
+    with pytest.raises(gc.GraphcError, match="extension"):
+        gc.render(g, tmp_path / "apple.jpg2")
+    with pytest.raises(gc.GraphcError, match="Graph, a tensor"):
+        viz.to_dot(42)
+    with pytest.raises(gc.GraphcError, match="not a graphc tensor"):
+        viz.to_dot({"a": 1.0})
+    with pytest.raises(gc.GraphcError, match="values must be a mapping"):
+        viz.to_dot(g, values=[1, 2])
