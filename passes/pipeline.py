@@ -1,35 +1,56 @@
-"""The ordered compiler pipeline: graph → Plan.
+"""The ordered compiler pipeline: graph → Plan (DESIGN §1, §5).
 
-For now: one kernel per non-leaf node in topological order and one arena buffer per value (no reuse).
-The fuse / schedule / memplan passes replace these steps as they land.
+``PASSES`` lists the stages in order, for ``graphc passes`` and dumps. Autodiff already ran when the graph was
+built (``gc.grad`` adds gradient nodes), so the Plan is lowered from the nodes the outputs and updates need:
+
+1. ``fuse``: elementwise/broadcast chains become one kernel each; everything else one kernel per node;
+2. ``schedule``: a kernel order that keeps peak live memory low;
+3. ``memplan``: arena offsets with best-fit reuse and in-place updates;
+4. ``verify_plan``: the Plan's invariants (no overlapping live buffers, ...) are checked on every build — it is
+   linear in the plan size, so it always runs (``GRAPHC_DEBUG=1`` additionally re-verifies the graph).
 """
 
 from __future__ import annotations
 
+import os
+
 from graphc.ir import Node, topo_ancestors
-from ops.registry import get_op
-from passes.plan import Buffer, Kernel, Plan, align
+from passes import fuse, memplan, schedule
+from passes.plan import Plan
+from passes.verify import verify
+
+PASSES: tuple[tuple[str, str], ...] = (
+    ("autodiff", "gradients as graph nodes (done by gc.grad when the graph is built)"),
+    ("fuse", "elementwise/broadcast chains into one kernel"),
+    ("schedule", "kernel order with low peak live memory"),
+    ("memplan", "arena offsets: liveness, best-fit reuse, in-place"),
+    ("verify_plan", "no overlapping live buffers, every value bound or buffered"),
+)
+
+
+def debug() -> bool:
+    return os.environ.get("GRAPHC_DEBUG", "") not in ("", "0")
 
 
 def build_plan(outputs: list[Node], updates: list[tuple[Node, Node]]) -> Plan:
-    """Lower the computation of ``outputs`` and ``updates`` to a Plan."""
-    roots = list(outputs) + [value for _, value in updates]
+    """Lower the computation of ``outputs`` and ``updates`` to a verified Plan."""
+    outputs, updates = list(outputs), list(updates)
+    roots = outputs + [value for _, value in updates]
     nodes = topo_ancestors(roots)
     graph = roots[0].graph
-    users: dict[Node, int] = {}
-    for n in nodes:
-        for x in n.inputs:
-            users[x] = users.get(x, 0) + 1
-    kernels, buffers, offset = [], {}, 0
-    for n in nodes:
-        if n.is_leaf:
-            continue
-        kernels.append(Kernel(f"k{len(kernels)}_{n.op}", get_op(n.op).kind,
-                              (n,), tuple(dict.fromkeys(n.inputs)), (n,)))
-        buffers[n] = Buffer(offset, n.type.nbytes)
-        offset += align(max(n.type.nbytes, 1))
-    return Plan(graph=graph, kernels=kernels, buffers=buffers, arena_bytes=offset,
+    if debug():
+        verify(graph)
+    kernels, fusion_report = fuse.run(nodes, outputs, updates)
+    keep = set(roots)
+    ordered = schedule.run(kernels, keep=keep)
+    mem = memplan.run(ordered, outputs, updates)
+    plan = Plan(graph=graph, kernels=ordered, buffers=mem.buffers, arena_bytes=mem.arena_bytes,
                 inputs={n.name: n for n in nodes if n.op == "input"},
                 params={n.name: n for n in nodes if n.op == "param"},
-                consts=[n for n in nodes if n.op == "const"], outputs=list(outputs), updates=list(updates))
-
+                consts=[n for n in nodes if n.op == "const"], outputs=outputs, updates=updates,
+                report={"fusion": fusion_report, "memory": mem.report,
+                        "schedule": [f"{len(ordered)} kernels; peak live bytes {schedule.peak_bytes(ordered, keep)}"
+                                     f" (creation order: {schedule.peak_bytes(kernels, keep)})"]},
+                inplace=mem.inplace)
+    memplan.verify_plan(plan)
+    return plan

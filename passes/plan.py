@@ -29,7 +29,9 @@ class Kernel:
 
     ``nodes`` are in execution order; ``inputs`` are the values read from outside the group; ``outputs`` are
     the group's values that someone outside it (another kernel, a program output or an update) reads.
-    ``kind`` is the fusion kind (``elementwise``, ``matmul``, ``reduce``, ...) of the group's anchor op.
+    ``kind`` is the fusion kind (``elementwise``, ``matmul``, ``reduce``, ...) of the group's anchor op; a fused
+    group of several nodes is ``broadcast`` when one of them broadcasts, else ``elementwise``. In such a group every
+    node has the same shape (the loop domain); only the group's inputs may broadcast into it.
     """
 
     name: str
@@ -51,10 +53,20 @@ class Plan:
     outputs: list[Node]
     updates: list[tuple[Node, Node]]
     report: dict[str, object] = field(default_factory=dict)
+    # in-place reuse: output value -> the kernel input whose buffer it took over (same offset). The input dies at
+    # that kernel; element i of the output is computed from element i of the input only, but the two pointers
+    # alias, so a backend must not mark that pair ``noalias``.
+    inplace: dict[Node, Node] = field(default_factory=dict)
 
     def bound(self, node: Node) -> bool:
         """True when the value lives outside the arena (a feed, a param's state array or a constant)."""
         return node.is_leaf
+
+    def verify(self) -> Plan:
+        """Check the memory invariants (see ``passes.memplan.verify_plan``); return self."""
+        from passes.memplan import verify_plan
+
+        return verify_plan(self)
 
     def describe(self) -> str:
         """Human-readable listing of kernels and buffers."""

@@ -12,6 +12,7 @@ import numpy as np
 
 from graphc.ir import GraphcError, Node
 from ops.registry import get_op
+from passes.pipeline import build_plan
 from runtime.program import Program
 
 
@@ -63,3 +64,46 @@ class InterpreterProgram(Program):
         wanted = self.output_nodes + [value for _, value in self.updates]
         with np.errstate(all="ignore"):
             return evaluate(self.nodes, feeds, self.graph.state, wanted)
+
+
+class PlanInterpreterProgram(Program):
+    """``backend="numpy-plan"``: executes the compiled Plan (fusion, schedule, memory plan) with NumPy.
+
+    One arena (64-byte aligned, allocated once per program) holds every kernel output at its planned offset;
+    kernels run in plan order, each node evaluated with its op's ``reference``; a kernel reads its inputs from
+    their arena views (or bound arrays) and writes its outputs into theirs, so in-place reuse really aliases
+    memory. If fusion, scheduling or memory planning broke meaning (a buffer reused too early), this program
+    disagrees with ``backend="numpy"`` — which is what the tests check.
+    """
+
+    backend = "numpy-plan"
+
+    def __init__(self, outputs: Any, updates: Any = None) -> None:
+        super().__init__(outputs, updates)
+        self.plan = build_plan(self.output_nodes, self.updates)
+        raw = np.zeros(self.plan.arena_bytes + 64, dtype=np.uint8)
+        start = (-raw.ctypes.data) % 64
+        self.arena = raw[start:start + self.plan.arena_bytes]
+        self.views: dict[Node, np.ndarray] = {
+            n: self.arena[b.offset:b.offset + n.type.nbytes].view(n.type.np_dtype).reshape(n.shape)
+            for n, b in self.plan.buffers.items()}
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        state = self.graph.state
+
+        def read(x: Node) -> np.ndarray:
+            return self.views[x] if x in self.views else _value(x, feeds, state, {})
+
+        with np.errstate(all="ignore"):
+            for kernel in self.plan.kernels:
+                local: dict[int, np.ndarray] = {id(x): read(x) for x in kernel.inputs}
+                for n in kernel.nodes:
+                    local[id(n)] = _value(n, feeds, state, local)
+                # a reference may return a view of an input buffer that an in-place output overwrites: copy first
+                results = [np.array(r, copy=True) if np.may_share_memory(r, self.arena) else r
+                           for r in (local[id(v)] for v in kernel.outputs)]
+                for v, r in zip(kernel.outputs, results):
+                    np.copyto(self.views[v], r)
+        wanted = self.output_nodes + [value for _, value in self.updates]
+        # copies of bound values, so applying one update never changes what another update reads
+        return [self.views[n] if n in self.views else np.array(read(n), copy=True) for n in wanted]

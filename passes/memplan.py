@@ -1,0 +1,324 @@
+"""Memory planning: liveness intervals over the schedule → offsets in one 64-byte-aligned arena.
+
+Algorithm:
+
+1. Every kernel output is an arena value (leaves are bound outside the arena). Its live interval is
+   ``[d, u]`` in kernel positions: ``d`` the kernel that writes it, ``u`` the last kernel that reads it, or the end
+   of the program (``len(kernels)``) for program outputs and update values, which the runtime reads after all
+   kernels ran.
+2. *In place* (decided from liveness alone): at kernel ``d`` an output may take over the buffer of one of the
+   kernel's inputs when that input is an arena value that dies here (``u == d``, so never a program output or
+   update value), has exactly the output's byte size and has not been taken by another output. Conservatively,
+   only for kernels that allow it: a one-node kernel whose op has the ``inplace`` flag (the output takes input 0),
+   or a fused elementwise/broadcast group where the input has the group's shape (element ``i`` of every value is
+   computed from element ``i`` of that input only) and every node reading it has the ``inplace`` flag. A chain of
+   in-place values shares one *slot*, live from the first value's definition to the last one's last use.
+   Slots whose lifetimes intersect (closed intervals: a kernel's outputs never share bytes with the inputs it
+   reads, except the in-place pairs) must get disjoint byte ranges. Two placements are computed and the smaller
+   arena wins (both are reported):
+   a. best-fit in schedule order: walk the kernels, place each slot starting there in the smallest free hole
+      that holds its 64-byte-aligned size (a hole touching the top may be extended, otherwise the arena grows),
+      then free the slots that end there; neighbouring holes coalesce;
+   b. largest first: slots sorted by size (descending), each placed in the tightest gap between the already
+      placed slots whose lifetimes intersect its own (or above them). This offline order usually reaches the
+      lower bound, the peak of the summed live sizes.
+3. ``verify_plan`` checks the result independently: for every kernel position, the buffers of the values live
+   there must not overlap (the declared in-place pairs excepted, and only at the kernel that hands over).
+
+The report gives the naive size (every value its own buffer), the planned arena size and the lower bound
+(the peak of the summed live sizes).
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import NamedTuple
+
+from graphc.ir import GraphcError, Node
+from ops.registry import get_op
+from passes.plan import ALIGN, Buffer, Kernel, Plan, align
+
+FUSED_KINDS = ("elementwise", "broadcast")
+
+
+class MemoryPlan(NamedTuple):
+    buffers: dict[Node, Buffer]
+    arena_bytes: int
+    inplace: dict[Node, Node]  # output value -> input value whose buffer it took over
+    report: list[str]
+
+
+class PlanError(GraphcError):
+    """A Plan breaks an invariant (overlapping live buffers, a missing or misaligned buffer, ...)."""
+
+
+# ------------------------------------------------------------------------------------------- liveness
+
+
+def intervals(kernels: list[Kernel], keep: set[Node]) -> dict[Node, tuple[int, int]]:
+    """Live interval ``(def, last use)`` of every kernel output; values in ``keep`` live to ``len(kernels)``."""
+    start: dict[Node, int] = {}
+    end: dict[Node, int] = {}
+    for i, k in enumerate(kernels):
+        for v in k.outputs:
+            start[v] = i
+            end[v] = i
+        for x in k.inputs:
+            if x in end:
+                end[x] = i
+    for v in start:
+        if v in keep:
+            end[v] = len(kernels)
+    return {v: (start[v], end[v]) for v in start}
+
+
+def inplace_candidates(kernel: Kernel, output: Node) -> list[Node]:
+    """Inputs of ``kernel`` whose buffer ``output`` may take over when they die here (before size/liveness)."""
+    if len(kernel.nodes) == 1:
+        node = kernel.nodes[0]
+        return [node.inputs[0]] if get_op(node.op).inplace and node.inputs else []
+    if kernel.kind not in FUSED_KINDS or any(get_op(n.op).kind not in FUSED_KINDS for n in kernel.nodes):
+        return []
+    refused = {id(x) for n in kernel.nodes if not get_op(n.op).inplace for x in n.inputs}
+    return [x for x in kernel.inputs if x.shape == output.shape and id(x) not in refused]
+
+
+# ------------------------------------------------------------------------------------------- allocator
+
+
+class _Arena:
+    """Best-fit allocator over a growing arena; ``holes`` are sorted, coalesced (offset, size) pairs."""
+
+    def __init__(self) -> None:
+        self.holes: list[tuple[int, int]] = []
+        self.top = 0
+
+    def alloc(self, size: int) -> int:
+        best = None
+        for i, (_, hsize) in enumerate(self.holes):
+            if hsize >= size and (best is None or hsize < self.holes[best][1]):
+                best = i
+        if best is not None:
+            off, hsize = self.holes[best]
+            if hsize == size:
+                del self.holes[best]
+            else:
+                self.holes[best] = (off + size, hsize - size)
+            return off
+        if self.holes and sum(self.holes[-1]) == self.top:  # extend the hole that touches the top
+            off, _ = self.holes.pop()
+        else:
+            off = self.top
+        self.top = off + size
+        return off
+
+    def free(self, off: int, size: int) -> None:
+        i = bisect.bisect(self.holes, (off, size))
+        self.holes.insert(i, (off, size))
+        if i + 1 < len(self.holes) and off + size == self.holes[i + 1][0]:
+            self.holes[i] = (off, size + self.holes[i + 1][1])
+            del self.holes[i + 1]
+        if i > 0 and sum(self.holes[i - 1]) == self.holes[i][0]:
+            self.holes[i - 1] = (self.holes[i - 1][0], self.holes[i - 1][1] + self.holes[i][1])
+            del self.holes[i]
+
+
+def choose_inplace(kernels: list[Kernel], live: dict[Node, tuple[int, int]]) -> dict[Node, Node]:
+    """In-place pairs (output -> donor input): step 2a of the module docstring; depends on liveness only."""
+    inplace: dict[Node, Node] = {}
+    for i, k in enumerate(kernels):
+        taken: set[Node] = set()
+        for v in k.outputs:
+            donor = next((x for x in inplace_candidates(k, v)
+                          if x in live and x not in taken and live[x][1] == i and x.type.nbytes == v.type.nbytes
+                          and v.type.nbytes > 0), None)
+            if donor is not None:
+                taken.add(donor)
+                inplace[v] = donor
+    return inplace
+
+
+class _Slot(NamedTuple):
+    """Storage shared by a chain of in-place values: one aligned size, live from the first to the last."""
+
+    values: list[Node]
+    start: int
+    end: int
+    size: int
+
+
+def _slots(kernels: list[Kernel], live: dict[Node, tuple[int, int]], inplace: dict[Node, Node]) -> list[_Slot]:
+    chains: dict[Node, list[Node]] = {}
+    for k in kernels:
+        for v in k.outputs:
+            if v.type.nbytes == 0:
+                continue
+            if v in inplace:
+                chain = chains.pop(inplace[v])
+                chain.append(v)
+                chains[v] = chain
+            else:
+                chains[v] = [v]
+    return [_Slot(c, live[c[0]][0], max(live[v][1] for v in c), align(c[0].type.nbytes)) for c in chains.values()]
+
+
+def _place_online(slots: list[_Slot]) -> tuple[list[int], int]:
+    """Walk the schedule: allocate the slots starting at each kernel best-fit, then free those ending there."""
+    arena = _Arena()
+    offsets = [0] * len(slots)
+    starting: dict[int, list[int]] = {}
+    ending: dict[int, list[int]] = {}
+    for j, sl in enumerate(slots):
+        starting.setdefault(sl.start, []).append(j)
+        ending.setdefault(sl.end, []).append(j)
+    for t in sorted(set(starting) | set(ending)):
+        for j in starting.get(t, []):
+            offsets[j] = arena.alloc(slots[j].size)
+        for j in ending.get(t, []):
+            arena.free(offsets[j], slots[j].size)
+    return offsets, arena.top
+
+
+def _place_by_size(slots: list[_Slot]) -> tuple[list[int], int]:
+    """Largest slots first, each at the tightest gap left by already placed slots whose lifetimes intersect."""
+    offsets = [0] * len(slots)
+    placed: list[int] = []
+    top = 0
+    for j in sorted(range(len(slots)), key=lambda j: (-slots[j].size, slots[j].start)):
+        sl = slots[j]
+        busy = sorted((offsets[q], offsets[q] + slots[q].size) for q in placed
+                      if slots[q].start <= sl.end and sl.start <= slots[q].end)
+        best, best_gap, cursor = None, None, 0
+        for lo, hi in busy:
+            gap = lo - cursor
+            if gap >= sl.size and (best_gap is None or gap < best_gap):
+                best, best_gap = cursor, gap
+            cursor = max(cursor, hi)
+        offsets[j] = cursor if best is None else best
+        placed.append(j)
+        top = max(top, offsets[j] + sl.size)
+    return offsets, top
+
+
+def run(kernels: list[Kernel], outputs: list[Node], updates: list[tuple[Node, Node]]) -> MemoryPlan:
+    """Assign arena offsets to every kernel output of the scheduled ``kernels`` (see the module docstring)."""
+    keep = set(outputs) | {v for _, v in updates}
+    live = intervals(kernels, keep)
+    inplace = choose_inplace(kernels, live)
+    slots = _slots(kernels, live, inplace)
+    candidates = {"best-fit in schedule order": _place_online(slots), "largest first": _place_by_size(slots)}
+    method = min(candidates, key=lambda m: candidates[m][1])
+    offsets, arena_bytes = candidates[method]
+    buffers = {v: Buffer(0, 0) for v in live if v.type.nbytes == 0}
+    for sl, off in zip(slots, offsets):
+        buffers.update({v: Buffer(off, v.type.nbytes) for v in sl.values})
+    naive = sum(align(v.type.nbytes) for v in live)
+    lower = _peak_live(live, len(kernels), inplace)
+    report = [f"naive (one buffer per value): {naive} bytes for {len(live)} values",
+              f"planned arena: {arena_bytes} bytes (peak of live bytes {lower}); {len(inplace)} in-place reuses; "
+              f"placement: {method} ({', '.join(f'{m}: {c[1]}' for m, c in candidates.items())})",
+              f"saved {naive - arena_bytes} bytes ({100.0 * (naive - arena_bytes) / naive if naive else 0.0:.1f}%)"]
+    report += [f"  in place: {v.name} ({v.op}) takes the buffer of {x.name}" for v, x in inplace.items()]
+    return MemoryPlan(buffers, arena_bytes, inplace, report)
+
+
+def _peak_live(live: dict[Node, tuple[int, int]], steps: int, inplace: dict[Node, Node]) -> int:
+    """The peak of the summed aligned sizes of live values (an in-place donor stops counting at the handover)."""
+    donors = set(inplace.values())
+    delta = [0] * (steps + 2)
+    for v, (s, e) in live.items():
+        delta[s] += align(v.type.nbytes)
+        delta[e if v in donors else e + 1] -= align(v.type.nbytes)
+    peak = total = 0
+    for d in delta:
+        total += d
+        peak = max(peak, total)
+    return peak
+
+
+# ------------------------------------------------------------------------------------------- verification
+
+
+def verify_plan(plan: Plan) -> Plan:
+    """Prove the Plan's memory invariants; raise :class:`PlanError` listing the problems found.
+
+    Checks: every kernel node is produced by exactly one kernel; every kernel input is a leaf or the output of an
+    earlier kernel; every kernel output, program output and update value is a leaf or has a buffer that is
+    64-byte aligned, large enough and inside the arena; declared in-place pairs hand over at the donor's last
+    use; and at every kernel position no two live buffers overlap.
+    """
+    problems: list[str] = []
+    n_kernels = len(plan.kernels)
+    producer: dict[Node, int] = {}
+    for i, k in enumerate(plan.kernels):
+        for n in k.nodes:
+            if n.is_leaf:
+                problems.append(f"{k.name}: the leaf {n.name} is not computed by a kernel")
+            elif n in producer:
+                problems.append(f"{k.name}: {n.name} is already computed by {plan.kernels[producer[n]].name}")
+            producer[n] = i
+        inside = set(k.nodes)
+        for n in k.nodes:
+            for x in n.inputs:
+                if x not in inside and x not in k.inputs:
+                    problems.append(f"{k.name}: {n.name} reads {x.name}, which is neither in the group nor an input")
+        for x in k.inputs:
+            if not x.is_leaf and (producer.get(x, n_kernels) >= i or x not in plan.kernels[producer[x]].outputs):
+                problems.append(f"{k.name}: input {x.name} is not an output of an earlier kernel")
+        for v in k.outputs:
+            if v not in inside:
+                problems.append(f"{k.name}: output {v.name} is not one of its nodes")
+    keep = set(plan.outputs) | {v for _, v in plan.updates}
+    for v in keep:
+        if not v.is_leaf and (v not in producer or v not in plan.kernels[producer[v]].outputs):
+            problems.append(f"program output/update value {v.name} is not a kernel output")
+    live = intervals(plan.kernels, keep)
+    for v in live:
+        b = plan.buffers.get(v)
+        if b is None:
+            problems.append(f"{v.name}: kernel output without a buffer")
+        elif b.offset % ALIGN or b.offset < 0 or b.nbytes < v.type.nbytes or b.offset + b.nbytes > plan.arena_bytes:
+            problems.append(f"{v.name}: bad buffer {b} for {v.type} ({v.type.nbytes} bytes) in an arena of "
+                            f"{plan.arena_bytes} bytes (offsets must be {ALIGN}-byte aligned)")
+    for v, x in plan.inplace.items():
+        if v not in live or x not in live or plan.buffers.get(v) is None or plan.buffers.get(x) is None:
+            problems.append(f"in-place pair {v.name} <- {x.name}: not both arena values")
+        elif (live[x][1] != live[v][0] or x not in plan.kernels[live[v][0]].inputs
+              or plan.buffers[v].offset != plan.buffers[x].offset):
+            problems.append(f"in-place pair {v.name} <- {x.name}: the donor must die at the kernel that writes "
+                            f"{v.name}, as one of its inputs, and share its offset")
+    if all(v in plan.buffers for v in live):
+        problems += _overlaps(plan, live, n_kernels)
+    if problems:
+        raise PlanError(f"plan for graph {plan.graph.name!r} is invalid:\n  " + "\n  ".join(problems[:20]))
+    return plan
+
+
+def _overlaps(plan: Plan, live: dict[Node, tuple[int, int]], steps: int) -> list[str]:
+    """Two closed lifetimes intersect iff one starts while the other is live, so each value is checked, when it
+    starts, against the values live then. Those are kept sorted by offset; while no conflict has been found they
+    are disjoint (in-place pairs share one range), so their ends grow with their offsets and a backward walk from
+    the value's end finds every overlap: O(n log n) plus the overlaps reported. Returns the problems found."""
+    allowed = {(id(v), id(x)) for v, x in plan.inplace.items()} | {(id(x), id(v)) for v, x in plan.inplace.items()}
+    starting: dict[int, list[Node]] = {}
+    for v, (s, _) in live.items():
+        if plan.buffers[v].nbytes:
+            starting.setdefault(s, []).append(v)
+    by_offset: list[tuple[int, int, int]] = []  # (offset, end byte, position in ``values``) of live values
+    values: list[Node] = []
+    problems: list[str] = []
+    for t in sorted(starting):
+        by_offset = [item for item in by_offset if live[values[item[2]]][1] >= t]
+        for v in starting[t]:
+            b = plan.buffers[v]
+            i = bisect.bisect_left(by_offset, (b.offset + b.nbytes, -1, -1))
+            while i > 0 and by_offset[i - 1][1] > b.offset:
+                i -= 1
+                a = values[by_offset[i][2]]
+                if (id(a), id(v)) not in allowed:
+                    name = plan.kernels[min(t, steps - 1)].name if steps else "-"
+                    problems.append(f"at kernel {t} ({name}): {a.name} {plan.buffers[a]} (live {live[a]}) overlaps "
+                                    f"{v.name} {b} (live {live[v]})")
+            values.append(v)
+            bisect.insort(by_offset, (b.offset, b.offset + b.nbytes, len(values) - 1))
+    return problems
