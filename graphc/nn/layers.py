@@ -1,0 +1,323 @@
+"""Keras-like layers. Activations are NCHW for images (graphc's convention), not Keras' NHWC.
+
+A layer is built once (``build`` creates its params in the model's graph from the input shape without the
+batch axis) and then called any number of times (``call``): once per compiled variant (training/inference,
+batch size), all variants sharing the same params.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from graphc import init as initializers
+from graphc.ir import Graph, GraphcError, Node
+from ops import fn
+
+ACTIVATIONS = {
+    None: lambda x: x, "linear": lambda x: x, "relu": fn.relu, "sigmoid": fn.sigmoid, "tanh": fn.tanh,
+    "softmax": lambda x: fn.softmax(x, axis=-1), "leaky_relu": fn.leaky_relu,
+    "elu": lambda x: fn.elu(x), "gelu": lambda x: fn.gelu(x), "softplus": lambda x: fn.softplus(x),
+}
+
+
+def activation_fn(name: Any):
+    if callable(name):
+        return name
+    if name not in ACTIVATIONS:
+        raise GraphcError(f"unknown activation {name!r}; choose one of {', '.join(str(k) for k in ACTIVATIONS if k)}")
+    return ACTIVATIONS[name]
+
+
+def _pair(value: Any, what: str) -> tuple[int, int]:
+    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(pair) != 2 or any(int(v) <= 0 for v in pair):
+        raise GraphcError(f"{what} must be a positive int or a pair of them, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+class Layer:
+    """Base layer: ``build(graph, input_shape, rng)`` → output shape; ``call(x, training)`` → tensor."""
+
+    def __init__(self, name: str | None = None, input_shape: Any = None) -> None:
+        self.name = name
+        self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
+        self.output_shape: tuple[int, ...] | None = None
+        self.params: dict[str, Node] = {}
+        self.graph: Graph | None = None
+
+    # -- configuration (for save/load) -----------------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+    # -- building ------------------------------------------------------------------------------------
+    def build(self, graph: Graph, input_shape: tuple[int, ...], rng: np.random.Generator) -> tuple[int, ...]:
+        self.graph = graph
+        self.output_shape = self.compute_output_shape(input_shape)
+        return self.output_shape
+
+    def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return input_shape
+
+    def add_param(self, key: str, value: np.ndarray, trainable: bool = True) -> Node:
+        node = self.graph.param(f"{self.name}/{key}", value, trainable=trainable)
+        self.params[key] = node
+        return node
+
+    def call(self, x: Node, training: bool) -> Node:
+        raise NotImplementedError
+
+    def regularization(self) -> list[Node]:
+        """Penalty terms this layer adds to the training loss."""
+        return []
+
+    def count_params(self) -> tuple[int, int]:
+        """(trainable, non-trainable) parameter counts."""
+        trainable = sum(p.size for p in self.params.values() if p.name in self.graph.trainable)
+        return trainable, sum(p.size for p in self.params.values()) - trainable
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+
+class Dense(Layer):
+    """y = activation(x · W + b), W of shape (in, units)."""
+
+    def __init__(self, units: int, activation: Any = None, use_bias: bool = True,
+                 kernel_initializer: Any = "glorot_uniform", bias_initializer: Any = "zeros",
+                 kernel_regularizer: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if int(units) <= 0:
+            raise GraphcError(f"Dense: units must be positive, got {units}")
+        self.units, self.activation, self.use_bias = int(units), activation, use_bias
+        self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
+        self.kernel_regularizer = kernel_regularizer
+        activation_fn(activation)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "activation": self.activation, "use_bias": self.use_bias}
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 1:
+            raise GraphcError(f"Dense {self.name!r} needs a flat input (features,), got {input_shape}; add Flatten()")
+        return (self.units,)
+
+    def build(self, graph, input_shape, rng):
+        out = super().build(graph, input_shape, rng)
+        self.add_param("kernel", initializers.get(self.kernel_initializer)((input_shape[0], self.units), rng))
+        if self.use_bias:
+            self.add_param("bias", initializers.get(self.bias_initializer)((self.units,), rng))
+        return out
+
+    def call(self, x, training):
+        y = fn.matmul(x, self.params["kernel"])
+        if self.use_bias:
+            y = fn.add(y, self.params["bias"])
+        return activation_fn(self.activation)(y)
+
+    def regularization(self):
+        return [self.kernel_regularizer(self.params["kernel"])] if self.kernel_regularizer else []
+
+
+class Conv2D(Layer):
+    """y = activation(conv2d(x, W, b)), x (N, C, H, W), W (filters, C, kh, kw)."""
+
+    def __init__(self, filters: int, kernel_size: Any, strides: Any = 1, padding: str = "valid",
+                 activation: Any = None, use_bias: bool = True, kernel_initializer: Any = "glorot_uniform",
+                 bias_initializer: Any = "zeros", kernel_regularizer: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if padding not in ("valid", "same"):
+            raise GraphcError(f"Conv2D: padding must be 'valid' or 'same', got {padding!r}")
+        self.filters, self.kernel_size = int(filters), _pair(kernel_size, "Conv2D kernel_size")
+        self.strides, self.padding = _pair(strides, "Conv2D strides"), padding
+        self.activation, self.use_bias = activation, use_bias
+        self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
+        self.kernel_regularizer = kernel_regularizer
+        activation_fn(activation)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "kernel_size": list(self.kernel_size),
+                "strides": list(self.strides), "padding": self.padding, "activation": self.activation,
+                "use_bias": self.use_bias}
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise GraphcError(f"Conv2D {self.name!r} needs an image input (channels, height, width), got {input_shape}")
+        c, h, w = input_shape
+        (kh, kw), (sh, sw) = self.kernel_size, self.strides
+        if self.padding == "same":
+            return self.filters, -(-h // sh), -(-w // sw)
+        if kh > h or kw > w:
+            raise GraphcError(f"Conv2D {self.name!r}: kernel {self.kernel_size} is larger than the input {(h, w)}")
+        return self.filters, (h - kh) // sh + 1, (w - kw) // sw + 1
+
+    def build(self, graph, input_shape, rng):
+        out = super().build(graph, input_shape, rng)
+        shape = (self.filters, input_shape[0], *self.kernel_size)
+        self.add_param("kernel", initializers.get(self.kernel_initializer)(shape, rng))
+        if self.use_bias:
+            self.add_param("bias", initializers.get(self.bias_initializer)((self.filters,), rng))
+        return out
+
+    def call(self, x, training):
+        y = fn.conv2d(x, self.params["kernel"], self.params.get("bias"), stride=self.strides, padding=self.padding)
+        return activation_fn(self.activation)(y)
+
+    def regularization(self):
+        return [self.kernel_regularizer(self.params["kernel"])] if self.kernel_regularizer else []
+
+
+class _Pool2D(Layer):
+    def __init__(self, pool_size: Any = 2, strides: Any = None, padding: str = "valid", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if padding != "valid":
+            raise GraphcError(f"{type(self).__name__}: only padding='valid' is supported, got {padding!r}")
+        self.pool_size = _pair(pool_size, "pool_size")
+        self.strides = self.pool_size if strides is None else _pair(strides, "strides")
+
+    def get_config(self):
+        return {**super().get_config(), "pool_size": list(self.pool_size), "strides": list(self.strides)}
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise GraphcError(f"{type(self).__name__} needs (channels, height, width), got {input_shape}")
+        c, h, w = input_shape
+        (ph, pw), (sh, sw) = self.pool_size, self.strides
+        if ph > h or pw > w:
+            raise GraphcError(f"{type(self).__name__} {self.name!r}: pool {self.pool_size} larger than input {(h, w)}")
+        return c, (h - ph) // sh + 1, (w - pw) // sw + 1
+
+
+class MaxPool2D(_Pool2D):
+    """Max over pool_size windows."""
+
+    def call(self, x, training):
+        return fn.max_pool2d(x, self.pool_size, stride=self.strides)
+
+
+class AvgPool2D(_Pool2D):
+    """Mean over pool_size windows."""
+
+    def call(self, x, training):
+        return fn.avg_pool2d(x, self.pool_size, stride=self.strides)
+
+
+MaxPooling2D, AveragePooling2D = MaxPool2D, AvgPool2D
+
+
+class Flatten(Layer):
+    """(N, d1, d2, ...) → (N, d1·d2·...)."""
+
+    def compute_output_shape(self, input_shape):
+        return (int(np.prod(input_shape)),)
+
+    def call(self, x, training):
+        return fn.reshape(x, (x.shape[0], -1))
+
+
+class Dropout(Layer):
+    """Inverted dropout while training (kept units scaled by 1/(1 − rate)); identity at inference."""
+
+    def __init__(self, rate: float, seed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not 0.0 <= rate < 1.0:
+            raise GraphcError(f"Dropout: rate must be in [0, 1), got {rate}")
+        self.rate, self.seed = float(rate), seed
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+    def build(self, graph, input_shape, rng):
+        if self.seed is None:
+            self.seed = int(rng.integers(0, 2**31 - 1))
+        return super().build(graph, input_shape, rng)
+
+    def call(self, x, training):
+        if not training or self.rate == 0.0:
+            return x
+        return fn.dropout(x, self.rate, training=True, seed=self.seed)
+
+
+class BatchNormalization(Layer):
+    """Batch normalization per feature (dense) or per channel (images), Keras defaults.
+
+    ``momentum`` follows Keras: running ← momentum · running + (1 − momentum) · batch statistic.
+    """
+
+    def __init__(self, momentum: float = 0.99, epsilon: float = 1e-3, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.momentum, self.epsilon = float(momentum), float(epsilon)
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum, "epsilon": self.epsilon}
+
+    def build(self, graph, input_shape, rng):
+        out = super().build(graph, input_shape, rng)
+        channels = input_shape[0]
+        self.add_param("gamma", np.ones(channels, np.float32))
+        self.add_param("beta", np.zeros(channels, np.float32))
+        self.add_param("moving_mean", np.zeros(channels, np.float32), trainable=False)
+        self.add_param("moving_variance", np.ones(channels, np.float32), trainable=False)
+        return out
+
+    def call(self, x, training):
+        p = self.params
+        return fn.batch_norm(x, p["gamma"], p["beta"], p["moving_mean"], p["moving_variance"], training=training,
+                             momentum=1.0 - self.momentum, eps=self.epsilon)
+
+
+class Activation(Layer):
+    """y = activation(x) by name ("relu", "sigmoid", "tanh", "softmax", ...)."""
+
+    def __init__(self, activation: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.activation = activation
+        activation_fn(activation)
+
+    def get_config(self):
+        return {**super().get_config(), "activation": self.activation}
+
+    def call(self, x, training):
+        return activation_fn(self.activation)(x)
+
+
+class ReLU(Activation):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("relu", **kwargs)
+
+    def get_config(self):
+        return Layer.get_config(self)
+
+
+class Sigmoid(ReLU):
+    def __init__(self, **kwargs: Any) -> None:
+        Activation.__init__(self, "sigmoid", **kwargs)
+
+
+class Tanh(ReLU):
+    def __init__(self, **kwargs: Any) -> None:
+        Activation.__init__(self, "tanh", **kwargs)
+
+
+class Softmax(ReLU):
+    def __init__(self, **kwargs: Any) -> None:
+        Activation.__init__(self, "softmax", **kwargs)
+
+
+class LeakyReLU(Layer):
+    """y = x for x > 0, alpha·x otherwise."""
+
+    def __init__(self, alpha: float = 0.3, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.alpha = float(alpha)
+
+    def get_config(self):
+        return {**super().get_config(), "alpha": self.alpha}
+
+    def call(self, x, training):
+        return fn.leaky_relu(x, alpha=self.alpha)
+
+
+LAYERS = {cls.__name__: cls for cls in (Dense, Conv2D, MaxPool2D, AvgPool2D, Flatten, Dropout, BatchNormalization,
+                                        Activation, ReLU, Sigmoid, Tanh, Softmax, LeakyReLU)}

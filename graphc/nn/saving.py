@@ -1,0 +1,70 @@
+"""``model.save(path)`` / ``load_model(path)``: architecture, weights and optimizer state in one ``.npz``.
+
+The archive holds a JSON description under ``__graphc_model__`` (stored as UTF-8 bytes) and one array per
+graph-state entry under ``state/<name>``. It is read with ``allow_pickle=False``: nothing in it can run code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+from graphc import optim
+from graphc.ir import GraphcError
+from graphc.nn.layers import LAYERS
+
+FORMAT = 1
+_OPTIMIZER_FIELDS = ("momentum", "nesterov", "eps", "rho", "beta1", "beta2", "weight_decay")
+
+
+def _optimizer_config(opt: optim.Optimizer) -> dict[str, Any]:
+    config = {k: getattr(opt, k) for k in _OPTIMIZER_FIELDS if hasattr(opt, k)}
+    config["lr"] = opt.lr_value if opt.graph is not None else opt.initial_lr
+    return {"class": type(opt).__name__, "config": config}
+
+
+def save_model(model: Any, path: str) -> None:
+    model._require_built()
+    description = {
+        "format": FORMAT, "name": model.name, "input_shape": list(model.input_shape),
+        "layers": [{"class": type(layer).__name__, "config": layer.get_config()} for layer in model.layers],
+        "compile": None if model.loss is None else {
+            "loss": model.loss, "metrics": model.metrics, "optimizer": _optimizer_config(model.optimizer)},
+    }
+    arrays = {f"state/{name}": value for name, value in model.graph.state.items()}
+    arrays["__graphc_model__"] = np.frombuffer(json.dumps(description).encode(), dtype=np.uint8)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    temporary = path + ".tmp.npz"
+    np.savez(temporary, **arrays)
+    os.replace(temporary, path)  # a crash mid-write never leaves a truncated checkpoint
+
+
+def load_model(path: str, backend: str | None = None) -> Any:
+    """Rebuild a saved Sequential model with its weights; optimizer state is restored when training resumes."""
+    from graphc.nn.model import Sequential
+
+    with np.load(path, allow_pickle=False) as archive:
+        if "__graphc_model__" not in archive:
+            raise GraphcError(f"{path} is not a graphc model file")
+        description = json.loads(archive["__graphc_model__"].tobytes().decode())
+        state = {key[len("state/"):]: archive[key] for key in archive.files if key.startswith("state/")}
+    if description.get("format") != FORMAT:
+        raise GraphcError(f"{path}: unsupported model format {description.get('format')!r}")
+    layers = []
+    for entry in description["layers"]:
+        cls = LAYERS.get(entry["class"])
+        if cls is None:
+            raise GraphcError(f"{path}: unknown layer class {entry['class']!r}")
+        layers.append(cls(**entry["config"]))
+    model = Sequential(layers, name=description["name"]).build(tuple(description["input_shape"]))
+    compiled = description.get("compile")
+    if compiled:
+        spec = compiled["optimizer"]
+        opt = getattr(optim, spec["class"])(**spec["config"])
+        model.compile(compiled["loss"], optimizer=opt, metrics=compiled["metrics"], backend=backend)
+    model.set_state(state)
+    return model
