@@ -23,17 +23,30 @@ from graphc.ir import (
 from ops.fn import (  # the op builders
     abs,
     add,
+    avg_pool2d,
+    batch_norm,
+    binary_cross_entropy,
     broadcast_to,
     cast,
+    clip,
+    concat,
+    conv2d,
     div,
+    dropout,
+    elu,
     equal,
     exp,
+    flatten,
+    gelu,
+    global_avg_pool2d,
     greater,
     leaky_relu,
     log,
     log_softmax,
+    mae,
     matmul,
     max,
+    max_pool2d,
     maximum,
     mean,
     minimum,
@@ -41,13 +54,17 @@ from ops.fn import (  # the op builders
     mul,
     neg,
     one_hot,
+    pad,
     pow,
+    prelu,
     relu,
     reshape,
     sigmoid,
+    sigmoid_binary_cross_entropy,
     sign,
     softmax,
     softmax_cross_entropy,
+    softplus,
     sqrt,
     sub,
     sum,
@@ -64,7 +81,19 @@ __all__ = [
     "abs", "add", "broadcast_to", "cast", "compile", "div", "equal", "exp", "grad", "greater", "leaky_relu",
     "log", "log_softmax", "matmul", "max", "maximum", "mean", "minimum", "mse", "mul", "neg", "one_hot", "pow",
     "relu", "reshape", "sigmoid", "sign", "softmax", "softmax_cross_entropy", "sqrt", "sub", "sum", "tanh",
-    "testing", "transpose", "verify", "where",
+    "data", "init", "nn", "optim", "testing", "transpose", "verify", "where",
 ]
 
-from graphc import testing  # noqa: E402
+from graphc import testing, viz  # noqa: E402
+from graphc.viz import render  # noqa: E402
+
+__all__ += ["render", "viz"]
+__all__ += ["avg_pool2d", "conv2d", "global_avg_pool2d", "max_pool2d"]
+from graphc import data, init, nn, onnx, optim  # noqa: E402  (graphc.onnx loads the onnx package lazily)
+
+__all__ += ["onnx"]
+
+__all__ += ["batch_norm", "binary_cross_entropy", "clip", "concat", "dropout", "elu", "flatten", "gelu", "l1", "l2",
+            "mae", "pad", "prelu", "regularizers", "sigmoid_binary_cross_entropy", "softplus"]
+from graphc import regularizers  # noqa: E402
+from graphc.regularizers import l1, l2  # noqa: E402

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from graphc.ir import GraphcError
-from runtime.interpreter import InterpreterProgram
+from runtime.interpreter import InterpreterProgram, PlanInterpreterProgram
 from runtime.program import Program
 
-BACKENDS = ("numpy", "llvm")
+BACKENDS = ("numpy", "llvm", "numpy-plan")  # numpy-plan: the NumPy interpreter running the compiled Plan
 DEFAULT_BACKEND = "numpy"
 
 
@@ -18,9 +18,18 @@ def make_program(outputs: Any, backend: str | None = None, updates: Any = None, 
         if options:
             raise GraphcError(f"compile: unknown options for the numpy backend: {sorted(options)}")
         return InterpreterProgram(outputs, updates)
+    if backend == "numpy-plan":
+        if options:
+            raise GraphcError(f"compile: unknown options for the numpy-plan backend: {sorted(options)}")
+        return PlanInterpreterProgram(outputs, updates)
     if backend == "llvm":
-        raise GraphcError("compile: the llvm backend is not available in this build; use backend='numpy'")
+        from runtime.native import NativeProgram  # imports llvmlite only when asked for
+
+        unknown = sorted(set(options) - {"cache"})
+        if unknown:
+            raise GraphcError(f"compile: unknown options for the llvm backend: {unknown}")
+        return NativeProgram(outputs, updates, **options)
     raise GraphcError(f"compile: unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
 
 
-__all__ = ["BACKENDS", "DEFAULT_BACKEND", "InterpreterProgram", "Program", "make_program"]
+__all__ = ["BACKENDS", "DEFAULT_BACKEND", "InterpreterProgram", "PlanInterpreterProgram", "Program", "make_program"]

@@ -1,0 +1,339 @@
+"""Lowering of conv2d and its two gradients: im2col + GEMM, col2im for the input gradient.
+
+Geometry (static): x (N, C, H, W), w (O, C/G, kh, kw), y (N, O, Ho, Wo), stride (sh, sw), dilation (dh, dw), pads
+(top, left, ...), G groups; per group Cg = C/G input and Og = O/G output channels, Kg = Cg·kh·kw, P = Ho·Wo.
+
+im2col of image n, output rows [r0, r0 + R): ``cols[k, r·Wo + j] = x[n, c, hi, wi]`` with k = (c·kh + p)·kw + q,
+hi = (r0 + r)·sh + p·dh - top, wi = j·sw + q·dw - left, and 0 where (hi, wi) is outside x. Per (c, p, q, r) the
+row is written as three runs — zeros for j < j_lo, a strided copy for j_lo ≤ j < j_hi, zeros after — with
+j_lo = ⌈(left - q·dw)/sw⌉⁺ and j_hi = min(Wo, ⌈(W + left - q·dw)/sw⌉⁺), so every index read is inside x by
+construction (no per-element bounds test). Group g's rows of cols are the contiguous block [g·Kg, (g+1)·Kg).
+
+- forward:  y[n, g] = W[g] (Og × Kg) · cols[g] (Kg × P)  — a GEMM batched over groups, then + b[o];
+- input gradient: cols[g] = W[g]ᵀ · ḡ[n, g] (``trans_a``), then col2im scatters cols back (the adjoint of im2col:
+  the same index map, ``+=`` instead of a copy) into dx[n], zeroed first;
+- weight gradient: dw[g] += ḡ[n, g] (Og × P) · cols[g]ᵀ (``trans_b``, ``accumulate``), summed over n.
+
+Scratch is bounded: one image at a time, and when ``K·P`` elements exceed 1 MiB, blocks of whole output rows
+(then the GEMM's strided operand — y, ḡ — goes through a second scratch block and a copy).
+
+Measured (batch 64, float32, 1 thread, this machine; see tests/codegen/test_conv_pool_native.py for the shapes):
+layer 1→32 3×3 pad 1 on 28×28 and layer 32→64 3×3 pad 1 on 14×14 — im2col + GEMM is faster than a direct loop
+nest (``y[i, j] += w·x[hi, wi]`` over valid ranges, vectorized over j) on the 32→64 layer by a wide margin and
+comparable on the 1→32 layer, so im2col + GEMM is the one path (the direct nest was removed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import llvmlite.ir as ir
+
+from codegen.gemm_kernel import PTR, default_config, for_range, i64
+from codegen.lowering import KernelContext, lowerer
+from codegen.matmul import emit_gemm, host_vector_bits
+from codegen.scalar import FAST, value_type
+
+SCRATCH_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Static sizes of one convolution (see the module docstring)."""
+
+    n: int
+    c: int
+    h: int
+    w: int
+    o: int
+    kh: int
+    kw: int
+    ho: int
+    wo: int
+    sh: int
+    sw: int
+    dh: int
+    dw: int
+    top: int
+    left: int
+    groups: int
+    itemsize: int
+
+    @property
+    def cg(self) -> int:
+        return self.c // self.groups
+
+    @property
+    def og(self) -> int:
+        return self.o // self.groups
+
+    @property
+    def kg(self) -> int:
+        return self.cg * self.kh * self.kw
+
+    @property
+    def k(self) -> int:
+        return self.c * self.kh * self.kw
+
+    @property
+    def p(self) -> int:
+        return self.ho * self.wo
+
+    def block_rows(self) -> int:
+        """Output rows per im2col block: all of them when the columns fit the budget, else as many as fit
+        (with room for the second, O × block scratch)."""
+        per_row = self.k * self.wo * self.itemsize
+        if per_row * self.ho <= SCRATCH_BYTES:
+            return self.ho
+        return max(1, min(self.ho, SCRATCH_BYTES // ((self.k + self.o) * self.wo * self.itemsize)))
+
+
+def geometry(x_shape: tuple[int, ...], w_shape: tuple[int, ...], y_shape: tuple[int, ...], attrs, dtype: str
+             ) -> Geometry:
+    """The geometry of a conv2d of x (N, C, H, W) with w (O, C/G, kh, kw) giving y (N, O, Ho, Wo)."""
+    n, c, h, w = x_shape
+    sh, sw = attrs["stride"]
+    dh, dw = attrs["dilation"]
+    top, left = attrs["padding"][:2]
+    return Geometry(n, c, h, w, w_shape[0], w_shape[2], w_shape[3], y_shape[2], y_shape[3], sh, sw, dh, dw, top,
+                    left, attrs["groups"], 8 if dtype == "float64" else 4)
+
+
+def _ceil_pos(b: ir.IRBuilder, a: ir.Value, s: int) -> ir.Value:
+    """max(⌈a / s⌉, 0) for s > 0 (as i64)."""
+    up = b.sdiv(b.add(a, i64(s - 1)), i64(s))
+    return b.select(b.icmp_signed(">", a, i64(0)), up, i64(0))
+
+
+def _clamp(b: ir.IRBuilder, v: ir.Value, lo: ir.Value, hi: int) -> ir.Value:
+    v = b.select(b.icmp_signed("<", v, lo), lo, v)
+    return b.select(b.icmp_signed(">", v, i64(hi)), i64(hi), v)
+
+
+def _zero(b: ir.IRBuilder, ptr: ir.Value, start: ir.Value | int, stop: ir.Value | int) -> None:
+    zero = ir.Constant(ptr.type.pointee, 0.0)
+    with for_range(b, start, stop, name="z") as j:
+        b.store(zero, b.gep(ptr, [j], inbounds=True))
+
+
+def zero_fill(b: ir.IRBuilder, ptr: ir.Value, count: int) -> None:
+    """ptr[0:count] = 0."""
+    if count > 0:
+        _zero(b, ptr, 0, count)
+
+
+Visit = Callable[[ir.IRBuilder, ir.Value, ir.Value], None]  # (builder, x offset in the image, cols pointer)
+
+
+def _windows(b: ir.IRBuilder, g: Geometry, cols: ir.Value, row0: ir.Value, rows: int, visit: Visit,
+             pad: bool) -> None:
+    """The index map shared by im2col and col2im over output rows [row0, row0 + rows): for every cols row
+    (c, p, q) and output row r, ``visit(b, x_offset, cols_pointer)`` for each valid j in [j_lo, j_hi); with
+    ``pad`` the invalid runs of cols are zeroed (im2col) — col2im skips them."""
+    ld = rows * g.wo
+    with for_range(b, 0, g.c, name="c") as c, for_range(b, 0, g.kh, name="p") as p, \
+            for_range(b, 0, g.kw, name="q") as q:
+        k = b.add(b.mul(b.add(b.mul(c, i64(g.kh)), p), i64(g.kw)), q)
+        shift = b.sub(i64(g.left), b.mul(q, i64(g.dw)))  # wi = j·sw - shift
+        j_lo = _clamp(b, _ceil_pos(b, shift, g.sw), i64(0), g.wo)
+        j_hi = _clamp(b, _ceil_pos(b, b.add(shift, i64(g.w)), g.sw), j_lo, g.wo)
+        plane = b.mul(c, i64(g.h * g.w))
+        with for_range(b, 0, rows, name="r") as r:
+            hi = b.sub(b.add(b.mul(b.add(row0, r), i64(g.sh)), b.mul(p, i64(g.dh))), i64(g.top))
+            ok = b.and_(b.icmp_signed(">=", hi, i64(0)), b.icmp_signed("<", hi, i64(g.h)))
+            lo_ = b.select(ok, j_lo, i64(g.wo))
+            hi_ = b.select(ok, j_hi, i64(g.wo))
+            row = b.gep(cols, [b.add(b.mul(k, i64(ld)), b.mul(r, i64(g.wo)))], inbounds=True)
+            base = b.sub(b.add(plane, b.mul(b.select(ok, hi, i64(0)), i64(g.w))), shift)
+            if pad:
+                _zero(b, row, 0, lo_)
+            with for_range(b, lo_, hi_, name="j") as j:
+                visit(b, b.add(base, b.mul(j, i64(g.sw))), b.gep(row, [j], inbounds=True))
+            if pad:
+                _zero(b, row, hi_, g.wo)
+
+
+def im2col(b: ir.IRBuilder, g: Geometry, image: ir.Value, cols: ir.Value, row0: ir.Value, rows: int) -> None:
+    """cols (K × rows·Wo) = the receptive fields of output rows [row0, row0 + rows) of ``image`` (C, H, W)."""
+    _windows(b, g, cols, row0, rows, lambda b, off, dst: b.store(b.load(b.gep(image, [off], inbounds=True)), dst),
+             pad=True)
+
+
+def col2im(b: ir.IRBuilder, g: Geometry, cols: ir.Value, image: ir.Value, row0: ir.Value, rows: int) -> None:
+    """image (C, H, W) += the adjoint of im2col applied to cols (K × rows·Wo)."""
+
+    def add(b: ir.IRBuilder, off: ir.Value, src: ir.Value) -> None:
+        ptr = b.gep(image, [off], inbounds=True)
+        b.store(b.fadd(b.load(ptr), b.load(src), flags=FAST), ptr)
+
+    _windows(b, g, cols, row0, rows, add, pad=False)
+
+
+def _alloca(b: ir.IRBuilder, dtype: str, count: int, name: str) -> ir.Value:
+    buf = b.alloca(value_type(dtype), size=i64(max(count, 1)), name=name)
+    buf.align = 64
+    return buf
+
+
+def _copy_rows(b: ir.IRBuilder, channels: int, width: int, src: ir.Value, src_ld: int, dst: ir.Value, dst_ld: int,
+               bias: ir.Value | None = None, column_stride: int = 1) -> None:
+    """dst[ch, e] = src[ch·src_ld + e·column_stride] (+ bias[ch]) for ch < channels, e < width."""
+    with for_range(b, 0, channels, name="ch") as ch:
+        s = b.gep(src, [b.mul(ch, i64(src_ld))], inbounds=True)
+        d = b.gep(dst, [b.mul(ch, i64(dst_ld))], inbounds=True)
+        add = None if bias is None else b.load(b.gep(bias, [ch], inbounds=True))
+        with for_range(b, 0, width, name="e") as e:
+            v = b.load(b.gep(s, [e if column_stride == 1 else b.mul(e, i64(column_stride))], inbounds=True))
+            b.store(v if add is None else b.fadd(v, add, flags=FAST), b.gep(d, [e], inbounds=True))
+
+
+def _row_blocks(b: ir.IRBuilder, g: Geometry, body: Callable[[ir.Value, int], None]) -> None:
+    """body(row0, rows) over the row blocks of one image: full blocks in a loop, then the remainder."""
+    rows = g.block_rows()
+    full, rem = divmod(g.ho, rows)
+    if full == 1:
+        body(i64(0), rows)
+    elif full:
+        with for_range(b, 0, full, name="blk") as blk:
+            body(b.mul(blk, i64(rows)), rows)
+    if rem:
+        body(i64(full * rows), rem)
+
+
+def _gemm(ctx: KernelContext, tag: str, g: Geometry, m: int, n: int, k: int, dtype: str, strides: tuple[int, ...],
+          **flags: bool) -> Callable[[ir.Value, ir.Value, ir.Value], None]:
+    """A GEMM batched over the groups, cached per size in the module; returns a caller on typed pointers."""
+    name = f"{ctx.function.name}.{tag}.{m}x{n}x{k}"
+    fn = ctx.module.globals.get(name) or emit_gemm(ctx.module, name, m, n, k, dtype=dtype, batch=g.groups,
+                                                    batch_strides=strides, **flags)
+    b = ctx.builder
+    return lambda a, bb, c: b.call(fn, [b.bitcast(a, PTR), b.bitcast(bb, PTR), b.bitcast(c, PTR)])
+
+
+@lowerer("conv2d")
+def lower_conv2d(ctx: KernelContext) -> None:
+    """y = conv2d(x, w) (+ b): per image, im2col then W · cols (see the module docstring)."""
+    (node,) = ctx.kernel.nodes
+    x, w = node.inputs[:2]
+    bias = node.inputs[2] if len(node.inputs) == 3 else None
+    g = geometry(x.shape, w.shape, node.shape, node.attrs, node.dtype)
+    b = ctx.builder
+    if node.size == 0:
+        return
+    rows = g.block_rows()
+    cols = _alloca(b, node.dtype, g.k * rows * g.wo, "cols")
+    single = rows == g.ho
+    out = None if single else _alloca(b, node.dtype, g.o * rows * g.wo, "yblock")
+    bias_ptr = None if bias is None else ctx.ptr(bias)
+    with for_range(b, 0, g.n, name="n") as n:
+        image = ctx.elem(x, b.mul(n, i64(g.c * g.h * g.w)))
+        y_n = ctx.elem(node, b.mul(n, i64(g.o * g.p)))
+
+        def block(row0: ir.Value, r: int) -> None:
+            im2col(b, g, image, cols, row0, r)
+            pb = r * g.wo
+            gemm = _gemm(ctx, "fwd", g, g.og, pb, g.kg, node.dtype, (g.og * g.kg, g.kg * pb, g.og * pb))
+            if single:
+                gemm(ctx.ptr(w), cols, y_n)
+                if bias_ptr is not None:
+                    _copy_rows(b, g.o, g.p, y_n, g.p, y_n, g.p, bias_ptr)
+            else:
+                gemm(ctx.ptr(w), cols, out)
+                _copy_rows(b, g.o, pb, out, pb, b.gep(y_n, [b.mul(row0, i64(g.wo))], inbounds=True), g.p, bias_ptr)
+
+        _row_blocks(b, g, block)
+
+
+@lowerer("conv2d_backward_input")
+def lower_conv2d_backward_input(ctx: KernelContext) -> None:
+    """dx = convᵀ(ḡ, w): per image, cols = Wᵀ · ḡ[n] then col2im into dx[n]."""
+    (node,) = ctx.kernel.nodes
+    gy, w = node.inputs
+    g = geometry(node.shape, w.shape, gy.shape, node.attrs, node.dtype)
+    b = ctx.builder
+    zero_fill(b, ctx.ptr(node), node.size)
+    if node.size == 0 or gy.size == 0:
+        return
+    rows = g.block_rows()
+    cols = _alloca(b, node.dtype, g.k * rows * g.wo, "cols")
+    single = rows == g.ho
+    gblock = None if single else _alloca(b, node.dtype, g.o * rows * g.wo, "gblock")
+    with for_range(b, 0, g.n, name="n") as n:
+        g_n = ctx.elem(gy, b.mul(n, i64(g.o * g.p)))
+        image = ctx.elem(node, b.mul(n, i64(g.c * g.h * g.w)))
+
+        def block(row0: ir.Value, r: int) -> None:
+            pb = r * g.wo
+            src = g_n
+            if not single:
+                _copy_rows(b, g.o, pb, b.gep(g_n, [b.mul(row0, i64(g.wo))], inbounds=True), g.p, gblock, pb)
+                src = gblock
+            gemm = _gemm(ctx, "bwdx", g, g.kg, pb, g.og, node.dtype, (g.og * g.kg, g.og * pb, g.kg * pb),
+                         trans_a=True)
+            gemm(ctx.ptr(w), src, cols)
+            col2im(b, g, cols, image, row0, r)
+
+        _row_blocks(b, g, block)
+
+
+def _tile_use(m: int, n: int, dtype: str) -> float:
+    """Fraction of the micro-kernel tiles' lanes an m × n GEMM output fills (edge tiles waste the rest)."""
+    cfg = default_config(dtype, host_vector_bits())
+    return m / (-(-m // cfg.mr) * cfg.mr) * n / (-(-n // cfg.nr) * cfg.nr)
+
+
+def transposed_weight_gradient(g: Geometry, dtype: str) -> bool:
+    """Whether dwᵀ = cols · ḡᵀ (Kg × Og per group, into scratch, transposed at the end) fills the GEMM tiles
+    better than dw = ḡ · colsᵀ (Og × Kg): e.g. 1→32 channels 3×3 gives a 32 × 9 dw, a poor fit for 32-wide
+    panels. Only when the weights fit the scratch budget (a quarter of it)."""
+    small = g.o * g.kg * g.itemsize <= SCRATCH_BYTES // 4
+    return small and _tile_use(g.kg, g.og, dtype) > _tile_use(g.og, g.kg, dtype)
+
+
+@lowerer("conv2d_backward_weight")
+def lower_conv2d_backward_weight(ctx: KernelContext) -> None:
+    """dw = Σ_n ḡ[n] · im2col(x[n])ᵀ per group (or its transpose, see ``transposed_weight_gradient``),
+    accumulated by the GEMM over the images."""
+    (node,) = ctx.kernel.nodes
+    x, gy = node.inputs
+    g = geometry(x.shape, node.shape, gy.shape, node.attrs, node.dtype)
+    b = ctx.builder
+    zero_fill(b, ctx.ptr(node), node.size)
+    if node.size == 0 or gy.size == 0:
+        return
+    rows = g.block_rows()
+    cols = _alloca(b, node.dtype, g.k * rows * g.wo, "cols")
+    single = rows == g.ho
+    gblock = None if single else _alloca(b, node.dtype, g.o * rows * g.wo, "gblock")
+    flip = transposed_weight_gradient(g, node.dtype)
+    acc = ctx.ptr(node)
+    if flip:
+        acc = _alloca(b, node.dtype, node.size, "dwt")
+        zero_fill(b, acc, node.size)
+    with for_range(b, 0, g.n, name="n") as n:
+        g_n = ctx.elem(gy, b.mul(n, i64(g.o * g.p)))
+        image = ctx.elem(x, b.mul(n, i64(g.c * g.h * g.w)))
+
+        def block(row0: ir.Value, r: int) -> None:
+            pb = r * g.wo
+            im2col(b, g, image, cols, row0, r)
+            src = g_n
+            if not single:
+                _copy_rows(b, g.o, pb, b.gep(g_n, [b.mul(row0, i64(g.wo))], inbounds=True), g.p, gblock, pb)
+                src = gblock
+            if flip:
+                gemm = _gemm(ctx, "bwdwt", g, g.kg, g.og, pb, node.dtype, (g.kg * pb, g.og * pb, g.og * g.kg),
+                             trans_b=True, accumulate=True)
+                gemm(cols, src, acc)
+            else:
+                gemm = _gemm(ctx, "bwdw", g, g.og, g.kg, pb, node.dtype, (g.og * pb, g.kg * pb, g.og * g.kg),
+                             trans_b=True, accumulate=True)
+                gemm(src, cols, acc)
+
+        _row_blocks(b, g, block)
+    if flip:  # dw[grp, o, k] = dwt[grp, k, o]
+        with for_range(b, 0, g.groups, name="grp") as grp:
+            base = b.mul(grp, i64(g.og * g.kg))
+            _copy_rows(b, g.og, g.kg, b.gep(acc, [base], inbounds=True), 1, ctx.elem(node, base), g.kg,
+                       column_stride=g.og)

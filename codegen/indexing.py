@@ -1,0 +1,113 @@
+"""Lowering of the indexing ops: slice, slice_backward, concat, pad — strided copies over static index maps.
+
+A basic index (``ops.indexing``, canonical form) is an affine map from output indices to input offsets:
+``offset = base + Σ_a idx_a·stride_a`` where an ``int`` entry adds ``i·s`` to ``base``, a slice
+(start, step) adds ``start·s`` to ``base`` and gives its output axis the stride ``step·s`` (negative for a
+negative step), and a newaxis gives a size-1 output axis stride 0. The canonical form has every start and int
+inside its axis, so every offset is inside the input.
+
+- slice: y[idx] = x[map(idx)];  slice_backward: y = 0, then y[map(idx)] = g[idx];
+- concat: each input copied into its block of y (offset Σ earlier sizes along the axis);
+- pad: y = value, then x copied into the middle block (offset Σ before_a·stride_a).
+"""
+
+from __future__ import annotations
+
+import llvmlite.ir as ir
+import numpy as np
+
+from codegen import loops
+from codegen.lowering import KernelContext, lowerer
+from codegen.scalar import value_type
+from graphc.ir import Node
+from ops.indexing import Index
+
+
+def affine(index: Index, shape: tuple[int, ...]) -> tuple[int, tuple[int, ...]]:
+    """(base offset, stride per output axis) in elements of the map of ``index`` over a contiguous ``shape``."""
+    own = loops.contiguous_strides(shape)
+    base, strides, axis = 0, [], 0
+    for entry in index:
+        if entry[0] == "newaxis":
+            strides.append(0)
+            continue
+        if entry[0] == "int":
+            base += entry[1] * own[axis]
+        else:
+            base += entry[1] * own[axis]
+            strides.append(entry[3] * own[axis])
+        axis += 1
+    return base, tuple(strides)
+
+
+def copy(ctx: KernelContext, src: Node, dst: Node, domain: tuple[int, ...], src_map: tuple[int, tuple[int, ...]],
+         dst_map: tuple[int, tuple[int, ...]]) -> None:
+    """dst[dst_base + Σ i·dst_strides] = src[src_base + Σ i·src_strides] over ``domain``."""
+    (sb, ss), (db, ds) = src_map, dst_map
+    shape, (ss2, ds2) = loops.collapse(domain, [ss, ds])
+
+    def body(b: ir.IRBuilder, offs: list[ir.Value], _i: list[ir.Value]) -> None:
+        value = b.load(ctx.elem(src, b.add(offs[0], loops.const(sb))))
+        b.store(value, ctx.elem(dst, b.add(offs[1], loops.const(db))))
+
+    if int(np.prod(domain, dtype=np.int64)):
+        loops.emit_nest(ctx.builder, shape, [ss2, ds2], body, name="ix")
+
+
+def fill(ctx: KernelContext, node: Node, value: float) -> None:
+    """node[:] = value, converted to node's dtype as NumPy converts it."""
+    v = np.array([value]).astype(node.dtype)[0]
+    ty = value_type(node.dtype)
+    if node.dtype == "bool":
+        const = ir.Constant(ir.IntType(8), int(bool(v)))
+    elif node.type.is_float:
+        const = ir.Constant(ty, float(v))
+    else:
+        const = ir.Constant(ty, int(v))
+    if node.size:
+        loops.emit_nest(ctx.builder, (node.size,), [(1,)],
+                        lambda b, offs, _i: b.store(const, ctx.elem(node, offs[0])), name="fill")
+
+
+def _dense(shape: tuple[int, ...]) -> tuple[int, tuple[int, ...]]:
+    return 0, loops.contiguous_strides(shape)
+
+
+@lowerer("slice")
+def lower_slice(ctx: KernelContext) -> None:
+    """y = x[index]."""
+    (node,) = ctx.kernel.nodes
+    x = node.inputs[0]
+    copy(ctx, x, node, node.shape, affine(node.attrs["index"], x.shape), _dense(node.shape))
+
+
+@lowerer("slice_backward")
+def lower_slice_backward(ctx: KernelContext) -> None:
+    """y = zeros(shape); y[index] = g."""
+    (node,) = ctx.kernel.nodes
+    g = node.inputs[0]
+    fill(ctx, node, 0.0)
+    copy(ctx, g, node, g.shape, _dense(g.shape), affine(node.attrs["index"], node.shape))
+
+
+@lowerer("concat")
+def lower_concat(ctx: KernelContext) -> None:
+    """y = concatenate(xs, axis)."""
+    (node,) = ctx.kernel.nodes
+    axis = node.attrs["axis"]
+    strides = loops.contiguous_strides(node.shape)
+    offset = 0
+    for x in node.inputs:
+        copy(ctx, x, node, x.shape, _dense(x.shape), (offset * strides[axis], strides))
+        offset += x.shape[axis]
+
+
+@lowerer("pad")
+def lower_pad(ctx: KernelContext) -> None:
+    """y = value everywhere, x in the middle."""
+    (node,) = ctx.kernel.nodes
+    x = node.inputs[0]
+    strides = loops.contiguous_strides(node.shape)
+    fill(ctx, node, node.attrs["value"])
+    base = sum(before * s for (before, _), s in zip(node.attrs["pads"], strides))
+    copy(ctx, x, node, x.shape, _dense(x.shape), (base, strides))

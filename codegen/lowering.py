@@ -1,0 +1,112 @@
+"""The lowering registry: Plan kernel → body of one LLVM function.
+
+``LOWERERS`` maps a key to ``lower(ctx: KernelContext) -> None``, which emits the kernel's body with
+``ctx.builder`` (positioned in the entry block; the caller adds the ``ret``). The key of a kernel is
+``"elementwise"`` when every node is an elementwise/broadcast op (a fused group, any length), the op name for a
+one-node kernel, else the kernel's ``kind``. Modules that lower ops register themselves with :func:`lowerer`
+(matmul, conv and pool lowerers live in their own files). A kernel without a lowerer is a
+:class:`LoweringError` naming the op and the user's creation site: there is no NumPy fallback.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import llvmlite.ir as ir
+import numpy as np
+
+from codegen.scalar import memory_type
+from codegen.target import CodegenError
+from graphc.ir import Node
+from ops.registry import get_op
+from passes.plan import Kernel
+
+Lowerer = Callable[["KernelContext"], None]
+LOWERERS: dict[str, Lowerer] = {}
+FUSIBLE = ("elementwise", "broadcast")
+# modules that register lowerers on import (a missing one, e.g. a lowerer still being written, is skipped)
+LOWERING_MODULES = ("codegen.elementwise", "codegen.reduce", "codegen.structured", "codegen.matmul",
+                    "codegen.conv", "codegen.pool", "codegen.nn_ops", "codegen.indexing", "codegen.losses")
+
+
+class LoweringError(CodegenError):
+    """An op the LLVM backend cannot lower."""
+
+
+def lowerer(*keys: str) -> Callable[[Lowerer], Lowerer]:
+    """Decorator: register ``fn`` as the lowerer of ``keys`` (op names or fusion kinds)."""
+
+    def register(fn: Lowerer) -> Lowerer:
+        for key in keys:
+            LOWERERS[key] = fn
+        return fn
+
+    return register
+
+
+def load_lowerers() -> dict[str, Lowerer]:
+    """Import every lowering module so its registrations take effect; return the registry."""
+    for name in LOWERING_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name != name:
+                raise
+    return LOWERERS
+
+
+@dataclass
+class KernelContext:
+    """What a lowerer needs: the kernel, its LLVM function, typed pointers and the status word."""
+
+    module: ir.Module
+    kernel: Kernel
+    function: ir.Function
+    builder: ir.IRBuilder
+    pointers: dict[Node, ir.Value]  # every kernel input and output → pointer to its first element
+    status: ir.Value  # i64*: a kernel stores a nonzero error code here on bad data (never reads out of bounds)
+    error_nodes: list[Node] = field(default_factory=list)  # code k+1 ↔ error_nodes[k] (shared by the module)
+
+    def ptr(self, node: Node) -> ir.Value:
+        return self.pointers[node]
+
+    def const_value(self, node: Node) -> np.ndarray | None:
+        """The array of a ``const`` input (lets lowerers embed scalars), else None."""
+        return node.attrs["value"] if node.op == "const" else None
+
+    def error_code(self, node: Node) -> int:
+        """A status code that makes the runtime raise an error naming ``node``."""
+        if node not in self.error_nodes:
+            self.error_nodes.append(node)
+        return self.error_nodes.index(node) + 1
+
+    def elem(self, node: Node, offset: ir.Value) -> ir.Value:
+        """Pointer to element ``offset`` of ``node``'s buffer."""
+        return self.builder.gep(self.pointers[node], [offset], inbounds=True)
+
+
+def kernel_key(kernel: Kernel) -> str:
+    """Registry key of a kernel (see the module docstring)."""
+    if all(get_op(n.op).kind in FUSIBLE for n in kernel.nodes):
+        return "elementwise"
+    if len(kernel.nodes) == 1:
+        return kernel.nodes[0].op
+    return kernel.kind
+
+
+def find_lowerer(kernel: Kernel) -> Lowerer:
+    """The lowerer of ``kernel``; a :class:`LoweringError` naming the op and its creation site if none."""
+    load_lowerers()
+    key = kernel_key(kernel)
+    fn = LOWERERS.get(key)
+    if fn is None:
+        anchor = next((n for n in kernel.nodes if n.op == key), kernel.nodes[0])
+        raise LoweringError(f"the llvm backend has no lowering for op {key!r} (node {anchor.name!r}, created at "
+                            f"{anchor.site}); compile with backend='numpy' to run it in the interpreter")
+    return fn
+
+
+def pointer_type(node: Node) -> ir.PointerType:
+    return memory_type(node.dtype).as_pointer()

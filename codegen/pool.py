@@ -1,0 +1,250 @@
+"""Lowering of 2-D pooling: max / average pooling, their gradients, max_pool2d_gather, global average pooling.
+
+Every output (plane, i, j) walks its window positions (p, q) in row-major order with runtime loops; a position
+reads the input only when hi = i·sh + p·dh - top ∈ [0, H) and wi = j·sw + q·dw - left ∈ [0, W) (the load uses a
+clamped index, so nothing outside x is ever touched, and the value is then replaced by the padding value).
+
+- max: y = max over the window with padding -inf, NaN-propagating (``llvm.maximum``, as ``np.maximum``);
+- argmax (gradient and gather): the first position whose value is strictly greater than the best so far (the
+  first position is taken unconditionally, NaN never wins a comparison), exactly as the reference; its flat
+  in-plane input index, or -1 when that position is padding (then the gradient is dropped / the gather gives 0);
+- average: Σ over the valid positions (padding is zero) divided by the count of valid positions, or of positions
+  inside the padded input with ``count_include_pad`` (positions only ceil mode adds never count);
+- the gradients zero dx and scatter ``dx[pos] += ḡ`` (max) or ``dx[pos] += ḡ / count`` over the window (average);
+- global average: the mean of each (n, c) plane, accumulated in float64.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import llvmlite.ir as ir
+import numpy as np
+
+from codegen import mathlib
+from codegen.conv import zero_fill
+from codegen.gemm_kernel import for_range, i64
+from codegen.lowering import KernelContext, lowerer
+from codegen.scalar import F64, FAST, value_type
+from graphc.ir import Node
+
+Step = Callable[[ir.IRBuilder, ir.Value, list[ir.Value]], list[ir.Value]]
+
+
+def fold(b: ir.IRBuilder, count: int, inits: list[ir.Value], step: Step, name: str) -> list[ir.Value]:
+    """accs = inits; for i in range(count): accs = step(b, i, accs); returns the final accs (count ≥ 1)."""
+    pre = b.block
+    body = b.append_basic_block(f"{name}.body")
+    done = b.append_basic_block(f"{name}.done")
+    b.branch(body)
+    b.position_at_end(body)
+    i = b.phi(i64(0).type, name=name)
+    i.add_incoming(i64(0), pre)
+    accs = [b.phi(v.type) for v in inits]
+    for acc, v in zip(accs, inits):
+        acc.add_incoming(v, pre)
+    new = step(b, i, list(accs))
+    nxt = b.add(i, i64(1))
+    end = b.block
+    i.add_incoming(nxt, end)
+    for acc, v in zip(accs, new):
+        acc.add_incoming(v, end)
+    b.cbranch(b.icmp_signed("<", nxt, i64(count)), body, done)
+    b.position_at_end(done)
+    return new
+
+
+class Window:
+    """Static pooling geometry of x (N, C, H, W) → (N, C, Ho, Wo) and the per-position index arithmetic."""
+
+    def __init__(self, attrs, x_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> None:
+        self.planes = x_shape[0] * x_shape[1]
+        self.h, self.w = x_shape[2:]
+        self.ho, self.wo = out_shape[2:]
+        self.kh, self.kw = attrs["kernel_size"]
+        self.sh, self.sw = attrs["stride"]
+        self.dh, self.dw = attrs["dilation"]
+        self.top, self.left, self.bottom, self.right = attrs["padding"]
+
+    def outputs(self, b: ir.IRBuilder, body: Callable[[ir.Value, ir.Value, ir.Value, ir.Value], None]) -> None:
+        """body(in-plane base offset, out offset, i, j) for every output element."""
+        with for_range(b, 0, self.planes, name="pl") as pl, for_range(b, 0, self.ho, name="i") as i, \
+                for_range(b, 0, self.wo, name="j") as j:
+            out = b.add(b.mul(pl, i64(self.ho * self.wo)), b.add(b.mul(i, i64(self.wo)), j))
+            body(b.mul(pl, i64(self.h * self.w)), out, i, j)
+
+    def position(self, b: ir.IRBuilder, i: ir.Value, j: ir.Value, k: ir.Value
+                 ) -> tuple[ir.Value, ir.Value, ir.Value, ir.Value]:
+        """(hi, wi, inside x, in-plane index clamped to 0 when outside) of window position k = p·kw + q."""
+        p, q = b.sdiv(k, i64(self.kw)), b.srem(k, i64(self.kw))
+        hi = b.sub(b.add(b.mul(i, i64(self.sh)), b.mul(p, i64(self.dh))), i64(self.top))
+        wi = b.sub(b.add(b.mul(j, i64(self.sw)), b.mul(q, i64(self.dw))), i64(self.left))
+        ok = b.and_(b.and_(b.icmp_signed(">=", hi, i64(0)), b.icmp_signed("<", hi, i64(self.h))),
+                    b.and_(b.icmp_signed(">=", wi, i64(0)), b.icmp_signed("<", wi, i64(self.w))))
+        index = b.select(ok, b.add(b.mul(hi, i64(self.w)), wi), i64(0))
+        return hi, wi, ok, index
+
+    def argmax(self, ctx: KernelContext, x: Node, base: ir.Value, i: ir.Value, j: ir.Value) -> ir.Value:
+        """In-plane index of the window's first maximum (padding is -inf), or -1 if that is a padding position."""
+        b = ctx.builder
+        ty = value_type(x.dtype)
+
+        def step(b: ir.IRBuilder, k: ir.Value, accs: list[ir.Value]) -> list[ir.Value]:
+            best, pos = accs
+            _, _, ok, index = self.position(b, i, j, k)
+            v = b.select(ok, b.load(ctx.elem(x, b.add(base, index))), ir.Constant(ty, -np.inf))
+            better = b.or_(b.icmp_signed("==", k, i64(0)), b.fcmp_ordered(">", v, best))
+            return [b.select(better, v, best), b.select(better, b.select(ok, index, i64(-1)), pos)]
+
+        return fold(b, self.kh * self.kw, [ir.Constant(ty, -np.inf), i64(-1)], step, "am")[1]
+
+    def count(self, b: ir.IRBuilder, i: ir.Value, j: ir.Value, include_pad: bool, ty: ir.Type) -> ir.Value:
+        """The divisor of average pooling at output (i, j), as a float of type ``ty``."""
+
+        def step(b: ir.IRBuilder, k: ir.Value, accs: list[ir.Value]) -> list[ir.Value]:
+            hi, wi, ok, _ = self.position(b, i, j, k)
+            if include_pad:
+                ok = b.and_(b.and_(b.icmp_signed(">=", hi, i64(-self.top)),
+                                   b.icmp_signed("<", hi, i64(self.h + self.bottom))),
+                            b.and_(b.icmp_signed(">=", wi, i64(-self.left)),
+                                   b.icmp_signed("<", wi, i64(self.w + self.right))))
+            return [b.add(accs[0], b.zext(ok, i64(0).type))]
+
+        return b.sitofp(fold(b, self.kh * self.kw, [i64(0)], step, "cnt")[0], ty)
+
+
+def _node(ctx: KernelContext) -> Node:
+    return ctx.kernel.nodes[0]
+
+
+@lowerer("max_pool2d")
+def lower_max_pool2d(ctx: KernelContext) -> None:
+    """y = max over each window (padding -inf, NaN propagates)."""
+    node = _node(ctx)
+    x = node.inputs[0]
+    win = Window(node.attrs, x.shape, node.shape)
+    ty = value_type(node.dtype)
+
+    def body(base: ir.Value, out: ir.Value, i: ir.Value, j: ir.Value) -> None:
+        b = ctx.builder
+
+        def step(b: ir.IRBuilder, k: ir.Value, accs: list[ir.Value]) -> list[ir.Value]:
+            _, _, ok, index = win.position(b, i, j, k)
+            v = b.select(ok, b.load(ctx.elem(x, b.add(base, index))), ir.Constant(ty, -np.inf))
+            return [b.call(mathlib.intrinsic(b, "llvm.maximum", ty, 2), [accs[0], v])]
+
+        (best,) = fold(b, win.kh * win.kw, [ir.Constant(ty, -np.inf)], step, "mx")
+        b.store(best, ctx.elem(node, out))
+
+    if node.size:
+        win.outputs(ctx.builder, body)
+
+
+@lowerer("max_pool2d_backward")
+def lower_max_pool2d_backward(ctx: KernelContext) -> None:
+    """dx[argmax(window)] += ḡ[window] (gradients landing on padding are dropped)."""
+    node = _node(ctx)
+    x, g = node.inputs
+    win = Window(node.attrs, x.shape, g.shape)
+    b = ctx.builder
+    zero_fill(b, ctx.ptr(node), node.size)
+
+    def body(base: ir.Value, out: ir.Value, i: ir.Value, j: ir.Value) -> None:
+        pos = win.argmax(ctx, x, base, i, j)
+        with b.if_then(b.icmp_signed(">=", pos, i64(0))):
+            ptr = ctx.elem(node, b.add(base, pos))
+            b.store(b.fadd(b.load(ptr), b.load(ctx.elem(g, out))), ptr)
+
+    if g.size:
+        win.outputs(b, body)
+
+
+@lowerer("max_pool2d_gather")
+def lower_max_pool2d_gather(ctx: KernelContext) -> None:
+    """y[window] = h[argmax(window)] (0 when the first maximum is a padding position)."""
+    node = _node(ctx)
+    x, h = node.inputs
+    win = Window(node.attrs, x.shape, node.shape)
+    b = ctx.builder
+    zero = ir.Constant(value_type(node.dtype), 0.0)
+
+    def body(base: ir.Value, out: ir.Value, i: ir.Value, j: ir.Value) -> None:
+        pos = win.argmax(ctx, x, base, i, j)
+        ok = b.icmp_signed(">=", pos, i64(0))
+        v = b.load(ctx.elem(h, b.add(base, b.select(ok, pos, i64(0)))))
+        b.store(b.select(ok, v, zero), ctx.elem(node, out))
+
+    if node.size:
+        win.outputs(b, body)
+
+
+@lowerer("avg_pool2d")
+def lower_avg_pool2d(ctx: KernelContext) -> None:
+    """y = Σ window (zero padding) / count, summed in window order as the reference."""
+    node = _node(ctx)
+    x = node.inputs[0]
+    win = Window(node.attrs, x.shape, node.shape)
+    ty = value_type(node.dtype)
+    include = node.attrs["count_include_pad"]
+    b = ctx.builder
+
+    def body(base: ir.Value, out: ir.Value, i: ir.Value, j: ir.Value) -> None:
+        def step(b: ir.IRBuilder, k: ir.Value, accs: list[ir.Value]) -> list[ir.Value]:
+            _, _, ok, index = win.position(b, i, j, k)
+            v = b.select(ok, b.load(ctx.elem(x, b.add(base, index))), ir.Constant(ty, 0.0))
+            return [b.fadd(accs[0], v)]
+
+        (total,) = fold(b, win.kh * win.kw, [ir.Constant(ty, 0.0)], step, "avg")
+        b.store(b.fdiv(total, win.count(b, i, j, include, ty)), ctx.elem(node, out))
+
+    if node.size:
+        win.outputs(b, body)
+
+
+@lowerer("avg_pool2d_backward")
+def lower_avg_pool2d_backward(ctx: KernelContext) -> None:
+    """dx[valid window positions] += ḡ / count."""
+    node = _node(ctx)
+    g = node.inputs[0]
+    win = Window(node.attrs, node.shape, g.shape)
+    include = node.attrs["count_include_pad"]
+    b = ctx.builder
+    zero_fill(b, ctx.ptr(node), node.size)
+
+    def body(base: ir.Value, out: ir.Value, i: ir.Value, j: ir.Value) -> None:
+        share = b.fdiv(b.load(ctx.elem(g, out)), win.count(b, i, j, include, value_type(node.dtype)))
+
+        def step(b: ir.IRBuilder, k: ir.Value, accs: list[ir.Value]) -> list[ir.Value]:
+            _, _, ok, index = win.position(b, i, j, k)
+            with b.if_then(ok):
+                ptr = ctx.elem(node, b.add(base, index))
+                b.store(b.fadd(b.load(ptr), share), ptr)
+            return accs
+
+        fold(b, win.kh * win.kw, [], step, "spread")
+
+    if g.size:
+        win.outputs(b, body)
+
+
+@lowerer("global_avg_pool2d")
+def lower_global_avg_pool2d(ctx: KernelContext) -> None:
+    """y[n, c] = (Σ x[n, c, ...]) / S over the S spatial elements (float64 accumulation; 0/0 = nan)."""
+    node = _node(ctx)
+    x = node.inputs[0]
+    planes = x.shape[0] * x.shape[1]
+    spatial = int(np.prod(x.shape[2:], dtype=np.int64))
+    ty = value_type(node.dtype)
+    b = ctx.builder
+    if planes == 0:
+        return
+    with for_range(b, 0, planes, name="pl") as pl:
+        total = ir.Constant(F64, 0.0)
+        if spatial:
+            def step(b: ir.IRBuilder, e: ir.Value, accs: list[ir.Value]) -> list[ir.Value]:
+                v = b.load(ctx.elem(x, b.add(b.mul(pl, i64(spatial)), e)))
+                return [b.fadd(accs[0], v if ty == F64 else b.fpext(v, F64), flags=FAST)]
+
+            (total,) = fold(b, spatial, [total], step, "gap")
+        mean = b.fdiv(total, ir.Constant(F64, float(spatial)))
+        b.store(mean if ty == F64 else b.fptrunc(mean, ty), ctx.elem(node, pl))

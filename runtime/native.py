@@ -1,0 +1,160 @@
+"""``backend="llvm"``: the Plan compiled to native code and run with one ``graphc_main`` call per execution.
+
+The program owns one 64-byte-aligned arena (a NumPy byte buffer) and a status word. Each call fills the binding
+table (``codegen.module`` defines it) with raw pointers to the validated feeds, the *current* ``graph.state``
+arrays (zero-copy; re-read every call since a user may replace one) and the constants, calls the entry, then
+checks the status word. Raw pointers live only inside that call, while the arrays that own them are referenced.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import re
+import threading
+from typing import Any
+
+import numpy as np
+
+from codegen.module import ENTRY, FIRST_SLOT, build_module
+from codegen.target import Jit
+from graphc.ir import GraphcError, Node
+from ops.registry import get_op
+from passes.pipeline import build_plan
+from passes.plan import ALIGN
+from runtime.program import Program
+
+_MAIN = ctypes.CFUNCTYPE(None, ctypes.POINTER(ctypes.c_void_p))
+_COST = {"exp": 20, "log": 20, "tanh": 25, "sigmoid": 25, "pow": 45, "softmax": 25, "log_softmax": 25,
+         "softmax_cross_entropy": 25, "sqrt": 4, "div": 4}
+
+
+class NativeProgram(Program):
+    """A program compiled by the LLVM backend."""
+
+    backend = "llvm"
+
+    def __init__(self, outputs: Any, updates: Any = None, cache: bool = True) -> None:
+        super().__init__(outputs, updates)
+        self.plan = build_plan(self.output_nodes, self.updates)
+        self.module = build_module(self.plan, name=self.graph.name)
+        self.jit = Jit(self.module.ir_text, name=self.graph.name, cache=cache)
+        self._main = _MAIN(self.jit.address(ENTRY))
+        self._arena_owner = np.zeros(self.plan.arena_bytes + ALIGN, dtype=np.uint8)
+        start = (-self._arena_owner.ctypes.data) % ALIGN
+        self.arena = self._arena_owner[start:start + self.plan.arena_bytes]
+        self._status = np.zeros(1, dtype=np.int64)
+        self._table = (ctypes.c_void_p * (FIRST_SLOT + len(self.module.slots)))()
+        self._table[0] = self.arena.ctypes.data
+        self._table[1] = self._status.ctypes.data
+        self._consts = {n: _contiguous(n.attrs["value"]) for n in self.plan.consts}
+        self._lock = threading.Lock()
+
+    # -- running -----------------------------------------------------------------------------------------
+    def _bound_array(self, node: Node, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        if node.op == "input":
+            return feeds[node.name]
+        if node.op == "param":
+            return _contiguous(self.graph.state[node.name])
+        return self._consts[node]
+
+    def _value(self, node: Node, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        if node.is_leaf:
+            return self._bound_array(node, feeds)
+        buf = self.plan.buffers[node]
+        raw = self.arena[buf.offset:buf.offset + buf.nbytes]
+        return raw.view(node.type.np_dtype).reshape(node.shape)
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        wanted = self.output_nodes + [value for _, value in self.updates]
+        with self._lock:
+            keep = [self._bound_array(n, feeds) for n in self.module.slots]  # owners outlive the call
+            for j, array in enumerate(keep):
+                if not array.flags.c_contiguous or array.dtype != array.dtype.newbyteorder("="):
+                    raise GraphcError(f"internal error: binding of {self.module.slots[j].name!r} is not contiguous")
+                self._table[FIRST_SLOT + j] = array.ctypes.data
+            self._status[0] = 0
+            self._main(self._table)
+            for j in range(len(keep)):
+                self._table[FIRST_SLOT + j] = None
+            code = int(self._status[0])
+            if code:
+                self._raise(code)
+            # arena views: Program copies outputs and copies update values into graph.state before the next call
+            return [self._value(n, feeds) for n in wanted]
+
+    def _raise(self, code: int) -> None:
+        nodes = self.module.error_nodes
+        node = nodes[code - 1] if 0 < code <= len(nodes) else None
+        if node is not None and node.op == "softmax_cross_entropy":
+            classes = node.inputs[0].shape[1]
+            raise GraphcError(f"softmax_cross_entropy ({node.name!r}, created at {node.site}): a label is outside "
+                              f"[0, {classes})")
+        where = f"{node.op} ({node.name!r}, created at {node.site})" if node is not None else "a kernel"
+        raise GraphcError(f"{where} reported invalid data (status {code})")
+
+    # -- inspection --------------------------------------------------------------------------------------
+    def llvm_ir(self, optimized: bool = False) -> str:
+        """The module's LLVM IR, before or after O3."""
+        return self.jit.optimized_ir if optimized else self.module.ir_text
+
+    def asm(self) -> str:
+        """Host assembly of the whole module."""
+        return self.jit.asm
+
+    def kernels_info(self) -> list[dict[str, Any]]:
+        """Per kernel: name, LLVM function, ops, widest vector register seen in its asm, FLOPs and bytes moved."""
+        bodies = _asm_functions(self.asm())
+        info = []
+        for k in self.plan.kernels:
+            fn = self.module.kernel_functions[k.name]
+            width = vector_width(bodies.get(fn, ""))
+            info.append({"name": k.name, "function": fn, "kind": k.kind, "ops": [n.op for n in k.nodes],
+                         "vector_width": width, "flops": _flops(k.nodes),
+                         "bytes": sum(x.type.nbytes for x in k.inputs) + sum(x.type.nbytes for x in k.outputs)})
+        return info
+
+
+def _contiguous(array: np.ndarray) -> np.ndarray:
+    """``array`` itself when C-contiguous, else a C-contiguous copy (0-d arrays stay 0-d)."""
+    return array if array.flags.c_contiguous else np.array(array, order="C")
+
+
+def _flops(nodes: tuple[Node, ...]) -> int:
+    total = 0
+    for n in nodes:
+        if get_op(n.op).kind == "matmul":
+            a = n.inputs[0]
+            total += 2 * n.size * a.shape[-1]
+        elif get_op(n.op).kind == "reduce" or n.op in ("mse", "softmax_cross_entropy"):
+            total += n.inputs[0].size * _COST.get(n.op, 1)
+        else:
+            total += n.size * _COST.get(n.op, 1)
+    return total
+
+
+def _asm_functions(asm: str) -> dict[str, str]:
+    """Function label → its assembly lines."""
+    bodies: dict[str, list[str]] = {}
+    current: str | None = None
+    for line in asm.splitlines():
+        m = re.match(r"^([A-Za-z_.$][\w.$]*):", line)
+        if m and not m.group(1).startswith(".L"):
+            current = m.group(1)
+            bodies[current] = []
+        elif current is not None:
+            if line.startswith(".Lfunc_end"):
+                current = None
+            else:
+                bodies[current].append(line)
+    return {k: "\n".join(v) for k, v in bodies.items()}
+
+
+def vector_width(asm: str) -> str:
+    """The widest SIMD use in ``asm``: zmm (512-bit), ymm (256), xmm (128, packed ops only) or scalar."""
+    if "%zmm" in asm:
+        return "zmm"
+    if "%ymm" in asm:
+        return "ymm"
+    if re.search(r"\bv?\w+p[sd]\s+.*%xmm", asm):
+        return "xmm"
+    return "scalar"

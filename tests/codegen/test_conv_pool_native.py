@@ -1,0 +1,199 @@
+"""LLVM lowerings of conv, pooling, batch norm, dropout, indexing and losses vs the NumPy interpreter, on cases
+the registry's contract samples do not reach: the CNN benchmark's batch-64 layer shapes, odd sizes, stride 2
+with asymmetric padding, float64, the row-blocked im2col path, degenerate windows, a small CNN trained end to
+end (forward and every gradient), and dropout masks that must be bit-identical between the backends."""
+
+import numpy as np
+import pytest
+
+import codegen.conv as conv
+import graphc as gc
+from ops.random import keep_mask
+from ops.registry import apply
+
+
+def _agree(outputs, feeds, rtol=2e-5, atol=2e-6):
+    """Both backends on ``feeds``; float results within float32 tolerance (scaled by magnitude), others equal."""
+    want = gc.compile(outputs, backend="numpy")(**feeds)
+    got = gc.compile(outputs, backend="llvm")(**feeds)
+    for key in want:
+        w, h = np.asarray(want[key]), np.asarray(got[key])
+        assert h.shape == w.shape and h.dtype == w.dtype, key
+        if w.dtype.kind == "f":
+            scale = max(1.0, float(np.max(np.abs(w), initial=0.0)))
+            np.testing.assert_allclose(h, w, rtol=rtol, atol=atol * scale, err_msg=key)
+        else:
+            np.testing.assert_array_equal(h, w, err_msg=key)
+    return got
+
+
+def _conv_case(x_shape, w_shape, dtype="float32", bias=True, seed=0, **attrs):
+    """conv2d forward and both gradient ops of one geometry, with random feeds."""
+    rng = np.random.default_rng(seed)
+    g = gc.Graph("conv")
+    x = g.input("x", x_shape, dtype)
+    w = g.input("w", w_shape, dtype)
+    b = g.input("b", (w_shape[0],), dtype) if bias else None
+    y = gc.conv2d(x, w, b, **attrs)
+    gy = g.input("gy", y.shape, dtype)
+    geom = {k: y.attrs[k] for k in ("stride", "padding", "dilation", "groups")}
+    dx = apply("conv2d_backward_input", gy, w, input_size=x_shape[2:], **geom)
+    dw = apply("conv2d_backward_weight", x, gy, kernel_size=w_shape[2:], **geom)
+    feeds = {"x": rng.standard_normal(x_shape), "w": rng.standard_normal(w_shape), "gy": rng.standard_normal(y.shape)}
+    if bias:
+        feeds["b"] = rng.standard_normal(w_shape[0])
+    feeds = {k: v.astype(dtype) for k, v in feeds.items()}
+    return {"y": y, "dx": dx, "dw": dw}, feeds
+
+
+@pytest.mark.parametrize("c, o, size", [(1, 32, 28), (32, 64, 14)], ids=["conv1", "conv2"])
+def test_cnn_benchmark_layers(c, o, size):
+    outputs, feeds = _conv_case((64, c, size, size), (o, c, 3, 3), padding=1)
+    _agree(outputs, feeds)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, attrs", [
+    ((3, 3, 7, 5), (5, 3, 3, 2), {"stride": 2, "padding": (2, 1, 0, 3), "dilation": (1, 2)}),
+    ((2, 6, 9, 7), (6, 2, 3, 3), {"stride": (2, 3), "padding": (1, 0, 2, 1), "groups": 3}),
+    ((1, 1, 1, 1), (4, 1, 1, 1), {}),
+    ((2, 3, 5, 5), (2, 3, 5, 5), {"padding": 4, "stride": 3}),
+    ((1, 2, 11, 3), (3, 2, 4, 1), {"padding": "same", "stride": 2}),
+    ((2, 4, 6, 6), (32, 2, 3, 3), {"padding": 1, "groups": 2}),  # weight gradient in the transposed orientation
+])
+def test_conv_odd_geometries(x_shape, w_shape, attrs):
+    outputs, feeds = _conv_case(x_shape, w_shape, **attrs)
+    _agree(outputs, feeds)
+
+
+def test_conv_float64():
+    outputs, feeds = _conv_case((2, 3, 6, 5), (4, 3, 3, 3), dtype="float64", stride=2, padding=1)
+    _agree(outputs, feeds, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("budget, rows", [(3000, 3), (600, 1)])
+def test_conv_row_blocks(monkeypatch, budget, rows):
+    """A tiny scratch budget forces im2col in blocks of output rows (full blocks, with and without a remainder)."""
+    monkeypatch.setattr(conv, "SCRATCH_BYTES", budget)
+    outputs, feeds = _conv_case((2, 4, 9, 8), (6, 2, 3, 3), stride=(1, 2), padding=(1, 2, 0, 1), groups=2)
+    g = conv.geometry((2, 4, 9, 8), (6, 2, 3, 3), outputs["y"].shape, outputs["y"].attrs, "float32")
+    assert g.block_rows() == rows
+    _agree(outputs, feeds)
+
+
+def _pool_graph(x_shape, seed=0, **attrs):
+    rng = np.random.default_rng(seed)
+    g = gc.Graph("pool")
+    x = g.input("x", x_shape)
+    mx = gc.max_pool2d(x, **attrs)
+    av = gc.avg_pool2d(x, **attrs)
+    av_pad = gc.avg_pool2d(x, count_include_pad=True, **attrs)
+    w1, w2 = rng.standard_normal(mx.shape).astype("f4"), rng.standard_normal(av.shape).astype("f4")
+    loss = gc.sum(mx * w1) + gc.sum(av * w2) + gc.sum(av_pad * w2)
+    (dx,) = gc.grad(loss, [x])
+    size = int(np.prod(x_shape))
+    values = rng.permutation(size).reshape(x_shape) * 4.0 / size - 2.0  # distinct: no ties
+    return {"max": mx, "avg": av, "avg_pad": av_pad, "dx": dx}, {"x": values.astype("f4")}
+
+
+@pytest.mark.parametrize("x_shape, attrs", [
+    ((64, 32, 28, 28), {"kernel_size": 2}),
+    ((2, 3, 7, 9), {"kernel_size": 3, "stride": 2, "padding": 1}),
+    ((1, 2, 8, 7), {"kernel_size": (3, 2), "stride": 2, "padding": (1, 0, 1, 1), "ceil_mode": True}),
+    ((1, 1, 9, 9), {"kernel_size": 3, "stride": 3, "dilation": 2, "padding": 2, "ceil_mode": True}),
+    ((3, 2, 1, 1), {"kernel_size": 1}),
+])
+def test_pooling_geometries(x_shape, attrs):
+    outputs, feeds = _pool_graph(x_shape, **attrs)
+    _agree(outputs, feeds)
+
+
+def test_max_pool_special_values():
+    """-inf everywhere (the first maximum is a padding position: its gradient is dropped), NaN propagation and
+    ties (the first maximum wins) — bit-identical to the reference."""
+    x = np.full((1, 1, 4, 4), -np.inf, np.float32)
+    x[0, 0, 3, 3] = np.nan
+    x[0, 0, 0, 2:4] = 1.0
+    g = gc.Graph("special")
+    xi = g.input("x", x.shape)
+    h = g.input("h", x.shape)
+    attrs = {"kernel_size": 2, "stride": 1, "padding": 1}
+    y = gc.max_pool2d(xi, **attrs)
+    gy = g.input("gy", y.shape)
+    back = apply("max_pool2d_backward", xi, gy, **y.attrs)
+    gather = apply("max_pool2d_gather", xi, h, **y.attrs)
+    rng = np.random.default_rng(1)
+    feeds = {"x": x, "h": rng.standard_normal(x.shape).astype("f4"), "gy": rng.standard_normal(y.shape).astype("f4")}
+    want = gc.compile([y, back, gather], backend="numpy")(**feeds)
+    got = gc.compile([y, back, gather], backend="llvm")(**feeds)
+    for a, b in zip(want, got):
+        np.testing.assert_array_equal(b, a)
+
+
+def test_global_avg_pool_and_batch_norm_batch64():
+    rng = np.random.default_rng(2)
+    g = gc.Graph("bn")
+    x = g.input("x", (64, 8, 7, 7))
+    gamma, beta = g.param("gamma", rng.uniform(0.5, 2, 8).astype("f4")), g.param("beta", rng.standard_normal(8)
+                                                                                   .astype("f4"))
+    mean, var = g.param("mean", np.zeros(8, "f4"), trainable=False), g.param("var", np.ones(8, "f4"),
+                                                                             trainable=False)
+    y = gc.batch_norm(x, gamma, beta, mean, var, training=True)
+    z = gc.batch_norm(x, gamma, beta, mean, var, training=False)
+    pooled = gc.global_avg_pool2d(gc.relu(y))
+    loss = gc.sum(pooled * pooled) + gc.sum(z * 0.5)
+    grads = gc.grad(loss, [x, gamma, beta])
+    feeds = {"x": (rng.standard_normal((64, 8, 7, 7)) * 3 + 1).astype("f4")}
+    _agree({"y": y, "z": z, "pooled": pooled, **{f"d{i}": d for i, d in enumerate(grads)}}, feeds)
+
+
+def test_small_cnn_forward_and_gradients():
+    rng = np.random.default_rng(3)
+    g = gc.Graph("cnn")
+    x = g.input("x", (4, 1, 12, 12))
+    labels = g.input("labels", (4,), "int64")
+    w1 = g.param("w1", (rng.standard_normal((6, 1, 3, 3)) * 0.3).astype("f4"))
+    b1 = g.param("b1", np.zeros(6, "f4"))
+    w2 = g.param("w2", (rng.standard_normal((8, 6, 3, 3)) * 0.2).astype("f4"))
+    wd = g.param("wd", (rng.standard_normal((8 * 3 * 3, 5)) * 0.1).astype("f4"))
+    h = gc.max_pool2d(gc.relu(gc.conv2d(x, w1, b1, padding=1)), kernel_size=2)
+    h = gc.avg_pool2d(gc.relu(gc.conv2d(h, w2, stride=1, padding=1)), kernel_size=3, stride=2, padding=1)
+    h = gc.pad(h, ((0, 0), (0, 0), (0, 0), (0, 0)))
+    logits = gc.matmul(gc.flatten(h), wd)
+    loss = gc.softmax_cross_entropy(logits, labels)
+    grads = gc.grad(loss, [x, w1, b1, w2, wd])
+    feeds = {"x": rng.standard_normal((4, 1, 12, 12)).astype("f4"), "labels": rng.integers(0, 5, 4)}
+    _agree({"loss": loss, **{f"d{i}": d for i, d in enumerate(grads)}}, feeds)
+
+
+@pytest.mark.parametrize("seed, step, rate", [(0, 0, 0.5), (11, 3, 0.1), (2**64 - 1, 2**62, 0.9), (7, -5, 0.3)])
+def test_dropout_masks_identical(seed, step, rate):
+    g = gc.Graph("drop")
+    x = g.input("x", (3, 37, 5))
+    counter = g.input("step", (), "int64")
+    y = apply("dropout", x, counter, rate=rate, seed=seed)
+    feeds = {"x": np.ones((3, 37, 5), "f4"), "step": np.int64(step)}
+    want = gc.compile([y], backend="numpy")(**feeds)[0]
+    got = gc.compile([y], backend="llvm")(**feeds)[0]
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got != 0, keep_mask(seed, step, (3, 37, 5), rate))
+
+
+def test_indexing_and_losses_other_dtypes():
+    rng = np.random.default_rng(4)
+    g = gc.Graph("ix")
+    a = g.input("a", (3, 4), "int64")
+    b = g.input("b", (3, 2), "int64")
+    p = g.input("p", (5, 3), "float64")
+    t = g.input("t", (5, 3), "float64")
+    outputs = {
+        "cat": gc.concat([a, b, a], axis=1),
+        "pad": gc.pad(a, ((1, 2), (0, 3)), value=-1.5),
+        "slice": a[::-2, 3:0:-1],
+        "bce": gc.binary_cross_entropy(p, t),
+        "sbce": apply("sigmoid_binary_cross_entropy", p * 30.0, t, reduction="none"),
+        "mae": apply("mae", p, t, reduction="sum"),
+    }
+    feeds = {"a": rng.integers(-9, 9, (3, 4)), "b": rng.integers(-9, 9, (3, 2)), "p": rng.uniform(0, 1, (5, 3)),
+             "t": rng.uniform(0, 1, (5, 3))}
+    feeds["p"][0, :2] = (0.0, 1.0)  # clamped logs
+    _agree(outputs, feeds, rtol=1e-12, atol=1e-12)
