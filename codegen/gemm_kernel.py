@@ -1,16 +1,20 @@
-"""Building blocks of the GEMM: tile geometry, loops, the register-tiled micro-kernel and B-panel packing.
+"""Building blocks of the GEMM: tile geometry, loops, the register-tiled micro-kernel and the packing routines.
 
-The micro-kernel computes one ``mr x nr`` tile of C from an ``mr x kc`` slice of A (read in place with static
-strides, so ``op(A) = A`` or ``Aᵀ`` costs nothing) and a packed ``kc x NR`` panel of B::
+The micro-kernel computes one ``rows x cols`` tile of C (``rows <= mr``, ``cols <= nr = nv * vec``) from a packed
+A micro-panel ``Ap`` (``Ap[p*rows + r]``) and a packed, zero-padded B panel ``Bp`` (``Bp[p*nr + c]``)::
 
-    for p in 0..kc:                       # acc lives in vector registers (mr * nv phis)
-        b_v   = Bp[p, v*VEC : (v+1)*VEC]  for v < nv          (aligned vector loads)
-        a_r   = broadcast(A[i0 + r, p0 + p]) for r < mr
-        acc[r][v] = fma(a_r, b_v, acc[r][v])
-    C[tile] = acc (+ C[tile] when ``load_c``)   # masked loads/stores for a partial last vector
+    prefetch the C tile (for writing)
+    for p in 0..kc:                              # acc: rows x nv vector phis, all in registers
+        b_v = Bp[p, v*vec : (v+1)*vec]  for v < nv            (aligned vector loads)
+        a_r = broadcast(Ap[p, r])       for r < rows
+        acc[r][v] = llvm.fma(a_r, b_v, acc[r][v])
+    C[tile] = acc (+ C[tile] when load_c)        # llvm.masked.load/store for a partial last vector
 
-The packed panel is zero-padded to NR columns, so partial column tiles still run full-width FMAs and only
-their stores are masked; partial row tiles simply use fewer accumulators (a separate instantiation).
+Because Bp is zero-padded to ``nr`` columns, partial column tiles still run full-width FMAs and only their C
+accesses are masked; partial row tiles are separate instantiations with fewer accumulators. Micro-kernels and
+packing routines take the leading dimensions at run time and are created once per module and geometry, so every
+GEMM of a program shares them (``graphc.gemm.f32.8x2.uk6x16`` ...). Packing: B untransposed copies vectors,
+transposed B and untransposed A go through ``vec x vec`` in-register transposes (:func:`transpose_block`).
 """
 
 from __future__ import annotations
@@ -36,7 +40,8 @@ SCRATCH_BYTES = 512 * 1024  # stack scratch of one GEMM: packed B block + one pa
 class GemmConfig:
     """Tile geometry: ``mr`` rows x ``nv`` vectors of ``vec`` lanes per micro-tile; cache blocks ``kc``, ``nc``.
 
-    ``nc`` is a multiple of ``nr``; the packed B block of ``kc x nc`` elements is the kernel's only scratch.
+    ``nc`` is a multiple of ``nr``; the packed B block (``kc x nc``) and one A micro-panel (``mr x kc``) are the
+    GEMM's scratch.
     """
 
     dtype: str
@@ -176,6 +181,12 @@ def microkernel(module: ir.Module, cfg: GemmConfig, rows: int, cols: int) -> ir.
     fma = intrinsic(module, f"llvm.fma.{_vsuffix(cfg)}", vector, [vector, vector, vector])
 
     b = ir.IRBuilder(fn.append_basic_block("entry"))
+    prefetch = intrinsic(module, "llvm.prefetch.p0", VOID, [PTR, I32, I32, I32])
+    for r in range(rows):  # the C tile is needed after the loop: start fetching it now (for writing)
+        c_row = b.mul(ldc, i64(r))
+        for col in sorted({0, cols - 1}):
+            b.call(prefetch, [gep(b, c_ptr, b.add(c_row, i64(col)), scalar), ir.Constant(I32, 1),
+                              ir.Constant(I32, 3), ir.Constant(I32, 1)])
     entry = b.block
     loop = b.append_basic_block("k.loop")
     done = b.append_basic_block("k.done")
@@ -257,18 +268,20 @@ def pack_b(module: ir.Module, cfg: GemmConfig, trans: bool) -> ir.Function:
     scalar, vector, nr, vec = cfg.scalar, cfg.vector, cfg.nr, cfg.vec
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     nfull = b.sdiv(ncols, i64(nr))
-    with for_range(b, 0, nfull, name="panel") as j:
-        panel = b.mul(j, b.mul(kc, i64(nr)))
-        col0 = b.mul(j, i64(nr))
-        if not trans:
-            with for_range(b, 0, kc, name="p") as p:
-                s_row = b.add(b.mul(p, ld), col0)
-                d_row = b.add(panel, b.mul(p, i64(nr)))
+    if not trans:  # row by row, so B is read in long contiguous streams; each row scatters into the panels
+        panel_stride = b.mul(kc, i64(nr))
+        with for_range(b, 0, kc, name="p") as p:
+            s_row = b.mul(p, ld)
+            d_row = b.mul(p, i64(nr))
+            with for_range(b, 0, nfull, name="panel") as j:
+                s_at = b.add(s_row, b.mul(j, i64(nr)))
+                d_at = b.add(d_row, b.mul(j, panel_stride))
                 for v in range(cfg.nv):
-                    x = b.load(gep(b, src, b.add(s_row, i64(v * vec)), scalar), typ=vector, align=cfg.itemsize)
-                    b.store(x, gep(b, dst, b.add(d_row, i64(v * vec)), scalar), align=vec * cfg.itemsize)
-        else:
-            _pack_transposed_panel(b, cfg, src, dst, kc, panel, col0, ld)
+                    x = b.load(gep(b, src, b.add(s_at, i64(v * vec)), scalar), typ=vector, align=cfg.itemsize)
+                    b.store(x, gep(b, dst, b.add(d_at, i64(v * vec)), scalar), align=vec * cfg.itemsize)
+    else:
+        with for_range(b, 0, nfull, name="panel") as j:
+            _pack_transposed_panel(b, cfg, src, dst, kc, b.mul(j, b.mul(kc, i64(nr))), b.mul(j, i64(nr)), ld)
     rem = b.sub(ncols, b.mul(nfull, i64(nr)))
     with b.if_then(b.icmp_signed(">", rem, i64(0))):
         panel = b.mul(nfull, b.mul(kc, i64(nr)))

@@ -138,7 +138,10 @@ def test_global_avg_pool_and_batch_norm_batch64():
     mean, var = g.param("mean", np.zeros(8, "f4"), trainable=False), g.param("var", np.ones(8, "f4"),
                                                                              trainable=False)
     y = gc.batch_norm(x, gamma, beta, mean, var, training=True)
-    z = gc.batch_norm(x, gamma, beta, mean, var, training=False)
+    # inference reads other running statistics: each program run updates ``mean``/``var`` in place
+    mean2 = g.param("mean2", rng.standard_normal(8).astype("f4"), trainable=False)
+    var2 = g.param("var2", rng.uniform(0.5, 2, 8).astype("f4"), trainable=False)
+    z = gc.batch_norm(x, gamma, beta, mean2, var2, training=False)
     pooled = gc.global_avg_pool2d(gc.relu(y))
     loss = gc.sum(pooled * pooled) + gc.sum(z * 0.5)
     grads = gc.grad(loss, [x, gamma, beta])

@@ -5,16 +5,22 @@ and the ``matmul`` lowerer inside compiled programs (forward and gradients)."""
 from __future__ import annotations
 
 import ctypes
+import mmap
 import re
 
 import llvmlite.binding as llvm
+import llvmlite.ir as ir
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import graphc as gc
 from codegen.gemm_kernel import default_config
-from codegen.matmul import batch_layout, emit_gemm, host_vector_bits, row_tiles, workspace_bytes
+from codegen.lowering import KernelContext, LoweringError, find_lowerer, pointer_type
+from codegen.matmul import batch_layout, emit_gemm, host_vector_bits, matmul_operands, row_tiles, workspace_bytes
 from codegen.target import Jit, has_avx512, host, new_module
+from passes.plan import Kernel
 from runtime.native import _asm_functions
 
 SIG = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
@@ -93,6 +99,46 @@ def test_gemm_matches_numpy(jit, index, rng):
     b_op = b.T if opts.get("trans_b") else b
     _check(c, a_op, b_op, base, dtype)
     assert np.all(buf[:pad] == 7.0) and np.all(buf[pad + m * n:] == 7.0)
+
+
+PAGE = mmap.PAGESIZE
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_LIBC.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+
+
+def _guarded(values: np.ndarray, at_end: bool) -> tuple[np.ndarray, mmap.mmap]:
+    """A copy of ``values`` flush against an inaccessible page (after its last byte, or before its first), so
+    that any read outside the array faults."""
+    nbytes = max(values.nbytes, 1)
+    pages = -(-nbytes // PAGE) + 1
+    region = mmap.mmap(-1, pages * PAGE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(region))
+    guard = base + (pages - 1) * PAGE if at_end else base
+    assert _LIBC.mprotect(guard, PAGE, 0) == 0, ctypes.get_errno()
+    offset = (pages - 1) * PAGE - values.nbytes if at_end else PAGE
+    array = np.frombuffer(region, values.dtype, values.size, offset).reshape(values.shape)
+    array[...] = values
+    return array, region
+
+
+GUARDED = [i for i, c in enumerate(CASES) if c[0] in ("plain", "trans", "f64", "avx512") and c[1] * c[2] * c[3] < 10**6]
+
+
+@pytest.mark.parametrize("at_end", [True, False], ids=["guard-after", "guard-before"])
+@pytest.mark.parametrize("index", GUARDED, ids=[f"{CASES[i][0]}-{i}" for i in GUARDED])
+def test_operand_reads_stay_in_bounds(jit, index, at_end, rng):
+    """A and B sit next to a PROT_NONE page: an out-of-bounds read (a vector load past a row end, a packed panel's
+    padding) would crash instead of silently reading a neighbour's bytes."""
+    _, m, n, k, opts = CASES[index]
+    a, b = _operands(m, n, k, opts, rng)
+    (ga, ra), (gb, rb) = _guarded(a, at_end), _guarded(b, at_end)
+    c = np.zeros((m, n), a.dtype)
+    SIG(jit.address(_name(index)))(ga.ctypes.data, gb.ctypes.data, c.ctypes.data)
+    _check(c, a.T if opts.get("trans_a") else a, b.T if opts.get("trans_b") else b, np.zeros((m, n)) if
+           opts.get("accumulate") else None, a.dtype.name)
+    del ga, gb
+    ra.close()
+    rb.close()
 
 
 def test_operands_are_not_written(jit, rng):
@@ -187,3 +233,74 @@ def test_lowered_dense_gradients_match_interpreter(rng):
     got = gc.compile(outputs, backend="llvm")(**feeds)
     for key in outputs:
         np.testing.assert_allclose(got[key], want[key], rtol=1e-4, atol=1e-6)
+
+
+def _run_kernel(kernel: Kernel, feeds: dict, out_shape: tuple[int, ...]) -> np.ndarray:
+    """Lower one kernel with the registered matmul lowerer into a fresh module, JIT it and run it."""
+    module = new_module("kernel")
+    args = list(kernel.inputs) + list(kernel.outputs)
+    fnty = ir.FunctionType(ir.VoidType(), [pointer_type(x) for x in args] + [ir.IntType(64).as_pointer()])
+    fn = ir.Function(module, fnty, "kernel")
+    builder = ir.IRBuilder(fn.append_basic_block("entry"))
+    ctx = KernelContext(module, kernel, fn, builder, dict(zip(args, fn.args)), fn.args[-1])
+    find_lowerer(kernel)(ctx)
+    builder.ret_void()
+    jit = Jit(str(module), name="kernel", cache=False)
+    out = np.zeros(out_shape, np.float32)
+    status = np.zeros(1, np.int64)
+    arrays = [np.ascontiguousarray(feeds[x.name], np.float32) for x in kernel.inputs] + [out, status]
+    ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * len(arrays))(jit.address("kernel"))(*[x.ctypes.data for x in arrays])
+    assert status[0] == 0
+    return out
+
+
+def _swap_last(x):
+    return gc.transpose(x, tuple(range(x.ndim - 2)) + (x.ndim - 1, x.ndim - 2))
+
+
+@pytest.mark.parametrize("a_shape, b_shape, fold_a, fold_b", [
+    ((5, 7), (3, 5), True, True), ((5, 7), (5, 3), True, False), ((7, 5), (3, 5), False, True),
+    ((2, 5, 7), (2, 5, 3), True, False), ((4, 9), (2, 13, 9), False, True), ((37, 53), (29, 53), False, True)])
+def test_lowerer_folds_operand_transposes(a_shape, b_shape, fold_a, fold_b, rng):
+    """transpose(swap last two axes) → matmul in one kernel reads the untransposed buffer (trans_a / trans_b)."""
+    g = gc.Graph("fold")
+    a, b = g.input("a", a_shape), g.input("b", b_shape)
+    a_op, b_op = (_swap_last(a) if fold_a else a), (_swap_last(b) if fold_b else b)
+    y = gc.matmul(a_op, b_op)
+    nodes = tuple(x for x, fold in ((a_op, fold_a), (b_op, fold_b)) if fold) + (y,)
+    kernel = Kernel("mm", "matmul", nodes, (a, b), (y,))
+    feeds = {"a": rng.standard_normal(a_shape), "b": rng.standard_normal(b_shape)}
+    got = _run_kernel(kernel, feeds, y.shape)
+    na = np.swapaxes(feeds["a"], -1, -2) if fold_a else feeds["a"]
+    nb = np.swapaxes(feeds["b"], -1, -2) if fold_b else feeds["b"]
+    np.testing.assert_allclose(got, np.matmul(na, nb), rtol=1e-5, atol=1e-5)
+
+
+def test_lowerer_rejects_other_fused_nodes():
+    g = gc.Graph("epilogue")
+    a, b = g.input("a", (3, 4)), g.input("b", (4, 5))
+    y = gc.matmul(a, b)
+    z = gc.relu(y)
+    with pytest.raises(LoweringError, match="relu"):
+        matmul_operands(Kernel("mm", "matmul", (y, z), (a, b), (z,)))
+
+
+@settings(max_examples=12, deadline=None, derandomize=True)
+@given(m=st.integers(1, 40), n=st.integers(1, 80), k=st.integers(1, 300), trans_a=st.booleans(),
+       trans_b=st.booleans(), accumulate=st.booleans(), f64=st.booleans())
+def test_random_shapes(m, n, k, trans_a, trans_b, accumulate, f64):
+    opts = dict(dtype="float64" if f64 else "float32", trans_a=trans_a, trans_b=trans_b, accumulate=accumulate)
+    module = new_module("random")
+    emit_gemm(module, "g", m, n, k, **opts)
+    jit = Jit(str(module), name="random", cache=False)  # owns the code: keep it alive while calling
+    fn = SIG(jit.address("g"))
+    rng = np.random.default_rng(m * 10007 + n * 101 + k)
+    a, b = _operands(m, n, k, opts, rng)
+    (ga, ra), (gb, rb) = _guarded(a, True), _guarded(b, True)
+    c = rng.standard_normal((m, n)).astype(a.dtype)
+    base = c.astype(np.float64) if accumulate else None
+    fn(ga.ctypes.data, gb.ctypes.data, c.ctypes.data)
+    _check(c, a.T if trans_a else a, b.T if trans_b else b, base, a.dtype.name)
+    del ga, gb
+    ra.close()
+    rb.close()
