@@ -9,7 +9,7 @@ from runtime.interpreter import InterpreterProgram, PlanInterpreterProgram
 from runtime.program import Program
 
 BACKENDS = ("numpy", "llvm", "numpy-plan")  # numpy-plan: the NumPy interpreter running the compiled Plan
-DEFAULT_BACKEND = "numpy"
+DEFAULT_BACKEND = "llvm"
 
 
 def make_program(outputs: Any, backend: str | None = None, updates: Any = None, **options: Any) -> Program:

@@ -102,3 +102,23 @@ def test_float32_params_train():
     x, y = rng.standard_normal((6, 4)).astype(np.float32), rng.integers(0, 3, 6)
     losses = [float(step(x=x, y=y)["loss"]) for _ in range(60)]
     assert losses[-1] < 0.2 * losses[0]
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_compiled_step_equals_interpreter(name):
+    """One LLVM training step and one interpreter step from the same state give the same params and state."""
+    make_ours, _ = CASES[name]
+    rng = np.random.default_rng(8)
+    batches = [(rng.standard_normal((6, 4)).astype(np.float32), rng.integers(0, 3, 6)) for _ in range(3)]
+    results = {}
+    for backend in ("numpy", "llvm"):
+        g, loss, _ = _mlp(np.random.default_rng(9), dtype="float32")
+        opt = make_ours()
+        step = gc.compile({"loss": loss}, updates=opt.minimize(loss), backend=backend)
+        losses = [float(step(x=x, y=y)["loss"]) for x, y in batches]
+        results[backend] = losses, {k: v.copy() for k, v in g.state.items()}
+    (losses_np, state_np), (losses_llvm, state_llvm) = results["numpy"], results["llvm"]
+    np.testing.assert_allclose(losses_llvm, losses_np, rtol=1e-5)
+    assert state_np.keys() == state_llvm.keys() and len(state_np) > 3
+    for key in state_np:
+        np.testing.assert_allclose(state_llvm[key], state_np[key], rtol=1e-5, atol=1e-6, err_msg=key)

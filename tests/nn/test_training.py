@@ -6,7 +6,7 @@ import pytest
 import graphc as gc
 from graphc import nn
 
-BACKENDS = ["numpy"]
+BACKENDS = ["numpy", "llvm"]
 
 XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
 XOR_Y = np.array([[0], [1], [1], [0]], np.float32)

@@ -16,6 +16,8 @@ RESULTS: dict[str, dict[str, Any]] = defaultdict(lambda: {"passed": 0, "failed":
 def pytest_runtest_logreport(report: Any) -> None:
     props = dict(report.user_properties)
     op = props.get("onnx_op")
+    if op is not None:
+        op = f"{op} [{props.get('onnx_backend', '?')}]"
     if op is None or (report.when != "call" and not (report.when == "setup" and report.outcome != "passed")):
         return
     row = RESULTS[op]
@@ -32,7 +34,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         return
     tr = terminalreporter
     tr.write_sep("=", "ONNX conformance: cases per op")
-    tr.write_line(f"{'op':38} {'passed':>6} {'failed':>6} {'skipped':>7}")
+    tr.write_line(f"{'op [backend]':38} {'passed':>6} {'failed':>6} {'skipped':>7}")
     totals = [0, 0, 0]
     for op in sorted(RESULTS):
         row = RESULTS[op]

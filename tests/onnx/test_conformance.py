@@ -5,7 +5,7 @@ within the case's own rtol/atol, or is skipped because the importer raised ``Uns
 unsupported dtype, attribute or output) or because the case draws a random dropout mask. The per-op table of
 passes and skip reasons prints at the end of the session (tests/onnx/conftest.py).
 
-Backends: ``GRAPHC_ONNX_BACKENDS`` (comma-separated) or ``DEFAULT_BACKENDS`` — add "llvm" there once it lands.
+Backends: ``GRAPHC_ONNX_BACKENDS`` (comma-separated) or ``DEFAULT_BACKENDS`` (the interpreter and LLVM).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ pytest.importorskip("onnx")
 
 import graphc as gc  # noqa: E402
 
-DEFAULT_BACKENDS = ("numpy",)
+DEFAULT_BACKENDS = ("numpy", "llvm")
 BACKENDS = tuple(b for b in os.environ.get("GRAPHC_ONNX_BACKENDS", ",".join(DEFAULT_BACKENDS)).split(",") if b)
 CASES = onnx_cases()
 
@@ -36,6 +36,7 @@ def _random_dropout(imported: gc.onnx.ImportedModel) -> bool:
 def test_onnx_node_case(name: str, backend: str, record_property) -> None:
     op, case = CASES[name]
     record_property("onnx_op", op)
+    record_property("onnx_backend", backend)
     inputs, expected = case.data_sets[0]
     model = case.model
     init_names = {init.name for init in model.graph.initializer}
