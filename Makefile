@@ -30,9 +30,11 @@ test: setup
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
+# The demo: the apple-purchase graph, then a CNN trained on the 8x8 digits with the LLVM backend (test accuracy,
+# one compiled training step checked against the interpreter, graph renderings written to out/).
 run: setup
-	$(PY) examples/apple.py
-	$(VENV)/bin/graphc render examples/apple.py -o out/apple.svg
+	$(PY) examples/apple.py out/apple.svg
+	$(PY) examples/digits_cnn.py --out out
 
 bench: setup
 	$(VENV)/bin/graphc bench

@@ -17,10 +17,17 @@ def grad(y: Node, xs: Sequence[Node] | Node) -> list[Node] | Node:
     return autodiff.grad(y, list(xs))
 
 
-def compile(outputs: Any, backend: str | None = None, updates: Any = None, **options: Any) -> Program:  # noqa: A001
+def compile(outputs: Any, backend: str | None = None, updates: Any = None, dump_dir: str | None = None,  # noqa: A001
+            **options: Any) -> Program:
     """Compile ``outputs`` (a tensor, a dict name → tensor, or a list) into a callable :class:`Program`.
 
     ``updates`` maps params to their new values ({param: tensor} or [(param, tensor)]); a program call computes
     every output and update from the current state, then writes the updates into ``graph.state`` in place.
+    ``dump_dir``: write every compiler stage there as text and DOT (see :mod:`graphc.dump`).
     """
-    return make_program(outputs, backend=backend, updates=updates, **options)
+    program = make_program(outputs, backend=backend, updates=updates, **options)
+    if dump_dir is not None:
+        from graphc.dump import dump_program
+
+        dump_program(program, dump_dir)
+    return program

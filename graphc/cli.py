@@ -208,6 +208,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 COMMANDS: list[AddParser] = [add_render_parser, add_run_parser]
 
+from graphc.bench import add_bench_parser  # noqa: E402  (bench, ir and passes live in their own modules)
+from graphc.dump import add_ir_parser, add_passes_parser  # noqa: E402
+
+COMMANDS += [add_ir_parser, add_passes_parser, add_bench_parser]
+
 
 def register_command(add_parser: AddParser) -> AddParser:
     """Add a subcommand: ``add_parser(subparsers)`` must create it and ``set_defaults(handler=...)``."""

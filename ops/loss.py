@@ -182,42 +182,6 @@ class SoftmaxCrossEntropy(Op):
                 ErrorCase([((4, 3), "float32"), ((4,), "int64")], {"reduction": "avg"}, "reduction must be")]
 
 
-@register
-class MSE(Op):
-    """L = (1/n) Σ (p - t)² over all elements (``sum``: no 1/n; ``none``: per element);  dL/dp = 2(p - t)/n."""
-
-    name = "mse"
-    kind = "opaque"
-    arity = 2
-
-    def normalize(self, attrs, pred, target):
-        return {"reduction": _reduction(attrs)}
-
-    def infer(self, attrs, pred, target):
-        require_float(self.name, pred, target)
-        if pred.shape != target.shape or pred.dtype != target.dtype:
-            raise OpError(f"prediction {pred} and target {target} must have the same shape and dtype "
-                          "(no broadcasting: (n, 1) against (n,) is almost always a bug)")
-        return TensorType(pred.shape if attrs["reduction"] == "none" else (), pred.dtype)
-
-    def reference(self, attrs, pred, target):
-        return _reduce(np.square(pred - target), attrs["reduction"])
-
-    def vjp(self, node, g):
-        pred, target = node.inputs
-        scale = _scaled_grad(g, node, max(pred.size, 1), 0)
-        diff = fn.mul(fn.sub(pred, target), fn.mul(scale, 2.0))
-        return diff, fn.neg(diff)
-
-    def samples(self, rng):
-        return [Sample([rng.standard_normal((4, 3)), rng.standard_normal((4, 3))]),
-                Sample([rng.standard_normal((5,)), rng.standard_normal((5,))], {"reduction": "sum"}),
-                Sample([rng.standard_normal((2, 3)), rng.standard_normal((2, 3))], {"reduction": "none"})]
-
-    def error_cases(self):
-        return [ErrorCase([((4, 1), "float32"), ((4,), "float32")], {}, "same shape")]
-
-
 class _Elementwise(Op):
     """A loss over two same-shaped float tensors (no broadcasting), reduced over all elements."""
 
@@ -237,6 +201,27 @@ class _Elementwise(Op):
     def error_cases(self):
         return [ErrorCase([((4, 1), "float32"), ((4,), "float32")], {}, "same shape"),
                 ErrorCase([((4,), "float32"), ((4,), "float32")], {"reduction": "avg"}, "reduction must be")]
+
+
+@register
+class MSE(_Elementwise):
+    """L = (1/n) Σ (p - t)² over all elements (``sum``: no 1/n; ``none``: per element);  dL/dp = 2(p - t)/n."""
+
+    name = "mse"
+
+    def reference(self, attrs, pred, target):
+        return _reduce(np.square(pred - target), attrs["reduction"])
+
+    def vjp(self, node, g):
+        pred, target = node.inputs
+        scale = _scaled_grad(g, node, max(pred.size, 1), 0)
+        diff = fn.mul(fn.sub(pred, target), fn.mul(scale, 2.0))
+        return diff, fn.neg(diff)
+
+    def samples(self, rng):
+        return [Sample([rng.standard_normal((4, 3)), rng.standard_normal((4, 3))]),
+                Sample([rng.standard_normal((5,)), rng.standard_normal((5,))], {"reduction": "sum"}),
+                Sample([rng.standard_normal((2, 3)), rng.standard_normal((2, 3))], {"reduction": "none"})]
 
 
 LOG_FLOOR = -100.0  # binary_cross_entropy clamps each log term here (PyTorch's convention)
