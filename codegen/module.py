@@ -6,20 +6,36 @@ The binding table (the one definition; ``runtime.native`` fills it):
     buffers[1]        an ``i64`` status word, zero on entry; a kernel that meets bad data (an out-of-range label)
                       stores a nonzero code and ``Module.error_nodes[code - 1]`` names the node
     buffers[2 + j]    the first element of ``Module.slots[j]``: every bound value (input, param, const) that some
-                      kernel reads, in plan order (inputs, then params, then consts)
+                      kernel reads, in plan order (inputs, then params, then consts), then the *direct outputs*
+                      (``Module.direct``): program outputs computed by a kernel, which the kernel writes straight
+                      into a fresh array the runtime allocates per call and returns as is (no arena → output copy;
+                      their arena bytes, still planned, are never touched)
 
 ``graphc_main`` calls the kernels in plan order. Kernel arguments are typed pointers (inputs, then outputs),
-marked ``noalias`` unless two arguments of the same kernel share arena bytes (in-place reuse).
+marked ``noalias`` unless two arguments of the same kernel share arena bytes. An in-place output (``plan.inplace``:
+it took over the buffer of an input dying there) is addressed inside the kernel through that input's pointer, so
+the loop vectorizer sees one base with equal indices (no runtime overlap check, which would fail and run the
+scalar fallback loop) and its own, unused argument keeps ``noalias``.
+
+:func:`plan_key` names the object code of a Plan *before* any IR is generated: sha256 over a canonical description
+(every kernel's nodes with op, dtype, shape, attributes and input references, const values, arena offsets, in-place
+pairs, the binding table's slot order, outputs and updates) and :func:`codegen.target.fingerprint`. Nodes are
+referenced by their position in that description (first use order), which also encodes the metadata cached with
+the object (``Module.error_nodes``); everything else the runtime needs is recomputed from the Plan.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import llvmlite.ir as ir
+import numpy as np
 
 from codegen.lowering import KernelContext, find_lowerer, pointer_type
-from codegen.target import new_module
+from codegen.target import fingerprint, new_module
 from graphc.ir import Node
 from passes.plan import Kernel, Plan
 
@@ -37,6 +53,7 @@ class Module:
     slots: list[Node]
     error_nodes: list[Node] = field(default_factory=list)
     kernel_functions: dict[str, str] = field(default_factory=dict)  # kernel name → LLVM function name
+    direct: list[Node] = field(default_factory=list)  # the tail of ``slots``: outputs written into fresh arrays
 
 
 def _bound_slots(plan: Plan) -> list[Node]:
@@ -49,10 +66,28 @@ def _bound_slots(plan: Plan) -> list[Node]:
     return [n for n in ordered if n in used]
 
 
-def _noalias(plan: Plan, args: list[Node]) -> list[bool]:
-    """Per argument: True unless its arena bytes overlap another argument's (bound values are read-only)."""
-    spans = [(plan.buffers[n].offset, plan.buffers[n].offset + plan.buffers[n].nbytes) if n in plan.buffers
-             else None for n in args]
+def direct_outputs(plan: Plan) -> list[Node]:
+    """Program outputs that live in the arena (computed by a kernel), each once, in output order."""
+    return list(dict.fromkeys(n for n in plan.outputs if n in plan.buffers))
+
+
+def binding_slots(plan: Plan, direct: bool = True) -> tuple[list[Node], list[Node]]:
+    """(slots, direct outputs) of the binding table; the direct outputs are the tail of the slots."""
+    outs = direct_outputs(plan) if direct else []
+    return _bound_slots(plan) + outs, outs
+
+
+def _shared(plan: Plan, kernel: Kernel, direct: set[Node]) -> dict[Node, Node]:
+    """In-place outputs of ``kernel`` (not written to a direct array) → the input whose buffer they took over."""
+    return {out: src for out in kernel.outputs if out not in direct
+            and (src := plan.inplace.get(out)) is not None and src in kernel.inputs}
+
+
+def _noalias(plan: Plan, args: list[Node], skip: set[Node]) -> list[bool]:
+    """Per argument: True unless its arena bytes overlap another argument's (bound values are read-only; the
+    ``skip`` arguments — direct outputs, fresh arrays of their own, and unused in-place outputs — overlap none)."""
+    spans = [(plan.buffers[n].offset, plan.buffers[n].offset + plan.buffers[n].nbytes)
+             if n in plan.buffers and n not in skip else None for n in args]
     flags = []
     for i, a in enumerate(spans):
         overlap = a is not None and any(b is not None and j != i and a[0] < b[1] and b[0] < a[1]
@@ -66,10 +101,11 @@ def _function_name(kernel: Kernel, index: int) -> str:
     return f"gk{index}_{safe}"
 
 
-def build_module(plan: Plan, name: str = "graphc") -> Module:
-    """Generate the module of ``plan`` (raises ``LoweringError`` for a kernel nothing can lower)."""
+def build_module(plan: Plan, name: str = "graphc", direct: bool = True) -> Module:
+    """Generate the module of ``plan`` (raises ``LoweringError`` for a kernel nothing can lower); with ``direct``
+    the program outputs are written into caller arrays (see the binding table)."""
     module = new_module(name)
-    slots = _bound_slots(plan)
+    slots, outs = binding_slots(plan, direct)
     slot_index = {n: i for i, n in enumerate(slots)}
     error_nodes: list[Node] = []
     functions: list[tuple[Kernel, ir.Function, list[Node]]] = []
@@ -82,11 +118,15 @@ def build_module(plan: Plan, name: str = "graphc") -> Module:
         fn.linkage = "internal"
         fn.attributes.add("nounwind")
         fn.attributes.add("noinline")  # kernels stay separate functions (per-kernel asm facts)
-        for arg, noalias in zip(fn.args, _noalias(plan, args) + [True]):
+        shared = _shared(plan, kernel, set(outs))
+        for arg, noalias in zip(fn.args, _noalias(plan, args, set(outs) | set(shared)) + [True]):
             if noalias:
                 arg.add_attribute("noalias")
         builder = ir.IRBuilder(fn.append_basic_block("entry"))
-        ctx = KernelContext(module, kernel, fn, builder, dict(zip(args, fn.args)), fn.args[-1], error_nodes)
+        pointers: dict[Node, ir.Value] = dict(zip(args, fn.args))
+        for out, src in shared.items():
+            pointers[out] = builder.bitcast(pointers[src], pointer_type(out))
+        ctx = KernelContext(module, kernel, fn, builder, pointers, fn.args[-1], error_nodes)
         lower(ctx)
         ctx.builder.ret_void()
         functions.append((kernel, fn, args))
@@ -110,4 +150,65 @@ def build_module(plan: Plan, name: str = "graphc") -> Module:
                 ptrs.append(b.bitcast(raw, pointer_type(n)))
         b.call(fn, ptrs + [status])
     b.ret_void()
-    return Module(str(module), slots, error_nodes, names)
+    return Module(str(module), slots, error_nodes, names, outs)
+
+
+# ------------------------------------------------------------------------------------------- plan key
+
+
+def _canon(value: Any) -> str:
+    """A canonical string of an attribute value (arrays by dtype, shape and a digest of their bytes)."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        array = np.ascontiguousarray(value)
+        return f"nd{array.dtype.str}{array.shape}{hashlib.sha256(array.tobytes()).hexdigest()}"
+    if isinstance(value, Mapping):
+        items = sorted((_canon(k), _canon(v)) for k, v in value.items())
+        return "{" + ",".join(f"{k}:{v}" for k, v in items) + "}"
+    if isinstance(value, (list, tuple)):
+        return f"{type(value).__name__}(" + ",".join(_canon(v) for v in value) + ")"
+    if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
+        return f"{type(value).__name__}:{value!r}"
+    raise _Uncacheable(type(value).__name__)  # an unknown type's repr may hide what decides the code
+
+
+class _Uncacheable(Exception):
+    """An attribute value without a trusted canonical form: the Plan gets no key (the IR hash is used)."""
+
+
+def plan_key(plan: Plan, name: str = "graphc", direct: bool = True) -> tuple[str | None, list[Node]]:
+    """(key, nodes): the cache key of ``build_module(plan, name, direct)``'s object code and the canonical node
+    order that cached metadata refers to (see the module docstring); key None when some attribute has no
+    canonical form (then only the IR-hash key of :class:`codegen.target.Jit` applies)."""
+    try:
+        return _plan_key(plan, name, direct)
+    except _Uncacheable:
+        return None, []
+
+
+def _plan_key(plan: Plan, name: str, direct: bool) -> tuple[str, list[Node]]:
+    index: dict[Node, int] = {}
+    parts = [fingerprint(), name, str(direct), str(plan.arena_bytes)]
+
+    def ref(n: Node) -> int:
+        if n not in index:
+            inputs = ",".join(str(ref(x)) for x in n.inputs) if not n.is_leaf else ""
+            attrs = _canon(n.attrs) if n.op != "input" else ""
+            buf = plan.buffers.get(n)
+            where = f"@{buf.offset}+{buf.nbytes}" if buf is not None else ""
+            index[n] = len(index)
+            parts.append(f"{n.op}|{n.type}|{attrs}|{inputs}|{where}")
+        return index[n]
+
+    for k in plan.kernels:
+        for n in k.nodes:
+            ref(n)
+        parts.append(f"kernel {k.name} {k.kind} " + " ".join(str(ref(n)) for n in k.nodes) + " in "
+                     + " ".join(str(ref(x)) for x in k.inputs) + " out " + " ".join(str(ref(x)) for x in k.outputs))
+    slots, outs = binding_slots(plan, direct)
+    parts.append("slots " + " ".join(str(ref(n)) for n in slots))
+    parts.append("direct " + " ".join(str(ref(n)) for n in outs))
+    parts.append("inplace " + " ".join(f"{ref(a)}<{ref(b)}" for a, b in plan.inplace.items()))
+    parts.append("outputs " + " ".join(str(ref(n)) for n in plan.outputs))
+    parts.append("updates " + " ".join(f"{ref(p)}={ref(v)}" for p, v in plan.updates))
+    digest = hashlib.sha256("\n".join(parts).encode()).hexdigest()
+    return digest, list(index)

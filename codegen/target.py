@@ -5,18 +5,25 @@
 - Every :class:`Jit` creates its own ``TargetMachine`` (one must never be shared between two MCJIT engines).
 - Optimization is O3 through the new pass manager.
 - The object cache lives in ``$GRAPHC_CACHE_DIR`` (default ``~/.cache/graphc``); an entry is keyed by
-  sha256(IR text, CPU name, features, graphc version). ``GRAPHC_CACHE=0`` disables it. On a hit the O3 pipeline
-  and machine-code generation are both skipped (MCJIT loads the object), so a rebuild costs milliseconds.
+  sha256(IR text, CPU name, features, graphc version), or by a caller's key computed *before* any IR exists (the
+  runtime hashes a canonical description of the Plan with :func:`fingerprint`), next to an optional JSON file of
+  metadata. ``GRAPHC_CACHE=0`` disables it. On a hit with a caller's key neither IR generation, parsing, the O3
+  pipeline nor machine-code generation runs: MCJIT is given an empty module and loads the cached object for it,
+  and the IR is produced only if someone inspects it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from functools import cache
 from importlib import metadata
+from pathlib import Path
+from typing import Any
 
 import llvmlite.binding as llvm
 import llvmlite.ir as ir
@@ -98,6 +105,53 @@ def cache_key(llvm_ir: str) -> str:
     return digest.hexdigest()
 
 
+@cache
+def fingerprint() -> str:
+    """What, besides a Plan, decides the generated code: CPU name and features, graphc and llvmlite versions and
+    the source of the compiler itself (``codegen``, ``ops``, ``passes``, ``graphc/ir.py``; hashed once per
+    process), so a key built on it never names stale object code, even in a development checkout."""
+    _, cpu, features = host()
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256(f"{cpu}\0{features}\0{_version()}\0{llvm.llvm_version_info}".encode())
+    files = sorted(p for d in ("codegen", "ops", "passes") for p in (root / d).glob("*.py"))
+    for path in files + [root / "graphc" / "ir.py"]:
+        try:
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+        except OSError:
+            digest.update(path.name.encode() + b"\0?")
+    return digest.hexdigest()
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename (a failure only costs the cache)."""
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def read_meta(key: str) -> dict[str, Any] | None:
+    """The JSON metadata stored under ``key`` next to its object code (None when absent, unreadable or off)."""
+    if not cache_enabled():
+        return None
+    try:
+        with open(os.path.join(cache_dir(), key + ".json"), encoding="utf-8") as f:
+            meta = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def write_meta(key: str, meta: dict[str, Any]) -> None:
+    """Store ``meta`` as JSON under ``key`` (atomically; nothing when the cache is off)."""
+    if cache_enabled():
+        _atomic_write(os.path.join(cache_dir(), key + ".json"), json.dumps(meta).encode())
+
+
 def _parse(llvm_ir: str) -> llvm.ModuleRef:
     try:
         module = llvm.parse_assembly(llvm_ir)
@@ -118,23 +172,30 @@ def _optimize(module: llvm.ModuleRef, tm: llvm.TargetMachine) -> None:
 
 
 class Jit:
-    """JIT-compiles one LLVM IR module for the host; ``address(symbol)`` gives callable entry points."""
+    """JIT-compiles one LLVM IR module for the host; ``address(symbol)`` gives callable entry points.
 
-    def __init__(self, llvm_ir: str, name: str = "graphc", cache: bool = True) -> None:
+    ``llvm_ir`` is the IR text or a function producing it; with a function and a ``key`` naming a cached object,
+    the IR is never produced unless inspected (``llvm_ir``, ``optimized_ir``, ``asm``)."""
+
+    def __init__(self, llvm_ir: str | Callable[[], str], name: str = "graphc", cache: bool = True,
+                 key: str | None = None) -> None:
         _initialized()
         self.name = name
-        self.llvm_ir = llvm_ir
+        self._ir = llvm_ir if isinstance(llvm_ir, str) else None
+        self._ir_source = None if isinstance(llvm_ir, str) else llvm_ir
         self.cache_path: str | None = None
         self.cache_hit = False
         if cache and cache_enabled():
-            self.cache_path = os.path.join(cache_dir(), cache_key(llvm_ir) + ".o")
+            self.cache_path = os.path.join(cache_dir(), (key or cache_key(self.llvm_ir)) + ".o")
         self._optimized: str | None = None
         self._asm: str | None = None
-        module = _parse(llvm_ir)
         cached = self._read_cache()
         if cached is None:
+            module = _parse(self.llvm_ir)
             _optimize(module, new_target_machine())
             self._optimized = str(module)
+        else:  # MCJIT compiles nothing: the object cache hands it the object for this empty module
+            module = _parse(str(new_module(name)))
         self._tm = new_target_machine()  # owned by this engine alone
         with _lock:
             self._engine = llvm.create_mcjit_compiler(module, self._tm)
@@ -142,6 +203,14 @@ class Jit:
                 self._engine.set_object_cache(self._notify, lambda _module: cached)
             self._engine.finalize_object()
         self.cache_hit = cached is not None
+
+    @property
+    def llvm_ir(self) -> str:
+        """The module's IR text (produced on first use when it was given as a function)."""
+        if self._ir is None:
+            assert self._ir_source is not None
+            self._ir = self._ir_source()
+        return self._ir
 
     # -- object cache ----------------------------------------------------------------------------------
     def _read_cache(self) -> bytes | None:
@@ -158,14 +227,7 @@ class Jit:
         """Store freshly generated object code (atomically; a failure only costs the cache)."""
         if self.cache_path is None or self.cache_hit or os.path.exists(self.cache_path):
             return
-        try:
-            os.makedirs(os.path.dirname(self.cache_path), exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(self.cache_path), suffix=".tmp")
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, self.cache_path)
-        except OSError:
-            pass
+        _atomic_write(self.cache_path, data)
 
     # -- access ----------------------------------------------------------------------------------------
     def address(self, symbol: str) -> int:

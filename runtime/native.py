@@ -4,6 +4,8 @@ The program owns one 64-byte-aligned arena (a NumPy byte buffer) and a status wo
 table (``codegen.module`` defines it) with raw pointers to the validated feeds, the *current* ``graph.state``
 arrays (zero-copy; re-read every call since a user may replace one) and the constants, calls the entry, then
 checks the status word. Raw pointers live only inside that call, while the arrays that own them are referenced.
+Program outputs computed by kernels are *direct*: each call allocates a fresh array per such output, binds it as a
+slot and the kernel writes into it, so the result is returned without the arena → output copy.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from codegen.module import ENTRY, FIRST_SLOT, build_module
-from codegen.target import Jit
+from codegen.module import ENTRY, FIRST_SLOT, Module, binding_slots, build_module, plan_key
+from codegen.target import Jit, cache_enabled, read_meta, write_meta
 from graphc.ir import GraphcError, Node
 from ops.registry import get_op
 from passes.pipeline import build_plan
@@ -36,18 +38,38 @@ class NativeProgram(Program):
     def __init__(self, outputs: Any, updates: Any = None, cache: bool = True) -> None:
         super().__init__(outputs, updates)
         self.plan = build_plan(self.output_nodes, self.updates)
-        self.module = build_module(self.plan, name=self.graph.name)
-        self.jit = Jit(self.module.ir_text, name=self.graph.name, cache=cache)
+        self._module: Module | None = None
+        self.slots, direct = binding_slots(self.plan)
+        key, nodes = plan_key(self.plan, self.graph.name) if cache and cache_enabled() else (None, [])
+        self.error_nodes = _decode_error_nodes(read_meta(key), nodes) if key else None
+        if self.error_nodes is None:  # no cached object: generate the IR now
+            self.error_nodes = self.module.error_nodes
+            self.jit = Jit(self.module.ir_text, name=self.graph.name, cache=cache, key=key)
+            if key:
+                position = {n: i for i, n in enumerate(nodes)}
+                write_meta(key, {"error_nodes": [position[n] for n in self.error_nodes]})
+        else:  # the IR is generated only if someone inspects it
+            self.jit = Jit(lambda: self.module.ir_text, name=self.graph.name, cache=cache, key=key)
         self._main = _MAIN(self.jit.address(ENTRY))
         self._arena_owner = np.zeros(self.plan.arena_bytes + ALIGN, dtype=np.uint8)
         start = (-self._arena_owner.ctypes.data) % ALIGN
         self.arena = self._arena_owner[start:start + self.plan.arena_bytes]
         self._status = np.zeros(1, dtype=np.int64)
-        self._table = (ctypes.c_void_p * (FIRST_SLOT + len(self.module.slots)))()
+        self._table = (ctypes.c_void_p * (FIRST_SLOT + len(self.slots)))()
         self._table[0] = self.arena.ctypes.data
         self._table[1] = self._status.ctypes.data
         self._consts = {n: _contiguous(n.attrs["value"]) for n in self.plan.consts}
+        self._direct = set(direct)
+        first = {n: self.plan.outputs.index(n) for n in self._direct}  # plan nodes, in the order of output_nodes
+        self._fresh_output = [first.get(n) == i for i, n in enumerate(self.plan.outputs)]
         self._lock = threading.Lock()
+
+    @property
+    def module(self) -> Module:
+        """The generated LLVM module (built on first use when the object code came from the cache)."""
+        if self._module is None:
+            self._module = build_module(self.plan, name=self.graph.name)
+        return self._module
 
     # -- running -----------------------------------------------------------------------------------------
     def _bound_array(self, node: Node, feeds: dict[str, np.ndarray]) -> np.ndarray:
@@ -55,9 +77,13 @@ class NativeProgram(Program):
             return feeds[node.name]
         if node.op == "param":
             return _contiguous(self.graph.state[node.name])
+        if node in self._direct:
+            return np.empty(node.shape, dtype=node.type.np_dtype)  # fresh per call, written by its kernel
         return self._consts[node]
 
-    def _value(self, node: Node, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    def _value(self, node: Node, feeds: dict[str, np.ndarray], bound: dict[Node, np.ndarray]) -> np.ndarray:
+        if node in bound:
+            return bound[node]
         if node.is_leaf:
             return self._bound_array(node, feeds)
         buf = self.plan.buffers[node]
@@ -65,12 +91,12 @@ class NativeProgram(Program):
         return raw.view(node.type.np_dtype).reshape(node.shape)
 
     def _run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        wanted = self.output_nodes + [value for _, value in self.updates]
+        wanted = self.plan.outputs + [value for _, value in self.plan.updates]  # simplified nodes, same order
         with self._lock:
-            keep = [self._bound_array(n, feeds) for n in self.module.slots]  # owners outlive the call
+            keep = [self._bound_array(n, feeds) for n in self.slots]  # owners outlive the call
             for j, array in enumerate(keep):
                 if not array.flags.c_contiguous or array.dtype != array.dtype.newbyteorder("="):
-                    raise GraphcError(f"internal error: binding of {self.module.slots[j].name!r} is not contiguous")
+                    raise GraphcError(f"internal error: binding of {self.slots[j].name!r} is not contiguous")
                 self._table[FIRST_SLOT + j] = array.ctypes.data
             self._status[0] = 0
             self._main(self._table)
@@ -79,11 +105,17 @@ class NativeProgram(Program):
             code = int(self._status[0])
             if code:
                 self._raise(code)
-            # arena views: Program copies outputs and copies update values into graph.state before the next call
-            return [self._value(n, feeds) for n in wanted]
+            # direct outputs are fresh arrays; the other values are arena views, which Program copies (outputs)
+            # or copies into graph.state (updates) before the next call
+            bound = {n: a for n, a in zip(self.slots, keep) if n in self._direct}
+            return [self._value(n, feeds, bound) for n in wanted]
+
+    def _fresh(self, values: list[np.ndarray]) -> list[np.ndarray]:
+        """Outputs as fresh arrays: a direct output's first occurrence is returned as is, the rest are copied."""
+        return [v if fresh else np.array(v, copy=True) for v, fresh in zip(values, self._fresh_output)]
 
     def _raise(self, code: int) -> None:
-        nodes = self.module.error_nodes
+        nodes = self.error_nodes
         node = nodes[code - 1] if 0 < code <= len(nodes) else None
         if node is not None and node.op == "softmax_cross_entropy":
             classes = node.inputs[0].shape[1]
@@ -112,6 +144,14 @@ class NativeProgram(Program):
                          "vector_width": width, "flops": _flops(k.nodes),
                          "bytes": sum(x.type.nbytes for x in k.inputs) + sum(x.type.nbytes for x in k.outputs)})
         return info
+
+
+def _decode_error_nodes(meta: dict[str, Any] | None, nodes: list[Node]) -> list[Node] | None:
+    """The error nodes recorded in cached metadata (positions in the plan key's node order); None if unusable."""
+    positions = meta.get("error_nodes") if meta is not None else None
+    if not isinstance(positions, list) or not all(isinstance(i, int) and 0 <= i < len(nodes) for i in positions):
+        return None
+    return [nodes[i] for i in positions]
 
 
 def _contiguous(array: np.ndarray) -> np.ndarray:

@@ -39,9 +39,13 @@ class Program:
         values = self._run(arrays)
         outputs, new_state = values[: len(self.output_nodes)], values[len(self.output_nodes):]
         # outputs are fresh arrays holding the values computed from the state *before* the updates
-        outputs = [np.array(v, copy=True) for v in outputs]
+        outputs = self._fresh(outputs)
         self._apply_updates(new_state)
         return self._package(outputs, arrays)
+
+    def _fresh(self, values: list[np.ndarray]) -> list[np.ndarray]:
+        """Fresh copies of the output values (a backend whose ``_run`` returns some fresh arrays overrides it)."""
+        return [np.array(v, copy=True) for v in values]
 
     def _apply_updates(self, new_state: list[np.ndarray]) -> None:
         """Write every update into ``graph.state`` in place, all computed from the old state (simultaneous:

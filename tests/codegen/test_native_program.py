@@ -102,13 +102,17 @@ def test_object_cache_hit_on_second_compile(tmp_path, monkeypatch):
     x = g.input("x", (33,))
     y = gc.tanh(x) * 3.0
     first = gc.compile(y, backend="llvm")
-    path = os.path.join(str(tmp_path), cache_key(first.module.ir_text) + ".o")
-    assert not first.jit.cache_hit and os.path.exists(path)
+    path = first.jit.cache_path
+    assert not first.jit.cache_hit and path is not None and os.path.exists(path)
+    assert os.path.dirname(path) == str(tmp_path)
     second = gc.compile(y, backend="llvm")
-    assert second.jit.cache_hit
+    assert second.jit.cache_hit and second.jit.cache_path == path
+    assert second._module is None  # a hit generates no IR ...
     feeds = {"x": np.linspace(-3, 3, 33)}
     np.testing.assert_array_equal(first(**feeds), second(**feeds))
-    assert "define" in second.llvm_ir(optimized=True)
+    assert "define" in second.llvm_ir(optimized=True)  # ... until it is inspected
+    assert second.llvm_ir() == first.llvm_ir()
+    assert Jit(first.module.ir_text).cache_path == os.path.join(str(tmp_path), cache_key(first.llvm_ir()) + ".o")
     monkeypatch.setenv("GRAPHC_CACHE", "0")
     assert Jit(first.module.ir_text).cache_path is None
 
