@@ -11,7 +11,12 @@ Algorithm (greedy edge contraction with a cycle check):
    through a node outside A ∪ B and comes back into B; a breadth-first search over the group graph (a path
    may enter a group at one member and leave it from another) finds such a path. Nodes are never duplicated, so
    nothing is recomputed: a value that other groups also read simply becomes an output of its group.
-3. Groups become kernels in a topological order (Kahn's algorithm, lowest first-node id first). A kernel's
+3. A ``transpose`` that swaps the last two axes of a ``matmul`` operand, and that nothing else reads (no other node,
+   program output or update value), joins the matmul's group: the GEMM
+   reads the untransposed buffer with a transposed-operand flag, so the transpose is never materialized (the
+   backward pass of ``a @ b`` builds ``g @ transpose(b)`` and ``transpose(a) @ g``). Such a group has kind
+   ``matmul``.
+4. Groups become kernels in a topological order (Kahn's algorithm, lowest first-node id first). A kernel's
    ``inputs`` are the values its nodes read from outside the group (first-use order), its ``outputs`` the group
    values read by another kernel, returned as a program output or used as an update value.
 
@@ -96,6 +101,20 @@ class _Groups:
         self.members[rb].extend(self.members.pop(ra))
 
 
+def swaps_last_two(n: Node) -> bool:
+    """True for a ``transpose`` that only swaps the last two axes (a matmul reads it with a transpose flag)."""
+    if n.op != "transpose" or len(n.shape) < 2:
+        return False
+    rank = len(n.shape)
+    return tuple(n.attrs["axes"]) == tuple(range(rank - 2)) + (rank - 1, rank - 2)
+
+
+def _folds_into(p: Node, c: Node, groups: _Groups, external: set[int]) -> bool:
+    """True when transpose ``p`` joins matmul ``c``'s kernel (read by ``c`` alone, not an output or update)."""
+    return (p in groups.parent and swaps_last_two(p) and groups.users[p] == [c] and id(p) not in external
+            and len(groups.members[groups.find(p)]) == 1)
+
+
 def _why_not(p: Node, c: Node, groups: _Groups) -> str | None:
     """Why producer ``p`` cannot share a kernel with consumer ``c`` (None: it can)."""
     if not fusible(p):
@@ -156,10 +175,15 @@ def run(nodes: list[Node], outputs: list[Node],
         for p in dict.fromkeys(c.inputs):
             if p in groups.parent and groups.find(p) is not groups.find(c) and _why_not(p, c, groups) is None:
                 groups.union(p, c)
+    external = {id(n) for n in outputs} | {id(v) for _, v in updates}
+    for c in compute:
+        if _kind(c) == "matmul":
+            for p in dict.fromkeys(c.inputs):
+                if _folds_into(p, c, groups, external):
+                    groups.union(p, c)
     roots = list(dict.fromkeys(groups.find(n) for n in compute))
     ordered = _order_groups(roots, groups)
 
-    external = {id(n) for n in outputs} | {id(v) for _, v in updates}
     kernel_of: dict[Node, int] = {m: i for i, members in enumerate(ordered) for m in members}
     kernels: list[Kernel] = []
     for i, members in enumerate(ordered):
@@ -168,7 +192,12 @@ def run(nodes: list[Node], outputs: list[Node],
         outs = [m for m in members
                 if id(m) in external or any(kernel_of.get(u) != i for u in groups.users[m])]
         kinds = {_kind(m) for m in members}
-        kind = _kind(members[0]) if len(members) == 1 else ("broadcast" if "broadcast" in kinds else "elementwise")
+        if len(members) == 1:
+            kind = _kind(members[0])
+        elif "matmul" in kinds:
+            kind = "matmul"
+        else:
+            kind = "broadcast" if "broadcast" in kinds else "elementwise"
         kernels.append(Kernel(_kernel_name(i, members), kind, tuple(members), tuple(dict.fromkeys(inputs)),
                               tuple(outs)))
     return kernels, _report(kernels, kernel_of, groups, external)
@@ -182,6 +211,8 @@ def _report(kernels: list[Kernel], kernel_of: dict[Node, int], groups: _Groups, 
     for k in kernels:
         ops = " -> ".join(n.op for n in k.nodes)
         lines.append(f"{k.name} [{k.kind}]: {ops}")
+        if k.kind == "matmul" and len(k.nodes) > 1:
+            lines.append(f"  {k.name}: transposed operands read in place by the GEMM (transpose not materialized)")
         for x in k.inputs:
             if x.is_leaf:
                 continue

@@ -3,6 +3,9 @@
 ``PASSES`` lists the stages in order, for ``graphc passes`` and dumps. Autodiff already ran when the graph was
 built (``gc.grad`` adds gradient nodes), so the Plan is lowered from the nodes the outputs and updates need:
 
+0. ``simplify``: constant folding, algebraic identities, CSE and DCE into a scratch graph that shares the user
+   graph's ``state`` (the user's graph is never changed; ``Plan.graph`` is the scratch graph and ``Plan.outputs``
+   / ``Plan.updates`` hold its nodes in the order given, ``Plan.node_map`` maps user nodes to them);
 1. ``fuse``: elementwise/broadcast chains become one kernel each; everything else one kernel per node;
 2. ``schedule``: a kernel order that keeps peak live memory low;
 3. ``memplan``: arena offsets with best-fit reuse and in-place updates;
@@ -15,12 +18,13 @@ from __future__ import annotations
 import os
 
 from graphc.ir import Node, topo_ancestors
-from passes import fuse, memplan, schedule
+from passes import fuse, memplan, schedule, simplify
 from passes.plan import Plan
 from passes.verify import verify
 
 PASSES: tuple[tuple[str, str], ...] = (
     ("autodiff", "gradients as graph nodes (done by gc.grad when the graph is built)"),
+    ("simplify", "constant folding, algebraic identities, CSE, dead-code elimination"),
     ("fuse", "elementwise/broadcast chains into one kernel"),
     ("schedule", "kernel order with low peak live memory"),
     ("memplan", "arena offsets: liveness, best-fit reuse, in-place"),
@@ -34,10 +38,12 @@ def debug() -> bool:
 
 def build_plan(outputs: list[Node], updates: list[tuple[Node, Node]]) -> Plan:
     """Lower the computation of ``outputs`` and ``updates`` to a verified Plan."""
-    outputs, updates = list(outputs), list(updates)
+    if debug():
+        verify((list(outputs) or [v for _, v in updates])[0].graph)
+    simple = simplify.run(outputs, updates)
+    outputs, updates, graph = simple.outputs, simple.updates, simple.graph
     roots = outputs + [value for _, value in updates]
     nodes = topo_ancestors(roots)
-    graph = roots[0].graph
     if debug():
         verify(graph)
     kernels, fusion_report = fuse.run(nodes, outputs, updates)
@@ -48,9 +54,9 @@ def build_plan(outputs: list[Node], updates: list[tuple[Node, Node]]) -> Plan:
                 inputs={n.name: n for n in nodes if n.op == "input"},
                 params={n.name: n for n in nodes if n.op == "param"},
                 consts=[n for n in nodes if n.op == "const"], outputs=outputs, updates=updates,
-                report={"fusion": fusion_report, "memory": mem.report,
+                report={"simplify": simple.report, "fusion": fusion_report, "memory": mem.report,
                         "schedule": [f"{len(ordered)} kernels; peak live bytes {schedule.peak_bytes(ordered, keep)}"
                                      f" (creation order: {schedule.peak_bytes(kernels, keep)})"]},
-                inplace=mem.inplace)
+                inplace=mem.inplace, node_map=simple.mapping)
     memplan.verify_plan(plan)
     return plan

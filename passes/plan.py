@@ -57,6 +57,9 @@ class Plan:
     # that kernel; element i of the output is computed from element i of the input only, but the two pointers
     # alias, so a backend must not mark that pair ``noalias``.
     inplace: dict[Node, Node] = field(default_factory=dict)
+    # user graph node -> the node of ``graph`` (the simplified scratch graph) computing its value, for every user
+    # node whose value survives simplification
+    node_map: dict[Node, Node] = field(default_factory=dict)
 
     def bound(self, node: Node) -> bool:
         """True when the value lives outside the arena (a feed, a param's state array or a constant)."""

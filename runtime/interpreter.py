@@ -104,6 +104,6 @@ class PlanInterpreterProgram(Program):
                            for r in (local[id(v)] for v in kernel.outputs)]
                 for v, r in zip(kernel.outputs, results):
                     np.copyto(self.views[v], r)
-        wanted = self.output_nodes + [value for _, value in self.updates]
+        wanted = self.plan.outputs + [value for _, value in self.plan.updates]  # simplified nodes, same order
         # copies of bound values, so applying one update never changes what another update reads
         return [self.views[n] if n in self.views else np.array(read(n), copy=True) for n in wanted]

@@ -119,7 +119,7 @@ def test_in_place_pairs_share_a_buffer_and_the_donor_dies_there():
 def test_program_outputs_and_update_values_are_never_reused():
     _, outputs, updates = mlp_training()
     plan = build_plan(outputs, updates)
-    keep = set(outputs) | {v for _, v in updates}
+    keep = set(plan.outputs) | {v for _, v in plan.updates}
     assert not keep & set(plan.inplace.values())
     live = memplan.intervals(plan.kernels, keep)
     for v in keep:
@@ -140,6 +140,7 @@ def test_verify_plan_catches_two_live_buffers_overlapping():
     c = a + b                    # a and b are live together here
     plan = build_plan([c], [])
     verify_plan(plan)
+    a, b = plan.node_map[a], plan.node_map[b]  # the plan computes the simplified graph's nodes
     bad = _corrupt(plan, b, Buffer(plan.buffers[a].offset, b.type.nbytes))
     with pytest.raises(PlanError, match="overlaps"):
         verify_plan(bad)
@@ -153,6 +154,7 @@ def test_verify_plan_catches_an_output_overwritten_before_the_end():
     t = gc.reshape(s, (1,)) * 3.0
     plan = build_plan([a, t], [])
     verify_plan(plan)
+    a, t = plan.node_map[a], plan.node_map[t]
     bad = _corrupt(plan, t, Buffer(plan.buffers[a].offset, t.type.nbytes))  # t written after a, a still needed
     with pytest.raises(PlanError, match="overlaps"):
         verify_plan(bad)
