@@ -4,14 +4,15 @@ A dump folder holds one text file and one DOT file per stage of ``passes.pipelin
 backend-independent, so a numpy-backend program is dumped from a Plan built for the purpose):
 
 - ``00_graph``: the input graph (forward and backward nodes; outputs and update values as final arrows);
-- ``01_fuse``: the kernels, each a cluster of its nodes, and the fusion report (why fusion stopped at each
+- ``01_simplify``: the graph after constant folding, identities, CSE and DCE, with a count per rewrite;
+- ``02_fuse``: the kernels, each a cluster of its nodes, and the fusion report (why fusion stopped at each
   kernel boundary);
-- ``02_schedule``: the kernel order and its peak live bytes;
-- ``03_memplan``: naive vs planned arena bytes, and per buffer its live interval, offset, size and in-place
+- ``03_schedule``: the kernel order and its peak live bytes;
+- ``04_memplan``: naive vs planned arena bytes, and per buffer its live interval, offset, size and in-place
   reuse; the DOT shows which kernel writes and reads which buffer;
-- ``04_verify.txt``: the result of ``verify_plan``;
-- for ``backend="llvm"``: ``05_llvm.ll`` (as emitted), ``06_llvm_opt.ll`` (after O3), ``07_asm.s`` and
-  ``08_kernels.txt`` (per kernel: ops, vector width, FLOPs, bytes).
+- ``05_verify.txt``: the result of ``verify_plan``;
+- for ``backend="llvm"``: ``06_llvm.ll`` (as emitted), ``07_llvm_opt.ll`` (after O3), ``08_asm.s`` and
+  ``09_kernels.txt`` (per kernel: ops, vector width, FLOPs, bytes).
 """
 
 from __future__ import annotations
@@ -60,11 +61,12 @@ def dump_program(program: Any, folder: str) -> Dump:
     out = Dump(folder)
     plan = plan_of(program)
     _graph_stage(out, program)
+    _simplify_stage(out, plan)
     _fuse_stage(out, plan)
     _schedule_stage(out, plan)
     _memplan_stage(out, plan)
     plan.verify()
-    out.write("04_verify.txt", f"verify_plan: ok ({len(plan.kernels)} kernels, {len(plan.buffers)} buffers; no two "
+    out.write("05_verify.txt", f"verify_plan: ok ({len(plan.kernels)} kernels, {len(plan.buffers)} buffers; no two "
                                "simultaneously live buffers overlap)")
     out.summary.append("verify_plan: ok")
     if hasattr(program, "llvm_ir"):
@@ -91,6 +93,22 @@ def _graph_stage(out: Dump, program: Any) -> None:
     out.summary.append(f"graph: {len(nodes)} nodes ({backward} backward), {len(named)} outputs/updates")
 
 
+def _simplify_stage(out: Dump, plan: Plan) -> None:
+    report = plan.report.get("simplify", {})
+    rewrites = report.get("rewrites", {}) if isinstance(report, dict) else {}
+    before, after = report.get("nodes_before", "?"), report.get("nodes_after", "?")
+    lines = [f"simplify: {before} nodes -> {after} nodes"]
+    lines += [f"  {rule}: {count}" for rule, count in sorted(rewrites.items())]
+    lines += ["", "simplified graph:"]
+    for n in plan.graph.nodes:
+        lines.append(f"  {n.name} = {n.op}({', '.join(x.name for x in n.inputs)}) : {n.type}")
+    out.write("01_simplify.txt", "\n".join(lines))
+    named = dict(zip([f"output {i}" for i in range(len(plan.outputs))], plan.outputs))
+    named.update({f"new {param.name}": value for param, value in plan.updates})
+    out.write("01_simplify.dot", to_dot(named))
+    out.summary.append(f"simplify: {before} -> {after} nodes ({sum(rewrites.values())} rewrites)")
+
+
 def _kernel_title(i: int, k: Kernel) -> str:
     return f"#{i} {k.name} [{k.kind}]"
 
@@ -103,7 +121,7 @@ def _fuse_stage(out: Dump, plan: Plan) -> None:
         lines.append(f"      reads {', '.join(x.name for x in k.inputs) or '-'}; "
                      f"writes {', '.join(v.name for v in k.outputs) or '-'}")
     lines += ["", "fusion report (why each kernel boundary exists):", *(f"  {line}" for line in report)]
-    out.write("01_fuse.txt", "\n".join(lines))
+    out.write("02_fuse.txt", "\n".join(lines))
     ids: dict[Node, str] = {}
     dot = ["digraph fuse {", "  graph [rankdir=LR, fontname=Helvetica];", "  node [fontname=Helvetica, fontsize=10];"]
     for i, k in enumerate(plan.kernels):
@@ -120,7 +138,7 @@ def _fuse_stage(out: Dump, plan: Plan) -> None:
                     dot.append(f"  {ids[x]} [label={_q(node_label(x))}, shape=ellipse, style=filled, "
                                'fillcolor="#ececec"];')
                 dot.append(f"  {ids[x]} -> {ids[n]};")
-    out.write("01_fuse.dot", "\n".join(dot + ["}"]))
+    out.write("02_fuse.dot", "\n".join(dot + ["}"]))
     fused = sum(1 for k in plan.kernels if len(k.nodes) > 1)
     out.summary.append(f"fuse: {lines[0]} ({fused} fused groups); {len(report)} report lines")
 
@@ -131,7 +149,7 @@ def _producers(plan: Plan) -> dict[Node, int]:
 
 def _schedule_stage(out: Dump, plan: Plan) -> None:
     report = [str(line) for line in plan.report.get("schedule", [])]  # type: ignore[union-attr]
-    out.write("02_schedule.txt", "\n".join([*report, "", plan.describe()]))
+    out.write("03_schedule.txt", "\n".join([*report, "", plan.describe()]))
     producer = _producers(plan)
     dot = ["digraph schedule {", "  graph [rankdir=TB, fontname=Helvetica];",
            "  node [fontname=Helvetica, fontsize=10, shape=box, style=rounded];"]
@@ -142,7 +160,7 @@ def _schedule_stage(out: Dump, plan: Plan) -> None:
             if x in producer:
                 dot.append(f"  k{producer[x]} -> k{i} [label={_q(x.name)}];")
     dot += [f"  k{i} -> k{i + 1} [style=dotted, color=grey, constraint=false];" for i in range(len(plan.kernels) - 1)]
-    out.write("02_schedule.dot", "\n".join(dot + ["}"]))
+    out.write("03_schedule.dot", "\n".join(dot + ["}"]))
     out.summary.append(f"schedule: {report[0] if report else f'{len(plan.kernels)} kernels'}")
 
 
@@ -158,7 +176,7 @@ def _memplan_stage(out: Dump, plan: Plan) -> None:
         reuse = plan.inplace[v].name if v in plan.inplace else ""
         lines.append(f"{v.name:<28} {v.op:<22} {f'[{s},{e}]':>10} {buf.offset:>10} {buf.nbytes:>10} "
                      f"{buf.offset + buf.nbytes:>10}  {reuse}")
-    out.write("03_memplan.txt", "\n".join(lines))
+    out.write("04_memplan.txt", "\n".join(lines))
     dot = ["digraph memplan {", "  graph [rankdir=LR, fontname=Helvetica];",
            "  node [fontname=Helvetica, fontsize=10];"]
     bid = {v: f"b{i}" for i, v in enumerate(plan.buffers)}
@@ -170,16 +188,16 @@ def _memplan_stage(out: Dump, plan: Plan) -> None:
         dot.append(f"  k{i} [label={_q(_kernel_title(i, k))}, shape=box, style=rounded];")
         dot += [f"  {bid[x]} -> k{i};" for x in dict.fromkeys(k.inputs) if x in bid]
         dot += [f"  k{i} -> {bid[v]};" for v in k.outputs if v in bid]
-    out.write("03_memplan.dot", "\n".join(dot + ["}"]))
+    out.write("04_memplan.dot", "\n".join(dot + ["}"]))
     out.summary.append("memplan: " + "; ".join(report[:1] + [f"arena {plan.arena_bytes} bytes"]))
 
 
 def _llvm_stage(out: Dump, program: Any) -> None:
     ir_text, optimized, asm = program.llvm_ir(optimized=False), program.llvm_ir(optimized=True), program.asm()
-    out.write("05_llvm.ll", ir_text)
-    out.write("06_llvm_opt.ll", optimized)
-    out.write("07_asm.s", asm)
-    out.write("08_kernels.txt", format_kernels(program.kernels_info()))
+    out.write("06_llvm.ll", ir_text)
+    out.write("07_llvm_opt.ll", optimized)
+    out.write("08_asm.s", asm)
+    out.write("09_kernels.txt", format_kernels(program.kernels_info()))
     out.summary.append(f"llvm: IR {ir_text.count(chr(10))} lines, optimized {optimized.count(chr(10))} lines, "
                        f"asm {asm.count(chr(10))} lines")
 
