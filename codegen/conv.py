@@ -9,7 +9,8 @@ row is written as three runs — zeros for j < j_lo, a strided copy for j_lo ≤
 j_lo = ⌈(left - q·dw)/sw⌉⁺ and j_hi = min(Wo, ⌈(W + left - q·dw)/sw⌉⁺), so every index read is inside x by
 construction (no per-element bounds test). Group g's rows of cols are the contiguous block [g·Kg, (g+1)·Kg).
 
-- forward:  y[n, g] = W[g] (Og × Kg) · cols[g] (Kg × P)  — a GEMM batched over groups, then + b[o];
+- forward:  y[n, g] = W[g] (Og × Kg) · cols[g] (Kg × P)  — a GEMM batched over groups, then + b[o] and a fused
+  elementwise epilogue (``codegen.epilogue``: relu, a per-channel add, ...) in the same pass over the output rows;
 - input gradient: cols[g] = W[g]ᵀ · ḡ[n, g] (``trans_a``), then col2im scatters cols back (the adjoint of im2col:
   the same index map, ``+=`` instead of a copy) into dx[n], zeroed first;
 - weight gradient: dw[g] += ḡ[n, g] (Og × P) · cols[g]ᵀ (``trans_b``, ``accumulate``), summed over n — or
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 
 import llvmlite.ir as ir
 
+from codegen.epilogue import Epilogue
 from codegen.gemm_kernel import PTR, default_config, for_range, i64
 from codegen.lowering import KernelContext, LoweringError, lowerer
 from codegen.matmul import emit_gemm, host_vector_bits
@@ -222,7 +224,8 @@ def _gemm(ctx: KernelContext, tag: str, g: Geometry, m: int, n: int, k: int, dty
 @lowerer("conv2d")
 def lower_conv2d(ctx: KernelContext) -> None:
     """y = conv2d(x, w) (+ b): per image, im2col then W · cols (see the module docstring)."""
-    (node,) = ctx.kernel.nodes
+    node = next(n for n in ctx.kernel.nodes if n.op == "conv2d")
+    epi = Epilogue.of(ctx, node)
     x, w = node.inputs[:2]
     bias = node.inputs[2] if len(node.inputs) == 3 else None
     g = geometry(x.shape, w.shape, node.shape, node.attrs, node.dtype)
@@ -234,23 +237,40 @@ def lower_conv2d(ctx: KernelContext) -> None:
     single = rows == g.ho
     out = None if single else _alloca(b, node.dtype, g.o * rows * g.wo, "yblock")
     bias_ptr = None if bias is None else ctx.ptr(bias)
+    target = epi.target() if epi else node  # the GEMM's destination: an output of y's shape
     with for_range(b, 0, g.n, name="n") as n:
         image = ctx.elem(x, b.mul(n, i64(g.c * g.h * g.w)))
-        y_n = ctx.elem(node, b.mul(n, i64(g.o * g.p)))
+        y_base = b.mul(n, i64(g.o * g.p))
+        y_n = ctx.elem(target, y_base)
 
         def block(row0: ir.Value, r: int) -> None:
             im2col(b, g, image, cols, row0, r)
             pb = r * g.wo
             gemm = _gemm(ctx, "fwd", g, g.og, pb, g.kg, node.dtype, (g.og * g.kg, g.kg * pb, g.og * pb))
-            if single:
-                gemm(ctx.ptr(w), cols, y_n)
-                if bias_ptr is not None:
-                    _copy_rows(b, g.o, g.p, y_n, g.p, y_n, g.p, bias_ptr)
-            else:
-                gemm(ctx.ptr(w), cols, out)
+            gemm(ctx.ptr(w), cols, y_n if single else out)
+            if epi:
+                src, src_ld = (y_n, g.p) if single else (out, pb)
+                _epilogue_rows(b, epi, g, src, src_ld, b.add(y_base, b.mul(row0, i64(g.wo))), pb, bias_ptr)
+            elif single and bias_ptr is not None:
+                _copy_rows(b, g.o, g.p, y_n, g.p, y_n, g.p, bias_ptr)
+            elif not single:
                 _copy_rows(b, g.o, pb, out, pb, b.gep(y_n, [b.mul(row0, i64(g.wo))], inbounds=True), g.p, bias_ptr)
 
         _row_blocks(b, g, block)
+
+
+def _epilogue_rows(b: ir.IRBuilder, epi: Epilogue, g: Geometry, src: ir.Value, src_ld: int, base: ir.Value,
+                   width: int, bias: ir.Value | None) -> None:
+    """For ch < O, e < width: v = src[ch·src_ld + e] (+ bias[ch]); the epilogue stores chain(v) into every kernel
+    output at base + ch·P + e (the per-channel inputs are loaded once per channel)."""
+    with for_range(b, 0, g.o, name="ch") as ch:
+        s = b.gep(src, [b.mul(ch, i64(src_ld))], inbounds=True)
+        row = b.add(base, b.mul(ch, i64(g.p)))
+        add = None if bias is None else b.load(b.gep(bias, [ch], inbounds=True))
+        per_channel = epi.load(b, ch)
+        with for_range(b, 0, width, name="e") as e:
+            v = b.load(b.gep(s, [e], inbounds=True))
+            epi.store(b, v if add is None else b.fadd(v, add, flags=FAST), b.add(row, e), per_channel)
 
 
 @lowerer("conv2d_backward_input")

@@ -2,9 +2,11 @@
 
 ``LOWERERS`` maps a key to ``lower(ctx: KernelContext) -> None``, which emits the kernel's body with
 ``ctx.builder`` (positioned in the entry block; the caller adds the ``ret``). The key of a kernel is
-``"elementwise"`` when every node is an elementwise/broadcast op (a fused group, any length), the op name for a
-one-node kernel, else the kernel's ``kind``. Modules that lower ops register themselves with :func:`lowerer`
-(matmul, conv and pool lowerers live in their own files). A kernel without a lowerer is a
+``"elementwise"`` when every node is an elementwise/broadcast op or a unit-axis reshape read in place (a fused
+group, any length), the op name for a one-node kernel or for the one anchor (batch_norm, conv2d, matmul) of a
+kernel with folded transposes or an elementwise epilogue (``codegen.epilogue``), else the kernel's ``kind``.
+Modules that lower ops register themselves with :func:`lowerer` (matmul, conv and pool lowerers live in their own
+files). A kernel without a lowerer is a
 :class:`LoweringError` naming the op and the user's creation site: there is no NumPy fallback.
 """
 
@@ -21,6 +23,7 @@ from codegen.scalar import memory_type
 from codegen.target import CodegenError
 from graphc.ir import Node
 from ops.registry import get_op
+from passes.fuse import epilogue_axis, unit_reshape
 from passes.plan import Kernel
 
 Lowerer = Callable[["KernelContext"], None]
@@ -89,10 +92,13 @@ class KernelContext:
 
 def kernel_key(kernel: Kernel) -> str:
     """Registry key of a kernel (see the module docstring)."""
-    if all(get_op(n.op).kind in FUSIBLE for n in kernel.nodes):
+    if all(get_op(n.op).kind in FUSIBLE or unit_reshape(n) for n in kernel.nodes):
         return "elementwise"
     if len(kernel.nodes) == 1:
         return kernel.nodes[0].op
+    anchors = [n for n in kernel.nodes if epilogue_axis(n) is not None]
+    if len(anchors) == 1:  # an anchor op with folded transposes and/or an elementwise epilogue
+        return anchors[0].op
     return kernel.kind
 
 

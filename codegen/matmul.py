@@ -28,6 +28,7 @@ from collections.abc import Sequence
 
 import llvmlite.ir as ir
 
+from codegen.epilogue import Epilogue
 from codegen.gemm_kernel import (
     I1,
     PTR,
@@ -43,8 +44,10 @@ from codegen.gemm_kernel import (
 )
 from codegen.loops import broadcast_strides, collapse, contiguous_strides
 from codegen.lowering import KernelContext, LoweringError, lowerer
+from codegen.scalar import load
 from codegen.target import has_avx512
 from graphc.ir import Node
+from passes.fuse import fusible, unit_reshape
 from passes.plan import Kernel
 
 
@@ -209,10 +212,11 @@ def matmul_operands(kernel: Kernel) -> tuple[Node, tuple[Node, bool], tuple[Node
     A kernel may hold, besides its matmul, ``transpose`` nodes swapping the last two axes of a matmul operand that
     nothing outside the kernel reads: those are folded into ``trans_a`` / ``trans_b`` (never materialized)."""
     mms = [x for x in kernel.nodes if x.op == "matmul"]
-    rest = [x for x in kernel.nodes if x.op != "matmul"]
+    rest = [x for x in kernel.nodes if x.op != "matmul" and not fusible(x) and not unit_reshape(x)]
     if len(mms) != 1 or any(not swaps_last_two(x) or x not in mms[0].inputs or x in kernel.outputs for x in rest):
         ops = " -> ".join(x.op for x in kernel.nodes)
-        raise LoweringError(f"a matmul kernel may only fold last-two-axes transposes of its operands, got ({ops})")
+        raise LoweringError(f"a matmul kernel may only fold last-two-axes transposes of its operands and an "
+                            f"elementwise epilogue, got ({ops})")
     (node,) = mms
     operands = tuple((x.inputs[0], True) if x in rest else (x, False) for x in node.inputs)
     return node, operands[0], operands[1]
@@ -225,6 +229,8 @@ def lower_matmul(ctx: KernelContext) -> None:
     Folded operand transposes become ``trans_a`` / ``trans_b``. A batch of A against one shared B (``x @ W`` with
     ``x`` of rank > 2) is a single GEMM with ``M' = batch * M`` rows, so B is packed once."""
     node, (a_src, trans_a), (b_src, trans_b) = matmul_operands(ctx.kernel)
+    epi = Epilogue.of(ctx, node)
+    target = epi.target() if epi else node  # the GEMM's C: an output of the matmul's shape
     a, b = node.inputs
     m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
     dims, (sa, sb, sc) = batch_layout(a.shape, b.shape, node.shape)
@@ -235,7 +241,7 @@ def lower_matmul(ctx: KernelContext) -> None:
     gemm = emit_gemm(ctx.module, f"{ctx.function.name}.gemm", m, n, k, dtype=node.dtype, trans_a=trans_a,
                      trans_b=trans_b, batch=inner, batch_strides=strides)
     builder = ctx.builder
-    base = [builder.bitcast(ctx.ptr(x), PTR) for x in (a_src, b_src, node)]
+    base = [builder.bitcast(ctx.ptr(x), PTR) for x in (a_src, b_src, target)]
     scalar = default_config(node.dtype, host_vector_bits()).scalar
 
     def call(level: int, offsets: list[ir.Value]) -> None:
@@ -247,3 +253,15 @@ def lower_matmul(ctx: KernelContext) -> None:
                              for off, s in zip(offsets, (sa, sb, sc))])
 
     call(0, [i64(0)] * 3)
+    if epi and node.size:
+        _epilogue_pass(builder, epi, target, n)
+
+
+def _epilogue_pass(b: ir.IRBuilder, epi: Epilogue, target: Node, n: int) -> None:
+    """C viewed as (rows, n): every kernel output [r, j] = chain(C[r, j]) with the epilogue's inputs at column j
+    (a bias row, scalars); one contiguous, vectorizable pass right after the GEMM."""
+    with for_range(b, 0, target.size // n, name="ep_r") as r:
+        row = b.mul(r, i64(n))
+        with for_range(b, 0, n, name="ep_j") as j:
+            off = b.add(row, j)
+            epi.store(b, load(b, epi.ctx.elem(target, off), target.dtype), off, epi.load(b, j))

@@ -3,7 +3,8 @@
 batch_norm, x viewed as (N, C, S) (S = product of the axes after the channel axis), per channel c:
   training:  μ = (1/m) Σ x, σ² = (1/m) Σ (x - μ)² over the m = N·S values (two passes, float64 accumulation);
   inference: μ, σ² = the running statistics;
-  then y = (x - μ)·(γ/√(σ² + ε)) + β  (the per-channel factor in float64, rounded once to x's dtype).
+  then y = (x - μ)·(γ/√(σ² + ε)) + β  (the per-channel factor in float64, rounded once to x's dtype);
+  a fused elementwise epilogue (``codegen.epilogue``, e.g. relu) is applied to y before the store.
 Its gradients are graph ops (see ops.norm), so there is no backward lowering.
 
 dropout: the counter-based mask of ``ops.random`` reproduced bit for bit with 64-bit integer arithmetic (LLVM
@@ -21,6 +22,7 @@ import llvmlite.ir as ir
 import numpy as np
 
 from codegen import loops, mathlib
+from codegen.epilogue import Epilogue
 from codegen.gemm_kernel import for_range, i64
 from codegen.lowering import KernelContext, lowerer
 from codegen.pool import fold
@@ -43,7 +45,8 @@ def _square(b: ir.IRBuilder, d: ir.Value) -> ir.Value:
 @lowerer("batch_norm")
 def lower_batch_norm(ctx: KernelContext) -> None:
     """y = (x - μ)·γ/√(σ² + ε) + β per channel (see the module docstring)."""
-    (node,) = ctx.kernel.nodes
+    node = next(n for n in ctx.kernel.nodes if n.op == "batch_norm")
+    epi = Epilogue.of(ctx, node)
     x, gamma, beta, mean, var = node.inputs
     n, c = x.shape[0], x.shape[1]
     s = int(np.prod(x.shape[2:], dtype=np.int64))
@@ -79,13 +82,17 @@ def lower_batch_norm(ctx: KernelContext) -> None:
         scale = b.fmul(inv, _to_f64(b, b.load(ctx.elem(gamma, ch))))
         scale_t, mu_t = _from_f64(b, scale, ty), _from_f64(b, mu, ty)
         shift = b.load(ctx.elem(beta, ch))
+        per_channel = epi.load(b, ch) if epi else {}
         with for_range(b, 0, n, name="bn_n") as k:
             row = b.mul(b.add(b.mul(k, i64(c)), ch), i64(s))
             with for_range(b, 0, s, name="bn_s") as e:
                 off = b.add(row, e)
                 v = b.fsub(b.load(ctx.elem(x, off)), mu_t)
-                b.store(b.fadd(b.fmul(v, scale_t, flags=("contract",)), shift, flags=("contract",)),
-                        ctx.elem(node, off))
+                y = b.fadd(b.fmul(v, scale_t, flags=("contract",)), shift, flags=("contract",))
+                if epi:
+                    epi.store(b, y, off, per_channel)
+                else:
+                    b.store(y, ctx.elem(node, off))
 
 
 def _u64(value: int) -> ir.Constant:

@@ -11,12 +11,15 @@ Algorithm (greedy edge contraction with a cycle check):
    through a node outside A ∪ B and comes back into B; a breadth-first search over the group graph (a path
    may enter a group at one member and leave it from another) finds such a path. Nodes are never duplicated, so
    nothing is recomputed: a value that other groups also read simply becomes an output of its group.
-3. A ``transpose`` that swaps the last two axes of a ``matmul`` operand, and that nothing else reads (no other node,
+3. A ``reshape`` that only inserts or removes extent-1 axes (a per-channel vector viewed as (C, 1, 1)) and that
+   only one fused group reads (not an output or update) joins that group: the group reads the reshape's input
+   buffer with the reshape's shape (broadcast strides), so nothing is copied.
+4. A ``transpose`` that swaps the last two axes of a ``matmul`` operand, and that nothing else reads (no other node,
    program output or update value), joins the matmul's group: the GEMM
    reads the untransposed buffer with a transposed-operand flag, so the transpose is never materialized (the
    backward pass of ``a @ b`` builds ``g @ transpose(b)`` and ``transpose(a) @ g``). Such a group has kind
    ``matmul``.
-4. Groups become kernels in a topological order (Kahn's algorithm, lowest first-node id first). A kernel's
+5. Groups become kernels in a topological order (Kahn's algorithm, lowest first-node id first). A kernel's
    ``inputs`` are the values its nodes read from outside the group (first-use order), its ``outputs`` the group
    values read by another kernel, returned as a program output or used as an update value.
 
@@ -53,6 +56,7 @@ class _Groups:
         self.parent: dict[Node, Node] = {n: n for n in nodes}
         self.members: dict[Node, list[Node]] = {n: [n] for n in nodes}
         self.users: dict[Node, list[Node]] = {n: [] for n in nodes}
+        self.refused: dict[tuple[int, int], str] = {}  # (anchor, user) ids -> why no epilogue fusion
         for n in nodes:
             for x in dict.fromkeys(n.inputs):
                 if x in self.users:
@@ -109,6 +113,84 @@ def swaps_last_two(n: Node) -> bool:
     return tuple(n.attrs["axes"]) == tuple(range(rank - 2)) + (rank - 1, rank - 2)
 
 
+def unit_reshape(n: Node) -> bool:
+    """True for a ``reshape`` that only inserts or removes extent-1 axes (same buffer, read in place by a group)."""
+    if n.op != "reshape" or not n.inputs:
+        return False
+    return [d for d in n.shape if d != 1] == [d for d in n.inputs[0].shape if d != 1]
+
+
+def _view_target(p: Node, groups: _Groups, external: set[int]) -> Node | None:
+    """The fused group that reads unit reshape ``p`` in place: every user of ``p`` is in that one elementwise
+    group and ``p`` is neither an output nor an update value (so its buffer is never needed)."""
+    if p not in groups.parent or not unit_reshape(p) or id(p) in external or not groups.users[p]:
+        return None
+    targets = {groups.find(u) for u in groups.users[p]}
+    if len(targets) != 1 or len(groups.members[groups.find(p)]) != 1:
+        return None
+    (target,) = targets
+    if not all(fusible(m) or unit_reshape(m) for m in groups.members[target]):
+        return None
+    return target if groups.cycle_through(p, target) is None else None
+
+
+def epilogue_axis(n: Node) -> int | None:
+    """The axis along which an epilogue's other inputs may vary for anchor ``n`` (None: ``n`` takes no epilogue).
+
+    batch_norm in training and conv2d write their output channel by channel (axis 1); a matmul writes C tiles
+    whose columns are the last axis."""
+    if (n.op == "batch_norm" and n.attrs["training"]) or n.op == "conv2d":
+        return 1
+    if n.op == "matmul" and n.type.is_float:
+        return n.ndim - 1
+    return None
+
+
+def along_axis(shape: tuple[int, ...], domain: tuple[int, ...], axis: int) -> bool:
+    """True when ``shape`` broadcast (right-aligned) over ``domain`` varies at most along ``axis``."""
+    lead = len(domain) - len(shape)
+    return all(d == 1 or i + lead == axis for i, d in enumerate(shape))
+
+
+def _epilogue_refusal(a: Node, target: Node, groups: _Groups) -> str | None:
+    """Why the fused group ``target`` cannot become the epilogue of anchor ``a`` (None: it can)."""
+    axis = epilogue_axis(a)
+    members = groups.members[target]
+    if axis is None:
+        return f"{a.op} takes no epilogue"
+    if any(not (fusible(m) or unit_reshape(m)) for m in members):
+        return f"{a.op} epilogue: the consumer kernel is not an elementwise group"
+    if any(m.shape != a.shape for m in members if not unit_reshape(m)):
+        return f"shape differs from {a.op}'s output {list(a.shape)}"
+    inside = set(members)
+    for m in members:
+        reads = [(m.inputs[0], m.shape)] if unit_reshape(m) else [(x, x.shape) for x in m.inputs]
+        for x, shape in reads:
+            if x in inside or (x is a and shape == a.shape):
+                continue
+            if x is a or not along_axis(shape, a.shape, axis):
+                return f"{a.op} epilogue: {m.name} reads {x.name} {list(shape)}, not a scalar or per-axis-{axis} vector"
+    through = groups.cycle_through(a, target)
+    return None if through is None else f"{a.op} epilogue would create a cycle through {through.name} ({through.op})"
+
+
+def _merge_epilogues(compute: list[Node], groups: _Groups, refused: dict[tuple[int, int], str]) -> None:
+    """Merge into each anchor (batch_norm training, conv2d, matmul) the first fused group of its users that only
+    reads the anchor's output at full size (other inputs: scalars or vectors along the epilogue axis)."""
+    for a in compute:
+        if epilogue_axis(a) is None:
+            continue
+        for u in groups.users[a]:
+            target = groups.find(u)
+            if target is groups.find(a) or not fusible(u) or u.shape != a.shape:
+                continue
+            why = _epilogue_refusal(a, target, groups)
+            if why is None:
+                groups.union(a, u)
+                break
+            refused[(id(a), id(u))] = why
+
+
 def _folds_into(p: Node, c: Node, groups: _Groups, external: set[int]) -> bool:
     """True when transpose ``p`` joins matmul ``c``'s kernel (read by ``c`` alone, not an output or update)."""
     return (p in groups.parent and swaps_last_two(p) and groups.users[p] == [c] and id(p) not in external
@@ -117,6 +199,10 @@ def _folds_into(p: Node, c: Node, groups: _Groups, external: set[int]) -> bool:
 
 def _why_not(p: Node, c: Node, groups: _Groups) -> str | None:
     """Why producer ``p`` cannot share a kernel with consumer ``c`` (None: it can)."""
+    if unit_reshape(c) and groups.find(c) is not groups.find(p):
+        return f"shape differs: {p.name} is {list(p.shape)}, read in place through the unit-axis view {c.name}"
+    if (id(p), id(c)) in groups.refused:
+        return groups.refused[(id(p), id(c))]
     if not fusible(p):
         return f"{p.op} is not elementwise ({_kind(p)})"
     if not fusible(c):
@@ -181,6 +267,11 @@ def run(nodes: list[Node], outputs: list[Node],
             for p in dict.fromkeys(c.inputs):
                 if _folds_into(p, c, groups, external):
                     groups.union(p, c)
+    for p in compute:
+        target = _view_target(p, groups, external)
+        if target is not None:
+            groups.union(p, target)
+    _merge_epilogues(compute, groups, groups.refused)
     roots = list(dict.fromkeys(groups.find(n) for n in compute))
     ordered = _order_groups(roots, groups)
 
@@ -191,11 +282,14 @@ def run(nodes: list[Node], outputs: list[Node],
         inputs = [x for m in members for x in m.inputs if x not in inside]
         outs = [m for m in members
                 if id(m) in external or any(kernel_of.get(u) != i for u in groups.users[m])]
-        kinds = {_kind(m) for m in members}
+        kinds = {_kind(m) for m in members if not unit_reshape(m)} or {"shape"}
+        anchors = [m for m in members if epilogue_axis(m) is not None]
         if len(members) == 1:
             kind = _kind(members[0])
         elif "matmul" in kinds:
             kind = "matmul"
+        elif anchors:
+            kind = _kind(anchors[0])
         else:
             kind = "broadcast" if "broadcast" in kinds else "elementwise"
         kernels.append(Kernel(_kernel_name(i, members), kind, tuple(members), tuple(dict.fromkeys(inputs)),
@@ -211,8 +305,15 @@ def _report(kernels: list[Kernel], kernel_of: dict[Node, int], groups: _Groups, 
     for k in kernels:
         ops = " -> ".join(n.op for n in k.nodes)
         lines.append(f"{k.name} [{k.kind}]: {ops}")
-        if k.kind == "matmul" and len(k.nodes) > 1:
+        views = [n.name for n in k.nodes if unit_reshape(n)]
+        if views and k.kind in FUSIBLE:
+            lines.append(f"  {k.name}: unit-axis reshapes read in place (not materialized): {', '.join(views)}")
+        if k.kind == "matmul" and any(swaps_last_two(n) for n in k.nodes):
             lines.append(f"  {k.name}: transposed operands read in place by the GEMM (transpose not materialized)")
+        anchor = next((n for n in k.nodes if epilogue_axis(n) is not None), None)
+        epilogue = [n.op for n in k.nodes if fusible(n)]
+        if anchor is not None and epilogue:
+            lines.append(f"  {k.name}: {anchor.op} epilogue: {', '.join(epilogue)} (applied before the store)")
         for x in k.inputs:
             if x.is_leaf:
                 continue

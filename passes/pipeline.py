@@ -6,6 +6,8 @@ built (``gc.grad`` adds gradient nodes), so the Plan is lowered from the nodes t
 0. ``simplify``: constant folding, algebraic identities, CSE and DCE into a scratch graph that shares the user
    graph's ``state`` (the user's graph is never changed; ``Plan.graph`` is the scratch graph and ``Plan.outputs``
    / ``Plan.updates`` hold its nodes in the order given, ``Plan.node_map`` maps user nodes to them);
+0b. ``decompose``: inference batch norm becomes (x − μᵣ)·γ/√(σᵣ² + ε) + β, elementwise ops that fuse with their
+   neighbours (``passes.decompose``; a new scratch graph only when there is such a batch norm);
 1. ``fuse``: elementwise/broadcast chains become one kernel each; everything else one kernel per node;
 2. ``schedule``: a kernel order that keeps peak live memory low;
 3. ``memplan``: arena offsets with best-fit reuse and in-place updates;
@@ -18,14 +20,15 @@ from __future__ import annotations
 import os
 
 from graphc.ir import Node, topo_ancestors
-from passes import fuse, memplan, schedule, simplify
+from passes import decompose, fuse, memplan, schedule, simplify
 from passes.plan import Plan
 from passes.verify import verify
 
 PASSES: tuple[tuple[str, str], ...] = (
     ("autodiff", "gradients as graph nodes (done by gc.grad when the graph is built)"),
     ("simplify", "constant folding, algebraic identities, CSE, dead-code elimination"),
-    ("fuse", "elementwise/broadcast chains into one kernel"),
+    ("fuse", "inference batch_norm as elementwise math (passes.decompose), then elementwise/broadcast chains "
+             "into one kernel"),
     ("schedule", "kernel order with low peak live memory"),
     ("memplan", "arena offsets: liveness, best-fit reuse, in-place"),
     ("verify_plan", "no overlapping live buffers, every value bound or buffered"),
@@ -41,12 +44,15 @@ def build_plan(outputs: list[Node], updates: list[tuple[Node, Node]]) -> Plan:
     if debug():
         verify((list(outputs) or [v for _, v in updates])[0].graph)
     simple = simplify.run(outputs, updates)
-    outputs, updates, graph = simple.outputs, simple.updates, simple.graph
+    dec = decompose.run(simple.graph, simple.outputs, simple.updates)
+    outputs, updates, graph = dec.outputs, dec.updates, dec.graph
+    node_map = {user: dec.mapping[n] for user, n in simple.mapping.items() if n in dec.mapping}
     roots = outputs + [value for _, value in updates]
     nodes = topo_ancestors(roots)
     if debug():
         verify(graph)
     kernels, fusion_report = fuse.run(nodes, outputs, updates)
+    fusion_report[1:1] = dec.report
     keep = set(roots)
     ordered = schedule.run(kernels, keep=keep)
     mem = memplan.run(ordered, outputs, updates)
@@ -57,6 +63,6 @@ def build_plan(outputs: list[Node], updates: list[tuple[Node, Node]]) -> Plan:
                 report={"simplify": simple.report, "fusion": fusion_report, "memory": mem.report,
                         "schedule": [f"{len(ordered)} kernels; peak live bytes {schedule.peak_bytes(ordered, keep)}"
                                      f" (creation order: {schedule.peak_bytes(kernels, keep)})"]},
-                inplace=mem.inplace, node_map=simple.mapping)
+                inplace=mem.inplace, node_map=node_map)
     memplan.verify_plan(plan)
     return plan
