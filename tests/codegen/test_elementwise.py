@@ -1,6 +1,8 @@
 """Fused elementwise/broadcast kernels on the LLVM backend vs the interpreter: odd sizes, size-1 dims, scalars,
 broadcasting, non-contiguous feeds; the fused kernel is vectorized (zmm where the CPU has AVX-512)."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -87,3 +89,22 @@ def test_fused_kernel_asm_is_vectorized():
     assert "zmm" in prog.asm() if has_avx512() else "ymm" in prog.asm()
     body = _asm_functions(prog.asm())[info["function"]]
     assert "call" not in body  # exp/sigmoid inlined as polynomials, no libm calls
+
+
+def test_fused_kernel_compiles_to_zmm_for_avx512():
+    """The same generated IR, optimized and compiled for an AVX-512 CPU (this host may lack it), uses zmm."""
+    import llvmlite.binding as llvm
+
+    from codegen.target import _optimize, _parse, host
+
+    g = gc.Graph("vec512")
+    x, w, b = g.input("x", (4096,)), g.input("w", (4096,)), g.input("b", (4096,))
+    prog = gc.compile(gc.sigmoid(x * w + b) * 2.0 - 1.0, backend="llvm")
+    (info,) = prog.kernels_info()
+    module = _parse(prog.llvm_ir(optimized=False))
+    tm = llvm.Target.from_triple(host()[0]).create_target_machine(
+        cpu="skylake-avx512", features="+avx512f,+avx512dq,+avx512vl,+avx512bw,-prefer-256-bit", opt=3)
+    _optimize(module, tm)
+    body = _asm_functions(tm.emit_assembly(module))[info["function"]]
+    assert len(re.findall(r"%zmm\d+", body)) >= 10, body[:2000]
+    assert "call" not in body
