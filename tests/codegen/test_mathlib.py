@@ -133,3 +133,41 @@ def test_pow_general_and_negative_bases(dtype):
     with np.errstate(all="ignore"):
         want = np.power(xb, yb)
     np.testing.assert_allclose(run("pow", xb, yb), want, rtol=1e-6, equal_nan=True)
+
+
+def test_float32_exp_error_budget_over_reduction_range():
+    """float32 exp reduces with one fma (ln2 rounded to float32): the error grows with |n|; keep it well inside
+    the 2e-6 contract at the ends of the range, where |n| is largest (and near 0, where n = 0)."""
+    for lo, hi in ((-87.0, -60.0), (60.0, 88.0), (-0.4, 0.4)):
+        x = np.linspace(lo, hi, 500_001, dtype=np.float32)
+        assert _max_rel_err("exp", x) <= 1e-6
+
+
+def test_sigmoid_saturation_and_gradual_underflow():
+    """sigmoid's exp(-|x|) path scales once by 2^(n+64): results stay accurate down into the subnormal range,
+    reach exactly 0 below it and exactly 1 for large x; the sign-bit blend treats -0 like +0."""
+    x = np.linspace(-110.0, -80.0, 30_001, dtype=np.float32)
+    got = run("sigmoid", x).astype(np.float64)
+    want = _sigmoid(x.astype(np.float64))
+    sub = float(np.finfo(np.float32).smallest_subnormal)
+    assert np.all(np.abs(got - want) <= 2 * sub + 2e-6 * want)
+    assert np.all(got[x <= -104.0] == 0.0) and np.all(got >= 0.0)
+    big = np.concatenate([np.linspace(17.0, 200.0, 10_001, dtype=np.float32), np.float32([1e6, 3e38])])
+    s = run("sigmoid", big)
+    assert np.all(s <= 1.0) and np.all(s[big >= 18.0] == 1.0)
+    near = np.linspace(-20.0, 20.0, 400_001, dtype=np.float32)  # the blend's switch and the denominator's range
+    assert _max_rel_err("sigmoid", near) <= 1e-6
+    z = run("sigmoid", np.float32([0.0, -0.0, np.nan, -np.nan]))
+    assert z[0] == 0.5 and z[1] == 0.5 and np.isnan(z[2]) and np.isnan(z[3])
+
+
+def test_exp_nonpositive_path_matches_general_exp():
+    """Softmax-style arguments ≤ 0 through sigmoid's exp path agree with the general exp (both float types)."""
+    for dtype in ("float32", "float64"):
+        x = -np.geomspace(1e-6, 700.0 if dtype == "float64" else 100.0, 50_001).astype(dtype)
+        s = run("sigmoid", x).astype(np.float64)
+        e = run("exp", x).astype(np.float64)
+        mask = e > np.finfo(dtype).tiny
+        want = e / (1.0 + e)
+        tol = 2e-6 if dtype == "float32" else 1e-13
+        assert np.max(np.abs(s[mask] - want[mask]) / want[mask]) <= tol
