@@ -7,7 +7,8 @@ vectorized as a reassociated reduction); when it is kept, the update vectorizes 
 divides by the count afterwards (0/0 = nan for an empty reduction, as NumPy).
 
 softmax along an axis, with x viewed as (outer, n, inner): m = max_j x_j; e_j = exp(x_j - m); s = Σ e_j;
-y_j = e_j / s (softmax) or y_j = x_j - m - log s (log_softmax).
+y_j = e_j / s (softmax) or y_j = x_j - m - log s (log_softmax). The
+arguments x_j - m are ≤ 0 (or NaN), so the cheaper ``upper=False`` exp applies.
 """
 
 from __future__ import annotations
@@ -100,9 +101,11 @@ def softmax_rows(ctx: KernelContext, x, n: int, stride: int, base: ir.Value
     mx = combiner("max", dt)
     m = row_loop(b, n, stride, base, ir.Constant(ty, -np.inf),
                  lambda b, acc, off, _j: mx(b, acc, load(b, ctx.elem(x, off), dt)), "max")
-    s = row_loop(b, n, stride, base, ir.Constant(ty, 0.0),
-                 lambda b, acc, off, _j: b.fadd(acc, mathlib.exp(b, b.fsub(load(b, ctx.elem(x, off), dt), m)),
-                                                flags=FAST), "sum")
+    def add_exp(b: ir.IRBuilder, acc: ir.Value, off: ir.Value, _j: ir.Value) -> ir.Value:
+        shifted = b.fsub(load(b, ctx.elem(x, off), dt), m)  # <= 0
+        return b.fadd(acc, mathlib.exp(b, shifted, upper=False), flags=FAST)
+
+    s = row_loop(b, n, stride, base, ir.Constant(ty, 0.0), add_exp, "sum")
     return m, s
 
 
@@ -126,14 +129,16 @@ def lower_softmax(ctx: KernelContext) -> None:
             inv = b.fdiv(ir.Constant(s.type, 1.0), s)
 
             def put(b: ir.IRBuilder, acc: ir.Value, off: ir.Value, _j: ir.Value) -> ir.Value:
-                e = mathlib.exp(b, b.fsub(load(b, ctx.elem(x, off), x.dtype), m))
+                e = mathlib.exp(b, b.fsub(load(b, ctx.elem(x, off), x.dtype), m), upper=False)
                 b.store(b.fmul(e, inv, flags=FAST), ctx.elem(node, off))
                 return acc
         else:
-            shift = b.fadd(m, sb.log(s))
+            log_s = sb.log(s)
 
             def put(b: ir.IRBuilder, acc: ir.Value, off: ir.Value, _j: ir.Value) -> ir.Value:
-                b.store(b.fsub(load(b, ctx.elem(x, off), x.dtype), shift), ctx.elem(node, off))
+                # (x - m) - log s, not x - (m + log s): the latter rounds log s to the spacing of floats near m
+                shifted = b.fsub(load(b, ctx.elem(x, off), x.dtype), m)
+                b.store(b.fsub(shifted, log_s), ctx.elem(node, off))
                 return acc
 
         row_loop(b, n, inner, base, loops.const(0), put, "put")

@@ -1,9 +1,10 @@
 """Lowering of the remaining structured ops: softmax_cross_entropy, mse, one_hot, reshape, transpose.
 
-- softmax_cross_entropy, per row r of logits z (N, C): lse = m + log Σ_c exp(z_c - m) with m = max_c z_c;
-  integer labels: ℓ_r = lse - z[label_r] — a label outside [0, C) is never used as an index: the row's loss is
-  NaN and the status word gets this node's error code (the runtime raises); probability targets t:
-  ℓ_r = lse·Σ_c t_c - Σ_c t_c z_c. Then mean / sum / none over rows.
+- softmax_cross_entropy, per row r of logits z (N, C): with m = max_c z_c and log s = log Σ_c exp(z_c - m),
+  integer labels: ℓ_r = (m - z[label_r]) + log s. (Never m + log s first: near |m| ~ 100 that sum rounds to
+  float32's spacing there, far more than a confident row's loss.) A label outside [0, C) is never used as an
+  index: the row's loss is NaN and the status word gets this node's error code (the runtime raises).
+  Probability targets t: ℓ_r = log s·Σ_c t_c - Σ_c t_c (z_c - m). Then mean / sum / none over rows.
 - mse: ℓ = Σ (p - t)² (/n for mean) or per element for ``none``.
 - one_hot: y[l, d] = (labels[l] == d) — a comparison, so any label value is safe.
 - reshape: a contiguous copy; transpose: a strided copy over the output (axes collapsed).
@@ -38,7 +39,7 @@ def lower_softmax_cross_entropy(ctx: KernelContext) -> None:
     def example(b: ir.IRBuilder, offs: list[ir.Value], _idx: list[ir.Value]) -> None:
         base, at = offs
         m, s = softmax_rows(ctx, z, classes, inner, base)
-        lse = b.fadd(m, sb.log(s))
+        log_s = sb.log(s)
         weight = ir.Constant(ty, 1.0)
         if labels.dtype == "int64":
             label = b.load(ctx.elem(labels, at))
@@ -48,7 +49,7 @@ def lower_softmax_cross_entropy(ctx: KernelContext) -> None:
                 ir.IntType(1), 0)
             safe = b.select(inside, label, loops.const(0))
             picked = load(b, ctx.elem(z, b.add(base, b.mul(safe, loops.const(inner)))), z.dtype)
-            loss = b.select(inside, b.fsub(lse, picked), ir.Constant(ty, float("nan")))
+            loss = b.select(inside, b.fadd(b.fsub(m, picked), log_s), ir.Constant(ty, float("nan")))
             loss = b.select(ignored, ir.Constant(ty, 0.0), loss)
             weight = b.select(ignored, ir.Constant(ty, 0.0), weight)
             with b.if_then(b.and_(b.not_(inside), b.not_(ignored)), likely=False):
@@ -59,9 +60,9 @@ def lower_softmax_cross_entropy(ctx: KernelContext) -> None:
                             lambda b, a, o, _j: b.fadd(a, load(b, ctx.elem(labels, o), labels.dtype), flags=FAST), "t")
             dot = row_loop(b, classes, inner, base, zero,
                            lambda b, a, o, _j: b.fadd(a, b.fmul(load(b, ctx.elem(labels, o), labels.dtype),
-                                                                load(b, ctx.elem(z, o), z.dtype), flags=FAST),
-                                                      flags=FAST), "tz")
-            loss = b.fsub(b.fmul(lse, mass, flags=FAST), dot)
+                                                                b.fsub(load(b, ctx.elem(z, o), z.dtype), m),
+                                                                flags=FAST), flags=FAST), "tz")
+            loss = b.fsub(b.fmul(log_s, mass, flags=FAST), dot)
         if reduction == "none":
             b.store(loss, ctx.elem(node, at))
         else:
