@@ -13,18 +13,8 @@ from ops.registry import apply
 
 
 def _agree(outputs, feeds, rtol=2e-5, atol=2e-6):
-    """Both backends on ``feeds``; float results within float32 tolerance (scaled by magnitude), others equal."""
-    want = gc.compile(outputs, backend="numpy")(**feeds)
-    got = gc.compile(outputs, backend="llvm")(**feeds)
-    for key in want:
-        w, h = np.asarray(want[key]), np.asarray(got[key])
-        assert h.shape == w.shape and h.dtype == w.dtype, key
-        if w.dtype.kind == "f":
-            scale = max(1.0, float(np.max(np.abs(w), initial=0.0)))
-            np.testing.assert_allclose(h, w, rtol=rtol, atol=atol * scale, err_msg=key)
-        else:
-            np.testing.assert_array_equal(h, w, err_msg=key)
-    return got
+    """Both backends on ``feeds``: float results within float32 tolerance (atol scaled by magnitude), others equal."""
+    gc.testing.assert_backends_agree(outputs, feeds, rtol=rtol, atol=atol, scale_atol=True)
 
 
 def _conv_case(x_shape, w_shape, dtype="float32", bias=True, seed=0, **attrs):

@@ -25,16 +25,7 @@ def _build(name, sample):
 
 
 def _compare(outputs, feeds):
-    want = gc.compile(outputs, backend="numpy")(**feeds)
-    got = gc.compile(outputs, backend="llvm")(**feeds)
-    for key in want:
-        w, h = np.asarray(want[key]), np.asarray(got[key])
-        assert h.shape == w.shape and h.dtype == w.dtype, key
-        if w.dtype.kind == "f":
-            scale = max(1.0, float(np.max(np.abs(w), initial=0.0)))
-            np.testing.assert_allclose(h, w, rtol=2e-5, atol=2e-6 * scale, err_msg=key)
-        else:
-            np.testing.assert_array_equal(h, w, err_msg=key)
+    gc.testing.assert_backends_agree(outputs, feeds, rtol=2e-5, atol=2e-6, scale_atol=True)
 
 
 @pytest.mark.parametrize("name", OPS)
