@@ -273,6 +273,24 @@ def _epilogue_rows(b: ir.IRBuilder, epi: Epilogue, g: Geometry, src: ir.Value, s
             epi.store(b, v if add is None else b.fadd(v, add, flags=FAST), b.add(row, e), per_channel)
 
 
+def _backward_scratch(b: ir.IRBuilder, g: Geometry, dtype: str) -> tuple[ir.Value, ir.Value | None]:
+    """Scratch of the two backward lowerers: the im2col block, and a block of ḡ's rows (None when one block
+    covers the whole image, so ḡ[n] is used where it lies)."""
+    rows = g.block_rows()
+    cols = _alloca(b, dtype, g.k * rows * g.wo, "cols")
+    gblock = None if rows == g.ho else _alloca(b, dtype, g.o * rows * g.wo, "gblock")
+    return cols, gblock
+
+
+def _grad_rows(b: ir.IRBuilder, g: Geometry, g_n: ir.Value, gblock: ir.Value | None, row0: ir.Value,
+               pb: int) -> ir.Value:
+    """ḡ[n]'s output rows row0 .. row0 + pb/Wo as a contiguous (O, pb) block."""
+    if gblock is None:
+        return g_n
+    _copy_rows(b, g.o, pb, b.gep(g_n, [b.mul(row0, i64(g.wo))], inbounds=True), g.p, gblock, pb)
+    return gblock
+
+
 @lowerer("conv2d_backward_input")
 def lower_conv2d_backward_input(ctx: KernelContext) -> None:
     """dx = convᵀ(ḡ, w): per image, cols = Wᵀ · ḡ[n] then col2im into dx[n]."""
@@ -283,20 +301,14 @@ def lower_conv2d_backward_input(ctx: KernelContext) -> None:
     zero_fill(b, ctx.ptr(node), node.size)
     if node.size == 0 or gy.size == 0:
         return
-    rows = g.block_rows()
-    cols = _alloca(b, node.dtype, g.k * rows * g.wo, "cols")
-    single = rows == g.ho
-    gblock = None if single else _alloca(b, node.dtype, g.o * rows * g.wo, "gblock")
+    cols, gblock = _backward_scratch(b, g, node.dtype)
     with for_range(b, 0, g.n, name="n") as n:
         g_n = ctx.elem(gy, b.mul(n, i64(g.o * g.p)))
         image = ctx.elem(node, b.mul(n, i64(g.c * g.h * g.w)))
 
         def block(row0: ir.Value, r: int) -> None:
             pb = r * g.wo
-            src = g_n
-            if not single:
-                _copy_rows(b, g.o, pb, b.gep(g_n, [b.mul(row0, i64(g.wo))], inbounds=True), g.p, gblock, pb)
-                src = gblock
+            src = _grad_rows(b, g, g_n, gblock, row0, pb)
             gemm = _gemm(ctx, "bwdx", g, g.kg, pb, g.og, node.dtype, (g.og * g.kg, g.og * pb, g.kg * pb),
                          trans_a=True)
             gemm(ctx.ptr(w), src, cols)
@@ -330,10 +342,7 @@ def lower_conv2d_backward_weight(ctx: KernelContext) -> None:
     zero_fill(b, ctx.ptr(node), node.size)
     if node.size == 0 or gy.size == 0:
         return
-    rows = g.block_rows()
-    cols = _alloca(b, node.dtype, g.k * rows * g.wo, "cols")
-    single = rows == g.ho
-    gblock = None if single else _alloca(b, node.dtype, g.o * rows * g.wo, "gblock")
+    cols, gblock = _backward_scratch(b, g, node.dtype)
     flip = transposed_weight_gradient(g, node.dtype)
     acc = ctx.ptr(node)
     if flip:
@@ -346,10 +355,7 @@ def lower_conv2d_backward_weight(ctx: KernelContext) -> None:
         def block(row0: ir.Value, r: int) -> None:
             pb = r * g.wo
             im2col(b, g, image, cols, row0, r)
-            src = g_n
-            if not single:
-                _copy_rows(b, g.o, pb, b.gep(g_n, [b.mul(row0, i64(g.wo))], inbounds=True), g.p, gblock, pb)
-                src = gblock
+            src = _grad_rows(b, g, g_n, gblock, row0, pb)
             if flip:
                 gemm = _gemm(ctx, "bwdwt", g, g.kg, g.og, pb, node.dtype, (g.kg * pb, g.og * pb, g.og * g.kg),
                              trans_b=True, accumulate=True)

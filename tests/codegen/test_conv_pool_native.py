@@ -64,6 +64,7 @@ def test_conv_float64():
 def test_conv_row_blocks(monkeypatch, budget, rows):
     """A tiny scratch budget forces im2col in blocks of output rows (full blocks, with and without a remainder)."""
     monkeypatch.setattr(conv, "SCRATCH_BYTES", budget)
+    monkeypatch.setenv("GRAPHC_CACHE", "0")  # the cache key cannot see a patched budget: compile fresh
     outputs, feeds = _conv_case((2, 4, 9, 8), (6, 2, 3, 3), stride=(1, 2), padding=(1, 2, 0, 1), groups=2)
     g = conv.geometry((2, 4, 9, 8), (6, 2, 3, 3), outputs["y"].shape, outputs["y"].attrs, "float32")
     assert g.block_rows() == rows
