@@ -102,9 +102,3 @@ def apply(op_name: str, *operands: Any, name: str | None = None, **attrs: Any) -
     if not isinstance(out_type, TensorType):
         raise TypeError(f"{op_name}.infer returned {out_type!r}, not a TensorType")
     return graph.add_node(op_name, inputs, normalized, out_type, name=name)
-
-
-def infer_type(op_name: str, attrs: dict[str, Any], types: tuple[TensorType, ...]) -> TensorType:
-    """Type inference without building a node (used by ``verify`` and the contract tests)."""
-    op = get_op(op_name)
-    return op.infer(op.normalize(attrs, *types), *types)

@@ -61,10 +61,6 @@ class Plan:
     # node whose value survives simplification
     node_map: dict[Node, Node] = field(default_factory=dict)
 
-    def bound(self, node: Node) -> bool:
-        """True when the value lives outside the arena (a feed, a param's state array or a constant)."""
-        return node.is_leaf
-
     def verify(self) -> Plan:
         """Check the memory invariants (see ``passes.memplan.verify_plan``); return self."""
         from passes.memplan import verify_plan

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import sys
-import time
 from typing import Any
 
 import numpy as np
@@ -314,12 +313,6 @@ class Sequential:
         outputs = {"loss": prog.output_nodes[0]}
         outputs.update({f"new {param.name}": value for param, value in prog.updates})
         return render(outputs, path)
-
-    def timed_epoch(self, x: Any, y: Any, batch_size: int = 32) -> float:
-        """Seconds for one training epoch without validation or output (used by benchmarks)."""
-        start = time.perf_counter()
-        self.fit(x, y, epochs=1, batch_size=batch_size, verbose=0)
-        return time.perf_counter() - start
 
     # -- saving --------------------------------------------------------------------------------------
     def save(self, path: str) -> None:
