@@ -17,7 +17,6 @@ from codegen.lowering import KernelContext, lowerer
 from codegen.scalar import LLVMScalarBuilder, load, store, value_type
 from graphc.ir import Node
 from ops.registry import get_op
-from passes.fuse import unit_reshape
 
 
 def embedded_constant(ctx: KernelContext, node: Node) -> ir.Constant | None:
@@ -37,7 +36,7 @@ def lower_elementwise(ctx: KernelContext) -> None:
     """out_j[idx] = f_j(in_1[bcast(idx)], …) for the group's composed formulas f_j."""
     kernel = ctx.kernel
     domain = kernel.outputs[0].shape
-    views = [n for n in kernel.nodes if unit_reshape(n)]
+    views = [n for n in kernel.nodes if get_op(n.op).is_view(n)]
     embedded = {x: c for x in kernel.inputs if (c := embedded_constant(ctx, x)) is not None}
     embedded.update({r: embedded[r.inputs[0]] for r in views if r.inputs[0] in embedded})
     # (value, buffer read, shape it is read with): a unit reshape reads its source's buffer with its own shape

@@ -26,7 +26,6 @@ from codegen.lowering import KernelContext
 from codegen.scalar import LLVMScalarBuilder, load, store
 from graphc.ir import Node
 from ops.registry import get_op
-from passes.fuse import fusible, unit_reshape
 
 
 @dataclass
@@ -43,8 +42,8 @@ class Epilogue:
     @classmethod
     def of(cls, ctx: KernelContext, anchor: Node) -> Epilogue:
         kernel = ctx.kernel
-        nodes = [n for n in kernel.nodes if n is not anchor and (fusible(n) or unit_reshape(n))]
-        views = [n for n in nodes if unit_reshape(n)]
+        nodes = [n for n in kernel.nodes if n is not anchor and (get_op(n.op).fusible or get_op(n.op).is_view(n))]
+        views = [n for n in nodes if get_op(n.op).is_view(n)]
         inside = set(nodes) | {anchor}
         external = {x: shape for n in nodes
                     for x, shape in ([(n.inputs[0], n.shape)] if n in views else [(x, x.shape) for x in n.inputs])
@@ -67,7 +66,9 @@ class Epilogue:
 
     def target(self) -> Node:
         """A kernel output of the anchor's shape that the anchor's raw value may be written to first."""
-        return self.anchor if self.anchor in self.outputs else next(n for n in self.outputs if not unit_reshape(n))
+        if self.anchor in self.outputs:
+            return self.anchor
+        return next(n for n in self.outputs if not get_op(n.op).is_view(n))
 
     def load(self, b: ir.IRBuilder, index: ir.Value) -> dict[Node, ir.Value]:
         """The chain's per-axis inputs at ``index`` along the epilogue axis (constants included)."""

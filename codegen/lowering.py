@@ -22,8 +22,6 @@ import numpy as np
 from codegen.scalar import memory_type
 from codegen.target import CodegenError
 from graphc.ir import Node
-from ops.registry import get_op
-from passes.fuse import epilogue_axis, unit_reshape
 from passes.plan import Kernel
 
 Lowerer = Callable[["KernelContext"], None]
@@ -91,15 +89,8 @@ class KernelContext:
 
 
 def kernel_key(kernel: Kernel) -> str:
-    """Registry key of a kernel (see the module docstring)."""
-    if all(get_op(n.op).kind in FUSIBLE or unit_reshape(n) for n in kernel.nodes):
-        return "elementwise"
-    if len(kernel.nodes) == 1:
-        return kernel.nodes[0].op
-    anchors = [n for n in kernel.nodes if epilogue_axis(n) is not None]
-    if len(anchors) == 1:  # an anchor op with folded transposes and/or an elementwise epilogue
-        return anchors[0].op
-    return kernel.kind
+    """Registry key of a kernel: its anchor's op, or ``"elementwise"`` for a fused elementwise group."""
+    return "elementwise" if kernel.anchor is None else kernel.anchor.op
 
 
 def find_lowerer(kernel: Kernel) -> Lowerer:

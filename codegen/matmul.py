@@ -47,7 +47,7 @@ from codegen.lowering import KernelContext, LoweringError, lowerer
 from codegen.scalar import load
 from codegen.target import has_avx512
 from graphc.ir import Node
-from passes.fuse import fusible, unit_reshape
+from ops.registry import get_op
 from passes.plan import Kernel
 
 
@@ -198,26 +198,18 @@ def batch_layout(a_shape: Sequence[int], b_shape: Sequence[int], out_shape: Sequ
     return collapse(bo, [sa, sb, sc])
 
 
-def swaps_last_two(node: Node) -> bool:
-    """True for a ``transpose`` that only swaps the last two axes (the one a matmul can read in place)."""
-    if node.op != "transpose":
-        return False
-    axes, rank = tuple(node.attrs["axes"]), len(node.shape)
-    return rank >= 2 and axes == tuple(range(rank - 2)) + (rank - 1, rank - 2)
-
-
 def matmul_operands(kernel: Kernel) -> tuple[Node, tuple[Node, bool], tuple[Node, bool]]:
     """The kernel's matmul node and, per operand, (the node whose buffer is read, whether it is transposed).
 
     A kernel may hold, besides its matmul, ``transpose`` nodes swapping the last two axes of a matmul operand that
     nothing outside the kernel reads: those are folded into ``trans_a`` / ``trans_b`` (never materialized)."""
-    mms = [x for x in kernel.nodes if x.op == "matmul"]
-    rest = [x for x in kernel.nodes if x.op != "matmul" and not fusible(x) and not unit_reshape(x)]
-    if len(mms) != 1 or any(not swaps_last_two(x) or x not in mms[0].inputs or x in kernel.outputs for x in rest):
+    node = kernel.anchor
+    rest = [x for x in kernel.nodes if x is not node and not get_op(x.op).fusible and not get_op(x.op).is_view(x)]
+    if node is None or any(not get_op(x.op).swaps_last_two_axes(x) or x not in node.inputs or x in kernel.outputs
+                           for x in rest):
         ops = " -> ".join(x.op for x in kernel.nodes)
         raise LoweringError(f"a matmul kernel may only fold last-two-axes transposes of its operands and an "
                             f"elementwise epilogue, got ({ops})")
-    (node,) = mms
     operands = tuple((x.inputs[0], True) if x in rest else (x, False) for x in node.inputs)
     return node, operands[0], operands[1]
 

@@ -209,7 +209,62 @@ def cmd_run(args: argparse.Namespace) -> int:
 COMMANDS: list[AddParser] = [add_render_parser, add_run_parser]
 
 from graphc.bench import add_bench_parser  # noqa: E402  (bench, ir and passes live in their own modules)
-from graphc.dump import add_ir_parser, add_passes_parser  # noqa: E402
+
+
+def add_ir_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "ir", help="print the LLVM IR, assembly or per-kernel facts of a target",
+        description="Compile a target with the llvm backend and print its LLVM IR (as emitted, by default).")
+    _add_target_args(parser)
+    show = parser.add_mutually_exclusive_group()
+    show.add_argument("--optimized", action="store_true", help="the IR after O3")
+    show.add_argument("--asm", action="store_true", help="the host assembly")
+    show.add_argument("--kernels", action="store_true", help="per kernel: ops, vector width, FLOPs, bytes")
+    parser.set_defaults(handler=cmd_ir)
+    return parser
+
+
+def cmd_ir(args: argparse.Namespace) -> int:
+    from graphc.dump import format_kernels
+
+    _, obj = load_target(args.target)
+    program = compile_program(as_outputs(obj), backend="llvm")
+    if args.kernels:
+        print(format_kernels(program.kernels_info()))
+    elif args.asm:
+        print(program.asm())
+    else:
+        print(program.llvm_ir(optimized=args.optimized))
+    return 0
+
+
+def add_passes_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "passes", help="write what every compiler pass did (text and DOT per stage)",
+        description="Compile a target and write what every compiler pass did (text and DOT per stage).",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_target_args(parser)
+    parser.add_argument("-o", "--output", metavar="DIR", help="the folder (default: FILE's stem + _passes)")
+    parser.add_argument("--backend", choices=("llvm", "numpy"), default="llvm",
+                        help="llvm also writes the IR, optimized IR, asm and kernel facts (default: llvm)")
+    parser.set_defaults(handler=cmd_passes)
+    return parser
+
+
+def cmd_passes(args: argparse.Namespace) -> int:
+    from graphc.dump import dump_program
+
+    _, obj = load_target(args.target)
+    folder = args.output or os.path.splitext(os.path.basename(split_spec(args.target)[0]))[0] + "_passes"
+    program = compile_program(as_outputs(obj), backend=args.backend)
+    result = dump_program(program, folder)
+    for line in result.summary:
+        print(line)
+    print(f"wrote {len(result.files)} files to {folder}")
+    return 0
+
+
+
 
 COMMANDS += [add_ir_parser, add_passes_parser, add_bench_parser]
 

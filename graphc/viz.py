@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import graphviz
 import numpy as np
 
 from graphc.ir import Graph, GraphcError, Node, topo_ancestors
@@ -151,6 +152,11 @@ def _scalar(x: Any) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- DOT
+
+
+def dot_label(text: str) -> str:
+    """``text`` as a label for the ``graphviz`` package: backslashes literal, line breaks as DOT's ``\\n``."""
+    return graphviz.escape(text).replace("\n", "\\n")
 
 
 def _q(text: str) -> str:

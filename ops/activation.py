@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+import ops.fn as fn
 from graphc.ir import TensorType
-from ops import fn
 from ops.base import ErrorCase, Op, OpError, Sample, away_from_zero, normalize_axis, require_float
 from ops.elementwise import Binary, Unary
 from ops.registry import register
@@ -17,6 +17,7 @@ class Sigmoid(Unary):
     """y = 1 / (1 + e⁻ˣ);  dy/dx = y(1 - y)."""
 
     name = "sigmoid"
+    cost = 25
 
     def reference(self, attrs, x):
         # split by sign so neither branch overflows
@@ -35,6 +36,7 @@ class Tanh(Unary):
     """y = tanh x;  dy/dx = 1 - y²."""
 
     name = "tanh"
+    cost = 25
 
     def reference(self, attrs, x):
         return np.tanh(x)
@@ -122,6 +124,7 @@ class Softmax(_AlongAxis):
     """yᵢ = e^(xᵢ - max x) / Σⱼ e^(xⱼ - max x);  dx = y ⊙ (g - Σ g ⊙ y)."""
 
     name = "softmax"
+    cost = 25
 
     def reference(self, attrs, x):
         z = x - np.max(x, axis=attrs["axis"], keepdims=True)
@@ -138,6 +141,7 @@ class LogSoftmax(_AlongAxis):
     """yᵢ = xᵢ - max x - log Σⱼ e^(xⱼ - max x);  dx = g - softmax(x) ⊙ Σ g."""
 
     name = "log_softmax"
+    cost = 25
 
     def reference(self, attrs, x):
         z = x - np.max(x, axis=attrs["axis"], keepdims=True)
@@ -156,6 +160,7 @@ class Elu(Unary):
     """y = x for x > 0, α(eˣ - 1) otherwise;  dy/dx = 1 for x > 0, αeˣ = y + α otherwise."""
 
     name = "elu"
+    cost = 20
 
     def normalize(self, attrs, x):
         return {"alpha": float(attrs.get("alpha", 1.0))}
@@ -184,6 +189,7 @@ class Softplus(Unary):
     """y = log(1 + eˣ), computed stably as max(x, 0) + log(1 + e^(-|x|));  dy/dx = sigmoid(x)."""
 
     name = "softplus"
+    cost = 40
 
     def reference(self, attrs, x):
         return np.logaddexp(np.zeros((), x.dtype), x)
@@ -209,6 +215,7 @@ class Gelu(Unary):
     dy/dx = ½(1 + tanh u) + ½x(1 - tanh²u)·c(1 + 3kx²)."""
 
     name = "gelu"
+    cost = 30
 
     def reference(self, attrs, x):
         # ½(1 + tanh u) = sigmoid(2u): an independent formulation of the same function, split by sign
@@ -307,3 +314,72 @@ class Clip(Unary):
         if attrs["hi"] is not None:
             x = b.min(x, b.const(attrs["hi"], like=x))
         return x
+
+
+def _hard_slope(x, alpha: float, beta: float, g):
+    """``g`` where 0 < αx + β < 1 (the linear part of hard_sigmoid), else 0 (the kinks count as flat)."""
+    z = fn.add(fn.mul(x, alpha), beta)
+    return fn.where(fn.greater(z, 0.0), fn.where(fn.greater(1.0, z), g, 0.0), 0.0)
+
+
+def _away_from(x: np.ndarray, *kinks: float, margin: float = 0.1) -> np.ndarray:
+    for kink in kinks:  # keep the kinks out of finite differences
+        x = np.where(np.abs(x - kink) < margin, x + 2 * margin, x)
+    return x
+
+
+@register
+class HardSigmoid(Unary):
+    """y = max(0, min(1, αx + β)) (α = 1/6, β = ½ by default: PyTorch's hardsigmoid, Keras 3's hard_sigmoid;
+    ONNX HardSigmoid's defaults are α = 0.2, β = 0.5);  dy/dx = α where 0 < αx + β < 1, else 0."""
+
+    name = "hard_sigmoid"
+
+    def normalize(self, attrs, x):
+        alpha, beta = float(attrs.get("alpha", 1 / 6)), float(attrs.get("beta", 0.5))
+        if not alpha > 0:
+            raise OpError(f"alpha must be positive, got {alpha}")
+        return {"alpha": alpha, "beta": beta}
+
+    def reference(self, attrs, x):
+        return np.clip(x * attrs["alpha"] + attrs["beta"], 0.0, 1.0).astype(x.dtype)
+
+    def domain(self, rng, shape):
+        return _away_from(rng.uniform(-5.0, 5.0, shape), -3.0, 3.0)
+
+    def samples(self, rng):
+        x = _away_from(rng.uniform(-4.0, 4.0, (4, 5)), -2.5, 2.5)
+        return super().samples(rng) + [Sample([x], {"alpha": 0.2, "beta": 0.5})]
+
+    def error_cases(self):
+        return super().error_cases() + [ErrorCase([((3,), "float32")], {"alpha": 0.0}, "alpha must be positive")]
+
+    def vjp(self, node, g):
+        return (_hard_slope(node.inputs[0], node.attrs["alpha"], node.attrs["beta"], fn.mul(g, node.attrs["alpha"])),)
+
+    def scalar(self, b, attrs, x):
+        z = b.add(b.mul(x, b.const(attrs["alpha"], like=x)), b.const(attrs["beta"], like=x))
+        return b.min(b.max(z, b.const(0, like=x)), b.const(1, like=x))
+
+
+@register
+class HardSwish(Unary):
+    """y = x · hard_sigmoid(x) = x · max(0, min(1, x/6 + ½)) (MobileNet-v3; ONNX HardSwish, PyTorch hardswish);
+    dy/dx = hard_sigmoid(x) + x/6 where -3 < x < 3, else hard_sigmoid(x) (0 below -3, 1 above 3)."""
+
+    name = "hard_swish"
+    cost = 2
+
+    def reference(self, attrs, x):
+        return (x * np.clip(x / 6.0 + 0.5, 0.0, 1.0)).astype(x.dtype)
+
+    def domain(self, rng, shape):
+        return _away_from(rng.uniform(-5.0, 5.0, shape), -3.0, 3.0)
+
+    def vjp(self, node, g):
+        x = node.inputs[0]
+        return (fn.add(fn.mul(g, fn.hard_sigmoid(x)), _hard_slope(x, 1 / 6, 0.5, fn.mul(fn.mul(g, x), 1 / 6))),)
+
+    def scalar(self, b, attrs, x):
+        z = b.add(b.mul(x, b.const(1 / 6, like=x)), b.const(0.5, like=x))
+        return b.mul(x, b.min(b.max(z, b.const(0, like=x)), b.const(1, like=x)))

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
+import ops.fn as fn
 from graphc.ir import Node, TensorType, dtype_name
-from ops import fn
 from ops.base import ErrorCase, Op, OpError, Sample, away_from_zero, broadcast_shapes, positive, same_dtype
 from ops.elementwise import Binary, Unary
 from ops.registry import register
@@ -25,6 +25,8 @@ class Add(Binary):
     """z = x + y;  dz/dx = 1, dz/dy = 1."""
 
     name = "add"
+    commutative = True
+    neutral = ((1, 0), (0, 0))
     float_only = False
 
     def reference(self, attrs, x, y):
@@ -42,6 +44,7 @@ class Sub(Binary):
     """z = x - y;  dz/dx = 1, dz/dy = -1."""
 
     name = "sub"
+    neutral = ((1, 0),)
     float_only = False
     bool_ok = False
 
@@ -60,6 +63,8 @@ class Mul(Binary):
     """z = x * y;  dz/dx = y, dz/dy = x."""
 
     name = "mul"
+    commutative = True
+    neutral = ((1, 1), (0, 1))
     float_only = False
 
     def reference(self, attrs, x, y):
@@ -78,6 +83,8 @@ class Div(Binary):
     """z = x / y;  dz/dx = 1/y, dz/dy = -x/y² = -z/y."""
 
     name = "div"
+    cost = 4
+    neutral = ((1, 1),)
 
     def reference(self, attrs, x, y):
         return np.divide(x, y)
@@ -99,6 +106,7 @@ class Pow(Binary):
     """z = x ** y;  dz/dx = y·x^(y-1), dz/dy = log(x)·z (defined for x > 0)."""
 
     name = "pow"
+    cost = 45
 
     def reference(self, attrs, x, y):
         return np.power(x, y)
@@ -164,6 +172,7 @@ class Neg(Unary):
     """y = -x;  dy/dx = -1."""
 
     name = "neg"
+    involution = True
     float_only = False
     bool_ok = False
 
@@ -182,6 +191,7 @@ class Exp(Unary):
     """y = eˣ;  dy/dx = y."""
 
     name = "exp"
+    cost = 20
 
     def reference(self, attrs, x):
         return np.exp(x)
@@ -198,6 +208,7 @@ class Log(Unary):
     """y = ln x;  dy/dx = 1/x."""
 
     name = "log"
+    cost = 20
 
     def reference(self, attrs, x):
         return np.log(x)
@@ -217,6 +228,7 @@ class Sqrt(Unary):
     """y = √x;  dy/dx = 1/(2y)."""
 
     name = "sqrt"
+    cost = 4
 
     def reference(self, attrs, x):
         return np.sqrt(x)
@@ -279,6 +291,7 @@ class Cast(Op):
     """y = x converted to ``dtype``;  dy/dx = 1 between float dtypes (gradient cast back), none otherwise."""
 
     name = "cast"
+    noop_if_same_type = True
     kind = "elementwise"
     arity = 1
 

@@ -9,6 +9,17 @@ Facets (DESIGN §4):
 - ``kind``: what fusion may do with it;
 - ``scalar(b, attrs, *xs)`` for elementwise/broadcast ops: the formula against an abstract scalar builder;
 - ``samples(rng)`` and ``error_cases()`` feed the registry-driven contract tests.
+
+Facets the compiler reads (so no pass, lowering or runtime module keeps a table of op names):
+- ``fusible`` (from ``kind``): may join a fused elementwise group; ``inplace``: may overwrite input 0's buffer;
+- ``cost`` and ``flops(node)``: the work model (fusion's kernel budget, ``kernels_info``);
+- ``epilogue_axis(node)``: an anchor that applies an elementwise epilogue before its store, and along which axis
+  the epilogue's other operands may vary;
+- ``is_view(node)``: the value is input 0's bytes read with another shape (a unit-axis reshape);
+- ``swaps_last_two_axes(node)``: a transpose a GEMM can read in place;
+- ``pure``, ``commutative``, ``neutral``, ``involution``, ``noop_if_same_type`` and ``simplify(...)``: the
+  algebra ``passes.simplify`` may use; ``decomposition(node)``/``decompose(...)``: a rewrite into simpler ops;
+- ``status_message(node)``: what a nonzero status word from the node's kernel means.
 """
 
 from __future__ import annotations
@@ -22,6 +33,10 @@ import numpy as np
 from graphc.ir import Node, TensorType
 
 KINDS = ("elementwise", "broadcast", "reduce", "matmul", "conv", "pool", "shape", "opaque")
+FUSIBLE_KINDS = ("elementwise", "broadcast")
+
+# a simplification: (rule name, the existing node the expression equals, or a smaller expression (op, inputs, attrs))
+Rewrite = tuple[str, "Node | tuple[str, tuple[Node, ...], dict[str, Any]]"]
 
 
 class OpError(ValueError):
@@ -59,6 +74,19 @@ class Op:
     arity: ClassVar[int | None] = None  # None: variadic (checked by the op itself)
     # True when the node's output may be computed in place over input 0's buffer
     inplace: ClassVar[bool] = False
+    # work per output element, in units of one add/mul (polynomial transcendentals cost ~20)
+    cost: ClassVar[int] = 1
+    # False: the value is not a function of the inputs alone (dropout's mask): never folded or merged by CSE
+    pure: ClassVar[bool] = True
+    # f(x, y) == f(y, x) bit for bit (CSE sorts the operands)
+    commutative: ClassVar[bool] = False
+    # (position, value): an all-``value`` constant operand there leaves the other operand unchanged (x + 0, x·1)
+    neutral: ClassVar[tuple[tuple[int, float], ...]] = ()
+    # f(f(x)) == x for every x (double negation)
+    involution: ClassVar[bool] = False
+    # the op returns its input unchanged whenever the result has the input's type (cast to the same dtype,
+    # broadcast to the same shape, a reduction over extent-1 axes kept as they are)
+    noop_if_same_type: ClassVar[bool] = False
 
     # -- facets --------------------------------------------------------------------------------------
     def normalize(self, attrs: Mapping[str, Any], *types: TensorType) -> dict[str, Any]:
@@ -87,6 +115,54 @@ class Op:
     def error_cases(self) -> list[ErrorCase]:
         return []
 
+    # -- compiler facets ----------------------------------------------------------------------------
+    @property
+    def fusible(self) -> bool:
+        """May join a fused elementwise/broadcast group (one loop computing every member)."""
+        return self.kind in FUSIBLE_KINDS
+
+    def flops(self, node: Node) -> int:
+        """Floating-point work of computing ``node`` (``cost`` per output element unless overridden)."""
+        return node.size * self.cost
+
+    def epilogue_axis(self, node: Node) -> int | None:
+        """For an anchor op that can apply an elementwise chain to each value before storing it: the axis along
+        which the chain's other operands may vary (None: no epilogue)."""
+        return None
+
+    def is_view(self, node: Node) -> bool:
+        """True when ``node``'s value is input 0's buffer read with ``node``'s shape (nothing to compute)."""
+        return False
+
+    def swaps_last_two_axes(self, node: Node) -> bool:
+        """True for a transpose of the last two axes (a GEMM reads its operand in place with a flag)."""
+        return False
+
+    def simplify(self, attrs: Mapping[str, Any], inputs: tuple[Node, ...], out: TensorType) -> Rewrite | None:
+        """An exact simplification of ``op(inputs)`` (same value and type for every input), or None."""
+        if self.noop_if_same_type and len(inputs) == 1 and inputs[0].type == out:
+            return "noop", inputs[0]
+        if self.involution and inputs[0].op == self.name:
+            return f"double_{self.name}", inputs[0].inputs[0]
+        for position, value in self.neutral:
+            other = inputs[1 - position]
+            if other.type == out and constant_equals(inputs[position], value):
+                return f"{self.name}_{'zero' if value == 0 else 'one'}", other
+        return None
+
+    def decomposition(self, node: Node) -> str | None:
+        """A one-line description when ``node`` is better computed as simpler ops (see ``decompose``)."""
+        return None
+
+    def decompose(self, node: Node, inputs: tuple[Node, ...], b: Any) -> Node:
+        """Build ``node``'s value from ``inputs`` with ``b.emit(op, *inputs, **attrs)``, ``b.const(value, like)``
+        and, for the final node (which takes ``node``'s name), ``b.result(op, *inputs, **attrs)``."""
+        raise NotImplementedError(f"{self.name}.decompose")
+
+    def status_message(self, node: Node) -> str:
+        """What a nonzero status word written by ``node``'s kernel means."""
+        return "reported invalid data"
+
     # -- derived facts -------------------------------------------------------------------------------
     @property
     def has_vjp(self) -> bool:
@@ -101,6 +177,11 @@ class Op:
 
 
 # ------------------------------------------------------------------------------------ shared helpers
+
+
+def constant_equals(x: Node, value: float) -> bool:
+    """True when ``x`` is a constant whose every element equals ``value``."""
+    return x.op == "const" and bool(np.all(x.attrs["value"] == value))
 
 
 def broadcast_shapes(op: str, *shapes: tuple[int, ...]) -> tuple[int, ...]:

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
+import ops.fn as fn
 from graphc.ir import TensorType
-from ops import fn
 from ops.base import ErrorCase, Op, OpError, Sample, require_float, same_dtype
 from ops.registry import apply, register
 
@@ -167,6 +167,11 @@ def _forward(a: Mapping[str, Any], x: np.ndarray, w: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(y.reshape((n, w.shape[0]) + out), dtype=x.dtype)
 
 
+def _conv_flops(out_pixels: int, w_shape: tuple[int, ...]) -> int:
+    """2 FLOPs per multiply-add: every output pixel of every output channel reads C/groups · kh · kw inputs."""
+    return 2 * out_pixels * int(np.prod(w_shape, dtype=object))
+
+
 @register
 class Conv2d(Op):
     """y[n,o,i,j] = b[o] + Σ_{c,p,q} w[o,c,p,q] · x_pad[n, g·C/G + c, i·sh + p·dh, j·sw + q·dw] (o in group g).
@@ -179,6 +184,13 @@ class Conv2d(Op):
     name = "conv2d"
     kind = "conv"
     arity = None
+
+    def flops(self, node):
+        return _conv_flops(node.shape[0] * node.shape[2] * node.shape[3], node.inputs[1].shape)
+
+    def epilogue_axis(self, node):
+        """Written channel by channel: a per-channel bias, scale or activation fuses."""
+        return 1
 
     def normalize(self, attrs, *types):
         if len(types) not in (2, 3):
@@ -281,6 +293,10 @@ class Conv2dBackwardInput(Op):
     kind = "conv"
     arity = 2
 
+    def flops(self, node):
+        g, w = node.inputs
+        return _conv_flops(g.shape[0] * g.shape[2] * g.shape[3], w.shape)
+
     def normalize(self, attrs, g, w):
         require_rank4("g", g, "N, O, Ho, Wo")
         require_rank4("w", w, "O, I, kh, kw")
@@ -342,6 +358,10 @@ class Conv2dBackwardWeight(Op):
     name = "conv2d_backward_weight"
     kind = "conv"
     arity = 2
+
+    def flops(self, node):
+        g = node.inputs[1]
+        return _conv_flops(g.shape[0] * g.shape[2] * g.shape[3], node.shape)
 
     def normalize(self, attrs, x, g):
         require_rank4("x", x, "N, C, H, W")

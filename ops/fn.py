@@ -8,8 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from graphc.ir import Node, creation_site
-from ops.registry import apply
+from graphc.ir import GraphcError, Node, ShapeError, TensorType, creation_site
+from ops.base import OpError
+from ops.random import STEP_PARAM
+from ops.registry import apply, get_op
 
 Operand = Any  # a Node, a Python scalar or an array (promoted to a constant)
 
@@ -282,6 +284,16 @@ def gelu(x: Node) -> Node:
     return apply("gelu", x)
 
 
+def hard_sigmoid(x: Node, alpha: float = 1 / 6, beta: float = 0.5) -> Node:
+    """max(0, min(1, αx + β)); the defaults are PyTorch's hardsigmoid (relu6(x + 3)/6)."""
+    return apply("hard_sigmoid", x, alpha=alpha, beta=beta)
+
+
+def hard_swish(x: Node) -> Node:
+    """x · max(0, min(1, x/6 + ½)) (MobileNet-v3's activation; PyTorch's hardswish)."""
+    return apply("hard_swish", x)
+
+
 def clip(x: Node, lo: float | None = None, hi: float | None = None) -> Node:
     """min(max(x, lo), hi); either bound may be None."""
     return apply("clip", x, lo=lo, hi=hi)
@@ -289,10 +301,17 @@ def clip(x: Node, lo: float | None = None, hi: float | None = None) -> Node:
 
 # -- indexing --------------------------------------------------------------------------------------------
 def flatten(x: Node, start_axis: int = 1) -> Node:
-    """x reshaped to x.shape[:start_axis] + (product of the remaining dims,)."""
-    from ops.indexing import flatten as _flatten
-
-    return _flatten(x, start_axis)
+    """x reshaped to x.shape[:start_axis] + (product of the remaining dims,) (PyTorch's ``flatten(start_dim)``)."""
+    if not isinstance(x, Node):
+        raise TypeError(f"flatten: x must be a graphc tensor, got {type(x).__name__}")
+    if x.ndim == 0:
+        return reshape(x, (1,))
+    if not -x.ndim <= int(start_axis) < x.ndim:
+        raise ShapeError(f"flatten({x.type}): start_axis {start_axis} is out of range for a tensor of rank "
+                         f"{x.ndim}\n  at {creation_site()}")
+    a = int(start_axis) % x.ndim
+    rest = int(np.prod(x.shape[a:], dtype=np.int64))
+    return reshape(x, x.shape[:a] + (rest,))
 
 
 def concat(xs: Any, axis: int = 0) -> Node:
@@ -310,17 +329,58 @@ def batch_norm(x: Node, gamma: Node, beta: Node, running_mean: Node, running_var
                momentum: float = 0.1, eps: float = 1e-5) -> Node:
     """Batch normalization per channel (axis 1) of x (N, C) or (N, C, H, W). Training: batch statistics, and
     the running statistics (params) are updated in place by any program computing the result, PyTorch-style:
-    running ← (1 - momentum)·running + momentum·batch (unbiased variance). Inference: running statistics."""
-    from ops.norm import build_batch_norm
+    running ← (1 - momentum)·running + momentum·batch (unbiased variance). Inference: running statistics.
 
-    return build_batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=momentum, eps=eps)
+    The updates are registered as ``graph.implicit_updates[y] = ((running_mean, new_mean), (running_var,
+    new_var))``: every program computing ``y`` writes them in place."""
+    y = apply("batch_norm", x, gamma, beta, running_mean, running_var, training=training, momentum=momentum,
+              eps=eps)
+    if not training:
+        return y
+    for what, stat in (("running_mean", running_mean), ("running_var", running_var)):
+        if stat.op != "param":
+            raise GraphcError(f"batch_norm: in training, {what} must be a param (state the program updates in "
+                              f"place), got a {stat.op} node {stat.name!r} created at {stat.site}")
+    m = y.attrs["momentum"]
+    axes = (0,) + tuple(range(2, x.ndim))
+    count = x.size // x.shape[1]
+    batch_mean = mean(x, axis=axes, keepdims=True)
+    centered = sub(x, batch_mean)
+    unbiased_var = div(sum(mul(centered, centered), axis=axes), float(count - 1))
+    new_mean = add(mul(running_mean, 1.0 - m), mul(reshape(batch_mean, (x.shape[1],)), m))
+    new_var = add(mul(running_var, 1.0 - m), mul(unbiased_var, m))
+    x.graph.implicit_updates[y] = ((running_mean, new_mean), (running_var, new_var))
+    return y
 
 
 def dropout(x: Node, rate: float, training: bool, seed: int | None = None) -> Node:
     """Inverted dropout: zero each element with probability ``rate``, scale the rest by 1/(1 - rate); identity
     when not training. The mask is a hash of (seed, step, element index); the step is a graph counter that every
-    program call increments. ``seed=None``: derived from the node's position in the graph."""
-    from ops.random import build_dropout
+    program call increments (an implicit update on the output). ``seed=None``: derived from the node's position in
+    the graph (deterministic for a given model construction, different for each dropout layer)."""
+    if not isinstance(x, Node):
+        raise TypeError(f"dropout: x must be a graphc tensor, got {type(x).__name__}")
+    if seed is None:
+        seed = len(x.graph.nodes)
+    if not training:  # identity; the attributes are still checked so a bad rate fails at the user's line
+        try:
+            get_op("dropout").normalize({"rate": rate, "seed": seed}, x.type, TensorType((), "int64"))
+        except OpError as err:
+            raise ShapeError(f"dropout({x.type}): {err}\n  at {creation_site()}") from None
+        return x
+    step, next_step = _step_counter(x.graph)
+    y = apply("dropout", x, step, rate=rate, seed=seed, training=True)
+    x.graph.implicit_updates[y] = ((step, next_step),)
+    return y
 
-    return build_dropout(x, rate, training, seed)
 
+def _step_counter(graph: Any) -> tuple[Node, Node]:
+    """The graph's shared dropout step counter param and its ``step + 1`` node (created on first use)."""
+    step = graph.params.get(STEP_PARAM)
+    if step is None:
+        step = graph.param(STEP_PARAM, np.int64(0), dtype="int64", trainable=False)
+    for pairs in graph.implicit_updates.values():
+        for param, value in pairs:
+            if param is step:
+                return step, value
+    return step, apply("add", step, np.int64(1))

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from graphc.ir import Node, ShapeError, TensorType, creation_site
-from ops import fn
+import ops.fn as fn
+from graphc.ir import TensorType
 from ops.base import ErrorCase, Op, OpError, Sample, normalize_axis, same_dtype
 from ops.registry import apply, register
 
@@ -246,17 +246,3 @@ class Pad(Op):
     def error_cases(self):
         return [ErrorCase([((2, 3), "float32")], {"pads": ((1, 1),)}, "one (before, after) pair per axis"),
                 ErrorCase([((2, 3), "float32")], {"pads": ((1, 1), (0, -1))}, "non-negative")]
-
-
-def flatten(x: Node, start_axis: int = 1) -> Node:
-    """x reshaped to x.shape[:start_axis] + (product of the rest,) (PyTorch's ``flatten(start_dim)``)."""
-    if not isinstance(x, Node):
-        raise TypeError(f"flatten: x must be a graphc tensor, got {type(x).__name__}")
-    if x.ndim == 0:
-        return fn.reshape(x, (1,))
-    if not -x.ndim <= int(start_axis) < x.ndim:
-        raise ShapeError(f"flatten({x.type}): start_axis {start_axis} is out of range for a tensor of rank "
-                         f"{x.ndim}\n  at {creation_site()}")
-    a = int(start_axis) % x.ndim
-    rest = int(np.prod(x.shape[a:], dtype=np.int64))
-    return fn.reshape(x, x.shape[:a] + (rest,))

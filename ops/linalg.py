@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+import ops.fn as fn
 from graphc.ir import TensorType
-from ops import fn
 from ops.base import ErrorCase, Op, OpError, Sample, broadcast_shapes, require_float, same_dtype
 from ops.registry import register
 
@@ -37,6 +37,13 @@ class MatMul(Op):
 
     def reference(self, attrs, a, b):
         return np.matmul(a, b)
+
+    def flops(self, node):
+        return 2 * node.size * node.inputs[0].shape[-1]
+
+    def epilogue_axis(self, node):
+        """The GEMM writes C tiles whose columns are the last axis: a bias row (or a scalar) fuses."""
+        return node.ndim - 1 if node.type.is_float else None
 
     def vjp(self, node, g):
         a, b = node.inputs

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+import ops.fn as fn
 from graphc.ir import Node, TensorType, dtype_name
-from ops import fn
 from ops.base import ErrorCase, Op, OpError, Sample, require_float
 from ops.registry import register
 
@@ -86,6 +86,13 @@ class SoftmaxCrossEntropy(Op):
     name = "softmax_cross_entropy"
     kind = "opaque"
     arity = 2
+    cost = 25
+
+    def flops(self, node):
+        return node.inputs[0].size * self.cost
+
+    def status_message(self, node):
+        return f"a label is outside [0, {node.inputs[0].shape[1]})"
 
     def normalize(self, attrs, logits, labels):
         ignore = attrs.get("ignore_index")
@@ -187,6 +194,9 @@ class _Elementwise(Op):
 
     kind = "opaque"
     arity = 2
+
+    def flops(self, node):
+        return node.inputs[0].size * self.cost
 
     def normalize(self, attrs, pred, target):
         return {"reduction": _reduction(attrs)}

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphc.ir import GraphcError, Node
-from ops import fn
+import ops.fn as fn
+from graphc.ir import Node
 from ops.base import ErrorCase, Op, OpError, Sample, positive, require_float
-from ops.registry import apply, register
+from ops.registry import register
 
 
 def _axes(ndim: int) -> tuple[int, ...]:
@@ -36,12 +36,37 @@ class BatchNorm(Op):
     Inference: x̂ = (x - μᵣ)/√(σᵣ² + ε), y = γ·x̂ + β;  dx = g·γ/s, dγ = Σ g·x̂, dβ = Σ g,
       dμᵣ = -Σ g·γ/s,  dσᵣ² = -½ Σ g·γ·x̂/s²  (s = √(σᵣ² + ε)).
     The running-statistic updates are not part of this op: ``fn.batch_norm`` registers them as implicit
-    updates of the graph (see :func:`build_batch_norm`).
+    updates of the graph (see :func:`ops.fn.batch_norm`).
     """
 
     name = "batch_norm"
     kind = "opaque"
     arity = 5
+    cost = 4
+
+    def epilogue_axis(self, node):
+        """Training batch norm writes channel by channel (axis 1); inference is decomposed (below) instead."""
+        return 1 if node.attrs["training"] else None
+
+    def decomposition(self, node):
+        if node.attrs["training"]:
+            return None
+        return (f"inference batch_norm {node.name} -> (x - running_mean) * gamma / sqrt(running_var + eps) + beta "
+                "(elementwise, scale from the current params)")
+
+    def decompose(self, node, inputs, b):
+        """Inference: scale = γ/√(σᵣ² + ε) ((C,), recomputed every call from the current params, never folded),
+        y = (x − view(μᵣ))·view(scale) + view(β), where view(v) is v for a 2-D x and a unit-axis reshape to
+        (C, 1, …) otherwise (read in place by fusion). (x − μ)·s + β rather than x·s + (β − μ·s) keeps the
+        interpreter's rounding when |μ| ≫ σ; both are one pass over x."""
+        x, gamma, beta, mean, var = inputs
+        scale = b.emit("div", gamma, b.emit("sqrt", b.emit("add", var, b.const(node.attrs["eps"], x))))
+
+        def view(v):
+            return v if x.ndim == 2 else b.emit("reshape", v, shape=(x.shape[1],) + (1,) * (x.ndim - 2))
+
+        centered = b.emit("sub", x, view(mean))
+        return b.result("add", b.emit("mul", centered, view(scale)), view(beta))
 
     def normalize(self, attrs, *types):
         momentum, eps = float(attrs.get("momentum", 0.1)), float(attrs.get("eps", 1e-5))
@@ -122,30 +147,3 @@ class BatchNorm(Op):
                 ErrorCase([((4, 3), "float32"), vec, vec, vec, vec], {}, "needs training="),
                 ErrorCase([((4, 3), "float32"), vec, vec, vec, vec], {"training": True, "momentum": 2.0},
                           "momentum must be in [0, 1]")]
-
-
-def build_batch_norm(x: Node, gamma: Node, beta: Node, running_mean: Node, running_var: Node, training: bool,
-                     momentum: float = 0.1, eps: float = 1e-5) -> Node:
-    """The ``batch_norm`` node; in training also registers the running-statistic updates on it.
-
-    ``graph.implicit_updates[y] = ((running_mean, (1-m)·running_mean + m·mean),
-    (running_var, (1-m)·running_var + m·var_unbiased))``: any program computing ``y`` writes them in place.
-    """
-    y = apply("batch_norm", x, gamma, beta, running_mean, running_var, training=training, momentum=momentum,
-              eps=eps)
-    if not training:
-        return y
-    for what, stat in (("running_mean", running_mean), ("running_var", running_var)):
-        if stat.op != "param":
-            raise GraphcError(f"batch_norm: in training, {what} must be a param (state the program updates in "
-                              f"place), got a {stat.op} node {stat.name!r} created at {stat.site}")
-    m = y.attrs["momentum"]
-    axes = _axes(x.ndim)
-    count = x.size // x.shape[1]
-    batch_mean = fn.mean(x, axis=axes, keepdims=True)
-    centered = fn.sub(x, batch_mean)
-    unbiased_var = fn.div(fn.sum(fn.mul(centered, centered), axis=axes), float(count - 1))
-    new_mean = fn.add(fn.mul(running_mean, 1.0 - m), fn.mul(fn.reshape(batch_mean, (x.shape[1],)), m))
-    new_var = fn.add(fn.mul(running_var, 1.0 - m), fn.mul(unbiased_var, m))
-    x.graph.implicit_updates[y] = ((running_mean, new_mean), (running_var, new_var))
-    return y

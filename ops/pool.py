@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
+import ops.fn as fn
 from graphc.ir import TensorType
-from ops import fn
 from ops.base import ErrorCase, Op, OpError, Sample, require_float, same_dtype
 from ops.conv import Pads, col2im, output_size, pad_input, pair, require_rank4, resolve_padding, window_slices
 from ops.registry import apply, register
@@ -102,6 +102,10 @@ class _Pool(Op):
     kind = "pool"
     arity = 1
     avg = False
+
+    def flops(self, node):
+        kh, kw = node.attrs["kernel_size"]
+        return node.size * kh * kw
 
     def normalize(self, attrs, x, *rest):
         require_rank4("x", x, "N, C, H, W")

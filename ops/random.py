@@ -22,9 +22,8 @@ import math
 
 import numpy as np
 
-from graphc.ir import Node, ShapeError, TensorType, creation_site
 from ops.base import ErrorCase, Op, OpError, Sample, require_float
-from ops.registry import apply, get_op, register
+from ops.registry import apply, register
 
 GOLDEN = 0x9E3779B97F4A7C15
 MIX1 = 0xBF58476D1CE4E5B9
@@ -68,6 +67,7 @@ class Dropout(Op):
     """
 
     name = "dropout"
+    pure = False
     kind = "opaque"  # the mask depends on the element index: codegen lowers it with its own loop
     arity = 2
 
@@ -108,37 +108,3 @@ class Dropout(Op):
                 ErrorCase([x, step], {"rate": -0.1}, "rate must be in [0, 1)"),
                 ErrorCase([x, ((), "float32")], {"rate": 0.5}, "int64 scalar"),
                 ErrorCase([((4,), "int64"), step], {"rate": 0.5}, "floating-point")]
-
-
-def step_counter(graph) -> tuple[Node, Node]:
-    """The graph's shared dropout step counter param and its ``step + 1`` node (created on first use)."""
-    step = graph.params.get(STEP_PARAM)
-    if step is None:
-        step = graph.param(STEP_PARAM, np.int64(0), dtype="int64", trainable=False)
-    for pairs in graph.implicit_updates.values():
-        for param, value in pairs:
-            if param is step:
-                return step, value
-    return step, apply("add", step, np.int64(1))
-
-
-def build_dropout(x: Node, rate: float, training: bool, seed: int | None = None) -> Node:
-    """``dropout`` of x; in training registers the increment of the shared step counter on the output.
-
-    ``seed=None`` derives the seed from the node's position in the graph (deterministic for a given model
-    construction, different for each dropout layer).
-    """
-    if not isinstance(x, Node):
-        raise TypeError(f"dropout: x must be a graphc tensor, got {type(x).__name__}")
-    if seed is None:
-        seed = len(x.graph.nodes)
-    if not training:  # identity; the attributes are still checked so a bad rate fails at the user's line
-        try:
-            get_op("dropout").normalize({"rate": rate, "seed": seed}, x.type, TensorType((), "int64"))
-        except OpError as err:
-            raise ShapeError(f"dropout({x.type}): {err}\n  at {creation_site()}") from None
-        return x
-    step, next_step = step_counter(x.graph)
-    y = apply("dropout", x, step, rate=rate, seed=seed, training=True)
-    x.graph.implicit_updates[y] = ((step, next_step),)
-    return y

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+import ops.fn as fn
 from graphc.ir import Node, TensorType
-from ops import fn
 from ops.base import ErrorCase, Op, OpError, Sample, normalize_axes
 from ops.registry import register
 
@@ -13,6 +13,10 @@ from ops.registry import register
 class _Reduce(Op):
     kind = "reduce"
     arity = 1
+    noop_if_same_type = True  # no axes, or only extent-1 axes kept
+
+    def flops(self, node):
+        return node.inputs[0].size * self.cost
 
     def normalize(self, attrs, x):
         return {"axis": normalize_axes(attrs.get("axis"), x.ndim), "keepdims": bool(attrs.get("keepdims", False))}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+import ops.fn as fn
 from graphc.ir import TensorType
-from ops import fn
 from ops.base import ErrorCase, Op, OpError, Sample
 from ops.registry import register
 
@@ -38,6 +38,20 @@ class Reshape(Op):
 
     def reference(self, attrs, x):
         return np.reshape(x, attrs["shape"])
+
+    def is_view(self, node):
+        """A reshape that only inserts or removes extent-1 axes (a (C,) vector viewed as (C, 1, 1)): fused groups
+        read its input buffer with this shape, so nothing is copied."""
+        return [d for d in node.shape if d != 1] == [d for d in node.inputs[0].shape if d != 1]
+
+    def simplify(self, attrs, inputs, out):
+        """reshape(x) to x's own shape is x; reshape(reshape(x)) is one reshape."""
+        (x,) = inputs
+        if x.shape == out.shape:
+            return "reshape", x
+        if x.op == self.name:
+            return "reshape", (self.name, x.inputs, {"shape": out.shape})
+        return None
 
     def vjp(self, node, g):
         return (fn.reshape(g, node.inputs[0].shape),)
@@ -77,6 +91,20 @@ class Transpose(Op):
     def reference(self, attrs, x):
         return np.transpose(x, attrs["axes"])
 
+    def swaps_last_two_axes(self, node):
+        rank = node.ndim
+        return rank >= 2 and tuple(node.attrs["axes"]) == tuple(range(rank - 2)) + (rank - 1, rank - 2)
+
+    def simplify(self, attrs, inputs, out):
+        """The identity permutation is x; transpose(transpose(x, p), q) is transpose(x, p∘q)."""
+        (x,), axes = inputs, tuple(attrs["axes"])
+        if axes == tuple(range(len(axes))):
+            return "transpose", x
+        if x.op == self.name:
+            inner = tuple(x.attrs["axes"])
+            return "transpose", (self.name, x.inputs, {"axes": tuple(inner[a] for a in axes)})
+        return None
+
     def vjp(self, node, g):
         return (fn.transpose(g, tuple(np.argsort(node.attrs["axes"]).tolist())),)
 
@@ -94,6 +122,7 @@ class BroadcastTo(Op):
     """y = x repeated along broadcast axes (NumPy rules);  dx = g summed over those axes."""
 
     name = "broadcast_to"
+    noop_if_same_type = True
     kind = "broadcast"
     arity = 1
 

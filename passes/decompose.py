@@ -1,20 +1,19 @@
-"""Decompose: inference batch norm becomes per-channel elementwise math, so it fuses with its neighbours.
+"""Decompose: nodes whose op says they are better computed as simpler ops are rewritten into those ops.
 
-``batch_norm(x, γ, β, μᵣ, σᵣ², training=False)`` is rewritten into
+The op decides (``Op.decomposition(node)`` says whether and how, ``Op.decompose(node, inputs, b)`` builds it), so
+this pass knows no op by name. Today's case is inference batch norm, which becomes per-channel elementwise math
+that fuses with its neighbours::
 
-    scale = γ / sqrt(σᵣ² + ε)                        (C,) — one small elementwise kernel, from the CURRENT params
+    scale = γ / sqrt(σᵣ² + ε)                        (C,) — one small kernel, from the CURRENT params
     y     = (x − view(μᵣ)) · view(scale) + view(β)   x's shape — joins the elementwise group of its neighbours
 
-where ``view(v)`` is ``v`` for a 2-D ``x`` ((C,) broadcasts along axis 1 of (N, C)) and ``reshape(v, (C, 1, …))``
-for rank > 2 (a unit-axis reshape that fusion reads in place, see ``passes.fuse``). Nothing is folded at compile
-time: γ, β and the running statistics are params (state that changes between calls), so the scale is recomputed
-by the program on every call. ``(x − μ)·s + β`` rather than ``x·s + (β − μ·s)`` keeps the interpreter's rounding
-behaviour when |μ| ≫ σ (no cancellation between two large products); both forms are one pass over x.
+Nothing is folded at compile time: γ, β and the running statistics are params (state that changes between calls).
 
-Algorithm: when the computation holds no inference batch norm the input is returned unchanged; otherwise one
-topological sweep copies every node into a new scratch graph that shares ``state`` (same names, sites and backward
-flags, like ``passes.simplify``), replacing each inference batch norm by the nodes above; the last node of the
-expansion keeps the batch norm's name. The mapping from old to new nodes is returned so callers can compose it.
+Algorithm: when no node the outputs and updates need has a decomposition, the input is returned unchanged;
+otherwise one topological sweep copies every node into a new scratch graph that shares ``state`` (same names,
+sites and backward flags, like ``passes.simplify``), replacing each decomposed node by the nodes its op builds;
+the last of them (``b.result``) keeps the original node's name. The old → new node map is returned so callers
+can compose it.
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ import numpy as np
 
 from graphc.ir import Attrs, Graph, Node, TensorType, topo_ancestors
 from ops.registry import get_op
+from passes.compilation import Compilation, Pass
 
 
 @dataclass
@@ -40,41 +40,53 @@ class Decomposed:
     report: list[str] = field(default_factory=list)
 
 
-def _scalar(value: float, like: Node) -> np.ndarray:
-    array = np.asarray(value, dtype=like.type.np_dtype)
-    array.setflags(write=False)
-    return array
-
-
-def inference_batch_norm(n: Node) -> bool:
-    return n.op == "batch_norm" and not n.attrs["training"]
+def decomposition(n: Node) -> str | None:
+    """How ``n`` is decomposed (None: it is kept as it is)."""
+    return None if n.is_leaf else get_op(n.op).decomposition(n)
 
 
 class _Copier:
-    """Copies nodes into a new graph that shares the old graph's state."""
+    """Copies nodes into a new graph that shares the old graph's state; the builder ``Op.decompose`` uses."""
 
     def __init__(self, old: Graph) -> None:
         self.graph = Graph(old.name)
         self.graph.state = old.state
         self.graph.trainable = set(old.trainable)
+        self.origin: Node | None = None  # the node being decomposed: its site, backward flag and name
 
-    def add(self, op: str, inputs: tuple[Node, ...], attrs: dict[str, Any] | Attrs, origin: Node,
-            name: str | None = None) -> Node:
-        """A node ``op(inputs)`` with ``origin``'s site and backward flag (a derived name unless ``name``)."""
+    def _scope(self, n: Node) -> contextlib.AbstractContextManager[None]:
+        return self.graph.backward_scope() if n.backward else contextlib.nullcontext()
+
+    def _add(self, op: str, inputs: tuple[Node, ...], attrs: dict[str, Any], name: str) -> Node:
+        assert self.origin is not None
         o = get_op(op)
         types = tuple(x.type for x in inputs)
-        if not isinstance(attrs, Attrs):
-            attrs = Attrs(o.normalize(attrs, *types))
-        out_type = o.infer(attrs, *types)
-        scope = self.graph.backward_scope() if origin.backward else contextlib.nullcontext()
-        with scope:
-            return self.graph.add_node(op, inputs, attrs, out_type, site=origin.site,
-                                       name=name or self.graph.unique_name(f"{origin.name}_{op}"))
+        normalized = Attrs(o.normalize(attrs, *types))
+        with self._scope(self.origin):
+            return self.graph.add_node(op, inputs, normalized, o.infer(normalized, *types), name=name,
+                                       site=self.origin.site)
+
+    def emit(self, op: str, *inputs: Node, **attrs: Any) -> Node:
+        """An intermediate node of the expansion (a name derived from the decomposed node's)."""
+        assert self.origin is not None
+        return self._add(op, inputs, attrs, self.graph.unique_name(f"{self.origin.name}_{op}"))
+
+    def result(self, op: str, *inputs: Node, **attrs: Any) -> Node:
+        """The node that stands for the decomposed one (it takes its name)."""
+        assert self.origin is not None
+        return self._add(op, inputs, attrs, self.origin.name)
+
+    def const(self, value: float, like: Node) -> Node:
+        """A scalar constant of ``like``'s dtype."""
+        assert self.origin is not None
+        array = np.asarray(value, dtype=like.type.np_dtype)
+        array.setflags(write=False)
+        return self.graph.add_node("const", (), {"value": array}, TensorType((), like.dtype),
+                                   name=self.graph.unique_name(f"{self.origin.name}_const"), site=self.origin.site)
 
     def copy(self, n: Node, inputs: tuple[Node, ...]) -> Node:
         """``n`` with the given (new) inputs: same op, attributes, type, name, site and backward flag."""
-        scope = self.graph.backward_scope() if n.backward else contextlib.nullcontext()
-        with scope:
+        with self._scope(n):
             new = self.graph.add_node(n.op, inputs, n.attrs, n.type, name=n.name, site=n.site)
         if n.op == "input":
             self.graph.inputs[n.name] = new
@@ -82,35 +94,35 @@ class _Copier:
             self.graph.params[n.name] = new
         return new
 
-    def batch_norm(self, n: Node, x: Node, gamma: Node, beta: Node, mean: Node, var: Node) -> Node:
-        """The elementwise expansion of one inference batch norm (see the module docstring)."""
-        eps = self.graph.add_node("const", (), {"value": _scalar(n.attrs["eps"], x)}, TensorType((), x.dtype),
-                                  name=self.graph.unique_name(f"{n.name}_eps"), site=n.site)
-        root = self.add("sqrt", (self.add("add", (var, eps), {}, n),), {}, n)
-        scale = self.add("div", (gamma, root), {}, n)
-
-        def view(v: Node) -> Node:
-            if x.ndim == 2:
-                return v
-            return self.add("reshape", (v,), {"shape": (x.shape[1],) + (1,) * (x.ndim - 2)}, n)
-
-        centered = self.add("sub", (x, view(mean)), {}, n)
-        return self.add("add", (self.add("mul", (centered, view(scale)), {}, n), view(beta)), {}, n, name=n.name)
+    def decompose(self, n: Node, inputs: tuple[Node, ...]) -> Node:
+        self.origin = n
+        try:
+            return get_op(n.op).decompose(n, inputs, self)
+        finally:
+            self.origin = None
 
 
 def run(graph: Graph, outputs: list[Node], updates: list[tuple[Node, Node]]) -> Decomposed:
-    """Rewrite every inference batch norm the outputs and updates need (unchanged input when there is none)."""
+    """Rewrite every decomposable node the outputs and updates need (unchanged input when there is none)."""
     roots = list(outputs) + [v for _, v in updates] + [p for p, _ in updates]
     nodes = topo_ancestors(roots)
-    found = [n for n in nodes if inference_batch_norm(n)]
-    if not found:
+    report = [line for n in nodes if (line := decomposition(n)) is not None]
+    if not report:
         return Decomposed(graph, list(outputs), list(updates), {n: n for n in nodes}, [])
     copier = _Copier(graph)
     mapping: dict[Node, Node] = {}
     for n in nodes:
         inputs = tuple(mapping[x] for x in n.inputs)
-        mapping[n] = copier.batch_norm(n, *inputs) if inference_batch_norm(n) else copier.copy(n, inputs)
-    report = [f"inference batch_norm {n.name} -> (x - running_mean) * gamma / sqrt(running_var + eps) + beta "
-              f"(elementwise, scale from the current params)" for n in found]
+        mapping[n] = copier.decompose(n, inputs) if decomposition(n) is not None else copier.copy(n, inputs)
     return Decomposed(copier.graph, [mapping[n] for n in outputs], [(mapping[p], mapping[v]) for p, v in updates],
                       mapping, report)
+
+
+def _run(c: Compilation) -> Compilation:
+    result = run(c.graph, c.outputs, c.updates)
+    return c.remapped(result.graph, result.outputs, result.updates, result.mapping,
+                      report={**c.report, "decompose": result.report})
+
+
+PASS = Pass("decompose", "ops rewritten into simpler ops where the op asks for it (inference batch_norm as "
+                         "per-channel elementwise math that fuses)", _run)

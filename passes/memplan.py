@@ -21,7 +21,9 @@ Algorithm:
       then free the slots that end there; neighbouring holes coalesce;
    b. largest first: slots sorted by size (descending), each placed in the tightest gap between the already
       placed slots whose lifetimes intersect its own (or above them). This offline order usually reaches the
-      lower bound, the peak of the summed live sizes.
+      lower bound, the peak of the summed live sizes. The intersecting slots are the neighbours in the
+      *interference graph* (a ``networkx.Graph`` built by one sweep over the lifetimes sorted by start, so its
+      cost is the number of interfering pairs, not all pairs).
 3. ``verify_plan`` checks the result independently: for every kernel position, the buffers of the values live
    there must not overlap (the declared in-place pairs excepted, and only at the kernel that hands over).
 
@@ -34,12 +36,14 @@ from __future__ import annotations
 import bisect
 from typing import NamedTuple
 
-from graphc.ir import GraphcError, Node
+import networkx as nx
+
+from graphc.ir import Node
 from ops.registry import get_op
-from passes.plan import ALIGN, Buffer, Kernel, Plan, align
+from passes.compilation import Compilation, Pass
+from passes.plan import Buffer, Kernel, PlanError, align, intervals, verify_plan
 
-FUSED_KINDS = ("elementwise", "broadcast")
-
+__all__ = ["MemoryPlan", "PlanError", "choose_inplace", "intervals", "run", "verify_plan"]
 
 class MemoryPlan(NamedTuple):
     buffers: dict[Node, Buffer]
@@ -48,36 +52,12 @@ class MemoryPlan(NamedTuple):
     report: list[str]
 
 
-class PlanError(GraphcError):
-    """A Plan breaks an invariant (overlapping live buffers, a missing or misaligned buffer, ...)."""
-
-
-# ------------------------------------------------------------------------------------------- liveness
-
-
-def intervals(kernels: list[Kernel], keep: set[Node]) -> dict[Node, tuple[int, int]]:
-    """Live interval ``(def, last use)`` of every kernel output; values in ``keep`` live to ``len(kernels)``."""
-    start: dict[Node, int] = {}
-    end: dict[Node, int] = {}
-    for i, k in enumerate(kernels):
-        for v in k.outputs:
-            start[v] = i
-            end[v] = i
-        for x in k.inputs:
-            if x in end:
-                end[x] = i
-    for v in start:
-        if v in keep:
-            end[v] = len(kernels)
-    return {v: (start[v], end[v]) for v in start}
-
-
 def inplace_candidates(kernel: Kernel, output: Node) -> list[Node]:
     """Inputs of ``kernel`` whose buffer ``output`` may take over when they die here (before size/liveness)."""
     if len(kernel.nodes) == 1:
         node = kernel.nodes[0]
         return [node.inputs[0]] if get_op(node.op).inplace and node.inputs else []
-    if kernel.kind not in FUSED_KINDS or any(get_op(n.op).kind not in FUSED_KINDS for n in kernel.nodes):
+    if kernel.anchor is not None or not all(get_op(n.op).fusible for n in kernel.nodes):
         return []
     refused = {id(x) for n in kernel.nodes if not get_op(n.op).inplace for x in n.inputs}
     return [x for x in kernel.inputs if x.shape == output.shape and id(x) not in refused]
@@ -179,15 +159,27 @@ def _place_online(slots: list[_Slot]) -> tuple[list[int], int]:
     return offsets, arena.top
 
 
+def interference(slots: list[_Slot]) -> nx.Graph:
+    """Slot indices with an edge between every two slots whose (closed) lifetimes intersect."""
+    g = nx.Graph()
+    g.add_nodes_from(range(len(slots)))
+    active: list[int] = []
+    for j in sorted(range(len(slots)), key=lambda j: slots[j].start):
+        active = [q for q in active if slots[q].end >= slots[j].start]
+        g.add_edges_from((q, j) for q in active)
+        active.append(j)
+    return g
+
+
 def _place_by_size(slots: list[_Slot]) -> tuple[list[int], int]:
     """Largest slots first, each at the tightest gap left by already placed slots whose lifetimes intersect."""
     offsets = [0] * len(slots)
-    placed: list[int] = []
+    placed: set[int] = set()
     top = 0
+    conflicts = interference(slots)
     for j in sorted(range(len(slots)), key=lambda j: (-slots[j].size, slots[j].start)):
         sl = slots[j]
-        busy = sorted((offsets[q], offsets[q] + slots[q].size) for q in placed
-                      if slots[q].start <= sl.end and sl.start <= slots[q].end)
+        busy = sorted((offsets[q], offsets[q] + slots[q].size) for q in conflicts.neighbors(j) if q in placed)
         best, best_gap, cursor = None, None, 0
         for lo, hi in busy:
             gap = lo - cursor
@@ -195,7 +187,7 @@ def _place_by_size(slots: list[_Slot]) -> tuple[list[int], int]:
                 best, best_gap = cursor, gap
             cursor = max(cursor, hi)
         offsets[j] = cursor if best is None else best
-        placed.append(j)
+        placed.add(j)
         top = max(top, offsets[j] + sl.size)
     return offsets, top
 
@@ -236,89 +228,11 @@ def _peak_live(live: dict[Node, tuple[int, int]], steps: int, inplace: dict[Node
     return peak
 
 
-# ------------------------------------------------------------------------------------------- verification
+def _run(c: Compilation) -> Compilation:
+    assert c.kernels is not None, "memplan runs after fuse and schedule"
+    mem = run(c.kernels, c.outputs, c.updates)
+    return c.but(buffers=mem.buffers, arena_bytes=mem.arena_bytes, inplace=mem.inplace,
+                 report={**c.report, "memory": mem.report})
 
 
-def verify_plan(plan: Plan) -> Plan:
-    """Prove the Plan's memory invariants; raise :class:`PlanError` listing the problems found.
-
-    Checks: every kernel node is produced by exactly one kernel; every kernel input is a leaf or the output of an
-    earlier kernel; every kernel output, program output and update value is a leaf or has a buffer that is
-    64-byte aligned, large enough and inside the arena; declared in-place pairs hand over at the donor's last
-    use; and at every kernel position no two live buffers overlap.
-    """
-    problems: list[str] = []
-    n_kernels = len(plan.kernels)
-    producer: dict[Node, int] = {}
-    for i, k in enumerate(plan.kernels):
-        for n in k.nodes:
-            if n.is_leaf:
-                problems.append(f"{k.name}: the leaf {n.name} is not computed by a kernel")
-            elif n in producer:
-                problems.append(f"{k.name}: {n.name} is already computed by {plan.kernels[producer[n]].name}")
-            producer[n] = i
-        inside = set(k.nodes)
-        for n in k.nodes:
-            for x in n.inputs:
-                if x not in inside and x not in k.inputs:
-                    problems.append(f"{k.name}: {n.name} reads {x.name}, which is neither in the group nor an input")
-        for x in k.inputs:
-            if not x.is_leaf and (producer.get(x, n_kernels) >= i or x not in plan.kernels[producer[x]].outputs):
-                problems.append(f"{k.name}: input {x.name} is not an output of an earlier kernel")
-        for v in k.outputs:
-            if v not in inside:
-                problems.append(f"{k.name}: output {v.name} is not one of its nodes")
-    keep = set(plan.outputs) | {v for _, v in plan.updates}
-    for v in keep:
-        if not v.is_leaf and (v not in producer or v not in plan.kernels[producer[v]].outputs):
-            problems.append(f"program output/update value {v.name} is not a kernel output")
-    live = intervals(plan.kernels, keep)
-    for v in live:
-        b = plan.buffers.get(v)
-        if b is None:
-            problems.append(f"{v.name}: kernel output without a buffer")
-        elif b.offset % ALIGN or b.offset < 0 or b.nbytes < v.type.nbytes or b.offset + b.nbytes > plan.arena_bytes:
-            problems.append(f"{v.name}: bad buffer {b} for {v.type} ({v.type.nbytes} bytes) in an arena of "
-                            f"{plan.arena_bytes} bytes (offsets must be {ALIGN}-byte aligned)")
-    for v, x in plan.inplace.items():
-        if v not in live or x not in live or plan.buffers.get(v) is None or plan.buffers.get(x) is None:
-            problems.append(f"in-place pair {v.name} <- {x.name}: not both arena values")
-        elif (live[x][1] != live[v][0] or x not in plan.kernels[live[v][0]].inputs
-              or plan.buffers[v].offset != plan.buffers[x].offset):
-            problems.append(f"in-place pair {v.name} <- {x.name}: the donor must die at the kernel that writes "
-                            f"{v.name}, as one of its inputs, and share its offset")
-    if all(v in plan.buffers for v in live):
-        problems += _overlaps(plan, live, n_kernels)
-    if problems:
-        raise PlanError(f"plan for graph {plan.graph.name!r} is invalid:\n  " + "\n  ".join(problems[:20]))
-    return plan
-
-
-def _overlaps(plan: Plan, live: dict[Node, tuple[int, int]], steps: int) -> list[str]:
-    """Two closed lifetimes intersect iff one starts while the other is live, so each value is checked, when it
-    starts, against the values live then. Those are kept sorted by offset; while no conflict has been found they
-    are disjoint (in-place pairs share one range), so their ends grow with their offsets and a backward walk from
-    the value's end finds every overlap: O(n log n) plus the overlaps reported. Returns the problems found."""
-    allowed = {(id(v), id(x)) for v, x in plan.inplace.items()} | {(id(x), id(v)) for v, x in plan.inplace.items()}
-    starting: dict[int, list[Node]] = {}
-    for v, (s, _) in live.items():
-        if plan.buffers[v].nbytes:
-            starting.setdefault(s, []).append(v)
-    by_offset: list[tuple[int, int, int]] = []  # (offset, end byte, position in ``values``) of live values
-    values: list[Node] = []
-    problems: list[str] = []
-    for t in sorted(starting):
-        by_offset = [item for item in by_offset if live[values[item[2]]][1] >= t]
-        for v in starting[t]:
-            b = plan.buffers[v]
-            i = bisect.bisect_left(by_offset, (b.offset + b.nbytes, -1, -1))
-            while i > 0 and by_offset[i - 1][1] > b.offset:
-                i -= 1
-                a = values[by_offset[i][2]]
-                if (id(a), id(v)) not in allowed:
-                    name = plan.kernels[min(t, steps - 1)].name if steps else "-"
-                    problems.append(f"at kernel {t} ({name}): {a.name} {plan.buffers[a]} (live {live[a]}) overlaps "
-                                    f"{v.name} {b} (live {live[v]})")
-            values.append(v)
-            bisect.insort(by_offset, (b.offset, b.offset + b.nbytes, len(values) - 1))
-    return problems
+PASS = Pass("memplan", "arena offsets: liveness, in-place reuse, best-fit or largest-first placement", _run)

@@ -1,68 +1,69 @@
-"""The ordered compiler pipeline: graph → Plan (DESIGN §1, §5).
+"""The compile pipeline: graph → Plan, as data (DESIGN §1, §5).
 
-``PASSES`` lists the stages in order, for ``graphc passes`` and dumps. Autodiff already ran when the graph was
-built (``gc.grad`` adds gradient nodes), so the Plan is lowered from the nodes the outputs and updates need:
+``PIPELINE`` is the ordered tuple of pass objects (each a name, a description and ``run(c) -> c`` over a
+:class:`~passes.compilation.Compilation`); ``build_plan`` is a loop over it that times every pass, re-verifies
+the graph after each one under ``GRAPHC_DEBUG=1``, and always checks the finished Plan's memory invariants
+(``verify_plan``, linear in the plan size). ``graphc passes`` and ``gc.compile(..., dump_dir=...)`` read their
+stages from the same tuple.
 
-0. ``simplify``: constant folding, algebraic identities, CSE and DCE into a scratch graph that shares the user
-   graph's ``state`` (the user's graph is never changed; ``Plan.graph`` is the scratch graph and ``Plan.outputs``
-   / ``Plan.updates`` hold its nodes in the order given, ``Plan.node_map`` maps user nodes to them);
-0b. ``decompose``: inference batch norm becomes (x − μᵣ)·γ/√(σᵣ² + ε) + β, elementwise ops that fuse with their
-   neighbours (``passes.decompose``; a new scratch graph only when there is such a batch norm);
-1. ``fuse``: elementwise/broadcast chains become one kernel each; everything else one kernel per node;
-2. ``schedule``: a kernel order that keeps peak live memory low;
-3. ``memplan``: arena offsets with best-fit reuse and in-place updates;
-4. ``verify_plan``: the Plan's invariants (no overlapping live buffers, ...) are checked on every build — it is
-   linear in the plan size, so it always runs (``GRAPHC_DEBUG=1`` additionally re-verifies the graph).
+Autodiff is not a stage here: ``gc.grad`` adds the gradient nodes when the graph is built (:data:`BEFORE`), so the
+pipeline starts from the nodes the outputs and updates need. Simplify and decompose build scratch graphs that
+share the user graph's ``state``; the user's graph is never changed (``Plan.node_map`` maps its nodes to the
+scratch nodes computing them).
 """
 
 from __future__ import annotations
 
 import os
+import time
 
-from graphc.ir import Node, topo_ancestors
-from passes import decompose, fuse, memplan, schedule, simplify
-from passes.plan import Plan
+import passes.decompose as decompose
+import passes.fuse as fuse
+import passes.memplan as memplan
+import passes.schedule as schedule
+import passes.simplify as simplify
+from graphc.ir import Node
+from passes.compilation import Compilation, Pass
+from passes.plan import Plan, verify_plan
 from passes.verify import verify
 
-PASSES: tuple[tuple[str, str], ...] = (
-    ("autodiff", "gradients as graph nodes (done by gc.grad when the graph is built)"),
-    ("simplify", "constant folding, algebraic identities, CSE, dead-code elimination"),
-    ("fuse", "inference batch_norm as elementwise math (passes.decompose), then elementwise/broadcast chains "
-             "into one kernel"),
-    ("schedule", "kernel order with low peak live memory"),
-    ("memplan", "arena offsets: liveness, best-fit reuse, in-place"),
-    ("verify_plan", "no overlapping live buffers, every value bound or buffered"),
-)
+BEFORE = Pass("autodiff", "gradients as graph nodes (gc.grad, when the graph is built; not a compile stage)",
+              lambda c: c)
+PIPELINE: tuple[Pass, ...] = (simplify.PASS, decompose.PASS, fuse.PASS, schedule.PASS, memplan.PASS)
+CHECK = "verify_plan"  # the invariant check after the last pass (its time is reported too)
 
 
 def debug() -> bool:
     return os.environ.get("GRAPHC_DEBUG", "") not in ("", "0")
 
 
-def build_plan(outputs: list[Node], updates: list[tuple[Node, Node]]) -> Plan:
-    """Lower the computation of ``outputs`` and ``updates`` to a verified Plan."""
+def build_plan(outputs: list[Node], updates: list[tuple[Node, Node]],
+               pipeline: tuple[Pass, ...] = PIPELINE) -> Plan:
+    """Lower the computation of ``outputs`` and ``updates`` to a verified Plan by running ``pipeline``."""
+    c = Compilation.start(outputs, updates)
     if debug():
-        verify((list(outputs) or [v for _, v in updates])[0].graph)
-    simple = simplify.run(outputs, updates)
-    dec = decompose.run(simple.graph, simple.outputs, simple.updates)
-    outputs, updates, graph = dec.outputs, dec.updates, dec.graph
-    node_map = {user: dec.mapping[n] for user, n in simple.mapping.items() if n in dec.mapping}
-    roots = outputs + [value for _, value in updates]
-    nodes = topo_ancestors(roots)
-    if debug():
-        verify(graph)
-    kernels, fusion_report = fuse.run(nodes, outputs, updates)
-    fusion_report[1:1] = dec.report
-    keep = set(roots)
-    ordered = schedule.run(kernels, keep=keep)
-    mem = memplan.run(ordered, outputs, updates)
-    plan = Plan(graph=graph, kernels=ordered, buffers=mem.buffers, arena_bytes=mem.arena_bytes,
+        verify(c.graph)
+    timings: dict[str, float] = {}
+    for stage in pipeline:
+        start = time.perf_counter()
+        c = stage.run(c)
+        timings[stage.name] = time.perf_counter() - start
+        if debug():
+            verify(c.graph)
+    start = time.perf_counter()
+    plan = to_plan(c, timings)
+    verify_plan(plan)
+    timings[CHECK] = time.perf_counter() - start
+    return plan
+
+
+def to_plan(c: Compilation, timings: dict[str, float] | None = None) -> Plan:
+    """The Plan of a Compilation that went through the whole pipeline."""
+    if c.kernels is None or c.buffers is None:
+        raise ValueError("to_plan: the compilation has not been fused and memory-planned yet")
+    nodes = c.nodes()
+    return Plan(graph=c.graph, kernels=list(c.kernels), buffers=c.buffers, arena_bytes=c.arena_bytes,
                 inputs={n.name: n for n in nodes if n.op == "input"},
                 params={n.name: n for n in nodes if n.op == "param"},
-                consts=[n for n in nodes if n.op == "const"], outputs=outputs, updates=updates,
-                report={"simplify": simple.report, "fusion": fusion_report, "memory": mem.report,
-                        "schedule": [f"{len(ordered)} kernels; peak live bytes {schedule.peak_bytes(ordered, keep)}"
-                                     f" (creation order: {schedule.peak_bytes(kernels, keep)})"]},
-                inplace=mem.inplace, node_map=node_map)
-    memplan.verify_plan(plan)
-    return plan
+                consts=[n for n in nodes if n.op == "const"], outputs=c.outputs, updates=c.updates,
+                report=dict(c.report), inplace=c.inplace, node_map=c.node_map, timings=dict(timings or {}))

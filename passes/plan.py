@@ -8,9 +8,11 @@ updates. Values of ``input``/``param``/``const`` nodes are *bound*: they live in
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
+from typing import Any
 
-from graphc.ir import Graph, Node
+from graphc.ir import Graph, GraphcError, Node
 
 ALIGN = 64
 
@@ -31,7 +33,9 @@ class Kernel:
     the group's values that someone outside it (another kernel, a program output or an update) reads.
     ``kind`` is the fusion kind (``elementwise``, ``matmul``, ``reduce``, ...) of the group's anchor op; a fused
     group of several nodes is ``broadcast`` when one of them broadcasts, else ``elementwise``. In such a group every
-    node has the same shape (the loop domain); only the group's inputs may broadcast into it.
+    node has the same shape (the loop domain); only the group's inputs may broadcast into it. ``anchor`` is the
+    kernel's one structured node (a matmul with folded operand transposes and an epilogue, a conv2d, a pool, ...);
+    None for a fused elementwise group, whose members are all elementwise/broadcast ops or views.
     """
 
     name: str
@@ -39,6 +43,7 @@ class Kernel:
     nodes: tuple[Node, ...]
     inputs: tuple[Node, ...]
     outputs: tuple[Node, ...]
+    anchor: Node | None = None
 
 
 @dataclass
@@ -60,12 +65,33 @@ class Plan:
     # user graph node -> the node of ``graph`` (the simplified scratch graph) computing its value, for every user
     # node whose value survives simplification
     node_map: dict[Node, Node] = field(default_factory=dict)
+    # seconds each pipeline stage took to build this plan, in pipeline order (``graphc passes --timings``)
+    timings: dict[str, float] = field(default_factory=dict)
 
     def verify(self) -> Plan:
-        """Check the memory invariants (see ``passes.memplan.verify_plan``); return self."""
-        from passes.memplan import verify_plan
-
+        """Check the memory invariants (see :func:`verify_plan`); return self."""
         return verify_plan(self)
+
+    def to_networkx(self) -> Any:
+        """The kernel dependency graph as a ``networkx.DiGraph``: one node per kernel (by name) with its
+        ``index``, ``kind``, ``ops`` and ``outputs`` (value names); an edge producer → consumer per kernel boundary
+        with the ``values`` passed and their ``bytes``. ``graph["arena_bytes"]`` is the planned arena size."""
+        import networkx as nx
+
+        g = nx.DiGraph(arena_bytes=self.arena_bytes, name=self.graph.name)
+        producer: dict[Node, str] = {}
+        for i, k in enumerate(self.kernels):
+            g.add_node(k.name, index=i, kind=k.kind, ops=[n.op for n in k.nodes], outputs=[v.name for v in k.outputs])
+            producer.update((v, k.name) for v in k.outputs)
+        for k in self.kernels:
+            for x in k.inputs:
+                if x in producer:
+                    if not g.has_edge(producer[x], k.name):
+                        g.add_edge(producer[x], k.name, values=[], bytes=0)
+                    edge = g.edges[producer[x], k.name]
+                    edge["values"].append(x.name)
+                    edge["bytes"] += x.type.nbytes
+        return g
 
     def describe(self) -> str:
         """Human-readable listing of kernels and buffers."""
@@ -79,3 +105,115 @@ class Plan:
 
 def align(nbytes: int) -> int:
     return (nbytes + ALIGN - 1) // ALIGN * ALIGN
+
+
+class PlanError(GraphcError):
+    """A Plan breaks an invariant (overlapping live buffers, a missing or misaligned buffer, ...)."""
+
+
+# ------------------------------------------------------------------------------------------- liveness
+
+
+def intervals(kernels: list[Kernel], keep: set[Node]) -> dict[Node, tuple[int, int]]:
+    """Live interval ``(def, last use)`` of every kernel output; values in ``keep`` live to ``len(kernels)``."""
+    start: dict[Node, int] = {}
+    end: dict[Node, int] = {}
+    for i, k in enumerate(kernels):
+        for v in k.outputs:
+            start[v] = i
+            end[v] = i
+        for x in k.inputs:
+            if x in end:
+                end[x] = i
+    for v in start:
+        if v in keep:
+            end[v] = len(kernels)
+    return {v: (start[v], end[v]) for v in start}
+
+
+# ------------------------------------------------------------------------------------------- verification
+
+
+def verify_plan(plan: Plan) -> Plan:
+    """Prove the Plan's memory invariants; raise :class:`PlanError` listing the problems found.
+
+    Checks: every kernel node is produced by exactly one kernel; every kernel input is a leaf or the output of an
+    earlier kernel; every kernel output, program output and update value is a leaf or has a buffer that is
+    64-byte aligned, large enough and inside the arena; declared in-place pairs hand over at the donor's last
+    use; and at every kernel position no two live buffers overlap.
+    """
+    problems: list[str] = []
+    n_kernels = len(plan.kernels)
+    producer: dict[Node, int] = {}
+    for i, k in enumerate(plan.kernels):
+        for n in k.nodes:
+            if n.is_leaf:
+                problems.append(f"{k.name}: the leaf {n.name} is not computed by a kernel")
+            elif n in producer:
+                problems.append(f"{k.name}: {n.name} is already computed by {plan.kernels[producer[n]].name}")
+            producer[n] = i
+        inside = set(k.nodes)
+        for n in k.nodes:
+            for x in n.inputs:
+                if x not in inside and x not in k.inputs:
+                    problems.append(f"{k.name}: {n.name} reads {x.name}, which is neither in the group nor an input")
+        for x in k.inputs:
+            if not x.is_leaf and (producer.get(x, n_kernels) >= i or x not in plan.kernels[producer[x]].outputs):
+                problems.append(f"{k.name}: input {x.name} is not an output of an earlier kernel")
+        for v in k.outputs:
+            if v not in inside:
+                problems.append(f"{k.name}: output {v.name} is not one of its nodes")
+    keep = set(plan.outputs) | {v for _, v in plan.updates}
+    for v in keep:
+        if not v.is_leaf and (v not in producer or v not in plan.kernels[producer[v]].outputs):
+            problems.append(f"program output/update value {v.name} is not a kernel output")
+    live = intervals(plan.kernels, keep)
+    for v in live:
+        b = plan.buffers.get(v)
+        if b is None:
+            problems.append(f"{v.name}: kernel output without a buffer")
+        elif b.offset % ALIGN or b.offset < 0 or b.nbytes < v.type.nbytes or b.offset + b.nbytes > plan.arena_bytes:
+            problems.append(f"{v.name}: bad buffer {b} for {v.type} ({v.type.nbytes} bytes) in an arena of "
+                            f"{plan.arena_bytes} bytes (offsets must be {ALIGN}-byte aligned)")
+    for v, x in plan.inplace.items():
+        if v not in live or x not in live or plan.buffers.get(v) is None or plan.buffers.get(x) is None:
+            problems.append(f"in-place pair {v.name} <- {x.name}: not both arena values")
+        elif (live[x][1] != live[v][0] or x not in plan.kernels[live[v][0]].inputs
+              or plan.buffers[v].offset != plan.buffers[x].offset):
+            problems.append(f"in-place pair {v.name} <- {x.name}: the donor must die at the kernel that writes "
+                            f"{v.name}, as one of its inputs, and share its offset")
+    if all(v in plan.buffers for v in live):
+        problems += _overlaps(plan, live, n_kernels)
+    if problems:
+        raise PlanError(f"plan for graph {plan.graph.name!r} is invalid:\n  " + "\n  ".join(problems[:20]))
+    return plan
+
+
+def _overlaps(plan: Plan, live: dict[Node, tuple[int, int]], steps: int) -> list[str]:
+    """Two closed lifetimes intersect iff one starts while the other is live, so each value is checked, when it
+    starts, against the values live then. Those are kept sorted by offset; while no conflict has been found they
+    are disjoint (in-place pairs share one range), so their ends grow with their offsets and a backward walk from
+    the value's end finds every overlap: O(n log n) plus the overlaps reported. Returns the problems found."""
+    allowed = {(id(v), id(x)) for v, x in plan.inplace.items()} | {(id(x), id(v)) for v, x in plan.inplace.items()}
+    starting: dict[int, list[Node]] = {}
+    for v, (s, _) in live.items():
+        if plan.buffers[v].nbytes:
+            starting.setdefault(s, []).append(v)
+    by_offset: list[tuple[int, int, int]] = []  # (offset, end byte, position in ``values``) of live values
+    values: list[Node] = []
+    problems: list[str] = []
+    for t in sorted(starting):
+        by_offset = [item for item in by_offset if live[values[item[2]]][1] >= t]
+        for v in starting[t]:
+            b = plan.buffers[v]
+            i = bisect.bisect_left(by_offset, (b.offset + b.nbytes, -1, -1))
+            while i > 0 and by_offset[i - 1][1] > b.offset:
+                i -= 1
+                a = values[by_offset[i][2]]
+                if (id(a), id(v)) not in allowed:
+                    name = plan.kernels[min(t, steps - 1)].name if steps else "-"
+                    problems.append(f"at kernel {t} ({name}): {a.name} {plan.buffers[a]} (live {live[a]}) overlaps "
+                                    f"{v.name} {b} (live {live[v]})")
+            values.append(v)
+            bisect.insort(by_offset, (b.offset, b.offset + b.nbytes, len(values) - 1))
+    return problems

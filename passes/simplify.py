@@ -14,23 +14,22 @@ Algorithm (one topological sweep over the nodes the outputs and updates need, wh
    existing scratch node (the expression *is* that value), a smaller expression, or nothing. Every rule keeps
    the result type (shape AND dtype) exactly; the driver checks it.
 
-   - ``fold``: every input is a constant → evaluate the op's NumPy ``reference`` (the semantics) into a constant
-     of the same type. Not for ``dropout`` (randomness), not past 1 MiB, and not when the result is larger than
-     its largest input (beyond 256 bytes): a broadcast scalar is cheaper to compute than to read from memory.
-     A reference that raises is not folded (the error then surfaces at run time, at the user's line).
-   - ``add_zero`` (x + 0, 0 + x), ``sub_zero`` (x − 0), ``mul_one`` (x·1, 1·x), ``div_one`` (x/1): only when
-     the constant is all zeros/ones and x already has the result's type (x + zeros of a larger broadcast shape is
-     not x). x·0 → 0 is *not* done (wrong for inf/NaN). x + 0.0 → x maps −0.0 to −0.0 where IEEE gives +0.0;
-     like XLA's and TVM's algebraic simplifiers we accept that one sign-of-zero difference (x − 0, x·1, x/1 are
-     exact for every value, NaN and ±inf included).
-   - ``double_neg``: −(−x) → x.
-   - ``transpose``: an identity permutation → x; transpose(transpose(x, p), q) → transpose(x, p∘q) (or x).
-   - ``reshape``: to x's own shape → x; reshape(reshape(x)) → one reshape.
-   - ``noop``: cast to x's dtype, broadcast_to x's shape, sum/mean/max over no axes (or only extent-1 axes,
-     keeping them) → x.
-3. ``cse``: the surviving expression is looked up by ``(op, input ids, attrs.key())`` (inputs sorted for the
-   commutative add and mul); a hit reuses that node. Constants are keyed by value (up to 1 MiB); inputs and
-   params are never merged, nor are ``dropout`` nodes. A miss creates the node in the scratch graph.
+   - ``fold`` (here): every input is a constant → evaluate the op's NumPy ``reference`` (the semantics) into a
+     constant of the same type. Not for impure ops (``Op.pure``: dropout's randomness), not past 1 MiB, and not
+     when the result is larger than its largest input (beyond 256 bytes): a broadcast scalar is cheaper to
+     compute than to read from memory. A reference that raises is not folded (the error then surfaces at run
+     time, at the user's line).
+   - the op's own algebra, ``Op.simplify`` (``ops.base``), driven by its facets: ``neutral`` operands
+     (``add_zero`` x + 0, 0 + x; ``sub_zero`` x − 0; ``mul_one`` x·1, 1·x; ``div_one`` x/1 — only when the constant
+     is all zeros/ones and x already has the result's type: x + zeros of a larger broadcast shape is not x; x·0 → 0
+     is *not* done, it is wrong for inf/NaN; x + 0.0 → x maps −0.0 to −0.0 where IEEE gives +0.0, a sign-of-zero
+     difference XLA's and TVM's algebraic simplifiers accept too), ``involution`` (``double_neg``: −(−x) → x),
+     ``noop_if_same_type`` (``noop``: cast to x's dtype, broadcast_to x's shape, sum/mean/max over no axes or
+     only kept extent-1 axes), and op-specific rewrites (``transpose``: identity permutation → x, transpose of a
+     transpose → one; ``reshape``: to x's own shape → x, reshape of a reshape → one).
+3. ``cse``: the surviving expression is looked up by ``(op, input ids, attrs.key())`` (inputs sorted for
+   ``Op.commutative`` ops: add, mul); a hit reuses that node. Constants are keyed by value (up to 1 MiB); inputs
+   and params are never merged, nor are impure nodes. A miss creates the node in the scratch graph.
 4. Nodes that became unreachable (folded-away constants) are dropped from the scratch graph.
 """
 
@@ -38,20 +37,17 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from graphc.ir import Attrs, Graph, GraphcError, Node, TensorType, topo_ancestors
+from graphc.ir import LEAF_OPS, Attrs, Graph, GraphcError, Node, TensorType, topo_ancestors
 from ops.registry import get_op
+from passes.compilation import Compilation, Pass
 
 FOLD_LIMIT = 1 << 20     # bytes: larger constants are neither folded nor keyed by value
 FOLD_GROWTH_FREE = 256   # bytes: a folded result may be larger than its inputs up to this size
-IMPURE = frozenset({"dropout"})          # never folded, never merged
-COMMUTATIVE = frozenset({"add", "mul"})  # bitwise commutative in IEEE arithmetic
-NOOP_REDUCE = frozenset({"sum", "mean", "max"})
 
 
 @dataclass(frozen=True)
@@ -76,9 +72,6 @@ class Simplified:
     report: dict[str, Any] = field(default_factory=dict)
 
 
-Rule = Callable[[Expr], "Node | Expr | None"]
-
-
 def expr(op: str, inputs: tuple[Node, ...], **attrs: Any) -> Expr:
     """A new expression with normalized attributes and inferred type."""
     o = get_op(op)
@@ -94,14 +87,9 @@ def _const(x: Node) -> np.ndarray | None:
     return x.attrs["value"] if x.op == "const" else None
 
 
-def _all_equal(x: Node, value: int) -> bool:
-    array = _const(x)
-    return array is not None and bool(np.all(array == value))
-
-
 def fold(e: Expr) -> Expr | None:
     """All inputs constant → a constant holding the reference result."""
-    if e.op in IMPURE or not e.inputs or any(x.op != "const" for x in e.inputs):
+    if not e.inputs or any(x.op != "const" for x in e.inputs) or not get_op(e.op).pure:
         return None
     largest = max(x.type.nbytes for x in e.inputs)
     if e.type.nbytes > FOLD_LIMIT or e.type.nbytes > max(largest, FOLD_GROWTH_FREE):
@@ -118,78 +106,21 @@ def fold(e: Expr) -> Expr | None:
     return Expr("const", (), Attrs({"value": value}), e.type)
 
 
-def _neutral(e: Expr, op: str, value: int, positions: tuple[int, ...]) -> Node | None:
-    """The operand other than a constant equal to ``value`` at one of ``positions``, if it has e's type."""
-    if e.op != op:
+def rewrite(e: Expr) -> tuple[str, Node | Expr] | None:
+    """The first rule that fires on ``e``: ``fold``, then the op's own ``simplify`` facet."""
+    if e.op in LEAF_OPS:
         return None
-    for pos in positions:
-        other = e.inputs[1 - pos]
-        if _all_equal(e.inputs[pos], value) and other.type == e.type:
-            return other
-    return None
-
-
-def add_zero(e: Expr) -> Node | None:
-    return _neutral(e, "add", 0, (1, 0))
-
-
-def sub_zero(e: Expr) -> Node | None:
-    return _neutral(e, "sub", 0, (1,))
-
-
-def mul_one(e: Expr) -> Node | None:
-    return _neutral(e, "mul", 1, (1, 0))
-
-
-def div_one(e: Expr) -> Node | None:
-    return _neutral(e, "div", 1, (1,))
-
-
-def double_neg(e: Expr) -> Node | None:
-    if e.op == "neg" and e.inputs[0].op == "neg":
-        return e.inputs[0].inputs[0]
-    return None
-
-
-def transpose(e: Expr) -> Node | Expr | None:
-    if e.op != "transpose":
+    folded = fold(e)
+    if folded is not None:
+        return "fold", folded
+    found = get_op(e.op).simplify(e.attrs, e.inputs, e.type)
+    if found is None:
         return None
-    (x,), axes = e.inputs, tuple(e.attrs["axes"])
-    if axes == tuple(range(len(axes))):
-        return x
-    if x.op == "transpose":
-        inner = tuple(x.attrs["axes"])
-        return expr("transpose", x.inputs, axes=tuple(inner[a] for a in axes))
-    return None
-
-
-def reshape(e: Expr) -> Node | Expr | None:
-    if e.op != "reshape":
-        return None
-    (x,) = e.inputs
-    if x.shape == e.type.shape:
-        return x
-    if x.op == "reshape":
-        return expr("reshape", x.inputs, shape=e.type.shape)
-    return None
-
-
-def noop(e: Expr) -> Node | None:
-    """Ops that return their input unchanged for these attributes."""
-    if len(e.inputs) != 1 or e.inputs[0].type != e.type:
-        return None
-    x = e.inputs[0]
-    if e.op in ("cast", "broadcast_to"):
-        return x
-    if e.op in NOOP_REDUCE:  # same type: no axes, or only extent-1 axes kept
-        return x
-    return None
-
-
-RULES: tuple[tuple[str, Rule], ...] = (
-    ("fold", fold), ("add_zero", add_zero), ("sub_zero", sub_zero), ("mul_one", mul_one), ("div_one", div_one),
-    ("double_neg", double_neg), ("transpose", transpose), ("reshape", reshape), ("noop", noop),
-)
+    rule, result = found
+    if isinstance(result, Node):
+        return rule, result
+    op, inputs, attrs = result
+    return rule, expr(op, tuple(inputs), **attrs)
 
 
 # --------------------------------------------------------------------------------------------- driver
@@ -218,29 +149,29 @@ class _Builder:
             return self.leaf(n)
         e = Expr(n.op, tuple(mapping[x] for x in n.inputs), n.attrs, n.type)
         for _ in range(16):  # each rule shrinks the expression; the bound is a safety net
-            for name, rule in RULES:
-                result = rule(e)
-                if result is None:
-                    continue
-                if result.type != e.type:
-                    raise GraphcError(f"internal error: simplify rule {name} changed the type of {n.name!r} "
-                                      f"({e.type} -> {result.type}, created at {n.site})")
-                self.counts[name] += 1
-                if isinstance(result, Node):
-                    return result
-                e = result
+            found = rewrite(e)
+            if found is None:
                 break
-            else:
-                break
+            name, result = found
+            if result.type != e.type:
+                raise GraphcError(f"internal error: simplify rule {name} changed the type of {n.name!r} "
+                                  f"({e.type} -> {result.type}, created at {n.site})")
+            self.counts[name] += 1
+            if isinstance(result, Node):
+                return result
+            e = result
         return self.emit(e, n)
 
     def _key(self, e: Expr) -> tuple | None:
-        if e.op in IMPURE or e.op in ("input", "param"):
+        if e.op in ("input", "param"):
             return None
-        if e.op == "const" and e.type.nbytes > FOLD_LIMIT:
+        if e.op == "const":
+            return None if e.type.nbytes > FOLD_LIMIT else (e.op, (), e.attrs.key())
+        op = get_op(e.op)
+        if not op.pure:
             return None
         ids = [id(x) for x in e.inputs]
-        return (e.op, tuple(sorted(ids) if e.op in COMMUTATIVE else ids), e.attrs.key())
+        return (e.op, tuple(sorted(ids) if op.commutative else ids), e.attrs.key())
 
     def emit(self, e: Expr, origin: Node) -> Node:
         """The node for ``e``: an equal one already built, or a new one with ``origin``'s name and site."""
@@ -283,7 +214,15 @@ def run(outputs: list[Node], updates: list[tuple[Node, Node]]) -> Simplified:
     builder.prune(new_outputs + [v for _, v in new_updates] + [p for p, _ in new_updates])
     live = set(builder.graph.nodes)
     report = {"nodes_before": len(nodes), "nodes_after": len(builder.graph.nodes),
-              "rewrites": {name: builder.counts[name] for name in [*(name for name, _ in RULES), "cse"]}}
+              "rewrites": Counter({"fold": 0, "cse": 0, **builder.counts})}
     return Simplified(builder.graph, new_outputs, new_updates, {k: v for k, v in mapping.items() if v in live},
                       report)
 
+
+def _run(c: Compilation) -> Compilation:
+    result = run(c.outputs, c.updates)
+    return c.remapped(result.graph, result.outputs, result.updates, result.mapping,
+                      report={**c.report, "simplify": result.report})
+
+
+PASS = Pass("simplify", "constant folding, algebraic identities (each op's own), CSE, dead-code elimination", _run)

@@ -26,8 +26,6 @@ from passes.plan import ALIGN
 from runtime.program import Program
 
 _MAIN = ctypes.CFUNCTYPE(None, ctypes.POINTER(ctypes.c_void_p))
-_COST = {"exp": 20, "log": 20, "tanh": 25, "sigmoid": 25, "pow": 45, "softmax": 25, "log_softmax": 25,
-         "softmax_cross_entropy": 25, "sqrt": 4, "div": 4}
 
 
 class NativeProgram(Program):
@@ -117,12 +115,9 @@ class NativeProgram(Program):
     def _raise(self, code: int) -> None:
         nodes = self.error_nodes
         node = nodes[code - 1] if 0 < code <= len(nodes) else None
-        if node is not None and node.op == "softmax_cross_entropy":
-            classes = node.inputs[0].shape[1]
-            raise GraphcError(f"softmax_cross_entropy ({node.name!r}, created at {node.site}): a label is outside "
-                              f"[0, {classes})")
-        where = f"{node.op} ({node.name!r}, created at {node.site})" if node is not None else "a kernel"
-        raise GraphcError(f"{where} reported invalid data (status {code})")
+        if node is None:
+            raise GraphcError(f"a kernel reported invalid data (status {code})")
+        raise GraphcError(f"{node.op} ({node.name!r}, created at {node.site}): {get_op(node.op).status_message(node)}")
 
     # -- inspection --------------------------------------------------------------------------------------
     def llvm_ir(self, optimized: bool = False) -> str:
@@ -141,7 +136,7 @@ class NativeProgram(Program):
             fn = self.module.kernel_functions[k.name]
             width = vector_width(bodies.get(fn, ""))
             info.append({"name": k.name, "function": fn, "kind": k.kind, "ops": [n.op for n in k.nodes],
-                         "vector_width": width, "flops": _flops(k.nodes),
+                         "vector_width": width, "flops": sum(get_op(n.op).flops(n) for n in k.nodes),
                          "bytes": sum(x.type.nbytes for x in k.inputs) + sum(x.type.nbytes for x in k.outputs)})
         return info
 
@@ -157,19 +152,6 @@ def _decode_error_nodes(meta: dict[str, Any] | None, nodes: list[Node]) -> list[
 def _contiguous(array: np.ndarray) -> np.ndarray:
     """``array`` itself when C-contiguous, else a C-contiguous copy (0-d arrays stay 0-d)."""
     return array if array.flags.c_contiguous else np.array(array, order="C")
-
-
-def _flops(nodes: tuple[Node, ...]) -> int:
-    total = 0
-    for n in nodes:
-        if get_op(n.op).kind == "matmul":
-            a = n.inputs[0]
-            total += 2 * n.size * a.shape[-1]
-        elif get_op(n.op).kind == "reduce" or n.op in ("mse", "softmax_cross_entropy"):
-            total += n.inputs[0].size * _COST.get(n.op, 1)
-        else:
-            total += n.size * _COST.get(n.op, 1)
-    return total
 
 
 def _asm_functions(asm: str) -> dict[str, str]:

@@ -21,8 +21,9 @@ MODEL = """
     dw = gc.grad(loss, [w])[0]
     outputs = {"loss": loss, "dw": dw}
 """
-STAGES = ["00_graph", "01_simplify", "02_fuse", "03_schedule", "04_memplan"]
-LLVM_FILES = ["06_llvm.ll", "07_llvm_opt.ll", "08_asm.s", "09_kernels.txt"]
+STAGES = ["00_graph", "01_simplify", "02_decompose", "03_fuse", "04_schedule", "05_memplan"]
+VERIFY = "06_verify_plan.txt"
+LLVM_FILES = ["07_llvm.ll", "08_llvm_opt.ll", "09_asm.s", "10_kernels.txt"]
 
 
 @pytest.fixture
@@ -59,17 +60,17 @@ def test_passes_writes_every_stage(model, tmp_path, capsys):
     folder = tmp_path / "dump"
     assert cli.main(["passes", model, "-o", str(folder)]) == 0
     out = capsys.readouterr().out
-    for stage in ("graph:", "fuse:", "schedule:", "memplan:", "verify_plan: ok", "llvm:"):
+    for stage in ("graph:", "simplify:", "decompose:", "fuse:", "schedule:", "memplan:", "verify_plan: ok", "llvm:"):
         assert stage in out
     assert str(folder) in out
     names = {p.name for p in folder.iterdir()}
-    assert {f"{s}.{ext}" for s in STAGES for ext in ("txt", "dot")} | {"05_verify.txt", *LLVM_FILES} == names
+    assert {f"{s}.{ext}" for s in STAGES for ext in ("txt", "dot")} | {VERIFY, *LLVM_FILES} == names
     for s in STAGES:
         assert (folder / f"{s}.dot").read_text().startswith("digraph")
-    memory = (folder / "04_memplan.txt").read_text()
+    memory = (folder / "05_memplan.txt").read_text()
     assert "naive" in memory and "planned arena" in memory and "offset" in memory
-    assert "fusion report" in (folder / "02_fuse.txt").read_text()
-    assert "define" in (folder / "06_llvm.ll").read_text()
+    assert "fusion report" in (folder / "03_fuse.txt").read_text()
+    assert "define" in (folder / "07_llvm.ll").read_text()
 
 
 @pytest.mark.parametrize("backend", ["numpy", "llvm"])
@@ -82,7 +83,7 @@ def test_compile_dump_dir(backend, tmp_path):
     folder = tmp_path / backend
     prog = gc.compile({"loss": loss}, backend=backend, updates=updates, dump_dir=str(folder))
     names = {p.name for p in folder.iterdir()}
-    assert {f"{s}.txt" for s in STAGES} <= names and "05_verify.txt" in names
+    assert {f"{s}.txt" for s in STAGES} <= names and VERIFY in names
     assert (set(LLVM_FILES) <= names) == (backend == "llvm")
     assert "new w" in (folder / "00_graph.txt").read_text()  # the update value is part of the dumped graph
     result = prog(x=np.ones((5, 3), np.float32), y=np.arange(5) % 4)
@@ -93,5 +94,5 @@ def test_passes_numpy_backend_default_folder(model, tmp_path, monkeypatch, capsy
     monkeypatch.chdir(tmp_path)
     assert cli.main(["passes", model, "--backend", "numpy"]) == 0
     folder = tmp_path / "model_passes"
-    assert (folder / "04_memplan.txt").exists() and not (folder / "06_llvm.ll").exists()
+    assert (folder / "05_memplan.txt").exists() and not (folder / "07_llvm.ll").exists()
     assert "wrote" in capsys.readouterr().out

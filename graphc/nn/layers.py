@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from graphc import init as initializers
+import graphc.init as initializers
 from graphc.ir import Graph, GraphcError, Node
 from ops import fn
 

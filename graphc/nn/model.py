@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from graphc import optim
+import graphc.nn.losses as L
+import graphc.optim as optim
 from graphc.api import compile as compile_program
 from graphc.ir import Graph, GraphcError, Node
-from graphc.nn import losses as L
 from graphc.nn.callbacks import Callback, History, ProgressBar
 from graphc.nn.layers import Layer
 from ops import fn

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from graphc import optim
+import graphc.optim as optim
 from graphc.ir import GraphcError
 from graphc.nn.layers import LAYERS
 

@@ -268,7 +268,7 @@ def test_lowerer_folds_operand_transposes(a_shape, b_shape, fold_a, fold_b, rng)
     a_op, b_op = (_swap_last(a) if fold_a else a), (_swap_last(b) if fold_b else b)
     y = gc.matmul(a_op, b_op)
     nodes = tuple(x for x, fold in ((a_op, fold_a), (b_op, fold_b)) if fold) + (y,)
-    kernel = Kernel("mm", "matmul", nodes, (a, b), (y,))
+    kernel = Kernel("mm", "matmul", nodes, (a, b), (y,), anchor=y)
     feeds = {"a": rng.standard_normal(a_shape), "b": rng.standard_normal(b_shape)}
     got = _run_kernel(kernel, feeds, y.shape)
     na = np.swapaxes(feeds["a"], -1, -2) if fold_a else feeds["a"]
@@ -282,7 +282,7 @@ def test_lowerer_rejects_other_fused_nodes():
     y = gc.matmul(a, b)
     z = gc.sum(y, axis=0)
     with pytest.raises(LoweringError, match="sum"):
-        matmul_operands(Kernel("mm", "matmul", (y, z), (a, b), (z,)))
+        matmul_operands(Kernel("mm", "matmul", (y, z), (a, b), (z,), anchor=y))
 
 
 @settings(max_examples=12, deadline=None, derandomize=True)
