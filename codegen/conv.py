@@ -36,9 +36,10 @@ from dataclasses import dataclass
 import llvmlite.ir as ir
 
 from codegen.epilogue import Epilogue
-from codegen.gemm_kernel import PTR, default_config, for_range, i64
+from codegen.gemm.config import default_config, host_vector_bits
+from codegen.gemm.driver import emit_gemm
+from codegen.llvm import PTR, for_range, i64
 from codegen.lowering import KernelContext, LoweringError, lowerer
-from codegen.matmul import emit_gemm, host_vector_bits
 from codegen.scalar import FAST, value_type
 
 SCRATCH_BYTES = 1 << 20
@@ -224,7 +225,7 @@ def _gemm(ctx: KernelContext, tag: str, g: Geometry, m: int, n: int, k: int, dty
 @lowerer("conv2d")
 def lower_conv2d(ctx: KernelContext) -> None:
     """y = conv2d(x, w) (+ b): per image, im2col then W · cols (see the module docstring)."""
-    node = next(n for n in ctx.kernel.nodes if n.op == "conv2d")
+    node = ctx.kernel.anchor
     epi = Epilogue.of(ctx, node)
     x, w = node.inputs[:2]
     bias = node.inputs[2] if len(node.inputs) == 3 else None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import llvmlite.ir as ir
 
-from codegen import loops
+import codegen.loops as loops
 from codegen.lowering import KernelContext, lowerer
 from codegen.scalar import LLVMScalarBuilder, load, store, value_type
 from graphc.ir import Node

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import llvmlite.ir as ir
 
 from codegen.elementwise import embedded_constant
-from codegen.gemm_kernel import i64
+from codegen.llvm import i64
 from codegen.lowering import KernelContext
 from codegen.scalar import LLVMScalarBuilder, load, store
 from graphc.ir import Node

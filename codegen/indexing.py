@@ -16,7 +16,8 @@ from __future__ import annotations
 import llvmlite.ir as ir
 import numpy as np
 
-from codegen import loops
+import codegen.loops as loops
+from codegen.llvm import i64
 from codegen.lowering import KernelContext, lowerer
 from codegen.scalar import value_type
 from graphc.ir import Node
@@ -47,8 +48,8 @@ def copy(ctx: KernelContext, src: Node, dst: Node, domain: tuple[int, ...], src_
     shape, (ss2, ds2) = loops.collapse(domain, [ss, ds])
 
     def body(b: ir.IRBuilder, offs: list[ir.Value], _i: list[ir.Value]) -> None:
-        value = b.load(ctx.elem(src, b.add(offs[0], loops.const(sb))))
-        b.store(value, ctx.elem(dst, b.add(offs[1], loops.const(db))))
+        value = b.load(ctx.elem(src, b.add(offs[0], i64(sb))))
+        b.store(value, ctx.elem(dst, b.add(offs[1], i64(db))))
 
     if int(np.prod(domain, dtype=np.int64)):
         loops.emit_nest(ctx.builder, shape, [ss2, ds2], body, name="ix")

@@ -2,18 +2,18 @@
 
 An operand is described by its element strides over the domain (0 on broadcast or reduced axes). ``collapse``
 removes size-1 axes and merges adjacent axes that every operand walks contiguously, so the innermost loop is as
-long as possible; ``emit_nest`` emits the loops (constant trip counts, a canonical ``i = 0..n`` inner loop that
-the vectorizer widens) and calls ``body`` with each operand's linear element offset.
+long as possible; ``emit_nest`` emits the loops (``codegen.llvm.for_range`` with constant trip counts: a
+canonical ``i = 0..n`` inner loop that the vectorizer widens) and calls ``body`` with each operand's linear
+element offset.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import llvmlite.ir as ir
 
-I64 = ir.IntType(64)
+from codegen.llvm import for_range, i64
 
 
 def contiguous_strides(shape: Sequence[int]) -> tuple[int, ...]:
@@ -48,47 +48,7 @@ def collapse(domain: Sequence[int], strides: Sequence[Sequence[int]]) -> tuple[t
     return tuple(shape), [tuple(s) for s in strs]
 
 
-def const(value: int) -> ir.Constant:
-    return ir.Constant(I64, value)
-
-
 Body = Callable[[ir.IRBuilder, list[ir.Value], list[ir.Value]], None]
-
-
-@dataclass
-class Loop:
-    """An open counted loop: its index phi, header block, exit block and trip count."""
-
-    index: ir.PhiInstr
-    header: ir.Block
-    exit: ir.Block
-    count: ir.Value
-
-
-def counted_loop(b: ir.IRBuilder, n: int | ir.Value, name: str) -> Loop:
-    """Open ``for i in range(n)``; the builder is positioned in the body. Close it with :func:`close_loop`.
-    A constant n must be positive; a runtime n is guarded."""
-    fn = b.function
-    pre = b.block
-    header = fn.append_basic_block(f"{name}.body")
-    exit_ = fn.append_basic_block(f"{name}.exit")
-    count = n if isinstance(n, ir.Value) else const(n)
-    if isinstance(n, ir.Value):
-        b.cbranch(b.icmp_signed(">", count, const(0)), header, exit_)
-    else:
-        b.branch(header)
-    b.position_at_end(header)
-    i = b.phi(I64, name=name)
-    i.add_incoming(const(0), pre)
-    return Loop(i, header, exit_, count)
-
-
-def close_loop(b: ir.IRBuilder, loop: Loop) -> None:
-    """Increment the index, branch back while below the count, continue after the loop."""
-    nxt = b.add(loop.index, const(1), flags=("nuw", "nsw"))
-    loop.index.add_incoming(nxt, b.block)
-    b.cbranch(b.icmp_signed("<", nxt, loop.count), loop.header, loop.exit)
-    b.position_at_end(loop.exit)
 
 
 def emit_nest(b: ir.IRBuilder, domain: Sequence[int], strides: Sequence[Sequence[int]], body: Body,
@@ -97,20 +57,18 @@ def emit_nest(b: ir.IRBuilder, domain: Sequence[int], strides: Sequence[Sequence
     loop's index. Nothing is emitted for an empty domain; a rank-0 domain runs the body once."""
     if any(d == 0 for d in domain):
         return
-    offsets = [const(0) for _ in strides]
+    offsets = [i64(0) for _ in strides]
     indices: list[ir.Value] = []
 
     def level(depth: int, offs: list[ir.Value]) -> None:
         if depth == len(domain):
             body(b, offs, indices)
             return
-        loop = counted_loop(b, domain[depth], f"{name}{depth}")
-        i = loop.index
-        indices.append(i)
-        inner = [o if s[depth] == 0 else b.add(o, b.mul(i, const(s[depth]), flags=("nsw",)), flags=("nsw",))
-                 for o, s in zip(offs, strides)]
-        level(depth + 1, inner)
-        indices.pop()
-        close_loop(b, loop)
+        with for_range(b, 0, domain[depth], name=f"{name}{depth}") as i:
+            indices.append(i)
+            inner = [o if s[depth] == 0 else b.add(o, b.mul(i, i64(s[depth]), flags=("nsw",)), flags=("nsw",))
+                     for o, s in zip(offs, strides)]
+            level(depth + 1, inner)
+            indices.pop()
 
     level(0, offsets)

@@ -1,18 +1,16 @@
 """The lowering registry: Plan kernel → body of one LLVM function.
 
 ``LOWERERS`` maps a key to ``lower(ctx: KernelContext) -> None``, which emits the kernel's body with
-``ctx.builder`` (positioned in the entry block; the caller adds the ``ret``). The key of a kernel is
-``"elementwise"`` when every node is an elementwise/broadcast op or a unit-axis reshape read in place (a fused
-group, any length), the op name for a one-node kernel or for the one anchor (batch_norm, conv2d, matmul) of a
-kernel with folded transposes or an elementwise epilogue (``codegen.epilogue``), else the kernel's ``kind``.
-Modules that lower ops register themselves with :func:`lowerer` (matmul, conv and pool lowerers live in their own
-files). A kernel without a lowerer is a
+``ctx.builder`` (positioned in the entry block; the caller adds the ``ret``). The key of a kernel is its anchor's
+op name (``Kernel.anchor``: the one structured node, possibly with folded transposes and an elementwise epilogue,
+``codegen.epilogue``), or ``"elementwise"`` for a fused group of elementwise/broadcast ops and views. The modules
+named after the op families register their lowerers with :func:`lowerer`; ``codegen.lowerers`` imports every one
+of them (an import that fails is an error, never a silently missing lowerer). A kernel without a lowerer is a
 :class:`LoweringError` naming the op and the user's creation site: there is no NumPy fallback.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -26,10 +24,6 @@ from passes.plan import Kernel
 
 Lowerer = Callable[["KernelContext"], None]
 LOWERERS: dict[str, Lowerer] = {}
-FUSIBLE = ("elementwise", "broadcast")
-# modules that register lowerers on import (a missing one, e.g. a lowerer still being written, is skipped)
-LOWERING_MODULES = ("codegen.elementwise", "codegen.reduce", "codegen.structured", "codegen.matmul",
-                    "codegen.conv", "codegen.pool", "codegen.nn_ops", "codegen.indexing", "codegen.losses")
 
 
 class LoweringError(CodegenError):
@@ -45,17 +39,6 @@ def lowerer(*keys: str) -> Callable[[Lowerer], Lowerer]:
         return fn
 
     return register
-
-
-def load_lowerers() -> dict[str, Lowerer]:
-    """Import every lowering module so its registrations take effect; return the registry."""
-    for name in LOWERING_MODULES:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name != name:
-                raise
-    return LOWERERS
 
 
 @dataclass
@@ -95,7 +78,6 @@ def kernel_key(kernel: Kernel) -> str:
 
 def find_lowerer(kernel: Kernel) -> Lowerer:
     """The lowerer of ``kernel``; a :class:`LoweringError` naming the op and its creation site if none."""
-    load_lowerers()
     key = kernel_key(kernel)
     fn = LOWERERS.get(key)
     if fn is None:

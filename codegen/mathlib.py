@@ -37,10 +37,7 @@ import math
 
 import llvmlite.ir as ir
 
-F32 = ir.FloatType()
-F64 = ir.DoubleType()
-I32 = ir.IntType(32)
-I64 = ir.IntType(64)
+from codegen.llvm import I32, I64, float_intrinsic
 
 # flags for the polynomial arithmetic: contraction to fma only (no reassociation, which could undo the
 # Cody-Waite reduction, and no nnan/ninf, which would delete the special-value selects)
@@ -76,19 +73,10 @@ def _c(ty: ir.Type, value: float) -> ir.Constant:
     return ir.Constant(ty, value)
 
 
-def intrinsic(b: ir.IRBuilder, name: str, ty: ir.Type, nargs: int = 1) -> ir.Function:
-    """Declare (once) and return the overloaded intrinsic ``name`` for type ``ty`` (f32/f64)."""
-    suffix = "f64" if isinstance(ty, ir.DoubleType) else "f32"
-    full = f"{name}.{suffix}"
-    fn = b.module.globals.get(full)
-    if fn is None:
-        fn = ir.Function(b.module, ir.FunctionType(ty, [ty] * nargs), full)
-    return fn
-
-
 def _poly(b: ir.IRBuilder, x: ir.Value, coeffs: list[float]) -> ir.Value:
-    """Horner: coeffs[0] + x·(coeffs[1] + x·(…)). (Estrin's scheme measured no faster: these loops are bound by
-    throughput, not by the fma chain's latency.)"""
+    """Horner: coeffs[0] + x·(coeffs[1] + x·(…)), for the float64 Taylor polynomials and log's series. (The
+    float32 exp polynomial is short enough that Estrin's scheme pays off, see ``_exp_poly``; for these longer ones
+    Estrin was measured no faster when they were written.)"""
     acc = _c(x.type, coeffs[-1])
     for c in reversed(coeffs[:-1]):
         acc = b.fadd(b.fmul(acc, x, flags=_FLAGS), _c(x.type, c), flags=_FLAGS)
@@ -201,18 +189,18 @@ def tanh(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
     """tanh x = sign(x)·u/(u + 2), u = expm1(2|x|); ±1 for large |x|, nan for nan."""
     f = _Fmt(x.type)
     ty = f.ty
-    ax = b.call(intrinsic(b, "llvm.fabs", ty), [x])
+    ax = b.call(float_intrinsic(b, "llvm.fabs", ty), [x])
     axc = b.select(b.fcmp_ordered(">", ax, _c(ty, f.tanh_one)), _c(ty, f.tanh_one), ax)
     u = expm1(b, b.fmul(axc, _c(ty, 2.0)))
     t = b.fdiv(u, b.fadd(u, _c(ty, 2.0)))
     t = b.select(b.fcmp_ordered(">=", ax, _c(ty, f.tanh_one)), _c(ty, 1.0), t)
-    return b.call(intrinsic(b, "llvm.copysign", ty, 2), [t, x])
+    return b.call(float_intrinsic(b, "llvm.copysign", ty, 2), [t, x])
 
 
 def sigmoid(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
     """1/(1 + e⁻ˣ) from e = exp(-|x|): (x ≥ 0 ? 1 : e)/(1 + e); NaN gives NaN (e is NaN)."""
     ty = x.type
-    ax = b.call(intrinsic(b, "llvm.fabs", ty), [x])
+    ax = b.call(float_intrinsic(b, "llvm.fabs", ty), [x])
     e = exp(b, b.fneg(ax), upper=False)
     ity = I64 if isinstance(ty, ir.DoubleType) else I32
     negative = b.icmp_signed("<", b.bitcast(x, ity), ir.Constant(ity, 0))  # sign bit: a blend needs no compare

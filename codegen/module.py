@@ -34,13 +34,13 @@ from typing import Any
 import llvmlite.ir as ir
 import numpy as np
 
+import codegen.lowerers  # noqa: F401  (registers every op family's lowerers before find_lowerer runs)
+from codegen.llvm import I8P, I64
 from codegen.lowering import KernelContext, find_lowerer, pointer_type
 from codegen.target import fingerprint, new_module
 from graphc.ir import Node
 from passes.plan import Kernel, Plan
 
-I8P = ir.IntType(8).as_pointer()
-I64 = ir.IntType(64)
 ENTRY = "graphc_main"
 ARENA, STATUS, FIRST_SLOT = 0, 1, 2
 

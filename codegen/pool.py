@@ -21,37 +21,11 @@ from collections.abc import Callable
 import llvmlite.ir as ir
 import numpy as np
 
-from codegen import mathlib
 from codegen.conv import zero_fill
-from codegen.gemm_kernel import for_range, i64
+from codegen.llvm import float_intrinsic, fold, for_range, i64
 from codegen.lowering import KernelContext, lowerer
 from codegen.scalar import F64, FAST, value_type
 from graphc.ir import Node
-
-Step = Callable[[ir.IRBuilder, ir.Value, list[ir.Value]], list[ir.Value]]
-
-
-def fold(b: ir.IRBuilder, count: int, inits: list[ir.Value], step: Step, name: str) -> list[ir.Value]:
-    """accs = inits; for i in range(count): accs = step(b, i, accs); returns the final accs (count ≥ 1)."""
-    pre = b.block
-    body = b.append_basic_block(f"{name}.body")
-    done = b.append_basic_block(f"{name}.done")
-    b.branch(body)
-    b.position_at_end(body)
-    i = b.phi(i64(0).type, name=name)
-    i.add_incoming(i64(0), pre)
-    accs = [b.phi(v.type) for v in inits]
-    for acc, v in zip(accs, inits):
-        acc.add_incoming(v, pre)
-    new = step(b, i, list(accs))
-    nxt = b.add(i, i64(1))
-    end = b.block
-    i.add_incoming(nxt, end)
-    for acc, v in zip(accs, new):
-        acc.add_incoming(v, end)
-    b.cbranch(b.icmp_signed("<", nxt, i64(count)), body, done)
-    b.position_at_end(done)
-    return new
 
 
 class Window:
@@ -131,7 +105,7 @@ def lower_max_pool2d(ctx: KernelContext) -> None:
         def step(b: ir.IRBuilder, k: ir.Value, accs: list[ir.Value]) -> list[ir.Value]:
             _, _, ok, index = win.position(b, i, j, k)
             v = b.select(ok, b.load(ctx.elem(x, b.add(base, index))), ir.Constant(ty, -np.inf))
-            return [b.call(mathlib.intrinsic(b, "llvm.maximum", ty, 2), [accs[0], v])]
+            return [b.call(float_intrinsic(b, "llvm.maximum", ty, 2), [accs[0], v])]
 
         (best,) = fold(b, win.kh * win.kw, [ir.Constant(ty, -np.inf)], step, "mx")
         b.store(best, ctx.elem(node, out))

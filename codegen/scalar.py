@@ -12,9 +12,9 @@ from typing import Any
 
 import llvmlite.ir as ir
 
-from codegen import mathlib
+import codegen.mathlib as mathlib
+from codegen.llvm import F32, F64, I1, I8, I64, float_intrinsic
 
-F32, F64, I1, I8, I64 = ir.FloatType(), ir.DoubleType(), ir.IntType(1), ir.IntType(8), ir.IntType(64)
 FAST = ("reassoc", "contract", "nsz")
 _VALUE_TYPES = {"float32": F32, "float64": F64, "int64": I64, "bool": I1}
 _MEMORY_TYPES = {"float32": F32, "float64": F64, "int64": I64, "bool": I8}
@@ -122,9 +122,9 @@ class LLVMScalarBuilder:
                 r = self._ipow(x, abs(int(c)))
                 return self.div(self.const(1, like=x), r) if c < 0 else r
         b, ty = self.b, x.type
-        ax = b.call(mathlib.intrinsic(b, "llvm.fabs", ty), [x])
+        ax = b.call(float_intrinsic(b, "llvm.fabs", ty), [x])
         mag = mathlib.exp(b, b.fmul(y, mathlib.log(b, ax), flags=("contract",)))
-        floor = mathlib.intrinsic(b, "llvm.floor", ty)
+        floor = float_intrinsic(b, "llvm.floor", ty)
         is_int = b.fcmp_ordered("==", b.call(floor, [y]), y)
         half = b.fmul(y, ir.Constant(ty, 0.5))
         is_odd = b.and_(is_int, b.fcmp_ordered("!=", b.call(floor, [half]), half))
@@ -164,13 +164,13 @@ class LLVMScalarBuilder:
 
     def abs(self, x: ir.Value) -> ir.Value:
         if _is_float(x):
-            return self.b.call(mathlib.intrinsic(self.b, "llvm.fabs", x.type), [x])
+            return self.b.call(float_intrinsic(self.b, "llvm.fabs", x.type), [x])
         if _is_bool(x):
             return x
         return self.b.select(self.b.icmp_signed("<", x, ir.Constant(x.type, 0)), self.b.neg(x), x)
 
     def sqrt(self, x: ir.Value) -> ir.Value:
-        return self.b.call(mathlib.intrinsic(self.b, "llvm.sqrt", x.type), [x])
+        return self.b.call(float_intrinsic(self.b, "llvm.sqrt", x.type), [x])
 
     def exp(self, x: ir.Value) -> ir.Value:
         return mathlib.exp(self.b, x)

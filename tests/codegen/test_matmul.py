@@ -16,9 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import graphc as gc
-from codegen.gemm_kernel import default_config
+from codegen.gemm.config import default_config, host_vector_bits
+from codegen.gemm.driver import emit_gemm, row_tiles, workspace_bytes
+from codegen.linalg import batch_layout, matmul_operands
 from codegen.lowering import KernelContext, LoweringError, find_lowerer, pointer_type
-from codegen.matmul import batch_layout, emit_gemm, host_vector_bits, matmul_operands, row_tiles, workspace_bytes
 from codegen.target import Jit, has_avx512, host, new_module
 from passes.plan import Kernel
 from runtime.native import _asm_functions

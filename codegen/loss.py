@@ -1,4 +1,4 @@
-"""Lowering of the remaining structured ops: softmax_cross_entropy, mse, one_hot, reshape, transpose.
+"""Lowering of the losses and one_hot (structured kernels: a reduction over examples or elements).
 
 - softmax_cross_entropy, per row r of logits z (N, C): with m = max_c z_c and log s = log Σ_c exp(z_c - m),
   integer labels: ℓ_r = (m - z[label_r]) + log s. (Never m + log s first: near |m| ~ 100 that sum rounds to
@@ -6,17 +6,26 @@
   index: the row's loss is NaN and the status word gets this node's error code (the runtime raises).
   Probability targets t: ℓ_r = log s·Σ_c t_c - Σ_c t_c (z_c - m). Then mean / sum / none over rows.
 - mse: ℓ = Σ (p - t)² (/n for mean) or per element for ``none``.
+- per element (p or z the prediction, t the target):
+  binary_cross_entropy: ℓ = -(t·max(log p, -100) + (1 - t)·max(log(1 - p), -100)) (NaN-propagating max);
+  sigmoid_binary_cross_entropy: ℓ = max(z, 0) - z·t + log1p(e), e = exp(-|z|), with
+  log1p(e) = log(u)·e/(u - 1) for u = 1 + e ≠ 1 and e when u rounds to 1 (Goldberg's trick: exact to an ulp);
+  mae: ℓ = |p - t|. ``none`` stores ℓ per element; ``sum``/``mean`` accumulate in float64 (then / n for the
+  mean; 0/0 = nan) and round once to the loss dtype.
 - one_hot: y[l, d] = (labels[l] == d) — a comparison, so any label value is safe.
-- reshape: a contiguous copy; transpose: a strided copy over the output (axes collapsed).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import llvmlite.ir as ir
 
-from codegen import loops
+import codegen.loops as loops
+import codegen.mathlib as mathlib
+from codegen.activation import row_loop, softmax_rows
+from codegen.llvm import F64, fold, i64
 from codegen.lowering import KernelContext, lowerer
-from codegen.reduce import row_loop, softmax_rows
 from codegen.scalar import FAST, LLVMScalarBuilder, load, store, value_type
 
 
@@ -43,17 +52,17 @@ def lower_softmax_cross_entropy(ctx: KernelContext) -> None:
         weight = ir.Constant(ty, 1.0)
         if labels.dtype == "int64":
             label = b.load(ctx.elem(labels, at))
-            inside = b.and_(b.icmp_signed(">=", label, loops.const(0)),
-                            b.icmp_signed("<", label, loops.const(classes)))
-            ignored = b.icmp_signed("==", label, loops.const(ignore)) if ignore is not None else ir.Constant(
+            inside = b.and_(b.icmp_signed(">=", label, i64(0)),
+                            b.icmp_signed("<", label, i64(classes)))
+            ignored = b.icmp_signed("==", label, i64(ignore)) if ignore is not None else ir.Constant(
                 ir.IntType(1), 0)
-            safe = b.select(inside, label, loops.const(0))
-            picked = load(b, ctx.elem(z, b.add(base, b.mul(safe, loops.const(inner)))), z.dtype)
+            safe = b.select(inside, label, i64(0))
+            picked = load(b, ctx.elem(z, b.add(base, b.mul(safe, i64(inner)))), z.dtype)
             loss = b.select(inside, b.fadd(b.fsub(m, picked), log_s), ir.Constant(ty, float("nan")))
             loss = b.select(ignored, ir.Constant(ty, 0.0), loss)
             weight = b.select(ignored, ir.Constant(ty, 0.0), weight)
             with b.if_then(b.and_(b.not_(inside), b.not_(ignored)), likely=False):
-                b.store(loops.const(code), ctx.status)
+                b.store(i64(code), ctx.status)
         else:
             zero = ir.Constant(ty, 0.0)
             mass = row_loop(b, classes, inner, base, zero,
@@ -77,7 +86,7 @@ def lower_softmax_cross_entropy(ctx: KernelContext) -> None:
     if reduction == "mean":
         denom = b.load(count) if ignore is not None else ir.Constant(ty, float(rows * inner))
         result = b.fdiv(result, denom)
-    b.store(result, ctx.elem(node, loops.const(0)))
+    b.store(result, ctx.elem(node, i64(0)))
 
 
 @lowerer("mse")
@@ -96,11 +105,11 @@ def lower_mse(ctx: KernelContext) -> None:
         return
     total = ir.Constant(ty, 0.0)
     if p.size:
-        total = row_loop(ctx.builder, p.size, 1, loops.const(0), total,
+        total = row_loop(ctx.builder, p.size, 1, i64(0), total,
                          lambda b, a, off, _j: b.fadd(a, sq(b, off), flags=FAST), "sq")
     if node.attrs["reduction"] == "mean":
         total = ctx.builder.fdiv(total, ir.Constant(ty, float(p.size)))
-    ctx.builder.store(total, ctx.elem(node, loops.const(0)))
+    ctx.builder.store(total, ctx.elem(node, i64(0)))
 
 
 @lowerer("one_hot")
@@ -117,29 +126,61 @@ def lower_one_hot(ctx: KernelContext) -> None:
     loops.emit_nest(ctx.builder, (labels.size, depth), [(1, 0), (depth, 1)], body, name="oh")
 
 
-def _copy(ctx: KernelContext, domain: tuple[int, ...], src_strides: tuple[int, ...]) -> None:
+Term = Callable[[LLVMScalarBuilder, ir.Value, ir.Value], ir.Value]
+
+
+def _bce(sb: LLVMScalarBuilder, p: ir.Value, t: ir.Value) -> ir.Value:
+    one, floor = sb.const(1.0, like=p), sb.const(-100.0, like=p)
+    log_p = sb.max(sb.log(p), floor)
+    log_q = sb.max(sb.log(sb.sub(one, p)), floor)
+    return sb.neg(sb.add(sb.mul(t, log_p), sb.mul(sb.sub(one, t), log_q)))
+
+
+def _log1p(sb: LLVMScalarBuilder, e: ir.Value) -> ir.Value:
+    """log(1 + e) for e ≥ 0, accurate for tiny e."""
+    b = sb.b
+    one = sb.const(1.0, like=e)
+    u = b.fadd(e, one)
+    ratio = b.fdiv(e, b.fsub(u, one))
+    return b.select(b.fcmp_ordered("==", u, one), e, b.fmul(mathlib.log(b, u), ratio))
+
+
+def _sigmoid_bce(sb: LLVMScalarBuilder, z: ir.Value, t: ir.Value) -> ir.Value:
+    e = sb.exp(sb.neg(sb.abs(z)))
+    return sb.add(sb.sub(sb.max(z, sb.const(0.0, like=z)), sb.mul(z, t)), _log1p(sb, e))
+
+
+def _mae(sb: LLVMScalarBuilder, p: ir.Value, t: ir.Value) -> ir.Value:
+    return sb.abs(sb.sub(p, t))
+
+
+TERMS: dict[str, Term] = {"binary_cross_entropy": _bce, "sigmoid_binary_cross_entropy": _sigmoid_bce, "mae": _mae}
+
+
+@lowerer(*TERMS)
+def lower_elementwise_loss(ctx: KernelContext) -> None:
+    """ℓ per element, then the reduction (see the module docstring)."""
     (node,) = ctx.kernel.nodes
-    x = node.inputs[0]
-    shape, strides = loops.collapse(domain, [src_strides, loops.contiguous_strides(domain)])
+    p, t = node.inputs
+    term = TERMS[node.op]
+    ty = value_type(node.dtype)
+    b = ctx.builder
+    sb = LLVMScalarBuilder(b)
 
-    def body(b: ir.IRBuilder, offs: list[ir.Value], _i: list[ir.Value]) -> None:
-        b.store(b.load(ctx.elem(x, offs[0])), ctx.elem(node, offs[1]))
+    def value(b: ir.IRBuilder, off: ir.Value) -> ir.Value:
+        return term(sb, b.load(ctx.elem(p, off)), b.load(ctx.elem(t, off)))
 
-    loops.emit_nest(ctx.builder, shape, strides, body, name="copy")
+    if node.attrs["reduction"] == "none":
+        loops.emit_nest(b, (p.size,), [(1,)], lambda b, offs, _i: b.store(value(b, offs[0]), ctx.elem(node, offs[0])),
+                        name="loss")
+        return
+    total = ir.Constant(F64, 0.0)
+    if p.size:
+        def step(b: ir.IRBuilder, i: ir.Value, accs: list[ir.Value]) -> list[ir.Value]:
+            v = value(b, i)
+            return [b.fadd(accs[0], v if ty == F64 else b.fpext(v, F64), flags=FAST)]
 
-
-@lowerer("reshape")
-def lower_reshape(ctx: KernelContext) -> None:
-    """y = x (same elements, row-major order): a copy."""
-    node = ctx.kernel.nodes[0]
-    _copy(ctx, (node.size,), (1,))
-
-
-@lowerer("transpose")
-def lower_transpose(ctx: KernelContext) -> None:
-    """y[i_0, …] = x[i_{axes⁻¹}…]: read x with its strides permuted into the output's axis order."""
-    node = ctx.kernel.nodes[0]
-    x = node.inputs[0]
-    own = loops.contiguous_strides(x.shape)
-    _copy(ctx, node.shape, tuple(own[a] for a in node.attrs["axes"]))
-
+        (total,) = fold(b, p.size, [total], step, "loss")
+    if node.attrs["reduction"] == "mean":
+        total = b.fdiv(total, ir.Constant(F64, float(p.size)))
+    b.store(total if ty == F64 else b.fptrunc(total, ty), ctx.elem(node, i64(0)))

@@ -1,0 +1,111 @@
+"""The register-tiled GEMM micro-kernel.
+
+It computes one ``rows x cols`` tile of C (``rows <= mr``, ``cols <= nr = nv * vec``) from a packed A micro-panel
+``Ap`` (``Ap[p*rows + r]``) and a packed, zero-padded B panel ``Bp`` (``Bp[p*nr + c]``)::
+
+    prefetch the C tile (for writing)
+    for p in 0..kc:                              # acc: rows x nv vector phis, all in registers
+        b_v = Bp[p, v*vec : (v+1)*vec]  for v < nv            (aligned vector loads)
+        a_r = broadcast(Ap[p, r])       for r < rows
+        acc[r][v] = llvm.fma(a_r, b_v, acc[r][v])
+    C[tile] = acc (+ C[tile] when load_c)        # llvm.masked.load/store for a partial last vector
+
+Because Bp is zero-padded to ``nr`` columns, partial column tiles still run full-width FMAs and only their C
+accesses are masked; partial row tiles are separate instantiations with fewer accumulators. Micro-kernels take
+the leading dimension and depth at run time and are created once per module and geometry, so every GEMM of a
+program shares them (``graphc.gemm.f32.8x2.uk6x16`` ...).
+"""
+
+from __future__ import annotations
+
+import llvmlite.ir as ir
+
+from codegen.gemm.config import GemmConfig, helper_function, shared_name
+from codegen.llvm import I1, I32, I64, PTR, VOID, fold, gep, i64, intrinsic
+
+
+def _vsuffix(cfg: GemmConfig) -> str:
+    return f"v{cfg.vec}{'f32' if cfg.dtype == 'float32' else 'f64'}"
+
+
+def _mask(lanes: int, vec: int) -> ir.Constant:
+    return ir.Constant(ir.VectorType(I1, vec), [1 if i < lanes else 0 for i in range(vec)])
+
+
+def _splat(builder: ir.IRBuilder, cfg: GemmConfig, scalar: ir.Value) -> ir.Value:
+    one = builder.insert_element(ir.Constant(cfg.vector, ir.Undefined), scalar, ir.Constant(I32, 0))
+    zeros = ir.Constant(ir.VectorType(I32, cfg.vec), [0] * cfg.vec)
+    return builder.shuffle_vector(one, ir.Constant(cfg.vector, ir.Undefined), zeros)
+
+
+def microkernel(module: ir.Module, cfg: GemmConfig, rows: int, cols: int) -> ir.Function:
+    """``void uk(Ap*, Bp*, C*, i64 ldc, i64 kc, i1 load_c)``: C[0:rows, 0:cols] (+)= Ap · Bp over ``kc`` steps.
+
+    ``Ap[p*rows + r]`` is the packed A micro-panel, ``Bp[p*nr + c]`` the packed (zero-padded) B panel; C rows are
+    ``ldc`` elements apart. ``cols <= nr``; a partial last vector is loaded and stored with a lane mask. ``kc >= 1``.
+    Created once per module and geometry.
+    """
+    name = shared_name(cfg, f"uk{rows}x{cols}")
+    existing = module.globals.get(name)
+    if existing is not None:
+        return existing
+    fn = helper_function(module, name, [PTR, PTR, PTR, I64, I64, I1], noalias=3)
+    a_ptr, b_ptr, c_ptr, ldc, kc, load_c = fn.args
+    scalar, vector, vec = cfg.scalar, cfg.vector, cfg.vec
+    nvec = -(-cols // vec)
+    fma = intrinsic(module, f"llvm.fma.{_vsuffix(cfg)}", vector, [vector, vector, vector])
+
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    prefetch = intrinsic(module, "llvm.prefetch.p0", VOID, [PTR, I32, I32, I32])
+    for r in range(rows):  # the C tile is needed after the loop: start fetching it now (for writing)
+        c_row = b.mul(ldc, i64(r))
+        for col in sorted({0, cols - 1}):
+            b.call(prefetch, [gep(b, c_ptr, b.add(c_row, i64(col)), scalar), ir.Constant(I32, 1),
+                              ir.Constant(I32, 3), ir.Constant(I32, 1)])
+    zero = ir.Constant(vector, None)
+
+    def step(b: ir.IRBuilder, p: ir.Value, acc: list[ir.Value]) -> list[ir.Value]:
+        b_row = b.mul(p, i64(cfg.nr))
+        bvecs = [b.load(gep(b, b_ptr, b.add(b_row, i64(v * vec)), scalar), typ=vector, align=vec * cfg.itemsize)
+                 for v in range(nvec)]
+        a_col = b.mul(p, i64(rows))
+        out = []
+        for r in range(rows):
+            a_vec = _splat(b, cfg, b.load(gep(b, a_ptr, b.add(a_col, i64(r)), scalar), typ=scalar))
+            out += [b.call(fma, [a_vec, bvecs[v], acc[r * nvec + v]]) for v in range(nvec)]
+        return out
+
+    flat = fold(b, kc, [zero] * (rows * nvec), step, "k")  # kc >= 1 (the driver's blocks are never empty)
+    new = [flat[r * nvec:(r + 1) * nvec] for r in range(rows)]
+    last_lanes = cols - (nvec - 1) * vec
+    masked_load = masked_store = None
+    if last_lanes < vec:
+        vt = ir.VectorType(I1, vec)
+        masked_load = intrinsic(module, f"llvm.masked.load.{_vsuffix(cfg)}.p0", vector, [PTR, I32, vt, vector])
+        masked_store = intrinsic(module, f"llvm.masked.store.{_vsuffix(cfg)}.p0", VOID, [vector, PTR, I32, vt])
+    mask = _mask(last_lanes, vec)
+    salign = ir.Constant(I32, cfg.itemsize)
+
+    def store_all(builder: ir.IRBuilder, add_c: bool) -> None:
+        for r in range(rows):
+            c_row = builder.mul(ldc, i64(r))
+            for v in range(nvec):
+                value, addr = new[r][v], gep(builder, c_ptr, builder.add(c_row, i64(v * vec)), scalar)
+                partial = v == nvec - 1 and masked_load is not None
+                if add_c:
+                    old = (builder.call(masked_load, [addr, salign, mask, zero]) if partial
+                           else builder.load(addr, typ=vector, align=cfg.itemsize))
+                    value = builder.fadd(value, old)
+                if partial:
+                    builder.call(masked_store, [value, addr, salign, mask])
+                else:
+                    builder.store(value, addr, align=cfg.itemsize)
+        builder.ret_void()
+
+    with b.if_else(load_c) as (then, otherwise):
+        with then:
+            store_all(b, True)
+        with otherwise:
+            store_all(b, False)
+    b.unreachable()
+    return fn

@@ -1,0 +1,92 @@
+"""LLVM IR helpers every lowering shares: the IR types, i64 constants and pointer arithmetic, the one loop builder
+(:func:`for_range`; :func:`fold` for loops that carry accumulators) and intrinsic declarations.
+
+Loops have constant or runtime bounds; the body is entered only when ``start < stop`` (a constant non-empty range
+needs no guard) and tested at the bottom, with an ``nsw`` increment: the canonical form LLVM's loop vectorizer
+and unroller expect without a rotation first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import llvmlite.ir as ir
+
+I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
+F32, F64 = ir.FloatType(), ir.DoubleType()
+PTR = ir.PointerType()  # an opaque pointer (the GEMM's operands)
+VOID = ir.VoidType()
+I8P = I8.as_pointer()
+
+
+def i64(value: int) -> ir.Constant:
+    return ir.Constant(I64, value)
+
+
+def as_value(value: int | ir.Value) -> ir.Value:
+    return i64(value) if isinstance(value, int) else value
+
+
+def gep(builder: ir.IRBuilder, ptr: ir.Value, index: int | ir.Value, etype: ir.Type) -> ir.Value:
+    """``&ptr[index]`` for an opaque pointer to elements of type ``etype``."""
+    return builder.gep(ptr, [as_value(index)], inbounds=True, source_etype=etype)
+
+
+@contextmanager
+def for_range(builder: ir.IRBuilder, start: int | ir.Value, stop: int | ir.Value, step: int = 1,
+              name: str = "i", nonempty: bool = False) -> Iterator[ir.Value]:
+    """``for (i = start; i < stop; i += step)``: the ``with`` block is the body, the yielded value ``i``.
+    ``nonempty``: the caller guarantees ``start < stop`` for runtime bounds (no guard is emitted)."""
+    pre = builder.block
+    body = builder.append_basic_block(f"{name}.body")
+    end = builder.append_basic_block(f"{name}.end")
+    first, last = as_value(start), as_value(stop)
+    constant = isinstance(start, int) and isinstance(stop, int)
+    if (constant and start < stop) or (nonempty and not constant):
+        builder.branch(body)
+    else:
+        builder.cbranch(builder.icmp_signed("<", first, last), body, end)
+    builder.position_at_end(body)
+    index = builder.phi(I64, name=name)
+    index.add_incoming(first, pre)
+    yield index
+    nxt = builder.add(index, i64(step), name=f"{name}.next", flags=("nsw",))
+    index.add_incoming(nxt, builder.block)
+    builder.cbranch(builder.icmp_signed("<", nxt, last), body, end)
+    builder.position_at_end(end)
+
+
+Step = Callable[[ir.IRBuilder, ir.Value, list[ir.Value]], list[ir.Value]]
+
+
+def fold(builder: ir.IRBuilder, count: int | ir.Value, inits: list[ir.Value], step: Step,
+         name: str) -> list[ir.Value]:
+    """``accs = inits; for i in range(count): accs = step(b, i, accs)``; returns the final accs. ``count >= 1``
+    (checked for a constant, guaranteed by the caller for a runtime value), so the loop needs no guard and its
+    results dominate what follows."""
+    if isinstance(count, int) and count < 1:
+        raise ValueError(f"fold needs a positive trip count, got {count}")
+    pre = builder.block
+    with for_range(builder, 0, count, name=name, nonempty=True) as i:
+        accs = [builder.phi(v.type, name=f"{name}.acc") for v in inits]
+        for acc, v in zip(accs, inits):
+            acc.add_incoming(v, pre)
+        new = step(builder, i, list(accs))
+        for acc, v in zip(accs, new):
+            acc.add_incoming(v, builder.block)
+    return new
+
+
+def intrinsic(module: ir.Module, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
+    """The declaration of function ``name`` in ``module`` (created on first use)."""
+    existing = module.globals.get(name)
+    if existing is not None:
+        return existing
+    return ir.Function(module, ir.FunctionType(ret, args), name=name)
+
+
+def float_intrinsic(builder: ir.IRBuilder, name: str, ty: ir.Type, nargs: int = 1) -> ir.Function:
+    """The overloaded float intrinsic ``name`` (``llvm.sqrt``, ``llvm.fabs``, ...) for ``ty`` (float or double)."""
+    suffix = "f64" if isinstance(ty, ir.DoubleType) else "f32"
+    return intrinsic(builder.module, f"{name}.{suffix}", ty, [ty] * nargs)
