@@ -17,9 +17,8 @@ SUPPORTED_OPS = (
     "Add", "Sub", "Mul", "Div", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Exp", "Log", "Gemm", "MatMul", "Conv",
     "MaxPool", "AveragePool", "GlobalAveragePool", "Softmax", "LogSoftmax", "ReduceSum", "ReduceMean", "Reshape",
     "Transpose", "Flatten", "Concat", "BatchNormalization", "Dropout", "SoftmaxCrossEntropyLoss",
-    "NegativeLogLikelihoodLoss",
+    "NegativeLogLikelihoodLoss", "HardSwish", "HardSigmoid",
 )
-
 
 
 @functools.lru_cache(maxsize=1)

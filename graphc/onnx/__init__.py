@@ -1,0 +1,49 @@
+"""ONNX import: ``gc.onnx.import_model(model_or_path)`` builds a graphc graph from an ONNX ``ModelProto``.
+
+    imported = gc.onnx.import_model("model.onnx")
+    prog = imported.compile(backend="numpy")
+    out = prog(**{name: array for name in imported.inputs})
+
+Graph inputs become ``g.input`` (static shapes; float32, float64, int64, bool), initializers become params (or
+consts), and each node goes through the translator registered for its ONNX op type (``TRANSLATORS``). Values
+needed at import time (a Reshape's shape, Reduce axes, Slice bounds) must be constants: initializers, ``Constant``
+nodes, ``Shape`` of a static-shaped tensor, anything computed from those alone, or graph inputs given in
+``static_inputs``. Whatever graphc cannot express raises :class:`UnsupportedOnnx` naming the op and the attribute,
+dtype or input at fault. The ``onnx`` package is optional: only this package needs it.
+
+Layout (each module imports only ``graphc.onnx.registry`` of this package, never the package itself):
+
+- ``registry``: the translator registry (``translator``, ``TRANSLATORS``) and what translators use: ``OnnxNode``
+  (attributes), ``ImportContext`` (graph, import-time values), ``UnsupportedOnnx`` and helpers (``as_array``,
+  ``np_dtype_of``, ``shape_of``, ``dtype_of``, ``optional_input``);
+- ``importer``: ``import_model`` and ``ImportedModel`` (graph inputs, initializers, node dispatch);
+- translators by op family, listed in ``TRANSLATOR_MODULES`` below: ``arith`` (elementwise math, comparisons,
+  Where, Cast), ``activation`` (Relu ... HardSigmoid, Softmax), ``reduce`` (Reduce*), ``shape`` (Constant, Shape,
+  Reshape, Transpose, Concat, ...), ``indexing`` (Slice, Gather), ``linalg`` (MatMul, Gemm), ``nn`` (Conv, pooling,
+  BatchNormalization, Dropout), ``loss`` (NegativeLogLikelihoodLoss, SoftmaxCrossEntropyLoss).
+
+Adding a translator: write a function ``(ctx, node, inputs) -> outputs`` in the module of its family, with a short
+docstring saying what it maps to, and decorate it with ``@translator("OpType")`` from ``graphc.onnx.registry``.
+It must read every attribute it supports through ``node.attr`` (an unread attribute raises UnsupportedOnnx) and
+raise ``node.unsupported(...)`` for what graphc cannot express. A new module must be imported here and added to
+``TRANSLATOR_MODULES``: registration happens by this explicit list, never by imports at the bottom of modules.
+"""
+
+from __future__ import annotations
+
+import graphc.onnx.activation as activation
+import graphc.onnx.arith as arith
+import graphc.onnx.indexing as indexing
+import graphc.onnx.linalg as linalg
+import graphc.onnx.loss as loss
+import graphc.onnx.nn as nn
+import graphc.onnx.reduce as reduce
+import graphc.onnx.shape as shape
+from graphc.onnx.importer import ImportedModel, import_model
+from graphc.onnx.registry import TRANSLATORS, ImportContext, OnnxNode, UnsupportedOnnx, translator
+
+# the translator modules; importing each registers its translators in TRANSLATORS
+TRANSLATOR_MODULES = (activation, arith, indexing, linalg, loss, nn, reduce, shape)
+
+__all__ = ["TRANSLATORS", "TRANSLATOR_MODULES", "ImportContext", "ImportedModel", "OnnxNode", "UnsupportedOnnx",
+           "import_model", "translator"]

@@ -1,0 +1,132 @@
+"""``import_model``: an ONNX ``ModelProto`` → a graphc graph (graph inputs, initializers, node dispatch)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from graphc.ir import Graph, GraphcError, Node, topo_ancestors
+from graphc.onnx.registry import (
+    TRANSLATORS,
+    ImportContext,
+    OnnxNode,
+    UnsupportedOnnx,
+    Value,
+    as_array,
+    np_dtype_of,
+    require_onnx,
+)
+
+
+class ImportedModel:
+    """The result of :func:`import_model`: the graph, its runtime input names and its outputs by ONNX name."""
+
+    def __init__(self, graph: Graph, inputs: list[str], outputs: dict[str, Node], opset: int) -> None:
+        self.graph = graph
+        self.inputs = inputs
+        self.outputs = outputs
+        self.opset = opset
+
+    def compile(self, backend: str | None = None, **options: Any) -> Any:
+        """A program returning ``{onnx output name: array}``; feed it the arrays named by ``inputs``."""
+        from graphc.api import compile as compile_graph
+
+        return compile_graph(dict(self.outputs), backend=backend, **options)
+
+    def __repr__(self) -> str:
+        return f"ImportedModel({self.graph.name!r}, inputs={self.inputs}, outputs={list(self.outputs)})"
+
+
+def import_model(model_or_path: Any, *, initializers: str = "params", static_inputs: Mapping[str, Any] | None = None,
+                 input_shapes: Mapping[str, Any] | None = None, name: str | None = None) -> ImportedModel:
+    """Translate an ONNX model (a ``ModelProto``, bytes or a file path) into a graphc graph.
+
+    ``initializers``: ``"params"`` (float initializers become trainable params; integer ones consts) or
+    ``"consts"``. ``static_inputs``: values of graph inputs that the model uses as shapes, axes or indices (an input
+    that an op also consumes as a tensor still becomes a runtime input). ``input_shapes`` fixes dynamic dimensions.
+    """
+    onnx = require_onnx()
+    if isinstance(model_or_path, (str, os.PathLike)):
+        model = onnx.load(os.fspath(model_or_path))
+    elif isinstance(model_or_path, bytes):
+        model = onnx.load_from_string(model_or_path)
+    else:
+        model = model_or_path
+    if initializers not in ("params", "consts"):
+        raise GraphcError(f"import_model: initializers must be 'params' or 'consts', got {initializers!r}")
+    opset = _default_opset(model)
+    onnx_graph = model.graph
+    graph = Graph(name or onnx_graph.name or "onnx")
+    ctx = ImportContext(graph, static_inputs or {}, initializers == "params")
+    values: dict[str, Value] = {}
+    init_names = {init.name for init in onnx_graph.initializer}
+    for init in onnx_graph.initializer:
+        array = as_array(onnx.numpy_helper.to_array(init), f"initializer {init.name!r}")
+        ctx.initializers[id(array)] = (init.name, array)
+        values[init.name] = array
+    for vi in onnx_graph.input:
+        if vi.name not in init_names:
+            values[vi.name] = _graph_input(graph, vi, (input_shapes or {}).get(vi.name))
+    for proto in onnx_graph.node:
+        _translate_node(ctx, OnnxNode(proto, opset), values)
+    outputs = {}
+    for vi in onnx_graph.output:
+        if vi.name not in values:
+            raise UnsupportedOnnx(f"graph output {vi.name!r} is produced by no node")
+        outputs[vi.name] = ctx.tensor(values[vi.name])
+    used = {n.name for n in topo_ancestors(list(outputs.values())) if n.op == "input"}
+    inputs = [name for name in graph.inputs if name in used]
+    return ImportedModel(graph, inputs, outputs, opset)
+
+
+def _default_opset(model: Any) -> int:
+    """The model's opset version of the default ONNX domain (1 when it names none)."""
+    for entry in model.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            return int(entry.version)
+    return 1
+
+
+def _graph_input(graph: Graph, vi: Any, shape: Any) -> Node:
+    """A ``g.input`` for a graph input's ValueInfoProto (static shape, or ``shape`` from input_shapes)."""
+    tensor_type = vi.type.tensor_type
+    if not vi.type.HasField("tensor_type"):
+        raise UnsupportedOnnx(f"graph input {vi.name!r}: only tensor inputs are supported")
+    dtype = np_dtype_of(tensor_type.elem_type, f"graph input {vi.name!r}")
+    if shape is None:
+        dims = []
+        for dim in tensor_type.shape.dim:
+            if not dim.HasField("dim_value"):
+                raise UnsupportedOnnx(f"graph input {vi.name!r}: dynamic dimension {dim.dim_param or '?'!r}; "
+                                      "graphc needs static shapes (pass input_shapes)")
+            dims.append(dim.dim_value)
+        shape = tuple(dims)
+    return graph.input(vi.name, tuple(shape), dtype)
+
+
+def _translate_node(ctx: ImportContext, node: OnnxNode, values: dict[str, Value]) -> None:
+    """Run the node's translator on its inputs and record its outputs in ``values``."""
+    if node.proto.domain not in ("", "ai.onnx"):
+        raise node.unsupported(f"domain {node.proto.domain!r} is not supported")
+    func = TRANSLATORS.get(node.op_type)
+    if func is None:
+        raise UnsupportedOnnx(f"ONNX op {node.op_type} is not supported by graphc's importer")
+    inputs = []
+    for name in node.proto.input:
+        if name and name not in values:
+            raise UnsupportedOnnx(f"{node.label}: input {name!r} is not defined before use")
+        inputs.append(values[name] if name else None)
+    while inputs and inputs[-1] is None:
+        inputs.pop()
+    results = func(ctx, node, inputs)
+    node.check_attrs_used()
+    for name, result in zip(node.proto.output, results):
+        if name:
+            if result is None:
+                raise node.unsupported(f"output {name!r} is not supported")
+            values[name] = result
+    produced = len(results)
+    wanted = [n for n in list(node.proto.output)[produced:] if n]
+    if wanted:
+        raise node.unsupported(f"output {', '.join(map(repr, wanted))} is not supported")
