@@ -397,6 +397,23 @@ class Graph:
         array.setflags(write=False)
         return self.add_node("const", (), {"value": array}, TensorType(array.shape, array.dtype.name), name=name)
 
+    def to_networkx(self) -> Any:
+        """The graph as a ``networkx.DiGraph`` for analysis: one node per graph node (keyed by name) with ``op``,
+        ``shape``, ``dtype``, ``site``, ``backward`` and the ``attrs`` mapping; an edge from each input to its
+        consumer with ``positions`` (the operand positions it fills: ``x * x`` gives ``[0, 1]``)."""
+        import networkx as nx  # only when asked for: importing the IR stays cheap
+
+        g = nx.DiGraph(name=self.name)
+        for n in self.nodes:
+            g.add_node(n.name, op=n.op, shape=n.shape, dtype=n.dtype, site=n.site, backward=n.backward,
+                       attrs=dict(n.attrs))
+            for position, x in enumerate(n.inputs):
+                if g.has_edge(x.name, n.name):
+                    g.edges[x.name, n.name]["positions"].append(position)
+                else:
+                    g.add_edge(x.name, n.name, positions=[position])
+        return g
+
     def remove_unreachable_since(self, start: int, keep: list[Node]) -> None:
         """Drop nodes created at index >= ``start`` that none of ``keep`` depends on (used by autodiff)."""
         live: set[int] = set()

@@ -152,7 +152,7 @@ class LogSoftmax(_AlongAxis):
         return (fn.sub(g, fn.mul(fn.exp(node), fn.sum(g, axis=axis, keepdims=True))),)
 
 
-# -- activations beyond the core (issue 3) -----------------------------------------------------------------
+# -- more activations ----------------------------------------------------------------------------------------
 
 
 @register

@@ -1,4 +1,5 @@
-"""Backends that execute programs: the NumPy interpreter (reference) and, later, native code."""
+"""Backends that execute programs: the NumPy interpreter (reference: the graph node by node, or the compiled Plan
+with ``backend="numpy-plan"``) and the native LLVM backend (``runtime.native``, loaded on first use)."""
 
 from __future__ import annotations
 

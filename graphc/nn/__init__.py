@@ -25,8 +25,7 @@ from graphc.nn.layers import (
     Tanh,
 )
 from graphc.nn.losses import accuracy, confusion_matrix
-from graphc.nn.model import Sequential, TrainingError
-from graphc.nn.saving import load_model
+from graphc.nn.model import Sequential, TrainingError, load_model
 
 __all__ = [
     "Activation", "AveragePooling2D", "AvgPool2D", "BatchNormalization", "Callback", "Conv2D", "Dense", "Dropout",

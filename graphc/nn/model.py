@@ -20,6 +20,7 @@ from graphc.api import compile as compile_program
 from graphc.ir import Graph, GraphcError, Node
 from graphc.nn.callbacks import Callback, History, ProgressBar
 from graphc.nn.layers import Layer
+from graphc.nn.saving import optimizer_from, read_model, save_model
 from ops import fn
 
 
@@ -316,6 +317,16 @@ class Sequential:
 
     # -- saving --------------------------------------------------------------------------------------
     def save(self, path: str) -> None:
-        from graphc.nn.saving import save_model
-
         save_model(self, path)
+
+
+def load_model(path: str, backend: str | None = None) -> Sequential:
+    """Rebuild a saved Sequential model with its weights; optimizer state is restored when training resumes."""
+    description, state, layers = read_model(path)
+    model = Sequential(layers, name=description["name"]).build(tuple(description["input_shape"]))
+    compiled = description.get("compile")
+    if compiled:
+        model.compile(compiled["loss"], optimizer=optimizer_from(compiled["optimizer"]), metrics=compiled["metrics"],
+                      backend=backend)
+    model.set_state(state)
+    return model

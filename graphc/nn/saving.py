@@ -1,4 +1,5 @@
-"""``model.save(path)`` / ``load_model(path)``: architecture, weights and optimizer state in one ``.npz``.
+"""The model file format of ``model.save(path)`` / ``gc.nn.load_model(path)`` (``graphc.nn.model``): architecture,
+weights and optimizer state in one ``.npz``.
 
 The archive holds a JSON description under ``__graphc_model__`` (stored as UTF-8 bytes) and one array per
 graph-state entry under ``state/<name>``. It is read with ``allow_pickle=False``: nothing in it can run code.
@@ -43,10 +44,8 @@ def save_model(model: Any, path: str) -> None:
     os.replace(temporary, path)  # a crash mid-write never leaves a truncated checkpoint
 
 
-def load_model(path: str, backend: str | None = None) -> Any:
-    """Rebuild a saved Sequential model with its weights; optimizer state is restored when training resumes."""
-    from graphc.nn.model import Sequential
-
+def read_model(path: str) -> tuple[dict[str, Any], dict[str, np.ndarray], list[Any]]:
+    """(description, state arrays by name, the rebuilt layers) of a saved model file."""
     with np.load(path, allow_pickle=False) as archive:
         if "__graphc_model__" not in archive:
             raise GraphcError(f"{path} is not a graphc model file")
@@ -60,11 +59,9 @@ def load_model(path: str, backend: str | None = None) -> Any:
         if cls is None:
             raise GraphcError(f"{path}: unknown layer class {entry['class']!r}")
         layers.append(cls(**entry["config"]))
-    model = Sequential(layers, name=description["name"]).build(tuple(description["input_shape"]))
-    compiled = description.get("compile")
-    if compiled:
-        spec = compiled["optimizer"]
-        opt = getattr(optim, spec["class"])(**spec["config"])
-        model.compile(compiled["loss"], optimizer=opt, metrics=compiled["metrics"], backend=backend)
-    model.set_state(state)
-    return model
+    return description, state, layers
+
+
+def optimizer_from(spec: dict[str, Any]) -> optim.Optimizer:
+    """The optimizer a saved ``{"class", "config"}`` entry describes."""
+    return getattr(optim, spec["class"])(**spec["config"])
