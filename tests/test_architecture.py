@@ -87,8 +87,8 @@ def test_the_import_graph_has_no_cycles():
 
 def test_imports_only_go_down_the_layer_table():
     graph = import_graph()
-    upward = [f"{a} (layer {LAYERS[layer(a)]}) imports {b} (layer {LAYERS[layer(b)]}) at line {graph.edges[a, b]['line']}"
-              for a, b in graph.edges if layer(b) > layer(a)]
+    upward = [f"{a} (layer {LAYERS[layer(a)]}) imports {b} (layer {LAYERS[layer(b)]}) "
+              f"at line {graph.edges[a, b]['line']}" for a, b in graph.edges if layer(b) > layer(a)]
     assert not upward, "\n".join(upward)
 
 
@@ -100,7 +100,8 @@ def test_library_code_never_imports_the_public_face():
 
 def test_codegen_reads_only_the_plan_type_from_passes():
     graph = import_graph()
-    wrong = [(a, b) for a, b in graph.edges if a.startswith("codegen") and b.startswith("passes") and b != "passes.plan"]
+    wrong = [(a, b) for a, b in graph.edges
+             if a.startswith("codegen") and b.startswith("passes") and b != "passes.plan"]
     assert not wrong, f"codegen must import only passes.plan from passes: {wrong}"
 
 
