@@ -101,34 +101,75 @@ def _function_name(kernel: Kernel, index: int) -> str:
     return f"gk{index}_{safe}"
 
 
+def kernel_signature(kernel: Kernel, args: list[Node], shared: dict[Node, Node], noalias: list[bool]) -> str | None:
+    """What decides the code of ``kernel``'s function, independent of where its buffers live: every node's op,
+    type, attributes and operands (as positions within the kernel), the argument types and constant values, which
+    output takes over which input's buffer, and the ``noalias`` flags. Two kernels with the same signature compile
+    to the same function (a chain's repeated fused groups, a network's repeated blocks), so it is generated once
+    and called for each. None when an attribute has no canonical form (then the kernel gets its own function)."""
+    position = {n: f"a{i}" for i, n in enumerate(args)}
+    local: dict[Node, str] = {}
+    parts = [kernel.kind]
+    try:
+        for n in kernel.nodes:
+            operands = ",".join(local.get(x) or position[x] for x in n.inputs)
+            parts.append(f"{n.op}|{n.type}|{_canon(n.attrs)}|{operands}")
+            local[n] = f"n{len(local)}"
+        parts.append("args " + " ".join(f"{x.type}" + (_canon(x.attrs["value"]) if x.op == "const" else "")
+                                        for x in args))
+    except _Uncacheable:
+        return None
+    parts.append("outputs " + " ".join(local[v] for v in kernel.outputs))
+    parts.append("anchor " + (local[kernel.anchor] if kernel.anchor is not None else "-"))
+    parts.append("shared " + " ".join(f"{local[out]}<{position[src]}" for out, src in shared.items()))
+    parts.append("noalias " + "".join("1" if flag else "0" for flag in noalias))
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _kernel_function(module: ir.Module, plan: Plan, kernel: Kernel, index: int, args: list[Node],
+                     shared: dict[Node, Node], noalias: list[bool], error_nodes: list[Node]) -> ir.Function:
+    """The LLVM function computing ``kernel`` from pointer arguments (inputs, outputs, the status word)."""
+    lower = find_lowerer(kernel)
+    fnty = ir.FunctionType(ir.VoidType(), [pointer_type(n) for n in args] + [I64.as_pointer()])
+    fn = ir.Function(module, fnty, _function_name(kernel, index))
+    fn.linkage = "internal"
+    fn.attributes.add("nounwind")
+    fn.attributes.add("noinline")  # kernels stay separate functions (per-kernel asm facts)
+    for arg, flag in zip(fn.args, noalias + [True]):
+        if flag:
+            arg.add_attribute("noalias")
+    builder = ir.IRBuilder(fn.append_basic_block("entry"))
+    pointers: dict[Node, ir.Value] = dict(zip(args, fn.args))
+    for out, src in shared.items():
+        pointers[out] = builder.bitcast(pointers[src], pointer_type(out))
+    ctx = KernelContext(module, kernel, fn, builder, pointers, fn.args[-1], error_nodes)
+    lower(ctx)
+    ctx.builder.ret_void()
+    return fn
+
+
 def build_module(plan: Plan, name: str = "graphc", direct: bool = True) -> Module:
     """Generate the module of ``plan`` (raises ``LoweringError`` for a kernel nothing can lower); with ``direct``
-    the program outputs are written into caller arrays (see the binding table)."""
+    the program outputs are written into caller arrays (see the binding table). Kernels with equal signatures
+    share one function (see :func:`kernel_signature`), unless their code reports errors naming a node."""
     module = new_module(name)
     slots, outs = binding_slots(plan, direct)
     slot_index = {n: i for i, n in enumerate(slots)}
     error_nodes: list[Node] = []
     functions: list[tuple[Kernel, ir.Function, list[Node]]] = []
     names: dict[str, str] = {}
+    reusable: dict[str, ir.Function] = {}
     for index, kernel in enumerate(plan.kernels):
-        lower = find_lowerer(kernel)
         args = list(kernel.inputs) + list(kernel.outputs)
-        fnty = ir.FunctionType(ir.VoidType(), [pointer_type(n) for n in args] + [I64.as_pointer()])
-        fn = ir.Function(module, fnty, _function_name(kernel, index))
-        fn.linkage = "internal"
-        fn.attributes.add("nounwind")
-        fn.attributes.add("noinline")  # kernels stay separate functions (per-kernel asm facts)
         shared = _shared(plan, kernel, set(outs))
-        for arg, noalias in zip(fn.args, _noalias(plan, args, set(outs) | set(shared)) + [True]):
-            if noalias:
-                arg.add_attribute("noalias")
-        builder = ir.IRBuilder(fn.append_basic_block("entry"))
-        pointers: dict[Node, ir.Value] = dict(zip(args, fn.args))
-        for out, src in shared.items():
-            pointers[out] = builder.bitcast(pointers[src], pointer_type(out))
-        ctx = KernelContext(module, kernel, fn, builder, pointers, fn.args[-1], error_nodes)
-        lower(ctx)
-        ctx.builder.ret_void()
+        noalias = _noalias(plan, args, set(outs) | set(shared))
+        signature = kernel_signature(kernel, args, shared, noalias)
+        fn = reusable.get(signature) if signature is not None else None
+        if fn is None:
+            codes = len(error_nodes)
+            fn = _kernel_function(module, plan, kernel, index, args, shared, noalias, error_nodes)
+            if signature is not None and len(error_nodes) == codes:  # its status codes would name this node
+                reusable[signature] = fn
         functions.append((kernel, fn, args))
         names[kernel.name] = fn.name
     entry = ir.Function(module, ir.FunctionType(ir.VoidType(), [I8P.as_pointer()]), ENTRY)

@@ -13,7 +13,7 @@ from typing import Any
 import llvmlite.ir as ir
 
 import codegen.mathlib as mathlib
-from codegen.llvm import F32, F64, I1, I8, I64, float_intrinsic
+from codegen.llvm import F32, F64, I1, I8, I64, float_intrinsic, intrinsic
 
 FAST = ("reassoc", "contract", "nsz")
 _VALUE_TYPES = {"float32": F32, "float64": F64, "int64": I64, "bool": I1}
@@ -243,6 +243,6 @@ class LLVMScalarBuilder:
         if dtype == "int64":
             suffix = "f64" if src == "float64" else "f32"
             name = f"llvm.fptosi.sat.i64.{suffix}"
-            fn = b.module.globals.get(name) or ir.Function(b.module, ir.FunctionType(I64, [x.type]), name)
+            fn = intrinsic(b.module, name, I64, [x.type])
             return b.call(fn, [x])
         return b.fpext(x, dst) if dtype == "float64" else b.fptrunc(x, dst)
