@@ -9,6 +9,7 @@ updates. Values of ``input``/``param``/``const`` nodes are *bound*: they live in
 from __future__ import annotations
 
 import bisect
+import heapq
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -200,10 +201,13 @@ def _overlaps(plan: Plan, live: dict[Node, tuple[int, int]], steps: int) -> list
         if plan.buffers[v].nbytes:
             starting.setdefault(s, []).append(v)
     by_offset: list[tuple[int, int, int]] = []  # (offset, end byte, position in ``values``) of live values
+    expiry: list[tuple[int, tuple[int, int, int]]] = []  # (last kernel, entry of by_offset): a min-heap
     values: list[Node] = []
     problems: list[str] = []
     for t in sorted(starting):
-        by_offset = [item for item in by_offset if live[values[item[2]]][1] >= t]
+        while expiry and expiry[0][0] < t:  # each value leaves by_offset once, when its lifetime is over
+            _, item = heapq.heappop(expiry)
+            del by_offset[bisect.bisect_left(by_offset, item)]
         for v in starting[t]:
             b = plan.buffers[v]
             i = bisect.bisect_left(by_offset, (b.offset + b.nbytes, -1, -1))
@@ -215,5 +219,7 @@ def _overlaps(plan: Plan, live: dict[Node, tuple[int, int]], steps: int) -> list
                     problems.append(f"at kernel {t} ({name}): {a.name} {plan.buffers[a]} (live {live[a]}) overlaps "
                                     f"{v.name} {b} (live {live[v]})")
             values.append(v)
-            bisect.insort(by_offset, (b.offset, b.offset + b.nbytes, len(values) - 1))
+            item = (b.offset, b.offset + b.nbytes, len(values) - 1)
+            bisect.insort(by_offset, item)
+            heapq.heappush(expiry, (live[v][1], item))
     return problems
