@@ -71,3 +71,19 @@ def test_wide_graph_of_many_small_groups_has_no_cycles():
     prog = gc.compile(y.sum(), backend="numpy-plan")
     want = gc.compile(y.sum(), backend="numpy")(x=np.ones((8, 8), np.float32))
     np.testing.assert_allclose(prog(x=np.ones((8, 8), np.float32)), want, rtol=1e-5)
+
+
+def test_many_values_live_at_once_skip_largest_first_but_stay_valid(monkeypatch):
+    from passes import memplan
+    from passes.pipeline import build_plan
+
+    g = gc.Graph("wide")
+    x = g.input("x", (16,))
+    parts = [gc.reshape(gc.sum(gc.exp(x * float(i))), (1,)) for i in range(60)]
+    y = gc.concat(parts)
+    monkeypatch.setattr(memplan, "LARGEST_FIRST_PAIRS", 100)  # 60 values live together: ~1,800 pairs
+    plan = build_plan([y], [])
+    assert "largest first skipped" in plan.report["memory"][1]
+    plan.verify()
+    monkeypatch.setattr(memplan, "LARGEST_FIRST_PAIRS", 10**9)
+    assert "largest first" in build_plan([y], []).report["memory"][1]
