@@ -1,16 +1,21 @@
-"""Rendering: the forward and the backward graph in one Graphviz picture.
+"""Rendering: the forward and the backward graph in one Graphviz picture, built on ``graphviz.Digraph``.
 
-``to_dot`` writes DOT text itself (two clusters, "forward" and "backward"; backward nodes, the ones autodiff
-created, in their own colour). With ``values`` every edge carries the value of its source node, as in the
-textbook apple-purchase figure: forward values on forward edges, gradients on backward edges, and every output
-gets a final arrow carrying its value. ``render`` writes ``.dot`` directly and ``.svg``/``.png``/``.pdf``
-through Graphviz's ``dot``; without ``dot`` it writes the ``.dot`` file and prints one line of hint.
+``to_graphviz`` builds a :class:`Picture` (a ``graphviz.Digraph``) with two clusters, "forward" and "backward"
+(backward nodes, the ones autodiff created, in their own colour). With ``values`` every edge carries the value of
+its source node, as in the textbook apple-purchase figure: forward values on forward edges, gradients on backward
+edges, and every output gets a final arrow carrying its value. All quoting and escaping comes from the
+``graphviz`` package (:func:`dot_label`), so any node name gives valid DOT; ``to_dot`` is its ``.source``.
+
+``render`` returns the Picture. In Jupyter it displays inline: ``gc.render(g)`` as the last expression of a cell
+(or the returned object) is shown through ``graphviz``'s ``_repr_mimebundle_``, which pipes the DOT through
+Graphviz's ``dot`` executable into SVG. Given a path, ``render`` also writes ``.dot``/``.gv`` as DOT text and
+``.svg``/``.png``/``.pdf`` through ``dot``; without ``dot`` it writes the ``.dot`` file and prints one line of hint.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -151,17 +156,53 @@ def _scalar(x: Any) -> str:
     return f"{x + 0.0:.5g}"  # + 0.0 turns -0.0 into 0.0
 
 
-# ----------------------------------------------------------------------------------------------- DOT
+# ------------------------------------------------------------------------------------------- picture
 
 
 def dot_label(text: str) -> str:
-    """``text`` as a label for the ``graphviz`` package: backslashes literal, line breaks as DOT's ``\\n``."""
-    return graphviz.escape(text).replace("\n", "\\n")
+    """``text`` as a label for the ``graphviz`` package: backslashes and ``<...>`` literal, line breaks as DOT's
+    ``\\n``; the package adds the quotes (and escapes ``"``)."""
+    return graphviz.nohtml(graphviz.escape(text).replace("\n", "\\n"))
 
 
-def _q(text: str) -> str:
-    """A DOT double-quoted string; ``\\n`` separates lines."""
-    return '"' + "\\n".join(line.replace("\\", "\\\\").replace('"', '\\"') for line in text.split("\n")) + '"'
+def _never(_: str) -> None:
+    return None
+
+
+class Picture(graphviz.Digraph):
+    """The ``graphviz.Digraph`` that :func:`to_graphviz` and :func:`render` return.
+
+    ``path`` is the file ``render`` wrote (None when it wrote none; the ``.dot`` fallback when ``dot`` is
+    missing). ``render`` used to return that path as a string, so a Picture with a path still reads as it:
+    ``str()``, f-strings and ``os.fspath`` give the path. Without a path ``str()`` is the DOT source, as for any
+    Digraph; ``.source`` always is. Every ``label`` is written as a DOT quoted string, even one that would be a
+    bare ID (``label="2.2"``, ``label="forward"``), so a label reads the same whatever its text.
+    """
+
+    path: str | None = None
+
+    def __str__(self) -> str:
+        return self.path if self.path is not None else self.source
+
+    def __fspath__(self) -> str:
+        if self.path is None:
+            raise TypeError("this graphc picture was not written to a file (pass a path to render)")
+        return self.path
+
+    @staticmethod
+    def _a_list(label: str | None = None, kwargs: Mapping[str, Any] | None = None, attributes: Any = None) -> str:
+        kwargs = dict(kwargs or {})
+        label = kwargs.pop("label", label)
+        rest = graphviz.quoting.a_list(None, kwargs=kwargs, attributes=attributes)
+        if label is None:
+            return rest
+        quoted = graphviz.quoting.quote(label, is_valid_id=_never)  # keeps HTML labels and quote escaping
+        return f"label={quoted} {rest}" if rest else f"label={quoted}"
+
+    @staticmethod
+    def _attr_list(label: str | None = None, kwargs: Mapping[str, Any] | None = None, attributes: Any = None) -> str:
+        content = Picture._a_list(label, kwargs=kwargs, attributes=attributes)
+        return f" [{content}]" if content else ""
 
 
 def _type_text(node: Node) -> str:
@@ -190,16 +231,25 @@ def node_label(node: Node) -> str:
     return f"{node.name}\n{op}\n{_type_text(node)}"
 
 
-def _node_style(node: Node) -> str:
+def _node_style(node: Node) -> dict[str, str]:
     kind = node.op if node.is_leaf else ("backward" if node.backward else "forward")
-    shape = SHAPE.get(node.op, "box")
-    style = "filled" if node.is_leaf else "rounded,filled"
-    border = BACKWARD_EDGE if node.backward else FORWARD_EDGE
-    return f'shape={shape}, style="{style}", fillcolor="{FILL[kind]}", color="{border}"'
+    return {"shape": SHAPE.get(node.op, "box"), "style": "filled" if node.is_leaf else "rounded,filled",
+            "fillcolor": FILL[kind], "color": BACKWARD_EDGE if node.backward else FORWARD_EDGE}
 
 
-def to_dot(graph_or_outputs: Any, values: Any = None) -> str:
-    """DOT text for ``graph_or_outputs`` (a Graph: all its nodes; tensors: their ancestors), see module doc."""
+def _edge_style(src: Node, dst: Node | None, vals: Mapping[int, Any]) -> dict[str, str]:
+    """Colour of the source's side (forward/backward); dashed when a forward value feeds a backward node."""
+    colour = BACKWARD_EDGE if src.backward else FORWARD_EDGE
+    style = {"color": colour}
+    if dst is not None and dst.backward and not src.backward:
+        style["style"] = "dashed"
+    if id(src) in vals:
+        style.update(label=dot_label(format_value(vals[id(src)])), fontcolor=colour)
+    return style
+
+
+def to_graphviz(graph_or_outputs: Any, values: Any = None) -> Picture:
+    """The picture of ``graph_or_outputs`` (a Graph: all its nodes; tensors: their ancestors), see module doc."""
     graph, nodes, named = _collect(graph_or_outputs)
     program = getattr(values, "program", None)
     if program is not None and program.graph is graph:
@@ -209,85 +259,88 @@ def to_dot(graph_or_outputs: Any, values: Any = None) -> str:
                   if k not in have and id(n) in drawn]
     vals = node_values(graph, nodes, named, values)
     ids = {id(n): f"n{i}" for i, n in enumerate(nodes)}
-    lines = [f"digraph {_q(graph.name)} {{",
-             f'  graph [rankdir=LR, label={_q(graph.name)}, labelloc=t, fontname="Helvetica", nodesep=0.3];',
-             '  node [fontname="Helvetica", fontsize=10];',
-             '  edge [fontname="Helvetica", fontsize=10];']
+    font = {"fontname": "Helvetica", "fontsize": "10"}
+    dot = Picture(dot_label(graph.name), format="svg", node_attr=font, edge_attr=font,
+                  graph_attr={"rankdir": "LR", "label": dot_label(graph.name), "labelloc": "t",
+                              "fontname": "Helvetica", "nodesep": "0.3"})
     for cluster, colour, members in (("forward", FORWARD_EDGE, [n for n in nodes if not n.backward]),
                                      ("backward", BACKWARD_EDGE, [n for n in nodes if n.backward])):
         if not members:
             continue
-        lines.append(f"  subgraph cluster_{cluster} {{")
-        lines.append(f'    label="{cluster}"; color="{colour}"; fontcolor="{colour}"; style=rounded;')
-        lines += [f"    {ids[id(n)]} [label={_q(node_label(n))}, {_node_style(n)}];" for n in members]
-        lines.append("  }")
+        with dot.subgraph(name=f"cluster_{cluster}") as sub:
+            sub.attr(label=cluster, color=colour, fontcolor=colour, style="rounded")
+            for n in members:
+                sub.node(ids[id(n)], label=dot_label(node_label(n)), **_node_style(n))
     for n in nodes:
         for x in n.inputs:
-            lines.append(f"  {ids[id(x)]} -> {ids[id(n)]} [{_edge_style(x, n, vals)}];")
-    lines += _output_arrows(nodes, named, ids, vals)
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+            dot.edge(ids[id(x)], ids[id(n)], **_edge_style(x, n, vals))
+    _output_arrows(dot, nodes, named, ids, vals)
+    return dot
 
 
-def _edge_style(src: Node, dst: Node | None, vals: Mapping[int, Any]) -> str:
-    """Colour of the source's side (forward/backward); dashed when a forward value feeds a backward node."""
-    colour = BACKWARD_EDGE if src.backward else FORWARD_EDGE
-    parts = [f'color="{colour}"']
-    if dst is not None and dst.backward and not src.backward:
-        parts.append("style=dashed")
-    if id(src) in vals:
-        parts.append(f'label={_q(format_value(vals[id(src)]))}, fontcolor="{colour}"')
-    return ", ".join(parts)
+def to_dot(graph_or_outputs: Any, values: Any = None) -> str:
+    """DOT text of ``graph_or_outputs``: ``to_graphviz(graph_or_outputs, values).source``."""
+    return to_graphviz(graph_or_outputs, values).source
 
 
-def _output_arrows(nodes: list[Node], named: list[tuple[str, Node]], ids: Mapping[int, str],
-                   vals: Mapping[int, Any]) -> list[str]:
+def _output_arrows(dot: graphviz.Digraph, nodes: list[Node], named: list[tuple[str, Node]],
+                   ids: Mapping[int, str], vals: Mapping[int, Any]) -> None:
     """A final arrow out of every named output (and of every unused node that has a value)."""
     names: dict[int, list[str]] = {}
     for name, n in named:
         names.setdefault(id(n), []).append(name)
     used = {id(x) for n in nodes for x in n.inputs}
-    lines = []
     for n in nodes:
         if id(n) not in names and (id(n) in used or id(n) not in vals or n.is_leaf):
             continue
         sink = f"{ids[id(n)]}_out"
         label = ", ".join(names.get(id(n), []))
-        shape = "plaintext" if label else "point"
         colour = BACKWARD_EDGE if n.backward else FORWARD_EDGE
-        lines.append(f'  {sink} [label={_q(label)}, shape={shape}, fontcolor="{colour}", color="{colour}"];')
-        lines.append(f"  {ids[id(n)]} -> {sink} [{_edge_style(n, None, vals)}];")
-    return lines
+        dot.node(sink, label=dot_label(label), shape="plaintext" if label else "point", fontcolor=colour,
+                 color=colour)
+        dot.edge(ids[id(n)], sink, **_edge_style(n, None, vals))
 
 
 # -------------------------------------------------------------------------------------------- render
 
 
-def render(graph_or_outputs: Any, path: str | Path, values: Any = None) -> str:
-    """Draw ``graph_or_outputs`` to ``path`` (format by extension: .dot/.gv, .svg, .png, .pdf); returns the path
-    written. Without Graphviz's ``dot`` an image request writes the ``.dot`` next to it and prints one hint line.
+def render(graph_or_outputs: Any, path: str | os.PathLike[str] | None = None, values: Any = None) -> Picture:
+    """The picture of ``graph_or_outputs`` (displays inline in Jupyter); with ``path`` also written there.
+
+    The format follows the extension: ``.dot``/``.gv`` (DOT text), ``.svg``, ``.png``, ``.pdf`` (through
+    Graphviz's ``dot``). Without ``dot`` an image request writes the ``.dot`` next to it and prints one hint line.
+    The returned picture's ``path`` is the file written (``str(picture)`` too, as ``render`` returned it before).
     """
+    picture = to_graphviz(graph_or_outputs, values)
+    if path is None:
+        return picture
     path = Path(path)
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in FORMATS:
         raise GraphcError(f"render: cannot write {str(path)!r}: choose an extension among "
                           f"{', '.join('.' + f for f in FORMATS)}")
-    text = to_dot(graph_or_outputs, values)
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt in ("dot", "gv"):
-        path.write_text(text)
-        return str(path)
-    exe = shutil.which("dot")
-    if exe is None:
+        path.write_text(picture.source)
+        picture.path = str(path)
+        return picture
+    try:
+        if shutil.which("dot") is None:
+            raise graphviz.ExecutableNotFound(["dot"])
+        data = picture.pipe(format=fmt, quiet=True)
+    except graphviz.ExecutableNotFound:
         dot_path = path.with_suffix(".dot")
-        dot_path.write_text(text)
+        dot_path.write_text(picture.source)
         print(f"graphc: Graphviz 'dot' not found, wrote {dot_path} instead of {path} "
               f"(install Graphviz, e.g. 'apt-get install graphviz', to render .{fmt})", file=sys.stderr)
-        return str(dot_path)
-    proc = subprocess.run([exe, f"-T{fmt}", "-o", str(path)], input=text, text=True, capture_output=True)
-    if proc.returncode != 0:
-        raise GraphcError(f"render: Graphviz 'dot' failed writing {path}: {proc.stderr.strip()}")
-    return str(path)
+        picture.path = str(dot_path)
+        return picture
+    except graphviz.CalledProcessError as e:
+        stderr = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else str(e.stderr or "")
+        raise GraphcError(f"render: Graphviz 'dot' failed writing {path}: {stderr.strip()}") from e
+    path.write_bytes(data)
+    picture.path = str(path)
+    return picture
 
 
-__all__ = ["format_value", "node_label", "node_values", "render", "to_dot"]
+__all__ = ["Picture", "dot_label", "format_value", "node_label", "node_values", "render", "to_dot", "to_graphviz"]

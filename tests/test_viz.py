@@ -1,10 +1,15 @@
-"""Rendering: DOT text of forward/backward graphs, value annotations, file formats and the missing-`dot` path."""
+"""Rendering: graphviz.Digraph pictures of forward/backward graphs, value annotations, file formats, escaping,
+Jupyter display and the missing-`dot` path."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import subprocess
+from pathlib import Path
 
+import graphviz
 import numpy as np
 import pytest
 
@@ -25,7 +30,7 @@ def apple_graph() -> tuple[gc.Graph, dict[str, gc.Tensor]]:
 
 def node_lines(dot: str) -> dict[str, str]:
     """DOT node id -> its attribute text."""
-    return {m.group(1): m.group(2) for m in re.finditer(r"^\s*(n\d+) \[(.*)\];$", dot, re.M)}
+    return {m.group(1): m.group(2) for m in re.finditer(r"^\s*(n\d+) \[(.*)\]$", dot, re.M)}
 
 
 def edge_labels(dot: str) -> list[str]:
@@ -33,7 +38,7 @@ def edge_labels(dot: str) -> list[str]:
 
 
 def cluster_body(dot: str, name: str) -> str:
-    match = re.search(r"subgraph cluster_" + name + r" \{(.*?)\n  \}", dot, re.S)
+    match = re.search(r"subgraph cluster_" + name + r" \{(.*?)\n\s*\}", dot, re.S)
     assert match, f"no cluster {name} in\n{dot}"
     return match.group(1)
 
@@ -41,7 +46,7 @@ def cluster_body(dot: str, name: str) -> str:
 def test_two_clusters_with_forward_and_backward_nodes():
     g, _ = apple_graph()
     dot = viz.to_dot(g)
-    assert dot.startswith('digraph "apple" {') and dot.rstrip().endswith("}")
+    assert dot.startswith("digraph apple {") and dot.rstrip().endswith("}")
     forward, backward = cluster_body(dot, "forward"), cluster_body(dot, "backward")
     assert 'label="forward"' in forward and 'label="backward"' in backward
     for n in g.nodes:
@@ -87,12 +92,12 @@ def test_apple_values_from_program_results():
         assert value in labels, (value, labels)
     # outputs get a final arrow with their name, carrying their value
     assert re.search(r'(n\d+) -> \1_out \[[^\]]*label="220"', dot)
-    assert re.search(r'label="price", shape=plaintext', dot)
+    assert re.search(r'label="price"[^\]]* shape=plaintext', dot)
     for name in ("d_apple", "d_num", "d_tax"):
         assert f'label="{name}"' in dot
     # gradients travel on backward-coloured edges, forward values on forward-coloured ones
-    assert re.search(rf'color="{BACKWARD_EDGE}"[^\]]*label="2.2"', dot)
-    assert re.search(rf'color="{FORWARD_EDGE}"[^\]]*label="220"', dot)
+    assert re.search(rf'label="2.2" color="{BACKWARD_EDGE}"', dot)
+    assert re.search(rf'label="220" color="{FORWARD_EDGE}"', dot)
     # a forward value consumed by the backward graph is dashed
     assert "style=dashed" in dot
 
@@ -137,15 +142,16 @@ def test_format_value():
 def test_render_dot_writes_the_text(tmp_path):
     g, outs = apple_graph()
     path = tmp_path / "sub" / "apple.dot"
-    assert gc.render(g, path) == str(path)
-    assert path.read_text() == viz.to_dot(g)
+    picture = gc.render(g, path)
+    assert isinstance(picture, graphviz.Digraph) and picture.path == str(path)
+    assert path.read_text() == viz.to_dot(g) == picture.source
 
 
 def test_render_without_dot_writes_dot_and_one_hint_line(tmp_path, monkeypatch, capsys):
     g, outs = apple_graph()
     monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None)
     written = gc.render(g, tmp_path / "apple.svg")
-    assert written == str(tmp_path / "apple.dot")
+    assert written.path == str(tmp_path / "apple.dot")
     assert (tmp_path / "apple.dot").read_text().startswith("digraph")
     assert not (tmp_path / "apple.svg").exists()
     captured = capsys.readouterr()
@@ -156,7 +162,8 @@ def test_render_without_dot_writes_dot_and_one_hint_line(tmp_path, monkeypatch, 
 def test_render_with_empty_path_env(tmp_path, monkeypatch, capsys):
     _, outs = apple_graph()
     monkeypatch.setenv("PATH", str(tmp_path / "nothing-here"))
-    assert gc.render(outs, tmp_path / "apple.png").endswith("apple.dot")
+    assert gc.render(outs, tmp_path / "apple.png").path.endswith("apple.dot")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["apple.dot"]
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
@@ -165,7 +172,7 @@ def test_render_svg_with_graphviz(tmp_path):
     g, outs = apple_graph()
     results = gc.compile(outs, backend="numpy")(**APPLE_FEEDS)
     path = tmp_path / "apple.svg"
-    assert gc.render(g, path, values=results) == str(path)
+    assert gc.render(g, path, values=results).path == str(path)
     svg = path.read_text()
     assert "<svg" in svg and "backward" in svg and ">2.2<" in svg and ">220<" in svg
 
@@ -180,3 +187,139 @@ def test_errors_are_clear(tmp_path):
         viz.to_dot({"a": 1.0})
     with pytest.raises(gc.GraphcError, match="values must be a mapping"):
         viz.to_dot(g, values=[1, 2])
+
+
+# ------------------------------------------------------------------------- graphviz.Digraph, Jupyter, files
+
+needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz dot is not installed")
+APPLE_VALUES = ("100", "2", "200", "1.1", "220")
+APPLE_GRADIENTS = ("2.2", "110")
+
+
+def apple_results() -> tuple[gc.Graph, dict[str, gc.Tensor], dict]:
+    g, outs = apple_graph()
+    return g, outs, gc.compile(outs, backend="numpy")(**APPLE_FEEDS)
+
+
+def svg_texts(svg: str) -> list[str]:
+    return re.findall(r"<text[^>]*>([^<]*)</text>", svg)
+
+
+def test_render_returns_a_digraph_without_writing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    g, outs, results = apple_results()
+    picture = gc.render(g, values=results)
+    assert isinstance(picture, graphviz.Digraph) and isinstance(picture, viz.Picture)
+    assert picture.path is None and list(tmp_path.iterdir()) == []
+    assert picture.source == viz.to_dot(g, values=results) == str(picture)
+    assert isinstance(viz.to_graphviz(outs), graphviz.Digraph)
+    with pytest.raises(TypeError, match="not written"):
+        Path(picture)
+
+
+def test_rendered_picture_reads_as_its_path(tmp_path):
+    """``render`` used to return the path as a string: callers print it or open it, so the picture reads as it."""
+    _, outs = apple_graph()
+    path = tmp_path / "apple.gv"
+    picture = gc.render(outs, path)
+    assert str(picture) == f"{picture}" == os.fspath(picture) == str(path) == picture.path
+    assert Path(picture).read_text() == picture.source
+    assert picture.source.startswith("digraph apple {")
+
+
+def test_apple_picture_carries_values_and_gradients():
+    _, outs, results = apple_results()
+    labels = edge_labels(gc.render(outs, values=results).source)
+    for value in APPLE_VALUES + APPLE_GRADIENTS:
+        assert value in labels, (value, labels)
+
+
+def test_labels_are_always_quoted_strings():
+    """graphviz would write ``label=2.2`` (a valid ID); every label is quoted so the DOT text reads the same."""
+    picture = viz.Picture("p")
+    picture.node("a", label="2.2", shape="box")
+    picture.attr(label="forward", color="#fff")
+    picture.attr("graph", label="apple")
+    picture.edge("a", "b", label=viz.dot_label("<b>"))
+    picture.node("c", label="<<b>html</b>>")  # an HTML label stays one
+    text = picture.source
+    assert 'a [label="2.2" shape=box]' in text and 'label="forward" color="#fff"' in text
+    assert 'graph [label="apple"]' in text and 'label="<b>"' in text and "label=<<b>html</b>>" in text
+
+
+def test_dot_label_escapes():
+    assert viz.dot_label("a\nb") == "a\\nb"
+    assert viz.dot_label("a\\b") == "a\\\\b"
+    assert isinstance(viz.dot_label("<b>"), graphviz.quoting.NoHtml)
+
+
+@needs_dot
+def test_jupyter_mimebundle_is_svg():
+    _, outs, results = apple_results()
+    bundle = gc.render(outs, values=results)._repr_mimebundle_()
+    assert "image/svg+xml" in bundle
+    svg = bundle["image/svg+xml"]
+    assert "<svg" in svg
+    texts = svg_texts(svg)
+    for value in APPLE_VALUES + APPLE_GRADIENTS:
+        assert value in texts, (value, texts)
+
+
+@needs_dot
+def test_awkward_names_give_valid_dot(recwarn):
+    name = 'say "hi"\\ back\\\n<b>bold</b>'
+    g = gc.Graph('we"ird\\')
+    x, t = g.input(name, ()), g.input("tail\\", ())
+    y = x * t
+    picture = gc.render({"<b>y</b>": y, 'q"uote': x}, values={name: 2.0, "tail\\": 3.0})
+    proc = subprocess.run(["dot", "-Tsvg"], input=picture.source, capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    texts = svg_texts(proc.stdout)
+    for text in ("we&quot;ird\\", "say &quot;hi&quot;\\ back\\", "&lt;b&gt;bold&lt;/b&gt;", "tail\\",
+                 "&lt;b&gt;y&lt;/b&gt;", "q&quot;uote", "6"):
+        assert text in texts, (text, texts)
+    assert "<svg" in picture._repr_mimebundle_()["image/svg+xml"]
+    assert not [w for w in recwarn if issubclass(w.category, graphviz.DotSyntaxWarning)]
+
+
+@pytest.mark.parametrize("name, magic", [("apple.svg", b"<?xml"), ("apple.png", b"\x89PNG"), ("apple.pdf", b"%PDF"),
+                                         ("apple.dot", b"digraph"), ("apple.gv", b"digraph")])
+def test_files_are_written_exactly_at_the_path(tmp_path, name, magic):
+    if not name.endswith(("dot", "gv")) and shutil.which("dot") is None:
+        pytest.skip("Graphviz dot is not installed")
+    _, outs, results = apple_results()
+    folder = tmp_path / "out"
+    picture = gc.render(outs, folder / name, values=results)
+    assert picture.path == str(folder / name)
+    assert [p.name for p in folder.iterdir()] == [name]
+    assert (folder / name).read_bytes().startswith(magic)
+    if name.endswith("svg"):
+        texts = svg_texts((folder / name).read_text())
+        for value in APPLE_VALUES + APPLE_GRADIENTS:
+            assert value in texts, (value, texts)
+
+
+def test_missing_executable_reported_by_graphviz(tmp_path, monkeypatch, capsys):
+    """``dot`` on PATH for shutil.which but not runnable: graphviz.ExecutableNotFound takes the same fallback."""
+    def not_found(self, *args, **kwargs):
+        raise graphviz.ExecutableNotFound(["dot"])
+
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: "/usr/bin/dot")
+    monkeypatch.setattr(viz.Picture, "pipe", not_found)
+    _, outs = apple_graph()
+    picture = gc.render(outs, tmp_path / "apple.pdf")
+    assert picture.path == str(tmp_path / "apple.dot")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["apple.dot"]
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_dot_failure_is_a_graphc_error(tmp_path, monkeypatch):
+    def fails(self, *args, **kwargs):
+        raise graphviz.CalledProcessError(1, ["dot", "-Tsvg"], b"", b"Error: syntax error in line 1\n")
+
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: "/usr/bin/dot")
+    monkeypatch.setattr(viz.Picture, "pipe", fails)
+    _, outs = apple_graph()
+    with pytest.raises(gc.GraphcError, match="failed writing .*syntax error"):
+        gc.render(outs, tmp_path / "apple.svg")
+    assert list(tmp_path.iterdir()) == []
