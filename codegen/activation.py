@@ -9,6 +9,7 @@ arguments x_j - m are ≤ 0 (or NaN), so the cheaper ``upper=False`` exp applies
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import llvmlite.ir as ir
@@ -54,9 +55,9 @@ def lower_softmax(ctx: KernelContext) -> None:
     (node,) = ctx.kernel.nodes
     x = node.inputs[0]
     axis = node.attrs["axis"]
-    outer = int(np.prod(x.shape[:axis], dtype=np.int64))
+    outer = math.prod(x.shape[:axis])
     n = x.shape[axis]
-    inner = int(np.prod(x.shape[axis + 1:], dtype=np.int64))
+    inner = math.prod(x.shape[axis + 1:])
     if node.size == 0:
         return
     sb = LLVMScalarBuilder(ctx.builder)

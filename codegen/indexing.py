@@ -13,6 +13,8 @@ inside its axis, so every offset is inside the input.
 
 from __future__ import annotations
 
+import math
+
 import llvmlite.ir as ir
 import numpy as np
 
@@ -51,7 +53,7 @@ def copy(ctx: KernelContext, src: Node, dst: Node, domain: tuple[int, ...], src_
         value = b.load(ctx.elem(src, b.add(offs[0], i64(sb))))
         b.store(value, ctx.elem(dst, b.add(offs[1], i64(db))))
 
-    if int(np.prod(domain, dtype=np.int64)):
+    if math.prod(domain):
         loops.emit_nest(ctx.builder, shape, [ss2, ds2], body, name="ix")
 
 

@@ -16,6 +16,7 @@ clamped index, so nothing outside x is ever touched, and the value is then repla
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import llvmlite.ir as ir
@@ -207,7 +208,7 @@ def lower_global_avg_pool2d(ctx: KernelContext) -> None:
     node = _node(ctx)
     x = node.inputs[0]
     planes = x.shape[0] * x.shape[1]
-    spatial = int(np.prod(x.shape[2:], dtype=np.int64))
+    spatial = math.prod(x.shape[2:])
     ty = value_type(node.dtype)
     b = ctx.builder
     if planes == 0:

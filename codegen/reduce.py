@@ -9,6 +9,7 @@ divides by the count afterwards (0/0 = nan for an empty reduction, as NumPy).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import llvmlite.ir as ir
@@ -66,7 +67,7 @@ def lower_reduce(ctx: KernelContext) -> None:
 
     loops.emit_nest(ctx.builder, shape, strides, body, name="red")
     if node.op == "mean":
-        count = float(np.prod([x.shape[a] for a in axes], dtype=np.int64))
+        count = float(math.prod(x.shape[a] for a in axes))
         scale = ir.Constant(value_type(node.dtype), count)
 
         def divide(b: ir.IRBuilder, offs: list[ir.Value], _i: list[ir.Value]) -> None:

@@ -35,7 +35,7 @@ def fans(shape: tuple[int, ...]) -> tuple[int, int]:
         return shape[0], shape[0]
     if len(shape) == 2:
         return shape[0], shape[1]
-    receptive = int(np.prod(shape[2:]))
+    receptive = math.prod(shape[2:])
     return shape[1] * receptive, shape[0] * receptive
 
 

@@ -7,8 +7,10 @@ installs with :func:`set_tensor_api` (so this module never imports a higher laye
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -39,9 +41,16 @@ class FeedError(GraphcError, ValueError):
 # ---------------------------------------------------------------------------------------------- types
 
 
+MAX_TENSOR_BYTES = 1 << 40  # 1 TiB: the largest tensor (and the largest dimension, in elements) graphc accepts
+
+
 @dataclass(frozen=True)
 class TensorType:
-    """A static shape and a dtype name (one of ``DTYPES``)."""
+    """A static shape and a dtype name (one of ``DTYPES``).
+
+    Sizes are exact Python integers, never wrapped: a tensor over ``MAX_TENSOR_BYTES`` (or a dimension over that
+    many elements, even in an empty tensor) is a :class:`ShapeError`, so every element offset native code computes
+    fits in 64 bits with room to spare."""
 
     shape: tuple[int, ...]
     dtype: str = "float32"
@@ -49,7 +58,14 @@ class TensorType:
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise ShapeError(f"unsupported dtype {self.dtype!r}; graphc supports {', '.join(DTYPES)}")
-        object.__setattr__(self, "shape", check_shape(self.shape))
+        shape = check_shape(self.shape)
+        object.__setattr__(self, "shape", shape)
+        size = math.prod(shape)
+        nbytes = size * np.dtype(self.dtype).itemsize
+        if nbytes > MAX_TENSOR_BYTES or any(d > MAX_TENSOR_BYTES for d in shape):
+            raise ShapeError(f"a {self.dtype} tensor of shape {shape} ({size} elements, {nbytes} bytes) is larger "
+                             f"than graphc's limit of {MAX_TENSOR_BYTES} bytes (1 TiB) per tensor")
+        object.__setattr__(self, "_size", size)
 
     @property
     def ndim(self) -> int:
@@ -57,7 +73,7 @@ class TensorType:
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+        return self._size  # type: ignore[attr-defined]
 
     @property
     def np_dtype(self) -> np.dtype:
@@ -323,6 +339,9 @@ class Graph:
         self._names: set[str] = set()
         self._counters: dict[str, int] = {}
         self._backward_depth = 0
+        # held by every program call on this graph from reading the feeds and the state to writing the updates:
+        # calls of all programs sharing this state run one at a time, each sees and leaves a consistent state
+        self.state_lock = threading.RLock()
 
     def __repr__(self) -> str:
         return f"Graph({self.name!r}, {len(self.nodes)} nodes, inputs={list(self.inputs)}, params={list(self.params)})"

@@ -12,6 +12,7 @@ columns, one batched ``matmul`` (over batch and groups) contracts them with the 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -169,7 +170,7 @@ def _forward(a: Mapping[str, Any], x: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 def _conv_flops(out_pixels: int, w_shape: tuple[int, ...]) -> int:
     """2 FLOPs per multiply-add: every output pixel of every output channel reads C/groups · kh · kw inputs."""
-    return 2 * out_pixels * int(np.prod(w_shape, dtype=object))
+    return 2 * out_pixels * math.prod(w_shape)
 
 
 @register

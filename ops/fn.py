@@ -4,6 +4,7 @@ Node's operator overloads and by the ops' own VJPs. Semantics and checks live in
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -310,7 +311,7 @@ def flatten(x: Node, start_axis: int = 1) -> Node:
         raise ShapeError(f"flatten({x.type}): start_axis {start_axis} is out of range for a tensor of rank "
                          f"{x.ndim}\n  at {creation_site()}")
     a = int(start_axis) % x.ndim
-    rest = int(np.prod(x.shape[a:], dtype=np.int64))
+    rest = math.prod(x.shape[a:])
     return reshape(x, x.shape[:a] + (rest,))
 
 

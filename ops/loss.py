@@ -6,6 +6,8 @@ sigmoid_binary_cross_entropy; and the one_hot helper.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 import ops.fn as fn
@@ -153,7 +155,7 @@ class SoftmaxCrossEntropy(Op):
         elif valid is not None:
             scale = fn.div(g, fn.sum(valid))
         else:
-            scale = fn.div(g, float(max(int(np.prod(per_example)), 1)))
+            scale = fn.div(g, float(max(math.prod(per_example), 1)))
         probs = fn.softmax(logits, axis=1)
         if labels.dtype == "int64":
             one_hot = fn.one_hot(labels, logits.shape[1], logits.dtype)  # classes last: move them to axis 1

@@ -11,6 +11,7 @@ only ceil mode adds never count, as in PyTorch).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -94,7 +95,7 @@ def _argmax_flat(attrs: Mapping[str, Any], x: np.ndarray) -> tuple[np.ndarray, t
 
 def _distinct(rng: np.random.Generator, *shape: int) -> np.ndarray:
     """Values at least 2/size apart (no near-ties inside a window, so finite differences see no kink)."""
-    size = int(np.prod(shape))
+    size = math.prod(shape)
     return (rng.permutation(size).reshape(shape) * 4.0 / size - 2.0) + rng.uniform(0, 0.1 / size, shape)
 
 
@@ -172,7 +173,7 @@ class MaxPool2dBackward(_Pool):
 
     def reference(self, attrs, x, g):
         flat, padded = _argmax_flat(attrs, x)
-        dxp = np.bincount(flat.ravel(), weights=g.ravel(), minlength=int(np.prod(padded))).reshape(padded)
+        dxp = np.bincount(flat.ravel(), weights=g.ravel(), minlength=math.prod(padded)).reshape(padded)
         t, left = attrs["padding"][:2]
         return np.ascontiguousarray(dxp[:, :, t:t + x.shape[2], left:left + x.shape[3]], dtype=x.dtype)
 
@@ -326,7 +327,7 @@ class GlobalAvgPool2d(Op):
 
     def vjp(self, node, g):
         x = node.inputs[0]
-        count = int(np.prod(x.shape[2:], dtype=np.int64))
+        count = math.prod(x.shape[2:])
         return (fn.broadcast_to(fn.div(g, float(max(count, 1))), x.shape),)
 
     def samples(self, rng):

@@ -48,7 +48,7 @@ def keep_mask(seed: int, step: int, shape: tuple[int, ...], rate: float) -> np.n
         seed_u = np.uint64(seed)
         step_u = np.array(step, dtype=np.int64).astype(np.uint64)
         key = _mix(seed_u + (step_u + np.uint64(1)) * np.uint64(GOLDEN))
-        index = np.arange(1, int(np.prod(shape, dtype=np.int64)) + 1, dtype=np.uint64)
+        index = np.arange(1, math.prod(shape) + 1, dtype=np.uint64)
         h = _mix(key + index * np.uint64(GOLDEN))
     return ((h >> np.uint64(40)) >= np.uint64(threshold(rate))).reshape(shape)
 

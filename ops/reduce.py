@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 import ops.fn as fn
@@ -78,7 +80,7 @@ class Mean(_Reduce):
 
     def vjp(self, node, g):
         x = node.inputs[0]
-        count = int(np.prod([x.shape[a] for a in node.attrs["axis"]], dtype=np.int64))
+        count = math.prod([x.shape[a] for a in node.attrs["axis"]])
         return (_expand(fn.div(g, float(max(count, 1))), node),)
 
 

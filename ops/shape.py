@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 import ops.fn as fn
@@ -24,7 +26,7 @@ class Reshape(Op):
         if len(unknown) > 1 or any(d < -1 for d in shape):
             raise OpError(f"invalid target shape {shape}: only one dimension may be -1")
         if unknown:
-            known = int(np.prod([d for d in shape if d != -1], dtype=np.int64))
+            known = math.prod([d for d in shape if d != -1])
             if known == 0 or x.size % known:
                 raise OpError(f"cannot reshape {x.shape} ({x.size} elements) to {shape}")
             shape = tuple(x.size // known if d == -1 else d for d in shape)
@@ -32,7 +34,7 @@ class Reshape(Op):
 
     def infer(self, attrs, x):
         shape = attrs["shape"]
-        if int(np.prod(shape, dtype=np.int64)) != x.size:
+        if math.prod(shape) != x.size:
             raise OpError(f"cannot reshape {x.shape} ({x.size} elements) to {shape}")
         return TensorType(shape, x.dtype)
 

@@ -13,7 +13,7 @@ import numpy as np
 from graphc.ir import GraphcError, Node
 from ops.registry import get_op
 from passes.pipeline import build_plan
-from runtime.program import Program
+from runtime.program import Program, allocate_arena
 
 
 def evaluate(nodes: list[Node], feeds: dict[str, np.ndarray], state: dict[str, np.ndarray],
@@ -81,9 +81,7 @@ class PlanInterpreterProgram(Program):
     def __init__(self, outputs: Any, updates: Any = None) -> None:
         super().__init__(outputs, updates)
         self.plan = build_plan(self.output_nodes, self.updates)
-        raw = np.zeros(self.plan.arena_bytes + 64, dtype=np.uint8)
-        start = (-raw.ctypes.data) % 64
-        self.arena = raw[start:start + self.plan.arena_bytes]
+        self._arena_owner, self.arena = allocate_arena(self.plan)
         self.views: dict[Node, np.ndarray] = {
             n: self.arena[b.offset:b.offset + n.type.nbytes].view(n.type.np_dtype).reshape(n.shape)
             for n, b in self.plan.buffers.items()}

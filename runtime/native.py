@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ctypes
 import re
-import threading
 from typing import Any
 
 import numpy as np
@@ -22,8 +21,7 @@ from codegen.target import Jit, cache_enabled, read_meta, write_meta
 from graphc.ir import GraphcError, Node
 from ops.registry import get_op
 from passes.pipeline import build_plan
-from passes.plan import ALIGN
-from runtime.program import Program
+from runtime.program import Program, allocate_arena
 
 _MAIN = ctypes.CFUNCTYPE(None, ctypes.POINTER(ctypes.c_void_p))
 
@@ -49,9 +47,7 @@ class NativeProgram(Program):
         else:  # the IR is generated only if someone inspects it
             self.jit = Jit(lambda: self.module.ir_text, name=self.graph.name, cache=cache, key=key)
         self._main = _MAIN(self.jit.address(ENTRY))
-        self._arena_owner = np.zeros(self.plan.arena_bytes + ALIGN, dtype=np.uint8)
-        start = (-self._arena_owner.ctypes.data) % ALIGN
-        self.arena = self._arena_owner[start:start + self.plan.arena_bytes]
+        self._arena_owner, self.arena = allocate_arena(self.plan)
         self._status = np.zeros(1, dtype=np.int64)
         self._table = (ctypes.c_void_p * (FIRST_SLOT + len(self.slots)))()
         self._table[0] = self.arena.ctypes.data
@@ -60,7 +56,6 @@ class NativeProgram(Program):
         self._direct = set(direct)
         first = {n: self.plan.outputs.index(n) for n in self._direct}  # plan nodes, in the order of output_nodes
         self._fresh_output = [first.get(n) == i for i, n in enumerate(self.plan.outputs)]
-        self._lock = threading.Lock()
 
     @property
     def module(self) -> Module:
@@ -90,7 +85,7 @@ class NativeProgram(Program):
 
     def _run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         wanted = self.plan.outputs + [value for _, value in self.plan.updates]  # simplified nodes, same order
-        with self._lock:
+        with self.graph.state_lock:  # held by Program.__call__ already; also guards direct _run calls
             keep = [self._bound_array(n, feeds) for n in self.slots]  # owners outlive the call
             for j, array in enumerate(keep):
                 if not array.flags.c_contiguous or array.dtype != array.dtype.newbyteorder("="):

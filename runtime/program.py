@@ -1,18 +1,31 @@
-"""What every backend's program shares: the output spec, state updates and feed validation.
+"""What every backend's program shares: the output spec, state updates, feed validation and the call contract.
 
 ``Program.__call__(**feeds)`` validates names, shapes and dtypes of the feeds before any kernel runs, runs the
 backend, applies state updates in place and returns fresh output arrays as a dict (or list, or one array,
 matching how ``outputs`` was given).
+
+Threads and interrupts: a Program may be called from any number of threads. Every call holds its graph's
+``state_lock`` from reading the state to writing the updates, so the calls of all programs compiled from one graph
+(a training step, an evaluation program, ...) run one at a time: each reads a consistent state and its updates
+are all applied before another call reads it. The updates themselves are applied with SIGINT blocked (in the main
+thread), so Ctrl-C during a step leaves the state as before the step or after it, never in between; the
+KeyboardInterrupt is raised once the step is complete.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
-from graphc.ir import FeedError, GraphcError, Node, topo_ancestors
+from graphc.ir import MAX_TENSOR_BYTES, FeedError, GraphcError, Node, topo_ancestors
+from passes.plan import ALIGN, Plan
+
+MAX_ARENA_BYTES = MAX_TENSOR_BYTES  # 1 TiB of intermediate values per program
 
 OutputSpec = Mapping[str, Node] | list[Node] | tuple[Node, ...] | Node
 
@@ -35,12 +48,14 @@ class Program:
     # -- calling ---------------------------------------------------------------------------------------
     def __call__(self, **feeds: Any) -> Any:
         arrays = validate_feeds(self.graph, self.inputs, feeds)
-        self._check_state()
-        values = self._run(arrays)
-        outputs, new_state = values[: len(self.output_nodes)], values[len(self.output_nodes):]
-        # outputs are fresh arrays holding the values computed from the state *before* the updates
-        outputs = self._fresh(outputs)
-        self._apply_updates(new_state)
+        with self.graph.state_lock:
+            self._check_state()
+            values = self._run(arrays)
+            outputs, new_state = values[: len(self.output_nodes)], values[len(self.output_nodes):]
+            # outputs are fresh arrays holding the values computed from the state *before* the updates
+            outputs = self._fresh(outputs)
+            with interrupts_deferred():
+                self._apply_updates(new_state)
         return self._package(outputs, arrays)
 
     def _fresh(self, values: list[np.ndarray]) -> list[np.ndarray]:
@@ -154,6 +169,39 @@ def _with_implicit_updates(graph, outputs: list[Node], explicit: list[tuple[Node
                 pairs.append((param, value))
                 targets.add(param.name)
     return pairs
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Block SIGINT while the body runs (main thread only; other threads never receive Python's signals), so a
+    KeyboardInterrupt arrives after it, never in the middle."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def allocate_arena(plan: Plan) -> tuple[np.ndarray, np.ndarray]:
+    """(owner, view): ``plan.arena_bytes`` zeroed bytes, 64-byte aligned; a clear error when they cannot exist."""
+    if plan.arena_bytes > MAX_ARENA_BYTES:
+        raise GraphcError(f"the program needs an arena of {plan.arena_bytes} bytes, more than graphc's limit of "
+                          f"{MAX_ARENA_BYTES} bytes; largest values: {_largest(plan)}")
+    try:
+        owner = np.zeros(plan.arena_bytes + ALIGN, dtype=np.uint8)
+    except MemoryError:
+        raise GraphcError(f"cannot allocate the program's arena of {plan.arena_bytes} bytes (out of memory); "
+                          f"largest values: {_largest(plan)}") from None
+    start = (-owner.ctypes.data) % ALIGN
+    return owner, owner[start:start + plan.arena_bytes]
+
+
+def _largest(plan: Plan, count: int = 3) -> str:
+    values = sorted(plan.buffers, key=lambda n: -n.type.nbytes)[:count]
+    return "; ".join(f"{n.name} {n.type} ({n.type.nbytes} bytes, created at {n.site})" for n in values)
 
 
 # ------------------------------------------------------------------------------------------ feed checks

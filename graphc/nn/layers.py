@@ -7,6 +7,7 @@ batch size), all variants sharing the same params.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -210,7 +211,7 @@ class Flatten(Layer):
     """(N, d1, d2, ...) → (N, d1·d2·...)."""
 
     def compute_output_shape(self, input_shape):
-        return (int(np.prod(input_shape)),)
+        return (math.prod(input_shape),)
 
     def call(self, x, training):
         return fn.reshape(x, (x.shape[0], -1))
