@@ -6,7 +6,9 @@ import json
 
 import pytest
 
-from graphc import bench, cli
+import graphc.bench as bench
+import graphc.cli as cli
+from graphc.bench.gemm import bench_gemm
 
 ROW_KEYS = {"workload", "case", "framework", "times_ms", "median_ms", "min_ms", "max_ms", "q1_ms", "q3_ms",
             "samples", "unit", "work", "error", "note", "extra", "vs_numpy", "vs_torch", "vs_jax"}
@@ -81,3 +83,18 @@ def test_ratios_are_reference_over_row():
 def test_unknown_workload_is_a_usage_error(capsys):
     assert cli.main(["bench", "no_such_workload"]) == 2
     assert "unknown workload" in capsys.readouterr().err
+
+
+def test_gemm_kernel_benchmark_small():
+    result = bench_gemm(32, 24, 16, repeats=2, warmup=1)
+    assert result["shape"] == "32x16 @ 16x24"
+    assert result["max_rel_err"] < 1e-4
+    assert result["ms_graphc"] > 0 and result["gflops_numpy"] > 0
+
+
+def test_context_has_its_own_module():
+    """Workloads, the runner and the CLI share one Context type, defined in graphc.bench.context."""
+    from graphc.bench import context, runner, workloads
+
+    assert bench.Context is context.Context and bench.Row is context.Row
+    assert workloads.Context is context.Context and runner.Context is context.Context

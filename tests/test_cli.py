@@ -1,8 +1,11 @@
-"""The ``graphc`` command line: target loading, render, run, feeds and error reporting."""
+"""The ``graphc`` command line: target loading, render, run, feeds, error reporting and the package layout."""
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import os
+import pkgutil
 import subprocess
 import sys
 import textwrap
@@ -12,7 +15,9 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc import cli
+import graphc.cli as cli
+import graphc.cli.render as render_command
+from graphc.cli import targets
 
 ROOT = Path(__file__).resolve().parents[1]
 APPLE = str(ROOT / "examples" / "apple.py")
@@ -50,32 +55,32 @@ MODEL = """
 
 def test_load_target_names_and_default(script):
     path = script(MODEL)
-    namespace, obj = cli.load_target(path)
+    namespace, obj = targets.load_target(path)
     assert isinstance(obj, gc.Graph) and obj is namespace["g"]  # no `outputs`: the single Graph
     assert namespace_of(path, "y").op == "sum"
-    _, both = cli.load_target(f"{path}:both")
+    _, both = targets.load_target(f"{path}:both")
     assert set(both) == {"y", "dy"}
-    _, made = cli.load_target(f"{path}:make")
+    _, made = targets.load_target(f"{path}:make")
     assert isinstance(made, list) and made[0].op == "sum"
-    _, graph = cli.load_target(f"{path}:y.graph")
+    _, graph = targets.load_target(f"{path}:y.graph")
     assert isinstance(graph, gc.Graph)
 
 
 def namespace_of(path: str, name: str):
-    namespace, obj = cli.load_target(f"{path}:{name}")
+    namespace, obj = targets.load_target(f"{path}:{name}")
     assert obj is namespace[name]
     return obj
 
 
 def test_load_target_prefers_outputs(script):
-    _, obj = cli.load_target(APPLE)
+    _, obj = targets.load_target(APPLE)
     assert set(obj) == {"price", "d_apple", "d_num", "d_tax"}
 
 
 def test_split_spec():
-    assert cli.split_spec("a/b.py:loss") == ("a/b.py", "loss")
-    assert cli.split_spec("a/b.py") == ("a/b.py", None)
-    assert cli.split_spec("a/b.py:m.loss") == ("a/b.py", "m.loss")
+    assert targets.split_spec("a/b.py:loss") == ("a/b.py", "loss")
+    assert targets.split_spec("a/b.py") == ("a/b.py", None)
+    assert targets.split_spec("a/b.py:m.loss") == ("a/b.py", "m.loss")
 
 
 @pytest.mark.parametrize("suffix, message", [
@@ -149,7 +154,7 @@ def test_render_writes_dot_with_values(tmp_path, capsys):
 def test_render_no_values_and_default_output(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     seen = []
-    monkeypatch.setattr(cli, "render", lambda obj, out, values=None: seen.append((out, values)) or out)
+    monkeypatch.setattr(render_command, "render", lambda obj, out, values=None: seen.append((out, values)) or out)
     assert cli.main(["render", APPLE, "--no-values"]) == 0
     assert seen == [("apple.svg", None)]
     capsys.readouterr()
@@ -197,9 +202,9 @@ def test_register_command(capsys, monkeypatch):
 
 
 def test_format_result():
-    assert cli.format_result("a", np.float32(2.2)) == "a = 2.2"
-    assert cli.format_result("n", np.int64(3)) == "n = 3"
-    assert cli.format_result("v", np.array([1.0, 2.0])).startswith("v = float64[2]\n  [1. 2.]")
+    assert targets.format_result("a", np.float32(2.2)) == "a = 2.2"
+    assert targets.format_result("n", np.int64(3)) == "n = 3"
+    assert targets.format_result("v", np.array([1.0, 2.0])).startswith("v = float64[2]\n  [1. 2.]")
 
 
 def test_installed_console_script_help():
@@ -211,3 +216,34 @@ def test_installed_console_script_help():
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("usage: graphc")
     assert "render" in proc.stdout and "run" in proc.stdout
+
+
+def test_python_m_graphc_cli_help():
+    proc = subprocess.run([sys.executable, "-m", "graphc.cli", "--help"], capture_output=True, text=True,
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: graphc")
+    for command in ("render", "run", "ir", "passes", "bench"):
+        assert command in proc.stdout
+
+
+SUBCOMMAND_MODULES = sorted(m.name for m in pkgutil.iter_modules(cli.__path__) if m.name not in ("targets", "__main__"))
+
+
+def test_the_subcommand_modules_are_the_commands():
+    """Every module of graphc/cli but ``targets`` and ``__main__`` is one subcommand, listed in COMMANDS."""
+    assert SUBCOMMAND_MODULES == ["bench", "ir", "passes", "render", "run"]
+    assert [f.__module__ for f in cli.COMMANDS] == [f"graphc.cli.{name}" for name in
+                                                    ("render", "run", "ir", "passes", "bench")]
+    assert all(f.__name__ == "add_parser" for f in cli.COMMANDS)
+
+
+@pytest.mark.parametrize("name", SUBCOMMAND_MODULES)
+def test_every_subcommand_module_registers_exactly_one_subcommand(name):
+    module = importlib.import_module(f"graphc.cli.{name}")
+    subparsers = argparse.ArgumentParser(prog="graphc").add_subparsers(dest="command")
+    parser = module.add_parser(subparsers)
+    assert list(subparsers.choices) == [name]  # one subcommand, named after its module
+    assert subparsers.choices[name] is parser
+    handler = parser.get_default("handler")
+    assert callable(handler) and handler.__module__ == module.__name__

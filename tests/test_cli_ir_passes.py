@@ -1,4 +1,4 @@
-"""``graphc ir``, ``graphc passes`` and ``gc.compile(..., dump_dir=...)``."""
+"""``graphc ir``, ``graphc passes`` (with ``--timings``) and ``gc.compile(..., dump_dir=...)``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc import cli
+import graphc.cli as cli
+from passes.pipeline import CHECK, PIPELINE
 
 MODEL = """
     import numpy as np
@@ -96,3 +97,30 @@ def test_passes_numpy_backend_default_folder(model, tmp_path, monkeypatch, capsy
     folder = tmp_path / "model_passes"
     assert (folder / "05_memplan.txt").exists() and not (folder / "07_llvm.ll").exists()
     assert "wrote" in capsys.readouterr().out
+
+
+def _timings_table(out: str) -> list[tuple[str, float]]:
+    """(name, ms) per line of the table ``graphc passes --timings`` prints after its usual output."""
+    usual, sep, table = out.partition("pass timings:\n")
+    assert sep and "wrote " in usual and "verify_plan: ok" in usual  # the usual output comes first
+    rows = [line.split() for line in table.strip().splitlines()]
+    assert all(len(row) == 3 and row[2] == "ms" for row in rows), table
+    return [(name, float(ms)) for name, ms, _ in rows]
+
+
+@pytest.mark.parametrize("backend", ["llvm", "numpy"])
+def test_passes_timings(model, tmp_path, capsys, backend):
+    assert cli.main(["passes", model, "-o", str(tmp_path / "dump"), "--backend", backend, "--timings"]) == 0
+    rows = _timings_table(capsys.readouterr().out)
+    names = [name for name, _ in rows]
+    passes = [stage.name for stage in PIPELINE]
+    assert {"simplify", "decompose", "fuse", "schedule", "memplan"} <= set(passes)
+    assert names == [*passes, CHECK, "total"]  # every pass in pipeline order, the plan check, then the total
+    ms = [value for _, value in rows]
+    assert all(value >= 0 for value in ms)
+    assert ms[-1] == pytest.approx(sum(ms[:-1]), abs=0.01 * len(rows))
+
+
+def test_passes_without_timings_prints_no_table(model, tmp_path, capsys):
+    assert cli.main(["passes", model, "-o", str(tmp_path / "dump")]) == 0
+    assert "pass timings" not in capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""The workloads of ``graphc bench`` (see :mod:`graphc.bench` for the method and the table).
+"""The workloads of ``graphc bench`` (see :mod:`graphc.bench.runner` for the method and the table).
 
 Each workload is a function ``(ctx) -> None`` that adds rows through ``ctx.measure(workload, case, framework,
 make, ...)``: ``make`` builds (compiles) a zero-argument callable outside the timing, so compile time never
@@ -10,28 +10,38 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from graphc import bench_models as M
+from graphc.bench.context import Context
+from graphc.bench.models import (
+    GraphcModel,
+    ModelCase,
+    cnn_train,
+    jax_args,
+    jax_step,
+    jax_step_function,
+    mlp_infer_bn,
+    mlp_train,
+    torch_step,
+)
 
-if TYPE_CHECKING:
-    from graphc.bench import Context
+Workload = Callable[[Context], None]
 
 
-def _model_workload(name: str, case_fn: Callable[[bool], M.ModelCase]) -> Callable[[Context], None]:
+def _model_workload(name: str, case_fn: Callable[[bool], ModelCase]) -> Workload:
     def run(ctx: Context) -> None:
         case = case_fn(ctx.small)
-        graphc_model = M.GraphcModel(case)
+        graphc_model = GraphcModel(case)
         weights = graphc_model.weights()  # before any step changes them
         label = case.describe()
         ctx.measure(name, label, "graphc-llvm", lambda: graphc_model.step("llvm"))
         ctx.measure(name, label, "graphc-numpy", lambda: graphc_model.step("numpy"))
         if ctx.has("torch"):
-            ctx.measure(name, label, "torch (eager)", lambda: M.torch_step(case, weights))
+            ctx.measure(name, label, "torch (eager)", lambda: torch_step(case, weights))
         if ctx.has("jax"):
-            ctx.measure(name, label, "jax (jit)", lambda: M.jax_step(case, weights))
+            ctx.measure(name, label, "jax (jit)", lambda: jax_step(case, weights))
 
     run.__doc__ = f"{'training step' if case_fn(False).training else 'inference'}: {case_fn(False).describe()}"
     return run
@@ -39,23 +49,25 @@ def _model_workload(name: str, case_fn: Callable[[bool], M.ModelCase]) -> Callab
 
 def fused_elementwise(ctx: Context) -> None:
     """sigmoid(x*w + b)*2 - 1 over 4,194,304 float32 elements; GB/s count read x + write y (w, b are scalars)."""
-    import graphc as gc
+    from graphc.api import compile as compile_program
+    from graphc.ir import Graph
+    from ops.fn import sigmoid  # importing ops also installs the tensor operators (x * w + b)
 
     n = 65536 if ctx.small else 4_194_304
     x = np.random.default_rng(0).standard_normal(n).astype(np.float32)
     w, b = np.float32(0.5), np.float32(0.1)
     y = np.empty_like(x)
     case, traffic = f"n={n}", 2.0 * x.nbytes
-    g = gc.Graph("fused_elementwise")
+    g = Graph("fused_elementwise")
     xi, wp, bp = g.input("x", (n,)), g.param("w", w), g.param("b", b)
-    out = gc.sigmoid(xi * wp + bp) * 2.0 - 1.0
+    out = sigmoid(xi * wp + bp) * 2.0 - 1.0
 
     def graphc_call(backend: str) -> Callable[[], Any]:
-        prog = gc.compile(out, backend=backend)
+        prog = compile_program(out, backend=backend)
         return lambda: prog(x=x)
 
     def native_only() -> Callable[[], Any]:  # the single native call, without feed checks and the output copy
-        prog = gc.compile(out, backend="llvm")
+        prog = compile_program(out, backend="llvm")
         feeds = {"x": x}
         return lambda: prog._run(feeds)
 
@@ -88,25 +100,27 @@ def fused_elementwise(ctx: Context) -> None:
 
 def gemm(ctx: Context) -> None:
     """512³, 1024³ and 128×784·784×512 float32; GFLOP/s = 2·m·n·k / median."""
-    from codegen.gemm_bench import DEFAULT_SHAPES
+    from graphc.bench.gemm import DEFAULT_SHAPES
 
     for m, n, k in ((64, 64, 64), (96, 80, 72)) if ctx.small else DEFAULT_SHAPES:
         _gemm_case(ctx, m, n, k)
 
 
 def _gemm_case(ctx: Context, m: int, n: int, k: int) -> None:
-    import graphc as gc
-    from codegen.gemm_bench import compile_gemm
+    from graphc.api import compile as compile_program
+    from graphc.bench.gemm import compile_gemm
+    from graphc.ir import Graph
+    from ops.fn import matmul
 
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((m, k)).astype(np.float32), rng.standard_normal((k, n)).astype(np.float32)
     c = np.empty((m, n), np.float32)
     case, kw = f"{m}x{k} @ {k}x{n}", {"unit": "GFLOP/s", "work": 2.0 * m * n * k}
-    g = gc.Graph("gemm")
-    prod = gc.matmul(g.input("a", (m, k)), g.input("b", (k, n)))
+    g = Graph("gemm")
+    prod = matmul(g.input("a", (m, k)), g.input("b", (k, n)))
 
     def program(backend: str) -> Callable[[], Any]:
-        prog = gc.compile(prod, backend=backend)
+        prog = compile_program(prod, backend=backend)
         return lambda: prog(a=a, b=b)
 
     def kernel() -> Callable[[], Any]:
@@ -115,7 +129,7 @@ def _gemm_case(ctx: Context, m: int, n: int, k: int) -> None:
         return lambda: (jit, fn(*ptrs))  # the closure keeps the jit (the machine code's owner) alive
 
     ctx.measure("gemm", case, "graphc-llvm", lambda: program("llvm"), **kw)
-    ctx.measure("gemm", case, "graphc-gemm kernel", kernel, note="codegen.gemm_bench.compile_gemm, no runtime",
+    ctx.measure("gemm", case, "graphc-gemm kernel", kernel, note="graphc.bench.gemm.compile_gemm, no runtime",
                 **kw)
     ctx.measure("gemm", case, "graphc-numpy", lambda: program("numpy"), **kw)
     ctx.measure("gemm", case, "numpy", lambda: lambda: np.matmul(a, b, out=c), **kw)
@@ -137,17 +151,17 @@ def _gemm_case(ctx: Context, m: int, n: int, k: int) -> None:
 
 def compile_time(ctx: Context) -> None:
     """Compile of the mlp_train_step program (llvm): cold (fresh cache dir) and cached; JAX jit lower+compile."""
-    import graphc as gc
+    from graphc.api import compile as compile_program
 
-    case = M.mlp_train(ctx.small)
-    model = M.GraphcModel(case)
+    case = mlp_train(ctx.small)
+    model = GraphcModel(case)
     cold_repeat = min(ctx.repeat, 3)
 
     def compile_in(cache_dir: str) -> Any:
         old = os.environ.get("GRAPHC_CACHE_DIR")
         os.environ["GRAPHC_CACHE_DIR"] = cache_dir
         try:
-            return gc.compile(model.outputs, backend="llvm", updates=model.updates)
+            return compile_program(model.outputs, backend="llvm", updates=model.updates)
         finally:
             if old is None:
                 os.environ.pop("GRAPHC_CACHE_DIR", None)
@@ -169,17 +183,18 @@ def compile_time(ctx: Context) -> None:
         def jax_compile() -> Callable[[], Any]:
             import jax
 
-            args = M.jax_args(case, model.weights())
-            return lambda: jax.jit(M.jax_step_function(case)).lower(*args).compile()
+            args = jax_args(case, model.weights())
+            return lambda: jax.jit(jax_step_function(case)).lower(*args).compile()
 
         ctx.measure("compile_time", "mlp_train_step cold", "jax (jit)", jax_compile, note="lower + compile",
                     repeat=cold_repeat, warmup=0)
 
 
-WORKLOADS: dict[str, Callable[[Context], None]] = {
-    "mlp_train_step": _model_workload("mlp_train_step", M.mlp_train),
-    "cnn_train_step": _model_workload("cnn_train_step", M.cnn_train),
-    "mlp_infer_bn": _model_workload("mlp_infer_bn", M.mlp_infer_bn),
+# name -> workload, in the order `graphc bench` runs them; its first docstring line is the `--help` listing
+WORKLOADS: dict[str, Workload] = {
+    "mlp_train_step": _model_workload("mlp_train_step", mlp_train),
+    "cnn_train_step": _model_workload("cnn_train_step", cnn_train),
+    "mlp_infer_bn": _model_workload("mlp_infer_bn", mlp_infer_bn),
     "fused_elementwise": fused_elementwise,
     "gemm": gemm,
     "compile_time": compile_time,

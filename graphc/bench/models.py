@@ -1,4 +1,4 @@
-"""The benchmark's neural-network workloads, one layer spec built three ways: graphc (``gc.nn`` layers), PyTorch
+"""The benchmark's neural-network workloads, one layer spec built three ways: graphc (``graphc.nn`` layers), PyTorch
 (eager modules) and JAX (a pure function under ``jax.jit``).
 
 A spec is a tuple of layers: ``("conv", filters)`` (3×3, padding 1), ``("pool",)`` (max 2×2), ``("flatten",)``,
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 LR = 0.01
-BN_EPS = 1e-3  # Keras' default, used by gc.nn.BatchNormalization
+BN_EPS = 1e-3  # Keras' default, used by graphc.nn.BatchNormalization
 
 Spec = tuple[tuple[Any, ...], ...]
 Step = Callable[[], Any]
@@ -68,11 +68,12 @@ def mlp_infer_bn(small: bool) -> ModelCase:
 
 
 class GraphcModel:
-    """The case as a ``gc.nn.Sequential``; ``outputs`` and ``updates`` ready for ``gc.compile``."""
+    """The case as a ``graphc.nn.Sequential``; ``outputs`` and ``updates`` ready for ``graphc.api.compile``."""
 
     def __init__(self, case: ModelCase) -> None:
-        import graphc as gc
-        from graphc import nn
+        import graphc.nn as nn
+        from graphc.optim import SGD
+        from ops.fn import softmax_cross_entropy
 
         makers: dict[str, Callable[..., Any]] = {
             "conv": lambda f: nn.Conv2D(f, 3, padding="same"), "pool": lambda: nn.MaxPool2D(2),
@@ -87,9 +88,9 @@ class GraphcModel:
             h = layer.call(h, case.training)
         if case.training:
             self.y = graph.input("y", (case.batch,), "int64")
-            self.loss = gc.softmax_cross_entropy(h, self.y)
+            self.loss = softmax_cross_entropy(h, self.y)
             self.outputs: dict[str, Any] = {"loss": self.loss}
-            self.updates = gc.optim.SGD(LR).minimize(self.loss)
+            self.updates = SGD(LR).minimize(self.loss)
         else:
             self.y, self.outputs, self.updates = None, {"probs": h}, None
         self.initial = {k: np.array(v) for k, v in graph.state.items()}
@@ -101,12 +102,12 @@ class GraphcModel:
 
     def step(self, backend: str, **options: Any) -> Step:
         """Compile for ``backend``; the state is reset to the initial weights first (backends share the graph)."""
-        import graphc as gc
+        from graphc.api import compile as compile_program
 
         for name, value in self.initial.items():
             self.model.graph.state[name][...] = value
 
-        program = gc.compile(self.outputs, backend=backend, updates=self.updates, **options)
+        program = compile_program(self.outputs, backend=backend, updates=self.updates, **options)
         x, y = self.case.data()
         feeds = {"x": x, "y": y} if self.case.training else {"x": x}
         key = "loss" if self.case.training else "probs"
