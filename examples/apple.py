@@ -30,7 +30,7 @@ def main(argv: list[str]) -> None:
     results = gc.compile(outs, backend="numpy")(**FEEDS)
     for name, value in results.items():
         print(f"{name} = {float(value):.6g}")
-    path = gc.render(outs, argv[0] if argv else "apple.svg", values=results)
+    path = gc.render(outs, argv[0] if argv else "apple.svg", values=results).path
     print(f"graph written to {path}")
 
 

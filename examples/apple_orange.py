@@ -34,7 +34,7 @@ def main(argv: list[str]) -> None:
     for name, value in results.items():
         print(f"{name} = {float(value):.6g}")
     if argv:
-        print(f"graph written to {gc.render(outs, argv[0], values=results)}")
+        print(f"graph written to {gc.render(outs, argv[0], values=results).path}")
 
 
 if __name__ == "__main__":

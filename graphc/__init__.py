@@ -44,7 +44,8 @@ _NAMES: dict[str, str] = {
     "l1": "graphc.regularizers", "l2": "graphc.regularizers",
     **{name: "ops.fn" for name in _BUILDERS},
 }
-_SUBMODULES = ("api", "bench", "cli", "data", "dump", "init", "ir", "nn", "onnx", "optim", "regularizers", "testing", "viz")
+_SUBMODULES = ("api", "bench", "cli", "data", "dump", "init", "ir", "nn", "onnx", "optim", "regularizers", "testing",
+               "viz")
 
 __all__ = sorted(_NAMES) + list(_SUBMODULES)
 

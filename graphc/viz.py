@@ -165,44 +165,12 @@ def dot_label(text: str) -> str:
     return graphviz.nohtml(graphviz.escape(text).replace("\n", "\\n"))
 
 
-def _never(_: str) -> None:
-    return None
-
-
 class Picture(graphviz.Digraph):
-    """The ``graphviz.Digraph`` that :func:`to_graphviz` and :func:`render` return.
-
-    ``path`` is the file ``render`` wrote (None when it wrote none; the ``.dot`` fallback when ``dot`` is
-    missing). ``render`` used to return that path as a string, so a Picture with a path still reads as it:
-    ``str()``, f-strings and ``os.fspath`` give the path. Without a path ``str()`` is the DOT source, as for any
-    Digraph; ``.source`` always is. Every ``label`` is written as a DOT quoted string, even one that would be a
-    bare ID (``label="2.2"``, ``label="forward"``), so a label reads the same whatever its text.
-    """
+    """The ``graphviz.Digraph`` that :func:`to_graphviz` and :func:`render` return (SVG by default, so Jupyter shows
+    it inline); ``path`` is the file ``render`` wrote (None when it wrote none; the ``.dot`` fallback when Graphviz's
+    ``dot`` is missing)."""
 
     path: str | None = None
-
-    def __str__(self) -> str:
-        return self.path if self.path is not None else self.source
-
-    def __fspath__(self) -> str:
-        if self.path is None:
-            raise TypeError("this graphc picture was not written to a file (pass a path to render)")
-        return self.path
-
-    @staticmethod
-    def _a_list(label: str | None = None, kwargs: Mapping[str, Any] | None = None, attributes: Any = None) -> str:
-        kwargs = dict(kwargs or {})
-        label = kwargs.pop("label", label)
-        rest = graphviz.quoting.a_list(None, kwargs=kwargs, attributes=attributes)
-        if label is None:
-            return rest
-        quoted = graphviz.quoting.quote(label, is_valid_id=_never)  # keeps HTML labels and quote escaping
-        return f"label={quoted} {rest}" if rest else f"label={quoted}"
-
-    @staticmethod
-    def _attr_list(label: str | None = None, kwargs: Mapping[str, Any] | None = None, attributes: Any = None) -> str:
-        content = Picture._a_list(label, kwargs=kwargs, attributes=attributes)
-        return f" [{content}]" if content else ""
 
 
 def _type_text(node: Node) -> str:
@@ -309,7 +277,7 @@ def render(graph_or_outputs: Any, path: str | os.PathLike[str] | None = None, va
 
     The format follows the extension: ``.dot``/``.gv`` (DOT text), ``.svg``, ``.png``, ``.pdf`` (through
     Graphviz's ``dot``). Without ``dot`` an image request writes the ``.dot`` next to it and prints one hint line.
-    The returned picture's ``path`` is the file written (``str(picture)`` too, as ``render`` returned it before).
+    The returned picture's ``path`` is the file written.
     """
     picture = to_graphviz(graph_or_outputs, values)
     if path is None:

@@ -3,11 +3,9 @@ Jupyter display and the missing-`dot` path."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import graphviz
 import numpy as np
@@ -34,7 +32,12 @@ def node_lines(dot: str) -> dict[str, str]:
 
 
 def edge_labels(dot: str) -> list[str]:
-    return re.findall(r'-> \w+ \[[^\]]*label="([^"]*)"', dot)
+    """Edge labels, quoted or not (graphviz writes a label that is a valid DOT ID, such as 2.2, bare)."""
+    return [q or bare for q, bare in re.findall(r'-> \w+ \[[^\]]*label=(?:"([^"]*)"|([^\s\]"]+))', dot)]
+
+
+def has_label(text: str, label: str) -> bool:
+    return re.search(rf'label=(?:"{re.escape(label)}"|{re.escape(label)}\b)', text) is not None
 
 
 def cluster_body(dot: str, name: str) -> str:
@@ -48,7 +51,7 @@ def test_two_clusters_with_forward_and_backward_nodes():
     dot = viz.to_dot(g)
     assert dot.startswith("digraph apple {") and dot.rstrip().endswith("}")
     forward, backward = cluster_body(dot, "forward"), cluster_body(dot, "backward")
-    assert 'label="forward"' in forward and 'label="backward"' in backward
+    assert has_label(forward, "forward") and has_label(backward, "backward")
     for n in g.nodes:
         assert (n.name in backward) == n.backward or n.op == "const", n
     # backward ops are filled with their own colour, forward ops with theirs
@@ -91,13 +94,13 @@ def test_apple_values_from_program_results():
     for value in ("100", "2", "1.1", "200", "220", "1", "2.2", "110"):
         assert value in labels, (value, labels)
     # outputs get a final arrow with their name, carrying their value
-    assert re.search(r'(n\d+) -> \1_out \[[^\]]*label="220"', dot)
-    assert re.search(r'label="price"[^\]]* shape=plaintext', dot)
+    assert re.search(r'(n\d+) -> \1_out \[[^\]]*label="?220"?', dot)
+    assert re.search(r'label="?price"?[^\]]* shape=plaintext', dot)
     for name in ("d_apple", "d_num", "d_tax"):
-        assert f'label="{name}"' in dot
+        assert has_label(dot, name)
     # gradients travel on backward-coloured edges, forward values on forward-coloured ones
-    assert re.search(rf'label="2.2" color="{BACKWARD_EDGE}"', dot)
-    assert re.search(rf'label="220" color="{FORWARD_EDGE}"', dot)
+    assert re.search(rf'label="?2\.2"? color="{BACKWARD_EDGE}"', dot)
+    assert re.search(rf'label="?220"? color="{FORWARD_EDGE}"', dot)
     # a forward value consumed by the backward graph is dashed
     assert "style=dashed" in dot
 
@@ -211,19 +214,16 @@ def test_render_returns_a_digraph_without_writing(tmp_path, monkeypatch):
     picture = gc.render(g, values=results)
     assert isinstance(picture, graphviz.Digraph) and isinstance(picture, viz.Picture)
     assert picture.path is None and list(tmp_path.iterdir()) == []
-    assert picture.source == viz.to_dot(g, values=results) == str(picture)
+    assert picture.source == viz.to_dot(g, values=results)
     assert isinstance(viz.to_graphviz(outs), graphviz.Digraph)
-    with pytest.raises(TypeError, match="not written"):
-        Path(picture)
 
 
-def test_rendered_picture_reads_as_its_path(tmp_path):
-    """``render`` used to return the path as a string: callers print it or open it, so the picture reads as it."""
+def test_rendered_picture_knows_its_path(tmp_path):
     _, outs = apple_graph()
     path = tmp_path / "apple.gv"
     picture = gc.render(outs, path)
-    assert str(picture) == f"{picture}" == os.fspath(picture) == str(path) == picture.path
-    assert Path(picture).read_text() == picture.source
+    assert picture.path == str(path)
+    assert path.read_text() == picture.source
     assert picture.source.startswith("digraph apple {")
 
 
@@ -232,19 +232,6 @@ def test_apple_picture_carries_values_and_gradients():
     labels = edge_labels(gc.render(outs, values=results).source)
     for value in APPLE_VALUES + APPLE_GRADIENTS:
         assert value in labels, (value, labels)
-
-
-def test_labels_are_always_quoted_strings():
-    """graphviz would write ``label=2.2`` (a valid ID); every label is quoted so the DOT text reads the same."""
-    picture = viz.Picture("p")
-    picture.node("a", label="2.2", shape="box")
-    picture.attr(label="forward", color="#fff")
-    picture.attr("graph", label="apple")
-    picture.edge("a", "b", label=viz.dot_label("<b>"))
-    picture.node("c", label="<<b>html</b>>")  # an HTML label stays one
-    text = picture.source
-    assert 'a [label="2.2" shape=box]' in text and 'label="forward" color="#fff"' in text
-    assert 'graph [label="apple"]' in text and 'label="<b>"' in text and "label=<<b>html</b>>" in text
 
 
 def test_dot_label_escapes():

@@ -32,6 +32,6 @@ def handle(args: argparse.Namespace) -> int:
         feeds = parse_feeds(args.feed, namespace.get(FEEDS_NAME))
         if feeds:  # run on the interpreter: its Results let render recompute every intermediate value
             values = compile_program(as_outputs(obj), backend="numpy")(**feeds)
-    written = render(obj, out, values=values)
-    print(f"wrote {written}")
+    picture = render(obj, out, values=values)
+    print(f"wrote {picture.path}")
     return 0

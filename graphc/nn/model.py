@@ -306,14 +306,15 @@ class Sequential:
         return self._batch_logs(float(out["loss"]), out["output"], y)
 
     def render(self, path: str, batch_size: int = 32) -> str:
-        """Draw the training step for ``batch_size``: forward graph, backward graph and parameter updates."""
+        """Draw the training step for ``batch_size`` (forward graph, backward graph and parameter updates) into
+        ``path``; returns the file written."""
         from graphc.viz import render
 
         self._require_compiled()
         prog = self._program("train", batch_size)[0]
         outputs = {"loss": prog.output_nodes[0]}
         outputs.update({f"new {param.name}": value for param, value in prog.updates})
-        return render(outputs, path)
+        return render(outputs, path).path
 
     # -- saving --------------------------------------------------------------------------------------
     def save(self, path: str) -> None:
