@@ -4,30 +4,25 @@
   the CPU has them.
 - Every :class:`Jit` creates its own ``TargetMachine`` (one must never be shared between two MCJIT engines).
 - Optimization is O3 through the new pass manager.
-- The object cache lives in ``$GRAPHC_CACHE_DIR`` (default ``~/.cache/graphc``); an entry is keyed by
+- Object code is cached on disk (``codegen.cache``: verified entries, atomic replacement), keyed by
   sha256(IR text, CPU name, features, graphc version), or by a caller's key computed *before* any IR exists (the
-  runtime hashes a canonical description of the Plan with :func:`fingerprint`), next to an optional JSON file of
-  metadata. ``GRAPHC_CACHE=0`` disables it. On a hit with a caller's key neither IR generation, parsing, the O3
-  pipeline nor machine-code generation runs: MCJIT is given an empty module and loads the cached object for it,
-  and the IR is produced only if someone inspects it.
+  runtime hashes a canonical description of the Plan with :func:`fingerprint`), with a small JSON of metadata in
+  the same entry. ``GRAPHC_CACHE=0`` disables it. On a hit with a caller's key neither IR generation, parsing, the
+  O3 pipeline nor machine-code generation runs: MCJIT is given an empty module and loads the cached object for
+  it, and the IR is produced only if someone inspects it.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import tempfile
 import threading
 from collections.abc import Callable
 from functools import cache
-from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 import llvmlite.binding as llvm
 import llvmlite.ir as ir
 
+import codegen.cache as object_cache
 from graphc.ir import GraphcError
 
 _lock = threading.Lock()
@@ -78,78 +73,16 @@ def new_module(name: str) -> ir.Module:
     return module
 
 
-@cache
-def _version() -> str:
-    try:
-        return metadata.version("graphc")
-    except metadata.PackageNotFoundError:
-        return "dev"
-
-
-def cache_dir() -> str:
-    """Directory of the object-code cache (``$GRAPHC_CACHE_DIR`` or ``~/.cache/graphc``)."""
-    return os.environ.get("GRAPHC_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "graphc")
-
-
-def cache_enabled() -> bool:
-    return os.environ.get("GRAPHC_CACHE", "1").strip().lower() not in ("0", "false", "no", "off")
+def fingerprint() -> str:
+    """What, besides a Plan, decides the generated code on this host (see :func:`codegen.cache.fingerprint`)."""
+    _, cpu, features = host()
+    return object_cache.fingerprint(cpu, features, tuple(llvm.llvm_version_info))
 
 
 def cache_key(llvm_ir: str) -> str:
-    """sha256 over the IR text, the CPU name, its features and the graphc version."""
+    """The cache key of a bare IR module on this host (see :func:`codegen.cache.cache_key`)."""
     _, cpu, features = host()
-    digest = hashlib.sha256()
-    for part in (llvm_ir, cpu, features, _version()):
-        digest.update(part.encode())
-        digest.update(b"\0")
-    return digest.hexdigest()
-
-
-@cache
-def fingerprint() -> str:
-    """What, besides a Plan, decides the generated code: CPU name and features, graphc and llvmlite versions and
-    the source of the compiler itself (``codegen``, ``ops``, ``passes``, ``graphc/ir.py``; hashed once per
-    process), so a key built on it never names stale object code, even in a development checkout."""
-    _, cpu, features = host()
-    root = Path(__file__).resolve().parent.parent
-    digest = hashlib.sha256(f"{cpu}\0{features}\0{_version()}\0{llvm.llvm_version_info}".encode())
-    files = sorted(p for d in ("codegen", "ops", "passes") for p in (root / d).glob("*.py"))
-    for path in files + [root / "graphc" / "ir.py"]:
-        try:
-            digest.update(path.name.encode() + b"\0" + path.read_bytes())
-        except OSError:
-            digest.update(path.name.encode() + b"\0?")
-    return digest.hexdigest()
-
-
-def _atomic_write(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename (a failure only costs the cache)."""
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except OSError:
-        pass
-
-
-def read_meta(key: str) -> dict[str, Any] | None:
-    """The JSON metadata stored under ``key`` next to its object code (None when absent, unreadable or off)."""
-    if not cache_enabled():
-        return None
-    try:
-        with open(os.path.join(cache_dir(), key + ".json"), encoding="utf-8") as f:
-            meta = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return meta if isinstance(meta, dict) else None
-
-
-def write_meta(key: str, meta: dict[str, Any]) -> None:
-    """Store ``meta`` as JSON under ``key`` (atomically; nothing when the cache is off)."""
-    if cache_enabled():
-        _atomic_write(os.path.join(cache_dir(), key + ".json"), json.dumps(meta).encode())
+    return object_cache.cache_key(llvm_ir, cpu, features)
 
 
 def _parse(llvm_ir: str) -> llvm.ModuleRef:
@@ -178,18 +111,30 @@ class Jit:
     the IR is never produced unless inspected (``llvm_ir``, ``optimized_ir``, ``asm``)."""
 
     def __init__(self, llvm_ir: str | Callable[[], str], name: str = "graphc", cache: bool = True,
-                 key: str | None = None) -> None:
+                 key: str | None = None, meta: dict[str, Any] | None = None,
+                 entry: object_cache.Entry | None = None) -> None:
+        """``meta`` is stored with freshly compiled object code; ``entry`` an already loaded (verified) cache entry
+        for ``key``. After construction ``meta`` is the entry's metadata on a hit."""
         _initialized()
         self.name = name
         self._ir = llvm_ir if isinstance(llvm_ir, str) else None
         self._ir_source = None if isinstance(llvm_ir, str) else llvm_ir
+        self.cache_key: str | None = None
         self.cache_path: str | None = None
         self.cache_hit = False
-        if cache and cache_enabled():
-            self.cache_path = os.path.join(cache_dir(), (key or cache_key(self.llvm_ir)) + ".o")
+        self.meta = dict(meta or {})
+        if cache and object_cache.cache_enabled():
+            self.cache_key = key or cache_key(self.llvm_ir)
+            self.cache_path = object_cache.entry_path(self.cache_key)
+            if entry is None or entry.key != self.cache_key:
+                entry = object_cache.load(self.cache_key)
+        else:
+            entry = None
+        cached = entry.object if entry is not None else None
+        if entry is not None:
+            self.meta = dict(entry.meta)
         self._optimized: str | None = None
         self._asm: str | None = None
-        cached = self._read_cache()
         if cached is None:
             module = _parse(self.llvm_ir)
             _optimize(module, new_target_machine())
@@ -213,21 +158,10 @@ class Jit:
         return self._ir
 
     # -- object cache ----------------------------------------------------------------------------------
-    def _read_cache(self) -> bytes | None:
-        if self.cache_path is None:
-            return None
-        try:
-            with open(self.cache_path, "rb") as f:
-                data = f.read()
-        except OSError:
-            return None
-        return data or None
-
     def _notify(self, _module: llvm.ModuleRef, data: bytes) -> None:
-        """Store freshly generated object code (atomically; a failure only costs the cache)."""
-        if self.cache_path is None or self.cache_hit or os.path.exists(self.cache_path):
-            return
-        _atomic_write(self.cache_path, data)
+        """Store freshly generated object code with its metadata (replacing any damaged entry)."""
+        if self.cache_key is not None and not self.cache_hit:
+            object_cache.store(self.cache_key, data, self.meta)
 
     # -- access ----------------------------------------------------------------------------------------
     def address(self, symbol: str) -> int:

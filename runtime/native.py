@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from codegen.cache import cache_enabled, discard, load
 from codegen.module import ENTRY, FIRST_SLOT, Module, binding_slots, build_module, plan_key
-from codegen.target import Jit, cache_enabled, read_meta, write_meta
+from codegen.target import Jit
 from graphc.ir import GraphcError, Node
 from ops.registry import get_op
 from passes.pipeline import build_plan
@@ -37,15 +38,17 @@ class NativeProgram(Program):
         self._module: Module | None = None
         self.slots, direct = binding_slots(self.plan)
         key, nodes = plan_key(self.plan, self.graph.name) if cache and cache_enabled() else (None, [])
-        self.error_nodes = _decode_error_nodes(read_meta(key), nodes) if key else None
-        if self.error_nodes is None:  # no cached object: generate the IR now
+        entry = load(key) if key else None
+        self.error_nodes = _decode_error_nodes(entry.meta, nodes) if entry is not None else None
+        if self.error_nodes is None:  # no usable cached object: generate the IR now
+            if entry is not None:
+                discard(key)  # an intact entry whose metadata does not fit this plan: compile and replace it
             self.error_nodes = self.module.error_nodes
-            self.jit = Jit(self.module.ir_text, name=self.graph.name, cache=cache, key=key)
-            if key:
-                position = {n: i for i, n in enumerate(nodes)}
-                write_meta(key, {"error_nodes": [position[n] for n in self.error_nodes]})
+            position = {n: i for i, n in enumerate(nodes)}
+            meta = {"error_nodes": [position[n] for n in self.error_nodes]} if key else {}
+            self.jit = Jit(self.module.ir_text, name=self.graph.name, cache=cache, key=key, meta=meta)
         else:  # the IR is generated only if someone inspects it
-            self.jit = Jit(lambda: self.module.ir_text, name=self.graph.name, cache=cache, key=key)
+            self.jit = Jit(lambda: self.module.ir_text, name=self.graph.name, cache=cache, key=key, entry=entry)
         self._main = _MAIN(self.jit.address(ENTRY))
         self._arena_owner, self.arena = allocate_arena(self.plan)
         self._status = np.zeros(1, dtype=np.int64)

@@ -112,7 +112,7 @@ def test_object_cache_hit_on_second_compile(tmp_path, monkeypatch):
     np.testing.assert_array_equal(first(**feeds), second(**feeds))
     assert "define" in second.llvm_ir(optimized=True)  # ... until it is inspected
     assert second.llvm_ir() == first.llvm_ir()
-    assert Jit(first.module.ir_text).cache_path == os.path.join(str(tmp_path), cache_key(first.llvm_ir()) + ".o")
+    assert Jit(first.module.ir_text).cache_path == os.path.join(str(tmp_path), cache_key(first.llvm_ir()) + ".gco")
     monkeypatch.setenv("GRAPHC_CACHE", "0")
     assert Jit(first.module.ir_text).cache_path is None
 
