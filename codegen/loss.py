@@ -22,7 +22,6 @@ from collections.abc import Callable
 import llvmlite.ir as ir
 
 import codegen.loops as loops
-import codegen.mathlib as mathlib
 from codegen.activation import row_loop, softmax_rows
 from codegen.llvm import F64, fold, i64
 from codegen.lowering import KernelContext, lowerer
@@ -136,18 +135,9 @@ def _bce(sb: LLVMScalarBuilder, p: ir.Value, t: ir.Value) -> ir.Value:
     return sb.neg(sb.add(sb.mul(t, log_p), sb.mul(sb.sub(one, t), log_q)))
 
 
-def _log1p(sb: LLVMScalarBuilder, e: ir.Value) -> ir.Value:
-    """log(1 + e) for e ≥ 0, accurate for tiny e."""
-    b = sb.b
-    one = sb.const(1.0, like=e)
-    u = b.fadd(e, one)
-    ratio = b.fdiv(e, b.fsub(u, one))
-    return b.select(b.fcmp_ordered("==", u, one), e, b.fmul(mathlib.log(b, u), ratio))
-
-
 def _sigmoid_bce(sb: LLVMScalarBuilder, z: ir.Value, t: ir.Value) -> ir.Value:
     e = sb.exp(sb.neg(sb.abs(z)))
-    return sb.add(sb.sub(sb.max(z, sb.const(0.0, like=z)), sb.mul(z, t)), _log1p(sb, e))
+    return sb.add(sb.sub(sb.max(z, sb.const(0.0, like=z)), sb.mul(z, t)), sb.log1p(e))
 
 
 def _mae(sb: LLVMScalarBuilder, p: ir.Value, t: ir.Value) -> ir.Value:

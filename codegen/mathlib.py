@@ -185,6 +185,18 @@ def log(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
     return result
 
 
+def log1p(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
+    """log(1 + x) accurate for tiny x: u = 1 + x, then x when u rounds to 1, else log(u)·x/(u - 1) (Goldberg: the
+    rounding error of u cancels in the ratio), and u itself for u = inf. No reassociation flags: fast-math would
+    rewrite (1 + x) - 1 to x and undo the correction."""
+    ty = x.type
+    one = _c(ty, 1.0)
+    u = b.fadd(x, one)
+    corrected = b.fmul(log(b, u), b.fdiv(x, b.fsub(u, one)))
+    exact = b.select(b.fcmp_ordered("==", u, one), x, corrected)
+    return b.select(b.fcmp_ordered("==", u, _c(ty, math.inf)), u, exact)
+
+
 def tanh(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
     """tanh x = sign(x)·u/(u + 2), u = expm1(2|x|); ±1 for large |x|, nan for nan."""
     f = _Fmt(x.type)

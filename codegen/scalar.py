@@ -14,6 +14,7 @@ import llvmlite.ir as ir
 
 import codegen.mathlib as mathlib
 from codegen.llvm import F32, F64, I1, I8, I64, float_intrinsic, intrinsic
+from ops.scalar import INT64_MIN
 
 FAST = ("reassoc", "contract", "nsz")
 _VALUE_TYPES = {"float32": F32, "float64": F64, "int64": I64, "bool": I1}
@@ -178,6 +179,9 @@ class LLVMScalarBuilder:
     def log(self, x: ir.Value) -> ir.Value:
         return self._call_math("log", x)
 
+    def log1p(self, x: ir.Value) -> ir.Value:
+        return self._call_math("log1p", x)
+
     def tanh(self, x: ir.Value) -> ir.Value:
         return self._call_math("tanh", x)
 
@@ -228,7 +232,8 @@ class LLVMScalarBuilder:
         return self.b.select(c, x, y)
 
     def cast(self, x: ir.Value, dtype: str) -> ir.Value:
-        """NumPy ``astype``: float → int truncates (saturating, NaN → 0), anything → bool is ``!= 0``."""
+        """``ops.scalar.convert``: float → int64 truncates toward zero, saturates, NaN → INT64_MIN; anything → bool
+        is ``!= 0``."""
         b, src = self.b, dtype_of(x)
         dst = value_type(dtype)
         if src == dtype:
@@ -244,5 +249,6 @@ class LLVMScalarBuilder:
             suffix = "f64" if src == "float64" else "f32"
             name = f"llvm.fptosi.sat.i64.{suffix}"
             fn = intrinsic(b.module, name, I64, [x.type])
-            return b.call(fn, [x])
+            saturated = b.call(fn, [x])  # truncates toward zero, saturates; NaN would give 0, a valid class
+            return b.select(b.fcmp_unordered("uno", x, x), ir.Constant(I64, INT64_MIN), saturated)
         return b.fpext(x, dst) if dtype == "float64" else b.fptrunc(x, dst)

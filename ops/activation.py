@@ -195,14 +195,16 @@ class Softplus(Unary):
         return np.logaddexp(np.zeros((), x.dtype), x)
 
     def samples(self, rng):
-        return super().samples(rng) + [Sample([np.array([-40.0, -3.0, 0.0, 3.0, 40.0])])]
+        return super().samples(rng) + [Sample([np.array([-40.0, -3.0, 0.0, 3.0, 40.0])]),
+                                       Sample([np.array([-100.0, -30.0, -17.0, -15.0, -10.0])])]
 
     def vjp(self, node, g):
         return (fn.mul(g, fn.sigmoid(node.inputs[0])),)
 
     def scalar(self, b, attrs, x):
-        tail = b.log(b.add(b.const(1, like=x), b.exp(b.neg(b.abs(x)))))
-        return b.add(b.max(x, b.const(0, like=x)), tail)
+        """max(x, 0) + log1p(exp(-|x|)): an accurate log1p keeps full relative accuracy in the negative tail, where
+        log(1 + e) rounds 1 + e to 1 and returns 0 (x < -17 in float32)."""
+        return b.add(b.max(x, b.const(0, like=x)), b.log1p(b.exp(b.neg(b.abs(x)))))
 
 
 _GELU_C = float(np.sqrt(2.0 / np.pi))

@@ -14,6 +14,7 @@ from graphc.ir import Node, TensorType, dtype_name
 from ops.base import ErrorCase, Op, OpError, Sample, away_from_zero, broadcast_shapes, positive, same_dtype
 from ops.elementwise import Binary, Unary
 from ops.registry import register
+from ops.scalar import convert
 
 
 def _unbroadcast(node: Node, *grads: Node | None) -> tuple[Node | None, ...]:
@@ -277,18 +278,24 @@ class Sign(Unary):
     def domain(self, rng, shape):
         return away_from_zero(rng, *shape)
 
+    def samples(self, rng):
+        return super().samples(rng) + [Sample([np.array([np.nan, -0.0, 0.0, -np.inf, np.inf, 2.5])], grad_inputs=[])]
+
     def vjp(self, node, g):
         return (None,)
 
     def scalar(self, b, attrs, x):
         zero = b.const(0, like=x)
         one = b.const(1, like=x)
-        return b.select(b.gt(x, zero), one, b.select(b.lt(x, zero), b.neg(one), zero))
+        signed = b.select(b.gt(x, zero), one, b.select(b.lt(x, zero), b.neg(one), zero))
+        return b.select(b.eq(x, x), signed, x)  # NaN (the one value unequal to itself) stays NaN
 
 
 @register
 class Cast(Op):
-    """y = x converted to ``dtype``;  dy/dx = 1 between float dtypes (gradient cast back), none otherwise."""
+    """y = x converted to ``dtype``: float → int64 truncates toward zero, saturates at the int64 range and maps NaN
+    to INT64_MIN (``ops.scalar.convert``), anything → bool is x ≠ 0;  dy/dx = 1 between float dtypes (gradient
+    cast back), none otherwise."""
 
     name = "cast"
     noop_if_same_type = True
@@ -302,7 +309,7 @@ class Cast(Op):
         return TensorType(x.shape, attrs["dtype"])
 
     def reference(self, attrs, x):
-        return x.astype(attrs["dtype"])
+        return convert(x, attrs["dtype"])
 
     def vjp(self, node, g):
         x = node.inputs[0]
@@ -312,9 +319,12 @@ class Cast(Op):
         return b.cast(x, attrs["dtype"])
 
     def samples(self, rng):
+        special = np.array([np.nan, np.inf, -np.inf, 2.0**63, -(2.0**63), 1e30, -1e30, -2.7, 2.7, -0.5])
         return [Sample([rng.standard_normal((3, 4))], {"dtype": "float32"}),
                 Sample([rng.standard_normal((5,))], {"dtype": "float64"}),
-                Sample([rng.standard_normal((5,))], {"dtype": "int64"}, grad_inputs=[])]
+                Sample([rng.standard_normal((5,))], {"dtype": "int64"}, grad_inputs=[]),
+                Sample([special], {"dtype": "int64"}, grad_inputs=[]),
+                Sample([special], {"dtype": "bool"}, grad_inputs=[])]
 
     def error_cases(self):
         return []

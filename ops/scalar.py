@@ -1,7 +1,7 @@
 """The abstract scalar builder that elementwise ops write their ``scalar`` formulas against.
 
 A builder offers ``const(value, like=x)``, arithmetic ``add sub mul div neg pow max min abs sqrt``,
-transcendentals ``exp log tanh sigmoid``, comparisons ``lt le gt ge eq`` (giving booleans), ``select(c, a, b)``
+transcendentals ``exp log log1p tanh sigmoid``, comparisons ``lt le gt ge eq`` (giving booleans), ``select(c, a, b)``
 and ``cast(x, dtype)``. Codegen implements it with LLVM instructions; :class:`NumpyScalarBuilder` implements it
 with NumPy arrays so the contract tests can check each formula against the op's independent ``reference``.
 """
@@ -12,7 +12,23 @@ from typing import Any
 
 import numpy as np
 
-SCALAR_METHODS = ("const", "add", "sub", "mul", "div", "neg", "pow", "max", "min", "abs", "sqrt", "exp", "log",
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def convert(x: np.ndarray, dtype: str) -> np.ndarray:
+    """``x`` converted to ``dtype`` as ``astype`` does, except float → int64, which NumPy leaves to the platform: here
+    it truncates toward zero, saturates at the int64 range and maps NaN to INT64_MIN, on every backend (so a NaN
+    never turns into a valid class index such as 0)."""
+    x = np.asarray(x)
+    if dtype != "int64" or x.dtype.kind != "f":
+        return x.astype(dtype)
+    with np.errstate(invalid="ignore"):
+        nan, high, low = np.isnan(x), x >= 2.0**63, x < -(2.0**63)
+        inside = np.where(nan | high | low, 0, x).astype(np.int64)
+    return np.where(high, INT64_MAX, np.where(nan | low, INT64_MIN, inside)).astype(np.int64)
+
+
+SCALAR_METHODS = ("const", "add", "sub", "mul", "div", "neg", "pow", "max", "min", "abs", "sqrt", "exp", "log", "log1p",
                   "tanh", "sigmoid", "lt", "le", "gt", "ge", "eq", "select", "cast")
 
 
@@ -34,6 +50,7 @@ class NumpyScalarBuilder:
     def sqrt(self, x): return np.sqrt(x)
     def exp(self, x): return np.exp(x)
     def log(self, x): return np.log(x)
+    def log1p(self, x): return np.log1p(x)
     def tanh(self, x): return np.tanh(x)
     def sigmoid(self, x): return 1 / (1 + np.exp(-x))
     def lt(self, x, y): return np.less(x, y)
@@ -42,4 +59,4 @@ class NumpyScalarBuilder:
     def ge(self, x, y): return np.greater_equal(x, y)
     def eq(self, x, y): return np.equal(x, y)
     def select(self, c, x, y): return np.where(c, x, y)
-    def cast(self, x, dtype): return np.asarray(x).astype(dtype)
+    def cast(self, x, dtype): return convert(x, dtype)

@@ -171,3 +171,15 @@ def test_exp_nonpositive_path_matches_general_exp():
         want = e / (1.0 + e)
         tol = 2e-6 if dtype == "float32" else 1e-13
         assert np.max(np.abs(s[mask] - want[mask]) / want[mask]) <= tol
+
+
+@pytest.mark.parametrize("dtype, tol", [("float32", 4e-7), ("float64", 2e-15)])
+def test_log1p_is_accurate_from_tiny_to_huge(dtype, tol):
+    """log1p(x) on (-1, inf): relative error within a few ulps, also for |x| far below the spacing of 1.0, where
+    log(1 + x) would return 0; special values as NumPy."""
+    x = np.concatenate([np.geomspace(1e-30, 1e30, 200_001), -np.geomspace(1e-30, 0.999, 100_001)]).astype(dtype)
+    got, want = run("log1p", x).astype(np.float64), np.log1p(x.astype(np.float64))
+    assert float(np.max(np.abs(got - want) / np.abs(want))) < tol
+    special = np.array([0.0, -0.0, -1.0, -2.0, np.inf, np.nan], dtype)
+    with np.errstate(all="ignore"):
+        np.testing.assert_array_equal(run("log1p", special), np.log1p(special))

@@ -51,3 +51,28 @@ def test_softmax_special_values_match_numpy():
     for key in outs:
         np.testing.assert_array_equal(np.isnan(got[key]), np.isnan(want[key]), err_msg=key)
         np.testing.assert_allclose(got[key], want[key], rtol=1e-6, err_msg=key)
+
+
+@pytest.mark.parametrize("dtype, rtol", [("float32", 2e-6), ("float64", 1e-14)])
+def test_softplus_is_accurate_far_into_the_negative_tail(dtype, rtol):
+    """softplus(x) = log1p(eˣ) ≈ eˣ for x ≪ 0: log(1 + e) would round 1 + e to 1 and return 0 (x < -17 in float32,
+    < -37 in float64); the stable form keeps full relative accuracy there and everywhere else."""
+    x = np.concatenate([-np.geomspace(1e-3, 700, 200), np.geomspace(1e-3, 80, 50), [0.0]]).astype(dtype)
+    truth = np.logaddexp(0.0, x.astype(np.float64))  # float64 truth (exact enough for float32, and for float64 here)
+    g = gc.Graph("softplus")
+    v = g.input("x", x.shape, dtype)
+    for backend in ("llvm", "numpy"):
+        got = gc.compile(gc.softplus(v), backend=backend)(x=x)
+        np.testing.assert_allclose(got, truth.astype(dtype), rtol=rtol, atol=0, err_msg=backend)
+
+
+@pytest.mark.parametrize("backend", ["llvm", "numpy"])
+def test_sign_and_cast_of_special_values_are_one_behaviour(backend):
+    x = np.array([np.nan, np.inf, -np.inf, 1e300, -1e300, 2.0**63, -(2.0**63), -2.7, 2.7, -0.0])
+    g = gc.Graph("special")
+    v = g.input("x", x.shape, "float64")
+    got = gc.compile({"sign": gc.sign(v), "int": gc.cast(v, "int64"), "bool": gc.cast(v, "bool")}, backend=backend)(x=x)
+    np.testing.assert_array_equal(got["sign"], np.sign(x))  # sign(NaN) is NaN, as NumPy
+    low, high = np.iinfo(np.int64).min, np.iinfo(np.int64).max
+    np.testing.assert_array_equal(got["int"], [low, high, low, high, low, high, low, -2, 2, 0])  # NaN: INT64_MIN
+    np.testing.assert_array_equal(got["bool"], x != 0)
