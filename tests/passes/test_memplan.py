@@ -12,6 +12,7 @@ from passes import memplan
 from passes.memplan import PlanError, verify_plan
 from passes.pipeline import build_plan
 from passes.plan import Buffer
+from tests.randgraph import KERNELS, random_graph
 
 
 def mlp_training(batch=32, sizes=(20, 16, 8, 4), momentum=0.9):
@@ -31,49 +32,6 @@ def mlp_training(batch=32, sizes=(20, 16, 8, 4), momentum=0.9):
     return g, [loss], updates
 
 
-def random_graph(seed: int, n_ops: int = 25):
-    """A random DAG of elementwise, broadcast, matmul, reduce and shape ops with gradients and SGD updates."""
-    rng = np.random.default_rng(seed)
-    g = gc.Graph(f"random{seed}")
-    rows, cols = int(rng.integers(1, 6)), int(rng.integers(1, 7))
-    params = [g.param("p0", rng.standard_normal((rows, cols))), g.param("p1", rng.standard_normal(cols)),
-              g.param("p2", rng.standard_normal((cols, cols)) * 0.5)]
-    pool = [g.input("x", (rows, cols))] + params
-    for _ in range(n_ops):
-        full = [v for v in pool if v.shape == (rows, cols)]
-        a = full[int(rng.integers(len(full)))]
-        b = pool[int(rng.integers(len(pool)))]
-        b = b if b.shape in ((rows, cols), (cols,), (1, cols), (rows, 1), ()) else gc.sum(b)
-        choice = int(rng.integers(10))
-        if choice == 0:
-            new = gc.tanh(a)
-        elif choice == 1:
-            new = a * b
-        elif choice == 2:
-            new = a + b
-        elif choice == 3:
-            new = gc.sigmoid(a) - b
-        elif choice == 4:
-            new = a @ params[2]
-        elif choice == 5:
-            new = a * gc.sum(a, axis=0, keepdims=True)
-        elif choice == 6:
-            new = gc.maximum(a, b) + gc.mean(a, axis=1, keepdims=True)
-        elif choice == 7:
-            new = gc.transpose(gc.transpose(a) * 0.5)
-        elif choice == 8:
-            new = gc.relu(a).reshape((rows * cols,)).reshape((rows, cols))
-        else:
-            new = gc.exp(gc.tanh(a)) / (1.0 + gc.abs(b))
-        pool.append(new)
-    tail = pool[len(params) + 1:]
-    outputs = [tail[int(i)] for i in rng.choice(len(tail), size=min(3, len(tail)), replace=False)]
-    loss = gc.mean(gc.tanh(pool[-1]) * pool[-2]) if len(tail) > 1 else gc.mean(pool[-1])
-    grads = gc.grad(loss, params)
-    updates = [(p, p - 0.1 * gp) for p, gp in zip(params, grads)]
-    return g, outputs + [loss], updates
-
-
 def test_verify_plan_holds_for_the_mlp_training_step():
     _, outputs, updates = mlp_training()
     plan = build_plan(outputs, updates)
@@ -83,8 +41,9 @@ def test_verify_plan_holds_for_the_mlp_training_step():
 
 @pytest.mark.parametrize("seed", range(40))
 def test_verify_plan_holds_for_random_graphs(seed):
-    _, outputs, updates = random_graph(seed)
-    plan = build_plan(outputs, updates)
+    r = random_graph(seed, n_ops=25, patterns=KERNELS)
+    assert set(r.patterns) == set(KERNELS)  # every pattern appears in every graph
+    plan = build_plan(list(r.outputs.values()), r.updates)
     verify_plan(plan)
     for v in plan.buffers:
         assert plan.buffers[v].offset % 64 == 0

@@ -8,6 +8,7 @@ import pytest
 import graphc as gc
 from passes.plan import Buffer
 from runtime import PlanInterpreterProgram, make_program
+from tests.randgraph import KERNELS, random_graph
 
 
 def mlp_training(momentum=0.9):
@@ -25,50 +26,6 @@ def mlp_training(momentum=0.9):
     updates = gc.optim.SGD(0.05, momentum=momentum).minimize(loss)
     feeds = {"x": rng.standard_normal((16, 12)), "y": rng.integers(0, 3, 16)}
     return g, {"loss": loss, "logits": h}, updates, feeds
-
-
-def random_graph(seed: int, n_ops: int = 30):
-    """A seeded random DAG: elementwise, broadcast, matmul, reduce and shape ops, plus gradients and updates."""
-    rng = np.random.default_rng(seed)
-    g = gc.Graph(f"random{seed}")
-    rows, cols = int(rng.integers(1, 6)), int(rng.integers(1, 7))
-    params = [g.param("p0", rng.standard_normal((rows, cols))), g.param("p1", rng.standard_normal(cols)),
-              g.param("p2", rng.standard_normal((cols, cols)) * 0.5)]
-    pool = [g.input("x", (rows, cols))] + params
-    unary = (gc.tanh, gc.sigmoid, gc.relu, gc.exp, gc.neg, gc.abs)
-    for _ in range(n_ops):
-        a = [v for v in pool if v.shape == (rows, cols)][-int(rng.integers(1, 4)):][0]
-        b = pool[int(rng.integers(len(pool)))]
-        if b.shape not in ((rows, cols), (cols,), ()):
-            b = gc.mean(b)
-        r = int(rng.integers(9))
-        if r == 0:
-            new = unary[int(rng.integers(len(unary)))](gc.tanh(a))
-        elif r == 1:
-            new = a * b - a
-        elif r == 2:
-            new = gc.sigmoid(a + b) * 2.0 - 1.0
-        elif r == 3:
-            new = gc.tanh(a @ params[2])
-        elif r == 4:
-            new = a - gc.sum(a, axis=0, keepdims=True) * 0.1
-        elif r == 5:
-            new = gc.minimum(a, b) + gc.max(a, axis=1, keepdims=True)
-        elif r == 6:
-            new = gc.transpose(gc.transpose(a) * 0.5) + a
-        elif r == 7:
-            new = gc.reshape(gc.relu(a), (rows * cols,)).reshape((rows, cols)) * b
-        else:
-            new = gc.where(gc.greater(a, b), a, b * 0.5)
-        pool.append(new)
-    tail = pool[len(params) + 1:]
-    loss = gc.mean(gc.tanh(tail[-1]) * tail[-2])
-    grads = gc.grad(loss, params)
-    outputs = {f"v{i}": tail[int(i)] for i in rng.choice(len(tail), size=3, replace=False)}
-    outputs["loss"] = loss
-    updates = [(p, p - 0.1 * gp) for p, gp in zip(params, grads)]
-    feeds = {"x": rng.standard_normal((rows, cols))}
-    return g, outputs, updates, feeds
 
 
 def run_both(g, outputs, updates, feeds, steps=3):
@@ -109,8 +66,9 @@ def test_mlp_training_steps_match_exactly_including_updates():
 
 @pytest.mark.parametrize("seed", range(30))
 def test_random_graphs_match_exactly(seed):
-    g, outputs, updates, feeds = random_graph(seed)
-    run_both(g, outputs, updates, feeds, steps=2)
+    r = random_graph(seed, n_ops=30, patterns=KERNELS, recent=3)  # deep chains: a is one of the last 3 values
+    assert set(r.patterns) == set(KERNELS)  # every pattern appears in every graph
+    run_both(r.graph, r.outputs, r.updates, r.feeds, steps=2)
 
 
 def test_in_place_buffers_really_alias():
