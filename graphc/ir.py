@@ -472,7 +472,20 @@ def _as_array(value: Any, dtype: Any) -> np.ndarray:
             dtype = "bool"
         else:
             raise ShapeError(f"cannot make a tensor from a value of dtype {array.dtype}\n  at {creation_site()}")
-    return np.array(array, dtype=dtype_name(dtype), order="C", copy=True)
+    dtype = dtype_name(dtype)
+    outside = int64_overflow(array) if dtype == "int64" else None
+    if outside is not None:
+        raise ShapeError(f"the value {outside} does not fit in int64 (graphc's only integer dtype)\n"
+                         f"  at {creation_site()}")
+    return np.array(array, dtype=dtype, order="C", copy=True)
+
+
+def int64_overflow(array: np.ndarray) -> int | None:
+    """An element of the integer ``array`` that int64 cannot hold (uint64 values past 2⁶³ - 1), else None."""
+    if array.dtype.kind != "u" or array.dtype.itemsize < 8 or array.size == 0:
+        return None
+    largest = int(array.max())
+    return largest if largest > np.iinfo(np.int64).max else None
 
 
 def topo_ancestors(outputs: list[Node]) -> list[Node]:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from graphc.ir import MAX_TENSOR_BYTES, FeedError, GraphcError, Node, topo_ancestors
+from graphc.ir import MAX_TENSOR_BYTES, FeedError, GraphcError, Node, int64_overflow, topo_ancestors
 from passes.plan import ALIGN, Plan
 
 MAX_ARENA_BYTES = MAX_TENSOR_BYTES  # 1 TiB of intermediate values per program
@@ -240,5 +240,8 @@ def validate_feeds(graph, inputs: dict[str, Node], feeds: Mapping[str, Any]) -> 
         if array.shape != node.shape:
             raise FeedError(f"feed {name!r}: expected shape {node.shape}, got {array.shape} "
                             f"(declared as {_describe(node)})")
+        outside = int64_overflow(array) if node.dtype == "int64" else None
+        if outside is not None:
+            raise FeedError(f"feed {name!r}: the value {outside} does not fit in int64 (declared as {_describe(node)})")
         arrays[name] = np.asarray(array, dtype=want, order="C")
     return arrays
