@@ -28,36 +28,33 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-# public name -> the module that defines it (the op builders live in ``ops.fn``)
-_BUILDERS = (
-    "abs", "add", "avg_pool2d", "batch_norm", "binary_cross_entropy", "broadcast_to", "cast", "clip", "concat",
-    "conv2d", "div", "dropout", "elu", "equal", "exp", "flatten", "gelu", "global_avg_pool2d", "greater",
-    "hard_sigmoid", "hard_swish", "leaky_relu", "log", "log_softmax", "mae", "matmul", "max", "max_pool2d",
-    "maximum", "mean", "minimum", "mse", "mul", "neg", "one_hot", "pad", "pow", "prelu", "relu", "reshape",
-    "sigmoid", "sigmoid_binary_cross_entropy", "sign", "softmax", "softmax_cross_entropy", "softplus", "sqrt", "sub",
-    "sum", "tanh", "transpose", "where",
-)
+# public name -> the module that defines it; the op builders are the names in ``ops.fn.__all__``
 _NAMES: dict[str, str] = {
     **{name: "graphc.ir" for name in ("FeedError", "GradientError", "Graph", "GraphcError", "Node", "ShapeError",
                                       "Tensor", "TensorType")},
     "compile": "graphc.api", "grad": "graphc.api", "verify": "passes.verify", "render": "graphc.viz",
     "l1": "graphc.regularizers", "l2": "graphc.regularizers",
-    **{name: "ops.fn" for name in _BUILDERS},
 }
 _SUBMODULES = ("api", "bench", "cli", "data", "dump", "init", "ir", "nn", "onnx", "optim", "regularizers", "testing",
                "viz")
 
-__all__ = sorted(_NAMES) + list(_SUBMODULES)
+
+def _builders() -> list[str]:
+    return list(importlib.import_module("ops.fn").__all__)
 
 
 def __getattr__(name: str) -> Any:
     """Load a public name on first use and keep it in this module's namespace."""
-    if name in _NAMES:
+    if name == "__all__":
+        value: Any = sorted([*_NAMES, *_builders()]) + list(_SUBMODULES)
+    elif name in _NAMES:
         importlib.import_module("ops")  # installs the tensor operators (x + y, x @ w, ...) on graphc.ir.Node
         value = getattr(importlib.import_module(_NAMES[name]), name)
     elif name in _SUBMODULES:
         importlib.import_module("ops")
         value = importlib.import_module(f"graphc.{name}")
+    elif not name.startswith("_") and name in _builders():
+        value = getattr(importlib.import_module("ops.fn"), name)
     else:
         raise AttributeError(f"module 'graphc' has no attribute {name!r}")
     globals()[name] = value
@@ -65,4 +62,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    return sorted(set(globals()) | set(__getattr__("__all__")))

@@ -385,3 +385,14 @@ def _step_counter(graph: Any) -> tuple[Node, Node]:
             if param is step:
                 return step, value
     return step, apply("add", step, np.int64(1))
+
+
+# the public builders: ``graphc`` re-exports exactly these as ``gc.<name>`` (a new op's builder joins by its name here)
+__all__ = [
+    "abs", "add", "avg_pool2d", "batch_norm", "binary_cross_entropy", "broadcast_to", "cast", "clip", "concat",
+    "conv2d", "div", "dropout", "elu", "equal", "exp", "flatten", "gelu", "global_avg_pool2d", "greater",
+    "hard_sigmoid", "hard_swish", "leaky_relu", "log", "log_softmax", "mae", "matmul", "max", "max_pool2d",
+    "maximum", "mean", "minimum", "mse", "mul", "neg", "one_hot", "pad", "pow", "prelu", "relu", "reshape",
+    "sigmoid", "sigmoid_binary_cross_entropy", "sign", "softmax", "softmax_cross_entropy", "softplus", "sqrt", "sub",
+    "sum", "tanh", "transpose", "where",
+]
