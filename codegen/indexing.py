@@ -1,4 +1,6 @@
-"""Lowering of the indexing ops: slice, slice_backward, concat, pad — strided copies over static index maps.
+"""Lowering of the indexing ops: slice, slice_backward, concat, pad — strided copies over static index maps —
+and check_index, a copy that stores the node's status code for an index outside its range (the runtime then
+raises an error naming the node; the value is copied unchanged and nothing reads memory with it here).
 
 A basic index (``ops.indexing``, canonical form) is an affine map from output indices to input offsets:
 ``offset = base + Σ_a idx_a·stride_a`` where an ``int`` entry adds ``i·s`` to ``base``, a slice
@@ -114,3 +116,26 @@ def lower_pad(ctx: KernelContext) -> None:
     fill(ctx, node, node.attrs["value"])
     base = sum(before * s for (before, _), s in zip(node.attrs["pads"], strides))
     copy(ctx, x, node, x.shape, _dense(x.shape), (base, strides))
+
+
+@lowerer("check_index")
+def lower_check_index(ctx: KernelContext) -> None:
+    """y = i; status = code(node) when i is outside the valid range (see ``ops.indexing.CheckIndex``)."""
+    (node,) = ctx.kernel.nodes
+    x = node.inputs[0]
+    attrs = node.attrs
+    if not node.size:
+        return
+    low, depth, ignore = (-attrs["depth"] if attrs["negative"] else 0), attrs["depth"], attrs["ignore"]
+    code = i64(ctx.error_code(node))
+
+    def body(b: ir.IRBuilder, offs: list[ir.Value], _i: list[ir.Value]) -> None:
+        v = b.load(ctx.elem(x, offs[0]))
+        ok = b.and_(b.icmp_signed(">=", v, i64(low)), b.icmp_signed("<", v, i64(depth)))
+        if ignore is not None:
+            ok = b.or_(ok, b.icmp_signed("==", v, i64(ignore)))
+        with b.if_then(b.not_(ok), likely=False):
+            b.store(code, ctx.status)
+        b.store(v, ctx.elem(node, offs[0]))
+
+    loops.emit_nest(ctx.builder, (node.size,), [(1,)], body, name="chk")

@@ -315,6 +315,12 @@ def flatten(x: Node, start_axis: int = 1) -> Node:
     return reshape(x, x.shape[:a] + (rest,))
 
 
+def check_index(indices: Node, depth: int, negative: bool = False, ignore: int | None = None) -> Node:
+    """``indices`` unchanged, checked when the program runs: each in [0, depth), or [-depth, depth) with
+    ``negative``, or equal to ``ignore``; anything else is an error naming this line (not a silent zero)."""
+    return apply("check_index", indices, depth=depth, negative=negative, ignore=ignore)
+
+
 def concat(xs: Any, axis: int = 0) -> Node:
     """Concatenation of the tensors ``xs`` along ``axis``."""
     return apply("concat", *xs, axis=axis)

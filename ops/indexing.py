@@ -1,5 +1,6 @@
 """Indexing ops: slice (basic NumPy indexing by ints, slices, Ellipsis and None), its scatter-back
-``slice_backward``, ``concat`` and constant ``pad``; and the ``flatten`` builder (a reshape).
+``slice_backward``, ``concat``, constant ``pad``, and ``check_index`` (the run-time guard of gathered indices and
+class labels).
 
 A ``slice`` index is a tuple of entries ``("slice", start, stop, step)``, ``("int", i)``, ``("ellipsis",)`` or
 ``("newaxis",)`` (what ``fn.getitem`` produces). ``normalize`` makes it explicit and idempotent: one entry per
@@ -246,3 +247,57 @@ class Pad(Op):
     def error_cases(self):
         return [ErrorCase([((2, 3), "float32")], {"pads": ((1, 1),)}, "one (before, after) pair per axis"),
                 ErrorCase([((2, 3), "float32")], {"pads": ((1, 1), (0, -1))}, "non-negative")]
+
+
+@register
+class CheckIndex(Op):
+    """y = i, once every index is known to be valid: ``0 <= i < depth``, or ``-depth <= i < depth`` with
+    ``negative`` (Python/ONNX indexing from the end), or ``i == ignore`` (a loss's ignore_index). An index outside is
+    an error when the program runs — the interpreter raises, native code sets the status word — never a silent zero
+    row downstream (``one_hot`` of an out-of-range index is all zeros). No gradient (integers)."""
+
+    name = "check_index"
+    kind = "opaque"  # its own loop: the check reports through the status word
+    arity = 1
+    inplace = True
+
+    def normalize(self, attrs, x):
+        ignore = attrs.get("ignore")
+        return {"depth": int(attrs["depth"]), "negative": bool(attrs.get("negative", False)),
+                "ignore": None if ignore is None else int(ignore)}
+
+    def infer(self, attrs, x):
+        if x.dtype != "int64":
+            raise OpError(f"indices must be int64, got {x}")
+        if attrs["depth"] < 0:
+            raise OpError(f"depth must be non-negative, got {attrs['depth']}")
+        return x
+
+    def valid_range(self, attrs) -> str:
+        low = -attrs["depth"] if attrs["negative"] else 0
+        allowed = f"[{low}, {attrs['depth']})"
+        return allowed if attrs["ignore"] is None else f"{allowed} (or the ignore_index {attrs['ignore']})"
+
+    def reference(self, attrs, x):
+        low = -attrs["depth"] if attrs["negative"] else 0
+        bad = (x < low) | (x >= attrs["depth"])
+        if attrs["ignore"] is not None:
+            bad &= x != attrs["ignore"]
+        if np.any(bad):
+            raise ValueError(f"index {int(x[bad].flat[0])} is outside {self.valid_range(attrs)}")
+        return x.copy()
+
+    def vjp(self, node, g):
+        return (None,)
+
+    def status_message(self, node):
+        return f"an index is outside {self.valid_range(node.attrs)}"
+
+    def samples(self, rng):
+        return [Sample([rng.integers(0, 5, (4, 3))], {"depth": 5}),
+                Sample([rng.integers(-5, 5, (7,))], {"depth": 5, "negative": True}),
+                Sample([np.array([0, -100, 2, -100])], {"depth": 3, "ignore": -100})]
+
+    def error_cases(self):
+        return [ErrorCase([((3,), "float32")], {"depth": 3}, "int64"),
+                ErrorCase([((3,), "int64")], {"depth": -1}, "non-negative")]

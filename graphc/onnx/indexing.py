@@ -53,6 +53,7 @@ def _gather(ctx: ImportContext, n: OnnxNode, xs: list) -> list:
     data, idx = ctx.tensor(xs[0]), ctx.tensor(_index_array(xs[1], n))
     axis = int(n.attr("axis", 0)) % data.ndim
     depth, pre, post = data.shape[axis], data.shape[:axis], data.shape[axis + 1:]
+    idx = fn.check_index(idx, depth, negative=True)  # out of range: an error when the program runs
     hot = fn.one_hot(_wrap_negative(idx, depth), depth, data.dtype)
     hot = fn.reshape(hot, (1,) * len(pre) + idx.shape + (depth,) + (1,) * len(post))
     spread = fn.reshape(data, pre + (1,) * idx.ndim + (depth,) + post)
@@ -65,6 +66,7 @@ def _gather_elements(ctx: ImportContext, n: OnnxNode, xs: list) -> list:
     data, idx = ctx.tensor(xs[0]), ctx.tensor(_index_array(xs[1], n))
     axis = int(n.attr("axis", 0)) % data.ndim
     depth = data.shape[axis]
+    idx = fn.check_index(idx, depth, negative=True)
     crop = tuple(slice(None) if i == axis or d == data.shape[i] else slice(0, d) for i, d in enumerate(idx.shape))
     if any(s != slice(None) for s in crop):
         data = fn.getitem(data, crop)

@@ -16,6 +16,7 @@ def _nll(n: OnnxNode, log_probs: Node, labels: Node, weights: Node | None) -> No
     if labels.dtype != "int64":
         raise n.unsupported(f"labels of dtype {labels.dtype} are not supported (int64 only)")
     classes, nd = log_probs.shape[1], log_probs.ndim
+    labels = fn.check_index(labels, classes, ignore=None if ignore is None else int(ignore))
     hot = fn.one_hot(labels, classes, log_probs.dtype)  # (N, d..., C)
     hot = fn.transpose(hot, (0, nd - 1) + tuple(range(1, nd - 1)))  # (N, C, d...)
     picked = fn.sum(fn.mul(log_probs, hot), axis=1)
