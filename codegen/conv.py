@@ -17,9 +17,10 @@ construction (no per-element bounds test). Group g's rows of cols are the contig
   dw[g]ᵀ += cols[g] · ḡ[n, g]ᵀ into scratch, transposed at the end, when that shape fills the GEMM's register
   tiles better (1→32 channels 3×3: a 9 × 32 instead of a 32 × 9 output; 5.8 ms → 1.1 ms on the benchmark layer).
 
-Scratch (stack) is bounded: one image at a time, and when its columns exceed 1 MiB, blocks of whole output rows
-(then the GEMM's strided operand — y, ḡ — goes through a second scratch block and a copy); a geometry whose single
-output row needs more than 4 MiB is a LoweringError rather than a stack overflow.
+Scratch (the program's planned scratch buffer, ``KernelContext.scratch``, never the stack) is bounded: one image
+at a time, and when its columns exceed 1 MiB, blocks of whole output rows (then the GEMM's strided operand — y,
+ḡ — goes through a second scratch block and a copy); a geometry whose single output row needs more than 4 MiB is
+a LoweringError.
 
 Measured (batch 64, float32, one thread, on a shared 2-core machine, so ±30 %; A/B runs in one process):
 on the CNN benchmark layers 1→32 3×3 pad 1 on 28×28 and 32→64 3×3 pad 1 on 14×14, im2col + GEMM took 1.2 ms and
@@ -37,8 +38,8 @@ import llvmlite.ir as ir
 
 from codegen.epilogue import Epilogue
 from codegen.gemm.config import default_config, host_vector_bits
-from codegen.gemm.driver import emit_gemm
-from codegen.llvm import PTR, for_range, i64
+from codegen.gemm.driver import emit_gemm, workspace_bytes
+from codegen.llvm import F64, PTR, for_range, i64
 from codegen.lowering import KernelContext, LoweringError, lowerer
 from codegen.scalar import FAST, value_type
 
@@ -181,10 +182,10 @@ def col2im(b: ir.IRBuilder, g: Geometry, cols: ir.Value, image: ir.Value, row0: 
     _windows(b, g, cols, row0, rows, add, pad=False)
 
 
-def _alloca(b: ir.IRBuilder, dtype: str, count: int, name: str) -> ir.Value:
-    buf = b.alloca(value_type(dtype), size=i64(max(count, 1)), name=name)
-    buf.align = 64
-    return buf
+def _scratch(ctx: KernelContext, dtype: str, count: int) -> ir.Value:
+    """``count`` elements of ``dtype`` from the kernel's scratch memory."""
+    ty = value_type(dtype)
+    return ctx.scratch(count * (8 if ty == F64 else 4), ty)
 
 
 def _copy_rows(b: ir.IRBuilder, channels: int, width: int, src: ir.Value, src_ld: int, dst: ir.Value, dst_ld: int,
@@ -219,7 +220,8 @@ def _gemm(ctx: KernelContext, tag: str, g: Geometry, m: int, n: int, k: int, dty
     fn = ctx.module.globals.get(name) or emit_gemm(ctx.module, name, m, n, k, dtype=dtype, batch=g.groups,
                                                     batch_strides=strides, **flags)
     b = ctx.builder
-    return lambda a, bb, c: b.call(fn, [b.bitcast(a, PTR), b.bitcast(bb, PTR), b.bitcast(c, PTR)])
+    workspace = b.bitcast(ctx.scratch(workspace_bytes(m, n, k, dtype)), PTR)
+    return lambda a, bb, c: b.call(fn, [b.bitcast(a, PTR), b.bitcast(bb, PTR), b.bitcast(c, PTR), workspace])
 
 
 @lowerer("conv2d")
@@ -234,9 +236,9 @@ def lower_conv2d(ctx: KernelContext) -> None:
     if node.size == 0:
         return
     rows = g.block_rows()
-    cols = _alloca(b, node.dtype, g.k * rows * g.wo, "cols")
+    cols = _scratch(ctx, node.dtype, g.k * rows * g.wo)
     single = rows == g.ho
-    out = None if single else _alloca(b, node.dtype, g.o * rows * g.wo, "yblock")
+    out = None if single else _scratch(ctx, node.dtype, g.o * rows * g.wo)
     bias_ptr = None if bias is None else ctx.ptr(bias)
     target = epi.target() if epi else node  # the GEMM's destination: an output of y's shape
     with for_range(b, 0, g.n, name="n") as n:
@@ -274,12 +276,12 @@ def _epilogue_rows(b: ir.IRBuilder, epi: Epilogue, g: Geometry, src: ir.Value, s
             epi.store(b, v if add is None else b.fadd(v, add, flags=FAST), b.add(row, e), per_channel)
 
 
-def _backward_scratch(b: ir.IRBuilder, g: Geometry, dtype: str) -> tuple[ir.Value, ir.Value | None]:
+def _backward_scratch(ctx: KernelContext, g: Geometry, dtype: str) -> tuple[ir.Value, ir.Value | None]:
     """Scratch of the two backward lowerers: the im2col block, and a block of ḡ's rows (None when one block
     covers the whole image, so ḡ[n] is used where it lies)."""
     rows = g.block_rows()
-    cols = _alloca(b, dtype, g.k * rows * g.wo, "cols")
-    gblock = None if rows == g.ho else _alloca(b, dtype, g.o * rows * g.wo, "gblock")
+    cols = _scratch(ctx, dtype, g.k * rows * g.wo)
+    gblock = None if rows == g.ho else _scratch(ctx, dtype, g.o * rows * g.wo)
     return cols, gblock
 
 
@@ -302,7 +304,7 @@ def lower_conv2d_backward_input(ctx: KernelContext) -> None:
     zero_fill(b, ctx.ptr(node), node.size)
     if node.size == 0 or gy.size == 0:
         return
-    cols, gblock = _backward_scratch(b, g, node.dtype)
+    cols, gblock = _backward_scratch(ctx, g, node.dtype)
     with for_range(b, 0, g.n, name="n") as n:
         g_n = ctx.elem(gy, b.mul(n, i64(g.o * g.p)))
         image = ctx.elem(node, b.mul(n, i64(g.c * g.h * g.w)))
@@ -343,11 +345,11 @@ def lower_conv2d_backward_weight(ctx: KernelContext) -> None:
     zero_fill(b, ctx.ptr(node), node.size)
     if node.size == 0 or gy.size == 0:
         return
-    cols, gblock = _backward_scratch(b, g, node.dtype)
+    cols, gblock = _backward_scratch(ctx, g, node.dtype)
     flip = transposed_weight_gradient(g, node.dtype)
     acc = ctx.ptr(node)
     if flip:
-        acc = _alloca(b, node.dtype, node.size, "dwt")
+        acc = _scratch(ctx, node.dtype, node.size)
         zero_fill(b, acc, node.size)
     with for_range(b, 0, g.n, name="n") as n:
         g_n = ctx.elem(gy, b.mul(n, i64(g.o * g.p)))

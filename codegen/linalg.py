@@ -14,7 +14,7 @@ import llvmlite.ir as ir
 
 from codegen.epilogue import Epilogue
 from codegen.gemm.config import default_config, host_vector_bits
-from codegen.gemm.driver import emit_gemm
+from codegen.gemm.driver import emit_gemm, workspace_bytes
 from codegen.llvm import PTR, for_range, gep, i64
 from codegen.loops import broadcast_strides, collapse, contiguous_strides
 from codegen.lowering import KernelContext, LoweringError, lowerer
@@ -73,11 +73,12 @@ def lower_matmul(ctx: KernelContext) -> None:
                      trans_b=trans_b, batch=inner, batch_strides=strides)
     builder = ctx.builder
     base = [builder.bitcast(ctx.ptr(x), PTR) for x in (a_src, b_src, target)]
+    workspace = builder.bitcast(ctx.scratch(workspace_bytes(m, n, k, node.dtype)), PTR)
     scalar = default_config(node.dtype, host_vector_bits()).scalar
 
     def call(level: int, offsets: list[ir.Value]) -> None:
         if level >= len(dims) - 1:
-            builder.call(gemm, [gep(builder, p, off, scalar) for p, off in zip(base, offsets)])
+            builder.call(gemm, [gep(builder, p, off, scalar) for p, off in zip(base, offsets)] + [workspace])
             return
         with for_range(builder, 0, dims[level], name=f"batch{level}") as t:
             call(level + 1, [builder.add(off, builder.mul(t, i64(s[level])))

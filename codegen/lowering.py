@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import llvmlite.ir as ir
 import numpy as np
 
+from codegen.llvm import I8, i64
 from codegen.scalar import memory_type
 from codegen.target import CodegenError
 from graphc.ir import Node
@@ -52,6 +53,8 @@ class KernelContext:
     pointers: dict[Node, ir.Value]  # every kernel input and output → pointer to its first element
     status: ir.Value  # i64*: a kernel stores a nonzero error code here on bad data (never reads out of bounds)
     error_nodes: list[Node] = field(default_factory=list)  # code k+1 ↔ error_nodes[k] (shared by the module)
+    scratch_base: ir.Value | None = None  # i8*: the program's scratch buffer (64-byte aligned), this call's own
+    scratch_bytes: int = 0  # how much of it this kernel has claimed (module.scratch_bytes is the max over kernels)
 
     def ptr(self, node: Node) -> ir.Value:
         return self.pointers[node]
@@ -65,6 +68,16 @@ class KernelContext:
         if node not in self.error_nodes:
             self.error_nodes.append(node)
         return self.error_nodes.index(node) + 1
+
+    def scratch(self, nbytes: int, ty: ir.Type = I8) -> ir.Value:
+        """A pointer to ``nbytes`` of scratch memory for this kernel, 64-byte aligned, as ``ty*``: planned memory
+        the runtime allocates once per program (never the stack, which a small-stack thread would overflow)."""
+        if self.scratch_base is None:
+            raise LoweringError(f"kernel {self.kernel.name} asked for scratch memory outside a program module")
+        offset = self.scratch_bytes
+        self.scratch_bytes = offset + -(-max(nbytes, 1) // 64) * 64
+        region = self.builder.gep(self.scratch_base, [i64(offset)], inbounds=True)
+        return self.builder.bitcast(region, ty.as_pointer())
 
     def elem(self, node: Node, offset: ir.Value) -> ir.Value:
         """Pointer to element ``offset`` of ``node``'s buffer."""

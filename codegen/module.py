@@ -5,7 +5,9 @@ The binding table (the one definition; ``runtime.native`` fills it):
     buffers[0]        arena base (64-byte aligned); an arena value lives at base + plan.buffers[node].offset
     buffers[1]        an ``i64`` status word, zero on entry; a kernel that meets bad data (an out-of-range label)
                       stores a nonzero code and ``Module.error_nodes[code - 1]`` names the node
-    buffers[2 + j]    the first element of ``Module.slots[j]``: every bound value (input, param, const) that some
+    buffers[2]        the scratch buffer (64-byte aligned, ``Module.scratch_bytes`` long): kernels' temporary
+                      memory (im2col columns, the GEMM's packed panels), planned instead of stack allocations
+    buffers[3 + j]    the first element of ``Module.slots[j]``: every bound value (input, param, const) that some
                       kernel reads, in plan order (inputs, then params, then consts), then the *direct outputs*
                       (``Module.direct``): program outputs computed by a kernel, which the kernel writes straight
                       into a fresh array the runtime allocates per call and returns as is (no arena → output copy;
@@ -42,7 +44,7 @@ from graphc.ir import Node
 from passes.plan import Kernel, Plan
 
 ENTRY = "graphc_main"
-ARENA, STATUS, FIRST_SLOT = 0, 1, 2
+ARENA, STATUS, SCRATCH, FIRST_SLOT = 0, 1, 2, 3
 
 
 @dataclass
@@ -54,6 +56,7 @@ class Module:
     error_nodes: list[Node] = field(default_factory=list)
     kernel_functions: dict[str, str] = field(default_factory=dict)  # kernel name → LLVM function name
     direct: list[Node] = field(default_factory=list)  # the tail of ``slots``: outputs written into fresh arrays
+    scratch_bytes: int = 0  # the largest scratch any kernel claims
 
 
 def _bound_slots(plan: Plan) -> list[Node]:
@@ -127,25 +130,27 @@ def kernel_signature(kernel: Kernel, args: list[Node], shared: dict[Node, Node],
 
 
 def _kernel_function(module: ir.Module, plan: Plan, kernel: Kernel, index: int, args: list[Node],
-                     shared: dict[Node, Node], noalias: list[bool], error_nodes: list[Node]) -> ir.Function:
-    """The LLVM function computing ``kernel`` from pointer arguments (inputs, outputs, the status word)."""
+                     shared: dict[Node, Node], noalias: list[bool], error_nodes: list[Node]
+                     ) -> tuple[ir.Function, int]:
+    """The LLVM function computing ``kernel`` from pointer arguments (inputs, outputs, the status word, the
+    scratch buffer) and the scratch bytes it uses."""
     lower = find_lowerer(kernel)
-    fnty = ir.FunctionType(ir.VoidType(), [pointer_type(n) for n in args] + [I64.as_pointer()])
+    fnty = ir.FunctionType(ir.VoidType(), [pointer_type(n) for n in args] + [I64.as_pointer(), I8P])
     fn = ir.Function(module, fnty, _function_name(kernel, index))
     fn.linkage = "internal"
     fn.attributes.add("nounwind")
     fn.attributes.add("noinline")  # kernels stay separate functions (per-kernel asm facts)
-    for arg, flag in zip(fn.args, noalias + [True]):
+    for arg, flag in zip(fn.args, noalias + [True, True]):
         if flag:
             arg.add_attribute("noalias")
     builder = ir.IRBuilder(fn.append_basic_block("entry"))
     pointers: dict[Node, ir.Value] = dict(zip(args, fn.args))
     for out, src in shared.items():
         pointers[out] = builder.bitcast(pointers[src], pointer_type(out))
-    ctx = KernelContext(module, kernel, fn, builder, pointers, fn.args[-1], error_nodes)
+    ctx = KernelContext(module, kernel, fn, builder, pointers, fn.args[-2], error_nodes, scratch_base=fn.args[-1])
     lower(ctx)
     ctx.builder.ret_void()
-    return fn
+    return fn, ctx.scratch_bytes
 
 
 def build_module(plan: Plan, name: str = "graphc", direct: bool = True) -> Module:
@@ -159,6 +164,7 @@ def build_module(plan: Plan, name: str = "graphc", direct: bool = True) -> Modul
     functions: list[tuple[Kernel, ir.Function, list[Node]]] = []
     names: dict[str, str] = {}
     reusable: dict[str, ir.Function] = {}
+    scratch = 0
     for index, kernel in enumerate(plan.kernels):
         args = list(kernel.inputs) + list(kernel.outputs)
         shared = _shared(plan, kernel, set(outs))
@@ -167,7 +173,8 @@ def build_module(plan: Plan, name: str = "graphc", direct: bool = True) -> Modul
         fn = reusable.get(signature) if signature is not None else None
         if fn is None:
             codes = len(error_nodes)
-            fn = _kernel_function(module, plan, kernel, index, args, shared, noalias, error_nodes)
+            fn, used = _kernel_function(module, plan, kernel, index, args, shared, noalias, error_nodes)
+            scratch = max(scratch, used)
             if signature is not None and len(error_nodes) == codes:  # its status codes would name this node
                 reusable[signature] = fn
         functions.append((kernel, fn, args))
@@ -177,6 +184,7 @@ def build_module(plan: Plan, name: str = "graphc", direct: bool = True) -> Modul
     table = entry.args[0]
     base = b.load(b.gep(table, [ir.Constant(I64, ARENA)]), name="arena")
     status = b.bitcast(b.load(b.gep(table, [ir.Constant(I64, STATUS)])), I64.as_pointer(), name="status")
+    scratch_base = b.load(b.gep(table, [ir.Constant(I64, SCRATCH)]), name="scratch")
     bound: dict[Node, ir.Value] = {}
     for n, j in slot_index.items():
         raw = b.load(b.gep(table, [ir.Constant(I64, FIRST_SLOT + j)]), name=f"slot{j}")
@@ -189,9 +197,9 @@ def build_module(plan: Plan, name: str = "graphc", direct: bool = True) -> Modul
             else:
                 raw = b.gep(base, [ir.Constant(I64, plan.buffers[n].offset)], inbounds=True)
                 ptrs.append(b.bitcast(raw, pointer_type(n)))
-        b.call(fn, ptrs + [status])
+        b.call(fn, ptrs + [status, scratch_base])
     b.ret_void()
-    return Module(str(module), slots, error_nodes, names, outs)
+    return Module(str(module), slots, error_nodes, names, outs, scratch)
 
 
 # ------------------------------------------------------------------------------------------- plan key

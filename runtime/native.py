@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 
 from codegen.cache import cache_enabled, discard, load
-from codegen.module import ENTRY, FIRST_SLOT, Module, binding_slots, build_module, plan_key
+from codegen.module import ARENA, ENTRY, FIRST_SLOT, SCRATCH, STATUS, Module, binding_slots, build_module, plan_key
 from codegen.target import Jit
 from graphc.ir import GraphcError, Node
 from ops.registry import get_op
 from passes.pipeline import build_plan
-from runtime.program import Program, allocate_arena
+from runtime.program import MAX_ARENA_BYTES, Program, aligned_bytes, allocate_arena
 
 _MAIN = ctypes.CFUNCTYPE(None, ctypes.POINTER(ctypes.c_void_p))
 
@@ -39,22 +39,26 @@ class NativeProgram(Program):
         self.slots, direct = binding_slots(self.plan)
         key, nodes = plan_key(self.plan, self.graph.name) if cache and cache_enabled() else (None, [])
         entry = load(key) if key else None
-        self.error_nodes = _decode_error_nodes(entry.meta, nodes) if entry is not None else None
-        if self.error_nodes is None:  # no usable cached object: generate the IR now
+        cached = _decode_meta(entry.meta, nodes) if entry is not None else None
+        if cached is None:  # no usable cached object: generate the IR now
             if entry is not None:
                 discard(key)  # an intact entry whose metadata does not fit this plan: compile and replace it
-            self.error_nodes = self.module.error_nodes
+            self.error_nodes, scratch_bytes = self.module.error_nodes, self.module.scratch_bytes
             position = {n: i for i, n in enumerate(nodes)}
-            meta = {"error_nodes": [position[n] for n in self.error_nodes]} if key else {}
+            meta = {"error_nodes": [position[n] for n in self.error_nodes],
+                    "scratch_bytes": scratch_bytes} if key else {}
             self.jit = Jit(self.module.ir_text, name=self.graph.name, cache=cache, key=key, meta=meta)
         else:  # the IR is generated only if someone inspects it
+            self.error_nodes, scratch_bytes = cached
             self.jit = Jit(lambda: self.module.ir_text, name=self.graph.name, cache=cache, key=key, entry=entry)
         self._main = _MAIN(self.jit.address(ENTRY))
         self._arena_owner, self.arena = allocate_arena(self.plan)
         self._status = np.zeros(1, dtype=np.int64)
+        self._scratch_owner, self._scratch = aligned_bytes(scratch_bytes, "scratch memory")
         self._table = (ctypes.c_void_p * (FIRST_SLOT + len(self.slots)))()
-        self._table[0] = self.arena.ctypes.data
-        self._table[1] = self._status.ctypes.data
+        self._table[ARENA] = self.arena.ctypes.data
+        self._table[STATUS] = self._status.ctypes.data
+        self._table[SCRATCH] = self._scratch.ctypes.data
         self._consts = {n: _contiguous(n.attrs["value"]) for n in self.plan.consts}
         self._direct = set(direct)
         first = {n: self.plan.outputs.index(n) for n in self._direct}  # plan nodes, in the order of output_nodes
@@ -139,12 +143,15 @@ class NativeProgram(Program):
         return info
 
 
-def _decode_error_nodes(meta: dict[str, Any] | None, nodes: list[Node]) -> list[Node] | None:
-    """The error nodes recorded in cached metadata (positions in the plan key's node order); None if unusable."""
-    positions = meta.get("error_nodes") if meta is not None else None
+def _decode_meta(meta: dict[str, Any], nodes: list[Node]) -> tuple[list[Node], int] | None:
+    """(error nodes, scratch bytes) recorded in cached metadata (error nodes as positions in the plan key's node
+    order); None if unusable."""
+    positions, scratch = meta.get("error_nodes"), meta.get("scratch_bytes")
     if not isinstance(positions, list) or not all(isinstance(i, int) and 0 <= i < len(nodes) for i in positions):
         return None
-    return [nodes[i] for i in positions]
+    if not isinstance(scratch, int) or not 0 <= scratch <= MAX_ARENA_BYTES:
+        return None
+    return [nodes[i] for i in positions], scratch
 
 
 def _contiguous(array: np.ndarray) -> np.ndarray:

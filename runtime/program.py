@@ -187,16 +187,21 @@ def interrupts_deferred() -> Iterator[None]:
 
 def allocate_arena(plan: Plan) -> tuple[np.ndarray, np.ndarray]:
     """(owner, view): ``plan.arena_bytes`` zeroed bytes, 64-byte aligned; a clear error when they cannot exist."""
-    if plan.arena_bytes > MAX_ARENA_BYTES:
-        raise GraphcError(f"the program needs an arena of {plan.arena_bytes} bytes, more than graphc's limit of "
-                          f"{MAX_ARENA_BYTES} bytes; largest values: {_largest(plan)}")
+    return aligned_bytes(plan.arena_bytes, "arena", f"; largest values: {_largest(plan)}")
+
+
+def aligned_bytes(nbytes: int, what: str, detail: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """(owner, view): ``nbytes`` zeroed bytes, 64-byte aligned, for the program's ``what``; a clear GraphcError
+    (never a raw MemoryError) when they exceed ``MAX_ARENA_BYTES`` or memory."""
+    if nbytes > MAX_ARENA_BYTES:
+        raise GraphcError(f"the program's {what} of {nbytes} bytes is more than graphc's limit of "
+                          f"{MAX_ARENA_BYTES} bytes{detail}")
     try:
-        owner = np.zeros(plan.arena_bytes + ALIGN, dtype=np.uint8)
+        owner = np.zeros(nbytes + ALIGN, dtype=np.uint8)
     except MemoryError:
-        raise GraphcError(f"cannot allocate the program's arena of {plan.arena_bytes} bytes (out of memory); "
-                          f"largest values: {_largest(plan)}") from None
+        raise GraphcError(f"cannot allocate the program's {what} of {nbytes} bytes (out of memory){detail}") from None
     start = (-owner.ctypes.data) % ALIGN
-    return owner, owner[start:start + plan.arena_bytes]
+    return owner, owner[start:start + nbytes]
 
 
 def _largest(plan: Plan, count: int = 3) -> str:

@@ -18,8 +18,9 @@ columns past the last full ``nr`` panel a kernel whose last vector is loaded and
 access leaves the operands. The ``kc`` and ``nc`` blocks are balanced (``K = 784``: four blocks of 196, not
 3 x 256 + 16). Micro-kernels and packing routines are shared by every GEMM of a module (compile time).
 
-Scratch: two ``alloca``s, the packed B block (``kc * nc`` elements) and one A micro-panel (``mr * kc``), together
-at most 512 KiB; :func:`workspace_bytes` gives the figure for given sizes.
+Workspace: the packed B block (``kc * nc`` elements) and one A micro-panel (``mr * kc``, plus one vector of slack),
+together at most 512 KiB, in the 64-byte-aligned buffer the caller passes as ``W`` (never the stack: a thread with a
+small stack must not overflow); :func:`workspace_bytes` gives its size for given sizes.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def _balanced(total: int, limit: int, multiple: int = 1) -> int:
 def emit_gemm(module: ir.Module, name: str, m: int, n: int, k: int, dtype: str = "float32", trans_a: bool = False,
               trans_b: bool = False, batch: int = 1, batch_strides: Sequence[int] | None = None,
               accumulate: bool = False, config: GemmConfig | None = None) -> ir.Function:
-    """Add ``void name(ptr noalias A, ptr noalias B, ptr noalias C)`` to ``module`` and return it.
+    """Add ``void name(ptr noalias A, ptr noalias B, ptr noalias C, ptr noalias W)`` to ``module`` and return it;
+    ``W`` is a 64-byte-aligned workspace of :func:`workspace_bytes` bytes.
 
     Per batch item: ``C[m, n] (+)= op(A) · op(B)`` where ``A`` is ``m x k`` (``k x m`` when ``trans_a``), ``B`` is
     ``k x n`` (``n x k`` when ``trans_b``), all row-major and contiguous. ``batch_strides`` are element offsets
@@ -57,12 +59,12 @@ def emit_gemm(module: ir.Module, name: str, m: int, n: int, k: int, dtype: str =
     if cfg.dtype != dtype:
         raise ValueError(f"config is for {cfg.dtype}, GEMM asked for {dtype}")
     sa, sb, sc = tuple(batch_strides) if batch_strides is not None else (m * k, k * n, m * n)
-    fn = ir.Function(module, ir.FunctionType(VOID, [PTR, PTR, PTR]), name=name)
+    fn = ir.Function(module, ir.FunctionType(VOID, [PTR, PTR, PTR, PTR]), name=name)
     fn.attributes.add("nounwind")
-    for arg, label in zip(fn.args, "ABC"):
+    for arg, label in zip(fn.args, "ABCW"):
         arg.name = label
         arg.add_attribute("noalias")
-    a_arg, b_arg, c_arg = fn.args
+    a_arg, b_arg, c_arg, w_arg = fn.args
     builder = ir.IRBuilder(fn.append_basic_block("entry"))
     if m == 0 or n == 0 or batch == 0:
         builder.ret_void()
@@ -87,10 +89,8 @@ def emit_gemm(module: ir.Module, name: str, m: int, n: int, k: int, dtype: str =
     ld_a, ld_b, ld_c = i64(m if trans_a else k), i64(k if trans_b else n), i64(n)
 
     b = builder
-    bp = b.alloca(scalar, size=i64(kc * nc), name="bpack")
-    bp.align = 64
-    ap = b.alloca(scalar, size=i64(kc * cfg.mr + cfg.vec), name="apack")  # + slack of the vector pack
-    ap.align = 64
+    bp = w_arg  # kc * nc elements, then the A micro-panel at the next 64-byte boundary
+    ap = b.gep(w_arg, [i64(_packed_b_bytes(kc, nc, cfg))], inbounds=True, source_etype=ir.IntType(8))
     with for_range(b, 0, batch, name="t") as t:
         a_t = gep(b, a_arg, b.mul(t, i64(sa)), scalar)
         b_t = gep(b, b_arg, b.mul(t, i64(sb)), scalar)
@@ -151,10 +151,16 @@ def _min(builder: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
     return builder.select(builder.icmp_signed("<", x, y), x, y)
 
 
+def _packed_b_bytes(kc: int, nc: int, cfg: GemmConfig) -> int:
+    return -(-kc * nc * cfg.itemsize // 64) * 64
+
+
 def workspace_bytes(m: int, n: int, k: int, dtype: str = "float32", config: GemmConfig | None = None) -> int:
-    """Stack bytes the GEMM's ``alloca``s (packed B block and A micro-panel) take for these sizes."""
+    """Bytes of the workspace ``W`` the GEMM needs for these sizes (a multiple of 64): the packed B block (rounded
+    up to 64 bytes) and the A micro-panel with one vector of slack."""
     cfg = config or default_config(dtype, host_vector_bits())
     if min(m, n, k) <= 0:
         return 0
     kc = _balanced(k, cfg.kc, cfg.vec)
-    return (kc * _balanced(n, cfg.nc, cfg.nr) + kc * cfg.mr + cfg.vec) * cfg.itemsize
+    panel = (kc * cfg.mr + cfg.vec) * cfg.itemsize
+    return _packed_b_bytes(kc, _balanced(n, cfg.nc, cfg.nr), cfg) + -(-panel // 64) * 64

@@ -21,12 +21,12 @@ import numpy as np
 
 from codegen.gemm.driver import emit_gemm, workspace_bytes
 
-GEMM_SIGNATURE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
+GEMM_SIGNATURE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
 DEFAULT_SHAPES = ((512, 512, 512), (1024, 1024, 1024), (128, 512, 784))
 
 
 def compile_gemm(m: int, n: int, k: int, dtype: str = "float32", **options: Any) -> tuple[Any, Any]:
-    """JIT one GEMM; returns ``(jit, fn)`` where ``fn(A_ptr, B_ptr, C_ptr)`` is the ctypes callable.
+    """JIT one GEMM; returns ``(jit, fn)`` where ``fn(A_ptr, B_ptr, C_ptr)`` calls it (with a workspace of its own).
 
     Keep ``jit`` alive as long as ``fn`` is used (it owns the machine code)."""
     from codegen.target import Jit, new_module
@@ -34,7 +34,14 @@ def compile_gemm(m: int, n: int, k: int, dtype: str = "float32", **options: Any)
     module = new_module("gemm")
     emit_gemm(module, "gemm", m, n, k, dtype=dtype, **options)
     jit = Jit(str(module), name="gemm")
-    return jit, GEMM_SIGNATURE(jit.address("gemm"))
+    raw = GEMM_SIGNATURE(jit.address("gemm"))
+    owner = np.zeros(workspace_bytes(m, n, k, dtype) + 64, np.uint8)
+    workspace = owner.ctypes.data + (-owner.ctypes.data) % 64
+
+    def call(a: int, b: int, c: int, _keep: np.ndarray = owner) -> None:
+        raw(a, b, c, workspace)
+
+    return jit, call
 
 
 def _single_thread() -> contextlib.AbstractContextManager[Any]:

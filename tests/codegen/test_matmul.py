@@ -24,7 +24,17 @@ from codegen.target import Jit, has_avx512, host, new_module
 from passes.plan import Kernel
 from runtime.native import _asm_functions
 
-SIG = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
+SIG = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
+
+
+def run_gemm(address: int, m: int, n: int, k: int, dtype: str, a: int, b: int, c: int) -> None:
+    """Call a GEMM function with a workspace of exactly ``workspace_bytes`` flush against an inaccessible page, so a
+    write past it would fault instead of corrupting memory."""
+    workspace, region = _guarded(np.zeros(max(workspace_bytes(m, n, k, dtype), 64), np.uint8), True)
+    assert workspace.ctypes.data % 64 == 0  # the size is a multiple of 64, so the end-flush start is aligned
+    SIG(address)(a, b, c, workspace.ctypes.data)
+    del workspace
+    region.close()
 CFG = default_config("float32", host_vector_bits())
 MR, NR, KC = CFG.mr, CFG.nr, CFG.kc
 AVX512_F32 = default_config("float32", 512)  # the 8 x 32 zmm tile; runs (legalized to ymm) on any x86-64 host
@@ -95,7 +105,7 @@ def test_gemm_matches_numpy(jit, index, rng):
     c = buf[pad:pad + m * n].reshape(m, n)
     c[...] = rng.standard_normal((m, n))
     base = c.astype(np.float64) if opts.get("accumulate") else None
-    SIG(jit.address(_name(index)))(a.ctypes.data, b.ctypes.data, c.ctypes.data)
+    run_gemm(jit.address(_name(index)), m, n, k, dtype, a.ctypes.data, b.ctypes.data, c.ctypes.data)
     a_op = a.T if opts.get("trans_a") else a
     b_op = b.T if opts.get("trans_b") else b
     _check(c, a_op, b_op, base, dtype)
@@ -134,7 +144,7 @@ def test_operand_reads_stay_in_bounds(jit, index, at_end, rng):
     a, b = _operands(m, n, k, opts, rng)
     (ga, ra), (gb, rb) = _guarded(a, at_end), _guarded(b, at_end)
     c = np.zeros((m, n), a.dtype)
-    SIG(jit.address(_name(index)))(ga.ctypes.data, gb.ctypes.data, c.ctypes.data)
+    run_gemm(jit.address(_name(index)), m, n, k, a.dtype.name, ga.ctypes.data, gb.ctypes.data, c.ctypes.data)
     _check(c, a.T if opts.get("trans_a") else a, b.T if opts.get("trans_b") else b, np.zeros((m, n)) if
            opts.get("accumulate") else None, a.dtype.name)
     del ga, gb
@@ -148,7 +158,7 @@ def test_operands_are_not_written(jit, rng):
     a, b = _operands(m, n, k, opts, rng)
     a0, b0 = a.copy(), b.copy()
     c = np.zeros((m, n), np.float32)
-    SIG(jit.address(_name(index)))(a.ctypes.data, b.ctypes.data, c.ctypes.data)
+    run_gemm(jit.address(_name(index)), m, n, k, "float32", a.ctypes.data, b.ctypes.data, c.ctypes.data)
     np.testing.assert_array_equal(a, a0)
     np.testing.assert_array_equal(b, b0)
 
@@ -158,14 +168,14 @@ def test_batched_with_broadcast_operand(jit, which, strides, rng):
     a = rng.standard_normal((3 if strides[0] else 1, 7, 11)).astype(np.float32)
     b = rng.standard_normal((3 if strides[1] else 1, 11, 19)).astype(np.float32)
     c = np.zeros((3, 7, 19), np.float32)
-    SIG(jit.address(f"gemm_batch{which}"))(a.ctypes.data, b.ctypes.data, c.ctypes.data)
+    run_gemm(jit.address(f"gemm_batch{which}"), 7, 19, 11, "float32", a.ctypes.data, b.ctypes.data, c.ctypes.data)
     np.testing.assert_allclose(c, np.matmul(a, b), rtol=1e-5, atol=1e-5)
 
 
 def test_workspace_is_bounded():
     for m, n, k in [(1, 1, 1), (1024, 1024, 1024), (128, 512, 784), (5, 100000, 100000)]:
         for dtype in ("float32", "float64"):
-            assert 0 < workspace_bytes(m, n, k, dtype) <= 512 * 1024
+            assert 0 < workspace_bytes(m, n, k, dtype) <= 512 * 1024 and workspace_bytes(m, n, k, dtype) % 64 == 0
     assert workspace_bytes(0, 3, 3) == 0
 
 
@@ -240,16 +250,19 @@ def _run_kernel(kernel: Kernel, feeds: dict, out_shape: tuple[int, ...]) -> np.n
     """Lower one kernel with the registered matmul lowerer into a fresh module, JIT it and run it."""
     module = new_module("kernel")
     args = list(kernel.inputs) + list(kernel.outputs)
-    fnty = ir.FunctionType(ir.VoidType(), [pointer_type(x) for x in args] + [ir.IntType(64).as_pointer()])
+    i8p = ir.IntType(8).as_pointer()
+    fnty = ir.FunctionType(ir.VoidType(), [pointer_type(x) for x in args] + [ir.IntType(64).as_pointer(), i8p])
     fn = ir.Function(module, fnty, "kernel")
     builder = ir.IRBuilder(fn.append_basic_block("entry"))
-    ctx = KernelContext(module, kernel, fn, builder, dict(zip(args, fn.args)), fn.args[-1])
+    ctx = KernelContext(module, kernel, fn, builder, dict(zip(args, fn.args)), fn.args[-2], scratch_base=fn.args[-1])
     find_lowerer(kernel)(ctx)
     builder.ret_void()
     jit = Jit(str(module), name="kernel", cache=False)
     out = np.zeros(out_shape, np.float32)
     status = np.zeros(1, np.int64)
-    arrays = [np.ascontiguousarray(feeds[x.name], np.float32) for x in kernel.inputs] + [out, status]
+    scratch = np.zeros(ctx.scratch_bytes + 64, np.uint8)
+    scratch = scratch[(-scratch.ctypes.data) % 64:]
+    arrays = [np.ascontiguousarray(feeds[x.name], np.float32) for x in kernel.inputs] + [out, status, scratch]
     ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * len(arrays))(jit.address("kernel"))(*[x.ctypes.data for x in arrays])
     assert status[0] == 0
     return out
@@ -294,13 +307,12 @@ def test_random_shapes(m, n, k, trans_a, trans_b, accumulate, f64):
     module = new_module("random")
     emit_gemm(module, "g", m, n, k, **opts)
     jit = Jit(str(module), name="random", cache=False)  # owns the code: keep it alive while calling
-    fn = SIG(jit.address("g"))
     rng = np.random.default_rng(m * 10007 + n * 101 + k)
     a, b = _operands(m, n, k, opts, rng)
     (ga, ra), (gb, rb) = _guarded(a, True), _guarded(b, True)
     c = rng.standard_normal((m, n)).astype(a.dtype)
     base = c.astype(np.float64) if accumulate else None
-    fn(ga.ctypes.data, gb.ctypes.data, c.ctypes.data)
+    run_gemm(jit.address("g"), m, n, k, a.dtype.name, ga.ctypes.data, gb.ctypes.data, c.ctypes.data)
     _check(c, a.T if trans_a else a, b.T if trans_b else b, base, a.dtype.name)
     del ga, gb
     ra.close()

@@ -131,3 +131,40 @@ def test_state_lock_is_per_graph_and_reentrant():
     with g1.state_lock:  # a callback holding the lock may still call programs of the same graph
         step1(x=np.ones(8))
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+SMALL_STACK_SCRIPT = """
+    import threading
+    import numpy as np
+    import graphc as gc
+
+    g = gc.Graph("net")
+    x = g.input("x", (8, 16, 32, 32))
+    w = g.param("w", np.random.default_rng(0).standard_normal((32, 16, 3, 3)).astype(np.float32) * 0.1)
+    v = g.param("v", np.random.default_rng(1).standard_normal((512, 384)).astype(np.float32) * 0.05)
+    h = gc.relu(gc.conv2d(x, w, padding=1))                     # im2col columns: ~600 KB per image
+    y = gc.reshape(h, (8, -1))[:, :512] @ v                     # a GEMM with a full packed panel (~500 KB)
+    loss = gc.tanh(y).sum()
+    grads = gc.grad(loss, [w, v])                               # conv backward (input and weight) too
+    prog = gc.compile({"loss": loss, "dw": grads[0], "dv": grads[1]})  # compiled on the main thread
+    feeds = {"x": np.random.default_rng(2).standard_normal((8, 16, 32, 32)).astype(np.float32)}
+    want = prog(**feeds)
+    got = {}
+    threading.stack_size(STACK)
+    t = threading.Thread(target=lambda: got.update(prog(**feeds)))
+    t.start()
+    t.join()
+    for key in want:
+        np.testing.assert_array_equal(got[key], want[key])
+    print("ok")
+"""
+
+
+@pytest.mark.parametrize("stack", [256 * 1024, 128 * 1024])
+def test_native_code_runs_in_small_stack_threads(stack):
+    """Kernels take their scratch (im2col columns, packed GEMM panels) from planned memory, never from the stack:
+    a thread with a 256 KiB (macOS) or 128 KiB (musl) stack runs conv and GEMM programs."""
+    script = textwrap.dedent(SMALL_STACK_SCRIPT).replace("STACK", str(stack))
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert out.returncode == 0 and out.stdout.strip() == "ok", (out.returncode, out.stderr[-2000:])
