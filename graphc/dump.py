@@ -30,7 +30,7 @@ from typing import Any
 
 import graphviz
 
-from graphc.ir import Node
+from graphc.ir import GraphcError, Node
 from graphc.viz import dot_label, node_label, to_dot
 from passes.pipeline import CHECK, PIPELINE, build_plan
 from passes.plan import Kernel, Plan, intervals
@@ -67,6 +67,8 @@ def format_timings(plan: Plan) -> str:
 
 def dump_program(program: Any, folder: str) -> Dump:
     """Write every stage of ``program``'s compilation into ``folder`` (created if needed)."""
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise GraphcError(f"cannot dump into {folder!r}: it exists and is not a folder")
     os.makedirs(folder, exist_ok=True)
     out = Dump(folder)
     plan = plan_of(program)

@@ -212,14 +212,27 @@ def require_float(op: str, *types: TensorType) -> None:
             raise OpError(f"needs floating-point operands, got {t}")
 
 
+def as_int(value: Any, what: str) -> int:
+    """``value`` as a Python int when it is one (an int or a NumPy integer, not a bool, never a float that would be
+    truncated); an :class:`OpError` naming ``what`` otherwise."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return int(value)
+    raise OpError(f"{what} must be an int, got {value!r}")
+
+
 def normalize_axes(axis: Any, ndim: int, what: str = "axis") -> tuple[int, ...]:
     """``None`` → all axes; an int or a sequence → sorted, non-negative, unique axes (checked)."""
     if axis is None:
         return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    if isinstance(axis, (int, np.integer)):
+        axes: tuple = (axis,)
+    elif isinstance(axis, (tuple, list)):
+        axes = tuple(axis)
+    else:
+        raise OpError(f"{what} must be an int or a sequence of ints, got {axis!r}")
     out = []
     for a in axes:
-        a = int(a)
+        a = as_int(a, what)
         if not -ndim <= a < ndim:
             raise OpError(f"{what} {a} is out of range for a tensor of rank {ndim}")
         a %= ndim
@@ -230,7 +243,7 @@ def normalize_axes(axis: Any, ndim: int, what: str = "axis") -> tuple[int, ...]:
 
 
 def normalize_axis(axis: Any, ndim: int) -> int:
-    (a,) = normalize_axes(int(axis), ndim)
+    (a,) = normalize_axes(as_int(axis, "axis"), ndim)
     return a
 
 

@@ -224,8 +224,8 @@ def _canonical_index(index: Any) -> tuple:
         elif isinstance(item, (int, np.integer)) and not isinstance(item, (bool, np.bool_)):
             out.append(("int", int(item)))
         else:
-            raise TypeError(f"graphc tensors are indexed by ints and slices, not {type(item).__name__} "
-                            f"(at {creation_site()})")
+            raise ShapeError(f"graphc tensors are indexed by ints, slices, None and Ellipsis, not "
+                             f"{type(item).__name__}\n  at {creation_site()}")
     return tuple(out)
 
 
@@ -304,7 +304,7 @@ def clip(x: Node, lo: float | None = None, hi: float | None = None) -> Node:
 def flatten(x: Node, start_axis: int = 1) -> Node:
     """x reshaped to x.shape[:start_axis] + (product of the remaining dims,) (PyTorch's ``flatten(start_dim)``)."""
     if not isinstance(x, Node):
-        raise TypeError(f"flatten: x must be a graphc tensor, got {type(x).__name__}")
+        raise ShapeError(f"flatten: x must be a graphc tensor, got {type(x).__name__}\n  at {creation_site()}")
     if x.ndim == 0:
         return reshape(x, (1,))
     if not -x.ndim <= int(start_axis) < x.ndim:
@@ -366,7 +366,7 @@ def dropout(x: Node, rate: float, training: bool, seed: int | None = None) -> No
     program call increments (an implicit update on the output). ``seed=None``: derived from the node's position in
     the graph (deterministic for a given model construction, different for each dropout layer)."""
     if not isinstance(x, Node):
-        raise TypeError(f"dropout: x must be a graphc tensor, got {type(x).__name__}")
+        raise ShapeError(f"dropout: x must be a graphc tensor, got {type(x).__name__}\n  at {creation_site()}")
     if seed is None:
         seed = len(x.graph.nodes)
     if not training:  # identity; the attributes are still checked so a bad rate fails at the user's line

@@ -16,7 +16,7 @@ import numpy as np
 
 import ops.fn as fn
 from graphc.ir import TensorType
-from ops.base import ErrorCase, Op, OpError, Sample, normalize_axis, same_dtype
+from ops.base import ErrorCase, Op, OpError, Sample, as_int, normalize_axis, same_dtype
 from ops.registry import apply, register
 
 Index = tuple[tuple[Any, ...], ...]
@@ -126,7 +126,7 @@ class SliceBackward(Op):
     arity = 1
 
     def normalize(self, attrs, g):
-        shape = tuple(int(d) for d in attrs["shape"])
+        shape = tuple(as_int(d, "a dimension of the shape") for d in attrs["shape"])
         return {"index": normalize_index(attrs["index"], shape), "shape": shape}
 
     def infer(self, attrs, g):
@@ -219,7 +219,7 @@ class Pad(Op):
             pairs = ((int(pads), int(pads)),) * x.ndim
         else:
             try:
-                pairs = tuple((int(b), int(a)) for b, a in pads)
+                pairs = tuple((as_int(b, "a pad"), as_int(a, "a pad")) for b, a in pads)
             except (TypeError, ValueError):
                 raise OpError(f"pads must be an int or one (before, after) pair per axis, got {pads!r}") from None
         if len(pairs) != x.ndim:
@@ -263,8 +263,8 @@ class CheckIndex(Op):
 
     def normalize(self, attrs, x):
         ignore = attrs.get("ignore")
-        return {"depth": int(attrs["depth"]), "negative": bool(attrs.get("negative", False)),
-                "ignore": None if ignore is None else int(ignore)}
+        return {"depth": as_int(attrs["depth"], "depth"), "negative": bool(attrs.get("negative", False)),
+                "ignore": None if ignore is None else as_int(ignore, "ignore")}
 
     def infer(self, attrs, x):
         if x.dtype != "int64":

@@ -12,7 +12,7 @@ import numpy as np
 
 import ops.fn as fn
 from graphc.ir import Node, TensorType, dtype_name
-from ops.base import ErrorCase, Op, OpError, Sample, require_float
+from ops.base import ErrorCase, Op, OpError, Sample, as_int, require_float
 from ops.registry import register
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -52,7 +52,7 @@ class OneHot(Op):
     arity = 1
 
     def normalize(self, attrs, labels):
-        return {"depth": int(attrs["depth"]), "dtype": dtype_name(attrs.get("dtype", "float32"))}
+        return {"depth": as_int(attrs["depth"], "depth"), "dtype": dtype_name(attrs.get("dtype", "float32"))}
 
     def infer(self, attrs, labels):
         if labels.dtype != "int64":

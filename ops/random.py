@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from ops.base import ErrorCase, Op, OpError, Sample, require_float
+from ops.base import ErrorCase, Op, OpError, Sample, as_int, require_float
 from ops.registry import apply, register
 
 GOLDEN = 0x9E3779B97F4A7C15
@@ -75,7 +75,7 @@ class Dropout(Op):
         rate = float(attrs["rate"])
         if not 0.0 <= rate < 1.0:
             raise OpError(f"rate must be in [0, 1) (the fraction of elements dropped), got {rate}")
-        seed = int(attrs.get("seed", 0))
+        seed = as_int(attrs.get("seed", 0), "seed")
         if not 0 <= seed < 1 << 64:
             raise OpError(f"seed must be an integer in [0, 2**64), got {seed}")
         return {"rate": rate, "seed": seed, "training": bool(attrs.get("training", True))}

@@ -84,6 +84,11 @@ def _fits(scalar: np.ndarray, dtype: str) -> bool:
     return bool(converted.astype(scalar.dtype) == scalar)
 
 
+def _without_site(err: Exception) -> str:
+    """The message of ``err`` without a trailing ``at file:line`` (the wrapping error adds the user's line)."""
+    return str(err).split("\n  at ")[0]
+
+
 def apply(op_name: str, *operands: Any, name: str | None = None, **attrs: Any) -> Node:
     """Build the node ``op_name(*operands, **attrs)`` in the operands' graph."""
     op = get_op(op_name)
@@ -98,7 +103,11 @@ def apply(op_name: str, *operands: Any, name: str | None = None, **attrs: Any) -
         out_type = op.infer(normalized, *types)
     except (OpError, ShapeError) as err:  # ShapeError: an invalid TensorType built during inference
         shown = ", ".join(str(t) for t in types)
-        raise ShapeError(f"{op_name}({shown}): {err}\n  at {creation_site()}") from None
+        raise ShapeError(f"{op_name}({shown}): {_without_site(err)}\n  at {creation_site()}") from None
+    except (TypeError, ValueError, ArithmeticError, MemoryError) as err:  # an attribute of the wrong kind or size
+        shown = ", ".join(str(t) for t in types)
+        raise ShapeError(f"{op_name}({shown}): invalid attributes {dict(attrs)!r}: {type(err).__name__}: {err}\n"
+                         f"  at {creation_site()}") from None
     if not isinstance(out_type, TensorType):
         raise TypeError(f"{op_name}.infer returned {out_type!r}, not a TensorType")
     return graph.add_node(op_name, inputs, normalized, out_type, name=name)

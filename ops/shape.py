@@ -8,7 +8,7 @@ import numpy as np
 
 import ops.fn as fn
 from graphc.ir import TensorType
-from ops.base import ErrorCase, Op, OpError, Sample
+from ops.base import ErrorCase, Op, OpError, Sample, as_int
 from ops.registry import register
 
 
@@ -21,7 +21,7 @@ class Reshape(Op):
     arity = 1
 
     def normalize(self, attrs, x):
-        shape = tuple(int(d) for d in attrs["shape"])
+        shape = tuple(as_int(d, "a dimension of the target shape") for d in attrs["shape"])
         unknown = [i for i, d in enumerate(shape) if d == -1]
         if len(unknown) > 1 or any(d < -1 for d in shape):
             raise OpError(f"invalid target shape {shape}: only one dimension may be -1")
@@ -80,9 +80,10 @@ class Transpose(Op):
         axes = attrs.get("axes")
         if axes is None:
             return {"axes": tuple(reversed(range(x.ndim)))}
-        if any(not -x.ndim <= int(a) < x.ndim for a in axes):
+        axes = tuple(as_int(a, "an axis of the permutation") for a in axes)
+        if any(not -x.ndim <= a < x.ndim for a in axes):
             raise OpError(f"axes {tuple(axes)} are out of range for the {x.ndim} axes of {x.shape}")
-        perm = tuple(int(a) % x.ndim for a in axes)
+        perm = tuple(a % x.ndim for a in axes)
         if len(perm) != x.ndim or sorted(perm) != list(range(x.ndim)):
             raise OpError(f"axes {tuple(axes)} are not a permutation of the {x.ndim} axes of {x.shape}")
         return {"axes": perm}
@@ -129,7 +130,7 @@ class BroadcastTo(Op):
     arity = 1
 
     def normalize(self, attrs, x):
-        return {"shape": tuple(int(d) for d in attrs["shape"])}
+        return {"shape": tuple(as_int(d, "a dimension of the target shape") for d in attrs["shape"])}
 
     def infer(self, attrs, x):
         shape = attrs["shape"]

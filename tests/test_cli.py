@@ -250,3 +250,31 @@ def test_every_subcommand_module_registers_exactly_one_subcommand(name):
     assert subparsers.choices[name] is parser
     handler = parser.get_default("handler")
     assert callable(handler) and handler.__module__ == module.__name__
+
+
+def test_bench_json_to_an_unwritable_path_fails_before_the_run(tmp_path, capsys, monkeypatch):
+    import graphc.cli.bench as bench_command
+
+    monkeypatch.setattr(bench_command, "run_benchmarks", lambda *a, **k: pytest.fail("the run started"))
+    for bad in (tmp_path, tmp_path / "missing" / "out.json"):
+        assert cli.main(["bench", "--small", "--json", str(bad)]) == 2
+        assert "error: --json" in capsys.readouterr().err
+
+
+def test_passes_output_onto_an_existing_file_is_a_clear_error(tmp_path, capsys):
+    existing = tmp_path / "taken"
+    existing.write_text("not a folder")
+    assert cli.main(["passes", APPLE, "-o", str(existing)]) == 2
+    err = capsys.readouterr().err
+    assert "error: cannot dump into" in err and "not a folder" in err and "Traceback" not in err
+
+
+def test_output_into_a_closed_pipe_stops_quietly(tmp_path):
+    """``graphc ir model.py | head -1``: the reader leaves early; no BrokenPipeError traceback."""
+    model = tmp_path / "big.py"  # IR far larger than a pipe's buffer, so the writer meets the closed pipe
+    model.write_text("import graphc as gc\ng = gc.Graph('big')\ny = x = g.input('x', (64,))\n"
+                     "for i in range(400):\n    y = gc.tanh(y * (1.0 + i / 1000))\noutputs = {'y': y}\n")
+    command = f"{sys.executable} -m graphc.cli ir {model} --optimized | head -1"
+    out = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.stdout.strip() and "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr, out.stderr

@@ -64,3 +64,39 @@ def test_random_shapes_build_or_fail_with_a_graphc_error_at_the_users_line(shape
     # what was accepted is within the limits and compiles without native surprises
     for n in g.nodes:
         assert n.type.nbytes <= gc.ir.MAX_TENSOR_BYTES
+
+
+def _user_mistakes(g: gc.Graph, x: gc.Tensor) -> dict:
+    labels = g.input("labels", (2,), "int64")
+    return {
+        "axis as a float": lambda: gc.sum(x, axis=1.5),
+        "axis as a string": lambda: gc.mean(x, axis="a"),
+        "enormous pooling stride": lambda: gc.max_pool2d(x, 2, stride=2**70),
+        "enormous pooling padding": lambda: gc.max_pool2d(x, 2, padding=2**62),
+        "float in a permutation": lambda: gc.transpose(x, (0, 1.5, 2, 3)),
+        "float depth": lambda: gc.one_hot(labels, 2.5),
+        "float concat axis": lambda: gc.concat([x, x], axis=0.5),
+        "float index": lambda: x[1.5],
+        "tensor index": lambda: x[x],
+        "string bound": lambda: gc.clip(x, "a"),
+        "string slope": lambda: gc.leaky_relu(x, "a"),
+        "string rate": lambda: gc.dropout(x, "a", True),
+        "float softmax axis": lambda: gc.softmax(x, axis=1.5),
+        "compile a number": lambda: gc.compile(3),
+        "unknown backend": lambda: gc.compile(x, backend="gpu"),
+        "gradient of a vector": lambda: gc.grad(x, [x]),
+        "negative learning rate": lambda: gc.optim.SGD(-1.0),
+        "render nothing": lambda: gc.render([]),
+        "dump into a file": lambda: gc.compile(x * 2.0, backend="numpy", dump_dir=__file__),
+        "state replaced by a list": lambda: (g.state.__setitem__("w", [1.0]), gc.compile(g.params["w"] * 1.0)()),
+    }
+
+
+@pytest.mark.parametrize("mistake", sorted(_user_mistakes(gc.Graph("names"), None)))
+def test_user_mistakes_are_graphc_errors_naming_the_users_line(mistake):
+    g = gc.Graph("mistakes")
+    x = g.input("x", (1, 2, 5, 5))
+    g.param("w", np.ones(3, np.float32))
+    with pytest.raises(gc.GraphcError) as info:
+        _user_mistakes(g, x)[mistake]()
+    assert HERE in str(info.value), str(info.value)

@@ -21,6 +21,7 @@ reports user errors by raising :class:`graphc.ir.GraphcError` (``TargetError`` i
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -84,6 +85,12 @@ def main(argv: list[str] | None = None) -> int:
         return handler(args)
     except GraphcError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # the reader went away (graphc ir model.py | head -1): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 1
+    except OSError as err:  # a file the user named cannot be read or written
+        print(f"error: {err.strerror or err}: {err.filename or ''}".rstrip(": "), file=sys.stderr)
         return 2
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from graphc.bench.context import Context
 from graphc.bench.runner import format_table, needs_reexec, reexec, run_benchmarks, write_json
 from graphc.bench.workloads import WORKLOADS
+from graphc.cli.targets import check_writable
 from graphc.ir import GraphcError
 
 DESCRIPTION = "graphc bench: graphc (llvm and numpy backends) against NumPy, PyTorch and JAX, side by side in one run."
@@ -45,6 +46,8 @@ def handle(args: argparse.Namespace) -> int:
         raise GraphcError(f"unknown workload {', '.join(unknown)}; choose from {', '.join(WORKLOADS)}")
     if args.threads < 1 or args.repeat < 1 or args.warmup < 0:
         raise GraphcError("--threads and --repeat must be >= 1, --warmup >= 0")
+    if args.json:
+        check_writable(args.json, "--json")  # before the run, not after it
     if needs_reexec(args.threads):
         return reexec(_argv(args), args.threads)
     frameworks = tuple(f.strip() for f in args.frameworks.split(",") if f.strip() not in ("", "none"))

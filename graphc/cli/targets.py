@@ -152,3 +152,15 @@ def add_target_args(parser: argparse.ArgumentParser) -> None:
 
 __all__ = ["DEFAULT_NAME", "FEEDS_NAME", "RUN_NAME", "TargetError", "add_target_args", "as_outputs",
            "default_output", "format_result", "load_module", "load_target", "parse_feeds", "resolve", "split_spec"]
+
+
+def check_writable(path: str, what: str) -> None:
+    """A :class:`TargetError` now when ``path`` cannot be written as a file later (a folder, a missing or
+    read-only parent folder)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise TargetError(f"{what} {path}: is a folder, not a file")
+    if not os.path.isdir(folder):
+        raise TargetError(f"{what} {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise TargetError(f"{what} {path}: not writable")

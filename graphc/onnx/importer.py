@@ -47,12 +47,7 @@ def import_model(model_or_path: Any, *, initializers: str = "params", static_inp
     that an op also consumes as a tensor still becomes a runtime input). ``input_shapes`` fixes dynamic dimensions.
     """
     onnx = require_onnx()
-    if isinstance(model_or_path, (str, os.PathLike)):
-        model = onnx.load(os.fspath(model_or_path))
-    elif isinstance(model_or_path, bytes):
-        model = onnx.load_from_string(model_or_path)
-    else:
-        model = model_or_path
+    model = _load(onnx, model_or_path)
     if initializers not in ("params", "consts"):
         raise GraphcError(f"import_model: initializers must be 'params' or 'consts', got {initializers!r}")
     opset = _default_opset(model)
@@ -78,6 +73,35 @@ def import_model(model_or_path: Any, *, initializers: str = "params", static_inp
     used = {n.name for n in topo_ancestors(list(outputs.values())) if n.op == "input"}
     inputs = [name for name in graph.inputs if name in used]
     return ImportedModel(graph, inputs, outputs, opset)
+
+
+def _load(onnx: Any, model_or_path: Any) -> Any:
+    """The ModelProto of a path, bytes or a ModelProto; every way a file can be wrong is a clear error."""
+    from google.protobuf.message import DecodeError
+
+    what = repr(os.fspath(model_or_path)) if isinstance(model_or_path, (str, os.PathLike)) else "the model"
+    try:
+        if isinstance(model_or_path, (str, os.PathLike)):
+            model = onnx.load(os.fspath(model_or_path))
+        elif isinstance(model_or_path, (bytes, bytearray)):
+            model = onnx.load_from_string(bytes(model_or_path))
+        elif isinstance(model_or_path, onnx.ModelProto):
+            model = model_or_path
+        else:
+            raise GraphcError(f"import_model: expected a path, bytes or an onnx.ModelProto, got "
+                              f"{type(model_or_path).__name__}")
+    except OSError as err:
+        raise GraphcError(f"cannot read the ONNX file {what}: {err.strerror or err}") from None
+    except DecodeError as err:
+        raise UnsupportedOnnx(f"{what} is not a valid ONNX model (protobuf: {err})") from None
+    except onnx.checker.ValidationError as err:  # e.g. external data pointing outside the model's folder
+        raise UnsupportedOnnx(f"{what} was refused while loading: {err}") from None
+    for init in model.graph.initializer:
+        if init.data_location == onnx.TensorProto.EXTERNAL:
+            raise UnsupportedOnnx(f"initializer {init.name!r} keeps its data in an external file that was not "
+                                  "loaded; import the model from its file path (external data is then read from "
+                                  "the model's folder)")
+    return model
 
 
 def _default_opset(model: Any) -> int:

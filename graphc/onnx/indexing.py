@@ -15,6 +15,8 @@ def _slice(ctx: ImportContext, n: OnnxNode, xs: list) -> list:
     x = ctx.tensor(xs[0])
     if n.opset < 10:
         starts, ends, axes, steps = n.attr("starts"), n.attr("ends"), n.attr("axes"), None
+        if starts is None or ends is None:
+            raise n.unsupported("Slice before opset 10 needs the attributes starts and ends")
     else:
         what = n.label + ": input "
         starts, ends = ctx.ints(xs[1], what + "starts"), ctx.ints(xs[2], what + "ends")
