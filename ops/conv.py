@@ -386,6 +386,8 @@ class Conv2dBackwardWeight(Op):
 
     def reference(self, attrs, x, g):
         kernel, out, groups, (n, o) = attrs["kernel_size"], g.shape[2:], attrs["groups"], g.shape[:2]
+        if g.size == 0:  # no image or no output position: nothing contributes
+            return np.zeros((o, x.shape[1] // groups) + kernel, dtype=x.dtype)
         cols = im2col(pad_input(x, attrs["padding"], out, kernel, attrs["stride"], attrs["dilation"]), out, kernel,
                       attrs["stride"], attrs["dilation"])
         cols = cols.reshape(n, groups, -1, out[0] * out[1])  # (N, G, C/G·kh·kw, P)

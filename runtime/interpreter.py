@@ -41,6 +41,8 @@ def _value(n: Node, feeds: dict[str, np.ndarray], state: dict[str, np.ndarray],
         return state[n.name]
     if n.op == "const":
         return n.attrs["value"]
+    if n.size == 0:  # every op's value with no elements is the empty array of its type (as native code gives it)
+        return np.zeros(n.shape, n.type.np_dtype)
     args = [values[id(x)] for x in n.inputs]
     try:
         result = np.asarray(get_op(n.op).reference(n.attrs, *args))

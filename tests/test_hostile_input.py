@@ -100,3 +100,24 @@ def test_user_mistakes_are_graphc_errors_naming_the_users_line(mistake):
     with pytest.raises(gc.GraphcError) as info:
         _user_mistakes(g, x)[mistake]()
     assert HERE in str(info.value), str(info.value)
+
+
+def test_empty_batches_and_axes_behave_the_same_on_every_backend():
+    """A batch of 0 images through conv, pooling and batch norm (and their gradients), softmax over an empty axis:
+    every backend returns the same (empty or zero) results — none raises where another returns."""
+    g = gc.Graph("empty")
+    x = g.input("x", (0, 2, 5, 5))
+    s = g.input("s", (4, 0))
+    w = g.param("w", np.ones((3, 2, 3, 3), np.float32))
+    stats = [g.param(name, np.ones(2, np.float32)) for name in ("gamma", "beta", "mean", "var")]
+    loss = (gc.conv2d(x, w, padding=1).sum() + gc.max_pool2d(x, 2).sum() + gc.avg_pool2d(x, 2).sum()
+            + gc.batch_norm(x, *stats, training=False).sum())
+    outputs = {"loss": loss, "dw": gc.grad(loss, w), "softmax": gc.softmax(s, axis=1),
+               "log_softmax": gc.log_softmax(s, axis=1), "sum": s.sum(axis=1)}
+    feeds = {"x": np.zeros((0, 2, 5, 5), np.float32), "s": np.zeros((4, 0), np.float32)}
+    results = {backend: gc.compile(outputs, backend=backend)(**feeds) for backend in ("numpy", "numpy-plan", "llvm")}
+    for backend, got in results.items():
+        for key, want in results["numpy"].items():
+            assert got[key].shape == want.shape and got[key].dtype == want.dtype, (backend, key)
+            np.testing.assert_array_equal(got[key], want, err_msg=f"{backend} {key}")
+    assert results["numpy"]["dw"].shape == (3, 2, 3, 3) and not results["numpy"]["dw"].any()
