@@ -50,6 +50,19 @@ def import_model(model_or_path: Any, *, initializers: str = "params", static_inp
     model = _load(onnx, model_or_path)
     if initializers not in ("params", "consts"):
         raise GraphcError(f"import_model: initializers must be 'params' or 'consts', got {initializers!r}")
+    try:
+        return _import(onnx, model, initializers, static_inputs, input_shapes, name)
+    except _MALFORMED as err:  # a damaged or hostile file: fields of the wrong type, missing or out of range
+        raise UnsupportedOnnx(f"the model is malformed ({type(err).__name__}: {err})") from None
+
+
+# what a damaged ModelProto raises from onnx's helpers or from NumPy while it is read
+_MALFORMED = (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError, UnicodeError, MemoryError)
+
+
+def _import(onnx: Any, model: Any, initializers: str, static_inputs: Mapping[str, Any] | None,
+            input_shapes: Mapping[str, Any] | None, name: str | None) -> ImportedModel:
+    """The translation proper (see :func:`import_model`)."""
     opset = _default_opset(model)
     onnx_graph = model.graph
     graph = Graph(name or onnx_graph.name or "onnx")

@@ -87,6 +87,11 @@ def optional_input(xs: list, index: int) -> Value | None:
 # ---------------------------------------------------------------------------------------------- nodes
 
 
+def _text(value: Any) -> str:
+    """A protobuf string field as text (a damaged file may hold bytes that are not UTF-8)."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
 class OnnxNode:
     """One ONNX NodeProto with typed attribute access; every attribute must be read by its translator."""
 
@@ -95,7 +100,7 @@ class OnnxNode:
         self.proto = proto
         self.op_type: str = proto.op_type
         self.opset = opset
-        self.attrs = {a.name: onnx.helper.get_attribute_value(a) for a in proto.attribute}
+        self.attrs = {_text(a.name): onnx.helper.get_attribute_value(a) for a in proto.attribute}
         self.used: set[str] = set()
         self.label = f"{self.op_type} node {proto.name!r}" if proto.name else f"{self.op_type} node"
 
