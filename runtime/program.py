@@ -7,14 +7,15 @@ matching how ``outputs`` was given).
 Threads and interrupts: a Program may be called from any number of threads. Every call holds its graph's
 ``state_lock`` from reading the state to writing the updates, so the calls of all programs compiled from one graph
 (a training step, an evaluation program, ...) run one at a time: each reads a consistent state and its updates
-are all applied before another call reads it. The updates themselves are applied with SIGINT blocked (in the main
-thread), so Ctrl-C during a step leaves the state as before the step or after it, never in between; the
-KeyboardInterrupt is raised once the step is complete.
+are all applied before another call reads it. The updates themselves are applied with Ctrl-C held back (SIGINT's
+handler only records it meanwhile), so Ctrl-C during a step leaves the state as before the step or after it, never
+in between; the KeyboardInterrupt is raised once the step is complete.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from collections.abc import Iterator, Mapping
@@ -173,16 +174,23 @@ def _with_implicit_updates(graph, outputs: list[Node], explicit: list[tuple[Node
 
 @contextlib.contextmanager
 def interrupts_deferred() -> Iterator[None]:
-    """Block SIGINT while the body runs (main thread only; other threads never receive Python's signals), so a
-    KeyboardInterrupt arrives after it, never in the middle."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+    """Hold back Ctrl-C while the body runs: SIGINT's Python handler (which runs in the main thread, whichever
+    thread the signal hit) is swapped for one that only records it, and a recorded SIGINT goes to the previous
+    handler (KeyboardInterrupt by default) after the body. Calls from other threads need nothing: Python never
+    raises the interrupt in them."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    caught: list[tuple[int, Any]] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append((signum, frame)))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        signal.signal(signal.SIGINT, previous)
+        if caught and callable(previous):
+            previous(*caught[0])  # the default handler raises KeyboardInterrupt here
+        elif caught and previous == signal.SIG_DFL:
+            os.kill(os.getpid(), signal.SIGINT)
 
 
 def allocate_arena(plan: Plan) -> tuple[np.ndarray, np.ndarray]:
