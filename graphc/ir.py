@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
-import sys
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -17,36 +15,18 @@ from typing import Any
 
 import numpy as np
 
+from graphc.errors import (  # noqa: F401  (the IR's errors: every layer imports them from here)
+    FeedError,
+    GradientError,
+    GraphcError,
+    ShapeError,
+    creation_site,
+    user_site,
+)
+
 DTYPES = ("float32", "float64", "int64", "bool")
 FLOAT_DTYPES = ("float32", "float64")
 LEAF_OPS = ("input", "param", "const")
-
-
-class GraphcError(Exception):
-    """Base class of every error graphc raises on purpose.
-
-    Its message names the user's line: one that does not already end in ``at file:line`` gets the innermost
-    calling line outside graphc appended (the line in the user's program that called graphc), unless that line is
-    not the user's own (a command-line run, where the error names the user's file itself)."""
-
-    def __init__(self, *args: Any) -> None:
-        if args and isinstance(args[0], str) and "\n  at " not in args[0]:
-            site = user_site()
-            if site is not None:
-                args = (f"{args[0]}\n  at {site}",) + args[1:]
-        super().__init__(*args)
-
-
-class ShapeError(GraphcError, ValueError):
-    """An op was given operands whose shapes, dtypes or attributes it cannot accept."""
-
-
-class GradientError(GraphcError):
-    """A gradient was asked for that cannot be built (no VJP, non-scalar target, integer input)."""
-
-
-class FeedError(GraphcError, ValueError):
-    """A program was called with a missing, unknown or ill-shaped feed."""
 
 
 # ---------------------------------------------------------------------------------------------- types
@@ -124,47 +104,6 @@ def dtype_name(dtype: Any) -> str:
     if name not in DTYPES:
         raise ShapeError(f"unsupported dtype {name!r}; graphc supports {', '.join(DTYPES)}")
     return name
-
-
-# --------------------------------------------------------------------------------------- creation site
-
-_INTERNAL_DIRS = tuple(
-    os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), pkg) + os.sep
-    for pkg in ("graphc", "ops", "passes", "codegen", "runtime")
-)
-
-
-def creation_site() -> str:
-    """``file:line`` of the innermost stack frame outside graphc's own packages (the user's line)."""
-    frame = sys._getframe(1)
-    while frame is not None:
-        filename = os.path.abspath(frame.f_code.co_filename)
-        internal = filename.startswith(_INTERNAL_DIRS) or "importlib" in filename or filename.endswith(
-            ("contextlib.py", "functools.py")
-        )
-        if not internal:
-            return f"{frame.f_code.co_filename}:{frame.f_lineno}"
-        frame = frame.f_back
-    return "<graphc>"
-
-
-_RUNTIME_DIRS = tuple(os.path.join(os.path.abspath(p), "") for p in {sys.prefix, sys.base_prefix, sys.exec_prefix})
-
-
-def user_site() -> str | None:
-    """The user's calling line as :func:`creation_site` finds it, or None when that frame is not user code (the
-    Python installation itself: the ``graphc`` console script, ``runpy``, the standard library)."""
-    frame = sys._getframe(1)
-    while frame is not None:
-        filename = os.path.abspath(frame.f_code.co_filename)
-        internal = filename.startswith(_INTERNAL_DIRS) or "importlib" in filename or filename.endswith(
-            ("contextlib.py", "functools.py"))
-        if not internal:
-            if filename.startswith(_RUNTIME_DIRS) or frame.f_code.co_filename.startswith("<frozen"):
-                return None
-            return f"{frame.f_code.co_filename}:{frame.f_lineno}"
-        frame = frame.f_back
-    return None
 
 
 # ---------------------------------------------------------------------------------------------- attrs
