@@ -12,12 +12,18 @@ Update rules (g is the gradient, plus ``weight_decay``·p when set; η the learn
 - RMSProp: h ← ρh + (1 − ρ) g², p ← p − η g / (√h + ε).
 - Adam: t ← t + 1, m ← β₁m + (1 − β₁)g, v ← β₂v + (1 − β₂)g², p ← p − η m̂ / (√v̂ + ε) with
   m̂ = m / (1 − β₁ᵗ), v̂ = v / (1 − β₂ᵗ).
+
+Saving: ``opt.get_config()`` holds every hyper-parameter and the learning rate (a number, or the config of a
+built-in schedule: :class:`StepDecay`, :class:`ExponentialDecay`, :class:`CosineDecay`, which ``step_decay``,
+``exponential_decay`` and ``cosine_decay`` return); :func:`from_config` rebuilds the optimizer from the explicit
+:data:`OPTIMIZER_CLASSES` table only. The state (learning rate, step count, moments) lives in the graph; names
+relative to ``opt.prefix`` are listed by ``opt.state_spec(params)`` and created up front by ``opt.bind``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,13 +39,14 @@ class Optimizer:
     """Base class: subclasses implement ``_rule(p, g, lr) -> {node: new_value}`` for one param."""
 
     name = "optimizer"
+    hyper: tuple[str, ...] = ()  # constructor arguments besides lr and weight_decay, saved by get_config
 
     def __init__(self, lr: float | Schedule = 0.01, weight_decay: float = 0.0) -> None:
         self.schedule: Schedule | None = lr if callable(lr) else None
         self.initial_lr = float(self.schedule(0) if self.schedule else lr)
         if self.initial_lr <= 0 or not math.isfinite(self.initial_lr):
             raise GraphcError(f"{type(self).__name__}: the learning rate must be positive, got {self.initial_lr}")
-        self.weight_decay = float(weight_decay)
+        self.weight_decay = _in_range(type(self).__name__, "weight_decay", weight_decay, 0.0, math.inf)
         self.graph = None
         self.prefix = ""
         self.state_names: list[str] = []
@@ -62,10 +69,7 @@ class Optimizer:
         for p in params:
             if p.op != "param" or p.graph is not graph or not p.type.is_float:
                 raise GraphcError(f"{type(self).__name__}.minimize: {p!r} is not a float param of {graph.name!r}")
-        if self.graph is None:
-            self.graph, self.prefix = graph, graph.unique_name(self.name)
-            self._lr = self._state("lr", np.float64(self.initial_lr))
-            self._step = self._state("step", np.float64(0))
+        self._bind_graph(graph)
         grads = autodiff.grad(loss, params)
         with graph.backward_scope():
             return self._updates(params, grads)
@@ -82,6 +86,53 @@ class Optimizer:
 
     def _rule(self, p: Node, g: Node, lr: Node, step: Node) -> dict[Node, Node]:
         raise NotImplementedError
+
+    def _bind_graph(self, graph: Any) -> None:
+        """Bind to ``graph`` on first use: choose the state prefix, create the learning rate and step count."""
+        if self.graph is not None and self.graph is not graph:
+            raise GraphcError(f"{type(self).__name__} is already bound to graph {self.graph.name!r}")
+        if self.graph is None:
+            self.graph, self.prefix = graph, graph.unique_name(self.name)
+            self._lr = self._state("lr", np.float64(self.initial_lr))
+            self._step = self._state("step", np.float64(0))
+
+    @property
+    def slots(self) -> tuple[str, ...]:
+        """Names of the per-param state this optimizer keeps (``<prefix>/<param>/<slot>``)."""
+        return ()
+
+    def bind(self, graph: Any, params: Sequence[Node]) -> None:
+        """Create all state for ``params`` now (initial values) instead of on the first ``minimize``; ``minimize``
+        reuses it. A loaded model binds this way so its optimizer state exists before the first step."""
+        self._bind_graph(graph)
+        for p in params:
+            for slot in self.slots:
+                self._slot(p, slot)
+
+    def state_spec(self, params: Mapping[str, tuple[tuple[int, ...], str]]) -> dict[str, tuple[tuple[int, ...], str]]:
+        """``{name relative to the prefix: (shape, dtype)}`` of the state kept for ``params`` (name → (shape,
+        dtype)); computed without a graph, so a model file can be checked before anything is built."""
+        spec = {"lr": ((), "float64"), "step": ((), "float64")}
+        for name, (shape, dtype) in params.items():
+            spec.update({f"{name}/{slot}": (tuple(shape), dtype) for slot in self.slots})
+        return spec
+
+    def relative_state_names(self) -> dict[str, str]:
+        """``{name relative to the prefix: graph state name}`` of the state created so far (empty when unbound)."""
+        return {name[len(self.prefix) + 1:]: name for name in self.state_names}
+
+    # -- configuration ---------------------------------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        """Constructor arguments that rebuild this optimizer (:func:`from_config`); the learning rate is the initial
+        one or the schedule's config (the current value and the step count are state)."""
+        if self.schedule is None:
+            lr: Any = self.initial_lr
+        elif isinstance(self.schedule, _Schedule):
+            lr = {"class": type(self.schedule).__name__, "config": self.schedule.get_config()}
+        else:
+            raise GraphcError(f"{type(self).__name__}: the custom learning-rate schedule {self.schedule!r} cannot be "
+                              "saved; use gc.optim.step_decay, exponential_decay or cosine_decay")
+        return {"lr": lr, "weight_decay": self.weight_decay, **{k: getattr(self, k) for k in self.hyper}}
 
     def _state(self, suffix: str, value: Any, like: Node | None = None) -> Node:
         """The non-trainable state param ``<prefix>/<suffix>``, created on first use.
@@ -141,6 +192,12 @@ class SGD(Optimizer):
             raise GraphcError("SGD: Nesterov momentum needs momentum > 0")
         self.momentum, self.nesterov = float(momentum), bool(nesterov)
 
+    hyper = ("momentum", "nesterov")
+
+    @property
+    def slots(self):
+        return ("velocity",) if self.momentum else ()
+
     def _rule(self, p, g, lr, step):
         step_size = fn.mul(g, lr)
         if self.momentum == 0.0:
@@ -158,7 +215,10 @@ class Adagrad(Optimizer):
 
     def __init__(self, lr: float | Schedule = 0.01, eps: float = 1e-7, weight_decay: float = 0.0) -> None:
         super().__init__(lr, weight_decay)
-        self.eps = float(eps)
+        self.eps = _in_range("Adagrad", "eps", eps, 0.0, math.inf, low_open=True)
+
+    hyper = ("eps",)
+    slots = ("accumulator",)
 
     def _rule(self, p, g, lr, step):
         h = self._slot(p, "accumulator")
@@ -174,7 +234,11 @@ class RMSProp(Optimizer):
     def __init__(self, lr: float | Schedule = 0.001, rho: float = 0.9, eps: float = 1e-7,
                  weight_decay: float = 0.0) -> None:
         super().__init__(lr, weight_decay)
-        self.rho, self.eps = float(rho), float(eps)
+        self.rho = _in_range("RMSProp", "rho", rho, 0.0, 1.0, high_open=True)
+        self.eps = _in_range("RMSProp", "eps", eps, 0.0, math.inf, low_open=True)
+
+    hyper = ("rho", "eps")
+    slots = ("mean_square",)
 
     def _rule(self, p, g, lr, step):
         h = self._slot(p, "mean_square")
@@ -190,7 +254,12 @@ class Adam(Optimizer):
     def __init__(self, lr: float | Schedule = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
                  weight_decay: float = 0.0) -> None:
         super().__init__(lr, weight_decay)
-        self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
+        self.beta1 = _in_range("Adam", "beta1", beta1, 0.0, 1.0, low_open=True, high_open=True)
+        self.beta2 = _in_range("Adam", "beta2", beta2, 0.0, 1.0, low_open=True, high_open=True)
+        self.eps = _in_range("Adam", "eps", eps, 0.0, math.inf, low_open=True)
+
+    hyper = ("beta1", "beta2", "eps")
+    slots = ("m", "v")
 
     def _rule(self, p, g, lr, step):
         m, v = self._slot(p, "m"), self._slot(p, "v")
@@ -206,20 +275,87 @@ class Adam(Optimizer):
 # ------------------------------------------------------------------------------------------ schedules
 
 
-def step_decay(initial: float, step_size: int, gamma: float = 0.1) -> Schedule:
+class _Schedule:
+    """A learning-rate schedule η(t) that can be saved: ``get_config()`` holds its constructor arguments."""
+
+    fields: tuple[str, ...] = ()
+
+    def __call__(self, t: int) -> float:
+        raise NotImplementedError
+
+    def get_config(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.fields}
+
+
+class StepDecay(_Schedule):
     """η(t) = η₀ · γ^⌊t / step_size⌋."""
-    return lambda t: initial * gamma ** (t // step_size)
+
+    fields = ("initial", "step_size", "gamma")
+
+    def __init__(self, initial: float, step_size: int, gamma: float = 0.1) -> None:
+        self.initial = _in_range("step_decay", "initial", initial, 0.0, math.inf, low_open=True)
+        self.step_size = _positive_int("step_decay", "step_size", step_size)
+        self.gamma = _in_range("step_decay", "gamma", gamma, 0.0, math.inf, low_open=True)
+
+    def __call__(self, t):
+        return self.initial * self.gamma ** (t // self.step_size)
 
 
-def exponential_decay(initial: float, decay_steps: int, decay_rate: float) -> Schedule:
+class ExponentialDecay(_Schedule):
     """η(t) = η₀ · rate^(t / decay_steps)."""
-    return lambda t: initial * decay_rate ** (t / decay_steps)
+
+    fields = ("initial", "decay_steps", "decay_rate")
+
+    def __init__(self, initial: float, decay_steps: int, decay_rate: float) -> None:
+        self.initial = _in_range("exponential_decay", "initial", initial, 0.0, math.inf, low_open=True)
+        self.decay_steps = _positive_int("exponential_decay", "decay_steps", decay_steps)
+        self.decay_rate = _in_range("exponential_decay", "decay_rate", decay_rate, 0.0, math.inf, low_open=True)
+
+    def __call__(self, t):
+        return self.initial * self.decay_rate ** (t / self.decay_steps)
 
 
-def cosine_decay(initial: float, decay_steps: int, alpha: float = 0.0) -> Schedule:
+class CosineDecay(_Schedule):
     """η(t) = η₀ · ((1 − α) · ½(1 + cos(π · min(t, T) / T)) + α)."""
-    return lambda t: initial * ((1 - alpha) * 0.5 * (1 + math.cos(math.pi * min(t, decay_steps) / decay_steps))
-                                + alpha)
+
+    fields = ("initial", "decay_steps", "alpha")
+
+    def __init__(self, initial: float, decay_steps: int, alpha: float = 0.0) -> None:
+        self.initial = _in_range("cosine_decay", "initial", initial, 0.0, math.inf, low_open=True)
+        self.decay_steps = _positive_int("cosine_decay", "decay_steps", decay_steps)
+        self.alpha = _in_range("cosine_decay", "alpha", alpha, 0.0, 1.0, low_open=False)
+
+    def __call__(self, t):
+        return self.initial * ((1 - self.alpha) * 0.5 * (1 + math.cos(math.pi * min(t, self.decay_steps)
+                                                                      / self.decay_steps)) + self.alpha)
+
+
+# the functional names of the schedules (``gc.optim.step_decay(0.1, step_size=2, gamma=0.5)``)
+step_decay, exponential_decay, cosine_decay = StepDecay, ExponentialDecay, CosineDecay
+
+
+def _number(owner: str, key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise GraphcError(f"{owner}: {key} must be a number, got {value!r}")
+    return float(value)
+
+
+def _in_range(owner: str, key: str, value: Any, low: float, high: float, low_open: bool = False,
+              high_open: bool = False) -> float:
+    """``value`` as a float, checked to be finite and in the interval [low, high] (ends open as asked)."""
+    x = _number(owner, key, value)
+    above = x > low if low_open else x >= low
+    below = x < high if high_open else x <= high
+    if not (math.isfinite(x) and above and below):
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise GraphcError(f"{owner}: {key} must be a finite number in {interval}, got {value!r}")
+    return x
+
+
+def _positive_int(owner: str, key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise GraphcError(f"{owner}: {key} must be a positive integer, got {value!r}")
+    return int(value)
 
 
 OPTIMIZERS = {"sgd": SGD, "momentum": lambda: SGD(0.01, momentum=0.9), "nesterov": lambda: SGD(0.01, 0.9, True),
@@ -235,3 +371,47 @@ def get(optimizer: str | Optimizer) -> Optimizer:
         raise GraphcError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)} "
                           "or pass a gc.optim instance")
     return factory()
+
+
+OPTIMIZER_CLASSES: dict[str, type[Optimizer]] = {"SGD": SGD, "Adagrad": Adagrad, "RMSProp": RMSProp, "Adam": Adam}
+SCHEDULE_CLASSES: dict[str, type[_Schedule]] = {"StepDecay": StepDecay, "ExponentialDecay": ExponentialDecay,
+                                                "CosineDecay": CosineDecay}
+
+
+def _class_spec(spec: Any, table: Mapping[str, type], what: str) -> tuple[type, dict[str, Any]]:
+    """(class, config) of a saved ``{"class": name, "config": {...}}`` entry; the class only from ``table``."""
+    if not isinstance(spec, Mapping) or set(spec) != {"class", "config"}:
+        raise GraphcError(f"a saved {what} is {{'class': name, 'config': {{...}}}}, got {spec!r}")
+    name, config = spec["class"], spec["config"]
+    cls = table.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise GraphcError(f"unknown {what} class {name!r}; known: {', '.join(table)}")
+    if not isinstance(config, Mapping) or not all(isinstance(k, str) for k in config):
+        raise GraphcError(f"the {what} {name} config must be an object, got {config!r}")
+    return cls, dict(config)
+
+
+def schedule_from_config(spec: Any) -> _Schedule:
+    """The built-in schedule a saved ``{"class", "config"}`` entry describes."""
+    cls, config = _class_spec(spec, SCHEDULE_CLASSES, "learning-rate schedule")
+    if set(config) != set(cls.fields):
+        raise GraphcError(f"the {cls.__name__} config needs exactly {', '.join(cls.fields)}; got {', '.join(config)}")
+    return cls(**config)
+
+
+def from_config(spec: Any) -> Optimizer:
+    """The optimizer a saved ``{"class": "Adam", "config": opt.get_config()}`` entry describes (classes only from
+    :data:`OPTIMIZER_CLASSES`; every value type-checked); a :class:`GraphcError` for anything else."""
+    cls, config = _class_spec(spec, OPTIMIZER_CLASSES, "optimizer")
+    allowed = {"lr", "weight_decay", *cls.hyper}
+    unknown = sorted(set(config) - allowed)
+    if unknown or "lr" not in config:
+        raise GraphcError(f"the {cls.__name__} config takes lr (required), {', '.join(sorted(allowed - {'lr'}))}; "
+                          f"got {', '.join(config)}")
+    lr = config.pop("lr")
+    lr = schedule_from_config(lr) if isinstance(lr, Mapping) else _number(cls.__name__, "lr", lr)
+    if "nesterov" in config and not isinstance(config["nesterov"], bool):
+        raise GraphcError(f"{cls.__name__}: nesterov must be true or false, got {config['nesterov']!r}")
+    for key in (k for k in config if k != "nesterov"):
+        _number(cls.__name__, key, config[key])
+    return cls(lr, **config)

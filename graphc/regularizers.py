@@ -5,10 +5,15 @@ Two forms each:
   (e.g. ``graph.params``; int params such as counters are skipped), to add to a loss;
 - ``gc.l2(lam)`` → a :class:`Regularizer`, callable on one tensor, for layers
   (``Dense(kernel_regularizer=gc.l2(1e-5))``).
+
+A :class:`Regularizer` round-trips through ``get_config()`` / :meth:`Regularizer.from_config` (a saved model keeps
+its penalties); :func:`get` turns ``None``, a regularizer, its config dict or any callable into what layers hold,
+and :func:`serialize` turns it back into JSON (a clear error for a custom callable, which cannot be saved).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,8 +28,8 @@ class Regularizer:
         if kind not in ("l1", "l2"):
             raise GraphcError(f"unknown regularizer kind {kind!r}; use 'l1' or 'l2'")
         lam = float(lam)
-        if lam < 0:
-            raise GraphcError(f"{kind}: the factor must be non-negative, got {lam}")
+        if not (lam >= 0 and math.isfinite(lam)):
+            raise GraphcError(f"{kind}: the factor must be a finite non-negative number, got {lam}")
         self.kind, self.lam = kind, lam
 
     def __call__(self, x: Node) -> Node:
@@ -35,6 +40,16 @@ class Regularizer:
 
     def get_config(self) -> dict[str, Any]:
         return {"kind": self.kind, "lam": self.lam}
+
+    @classmethod
+    def from_config(cls, config: Any) -> Regularizer:
+        """The regularizer ``get_config()`` described: exactly ``{"kind": "l1" | "l2", "lam": number >= 0}``."""
+        if not isinstance(config, Mapping) or set(config) != {"kind", "lam"}:
+            raise GraphcError(f"a regularizer config is {{'kind': 'l1' | 'l2', 'lam': number}}, got {config!r}")
+        kind, lam = config["kind"], config["lam"]
+        if not isinstance(kind, str) or isinstance(lam, bool) or not isinstance(lam, (int, float)):
+            raise GraphcError(f"a regularizer config is {{'kind': 'l1' | 'l2', 'lam': number}}, got {config!r}")
+        return cls(kind, lam)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Regularizer) and (self.kind, self.lam) == (other.kind, other.lam)
@@ -82,3 +97,28 @@ def l2(params: Any, lam: float | None = None) -> Node | Regularizer:
 def l1(params: Any, lam: float | None = None) -> Node | Regularizer:
     """λ·Σ |p| summed over ``params`` (a scalar tensor); ``l1(lam)`` alone gives a :class:`Regularizer`."""
     return _penalty("l1", params, lam)
+
+
+def get(identifier: Any, where: str = "regularizer") -> Any:
+    """What a layer holds for ``kernel_regularizer=...``: None, a :class:`Regularizer` (also from its config dict)
+    or a custom callable (applied to the tensor, but not savable); ``where`` names the argument in errors."""
+    if identifier is None or isinstance(identifier, Regularizer):
+        return identifier
+    if isinstance(identifier, Mapping):
+        try:
+            return Regularizer.from_config(identifier)
+        except GraphcError as err:
+            raise GraphcError(f"{where}: {err}") from None
+    if callable(identifier):
+        return identifier
+    raise GraphcError(f"{where} must be gc.l1(lam), gc.l2(lam), its config or a callable, got {identifier!r}")
+
+
+def serialize(regularizer: Any, where: str = "regularizer") -> dict[str, Any] | None:
+    """The JSON config of ``regularizer`` (None stays None); ``where`` names it in the error for a custom one."""
+    if regularizer is None:
+        return None
+    if isinstance(regularizer, Regularizer):
+        return regularizer.get_config()
+    raise GraphcError(f"{where}: the custom regularizer {regularizer!r} cannot be saved; use gc.l1(lam) or "
+                      "gc.l2(lam), or add its penalty to the loss yourself")

@@ -80,7 +80,11 @@ class EarlyStopping(Callback):
 
 
 class ModelCheckpoint(Callback):
-    """Save the model after each epoch (``{epoch}`` and log keys may appear in ``path``), or only improvements."""
+    """Save the model after each epoch (``{epoch}`` and log keys may appear in ``path``), or only improvements.
+
+    Each write is atomic (readers see the previous checkpoint or the new one). A diverged model is never written:
+    ``fit`` stops at the step that made its state non-finite, before any epoch end, and ``model.save`` refuses a
+    non-finite state; epochs whose logged values are not finite are skipped."""
 
     def __init__(self, path: str, monitor: str = "val_loss", mode: str = "auto", save_best_only: bool = False) -> None:
         self.path, self.monitor, self.mode = path, monitor, _mode(mode, monitor)

@@ -3,6 +3,11 @@
 A layer is built once (``build`` creates its params in the model's graph from the input shape without the
 batch axis) and then called any number of times (``call``): once per compiled variant (training/inference,
 batch size), all variants sharing the same params.
+
+``param_specs(input_shape)`` lists the params ``build`` creates (shape, trainable) without allocating anything, so
+a model file can be checked against the architecture it describes before a model is built; ``get_config()`` holds
+every constructor argument that changes the loss or the training step (regularizers, rates, momenta) and
+``cls(**config)`` rebuilds the layer.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Any
 import numpy as np
 
 import graphc.init as initializers
+import graphc.regularizers as regularizers
 from graphc.ir import Graph, GraphcError, Node
 from ops import fn
 
@@ -26,22 +32,60 @@ ACTIVATIONS = {
 def activation_fn(name: Any):
     if callable(name):
         return name
-    if name not in ACTIVATIONS:
+    if not isinstance(name, (str, type(None))) or name not in ACTIVATIONS:
         raise GraphcError(f"unknown activation {name!r}; choose one of {', '.join(str(k) for k in ACTIVATIONS if k)}")
     return ACTIVATIONS[name]
 
 
 def _pair(value: Any, what: str) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
-    if len(pair) != 2 or any(int(v) <= 0 for v in pair):
+    pair = (value, value) if isinstance(value, (int, np.integer)) else value
+    pair = pair.tolist() if isinstance(pair, np.ndarray) else pair
+    if not isinstance(pair, (list, tuple)) or len(pair) != 2 \
+            or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0 for v in pair):
         raise GraphcError(f"{what} must be a positive int or a pair of them, got {value!r}")
     return int(pair[0]), int(pair[1])
+
+
+def _positive_int(owner: str, key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise GraphcError(f"{owner}: {key} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _flag(owner: str, key: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise GraphcError(f"{owner}: {key} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _number(owner: str, key: str, value: Any, low: float, high: float) -> float:
+    """``value`` as a finite float in [low, high]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not low <= value <= high \
+            or not math.isfinite(value):
+        raise GraphcError(f"{owner}: {key} must be a finite number in [{low:g}, {high:g}], got {value!r}")
+    return float(value)
+
+
+def _regularizer_config(layer: Layer) -> dict[str, Any]:
+    """The saved form of a layer's kernel and bias regularizers (a custom callable cannot be saved)."""
+    return {key: regularizers.serialize(getattr(layer, key), f"layer {layer.name!r} {key}")
+            for key in ("kernel_regularizer", "bias_regularizer")}
+
+
+def _penalties(layer: Layer) -> list[Node]:
+    """The kernel and bias penalty terms of a Dense or Conv2D layer."""
+    terms = [layer.kernel_regularizer(layer.params["kernel"])] if layer.kernel_regularizer else []
+    if layer.bias_regularizer and "bias" in layer.params:
+        terms.append(layer.bias_regularizer(layer.params["bias"]))
+    return terms
 
 
 class Layer:
     """Base layer: ``build(graph, input_shape, rng)`` → output shape; ``call(x, training)`` → tensor."""
 
     def __init__(self, name: str | None = None, input_shape: Any = None) -> None:
+        if name is not None and (not isinstance(name, str) or not name):
+            raise GraphcError(f"{type(self).__name__}: name must be a non-empty string, got {name!r}")
         self.name = name
         self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
         self.output_shape: tuple[int, ...] | None = None
@@ -54,12 +98,23 @@ class Layer:
 
     # -- building ------------------------------------------------------------------------------------
     def build(self, graph: Graph, input_shape: tuple[int, ...], rng: np.random.Generator) -> tuple[int, ...]:
+        """Create the params of ``param_specs(input_shape)`` (in that order) in ``graph``; the output shape."""
         self.graph = graph
         self.output_shape = self.compute_output_shape(input_shape)
+        for key, (shape, trainable) in self.param_specs(input_shape).items():
+            self.add_param(key, self.initial_value(key, shape, rng), trainable=trainable)
         return self.output_shape
 
     def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return input_shape
+
+    def param_specs(self, input_shape: tuple[int, ...]) -> dict[str, tuple[tuple[int, ...], bool]]:
+        """``{key: (shape, trainable)}`` of the float32 params ``build`` creates for ``input_shape``."""
+        return {}
+
+    def initial_value(self, key: str, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+        """The initial float32 value of param ``key``."""
+        raise NotImplementedError
 
     def add_param(self, key: str, value: np.ndarray, trainable: bool = True) -> Node:
         node = self.graph.param(f"{self.name}/{key}", value, trainable=trainable)
@@ -87,29 +142,30 @@ class Dense(Layer):
 
     def __init__(self, units: int, activation: Any = None, use_bias: bool = True,
                  kernel_initializer: Any = "glorot_uniform", bias_initializer: Any = "zeros",
-                 kernel_regularizer: Any = None, **kwargs: Any) -> None:
+                 kernel_regularizer: Any = None, bias_regularizer: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if int(units) <= 0:
-            raise GraphcError(f"Dense: units must be positive, got {units}")
-        self.units, self.activation, self.use_bias = int(units), activation, use_bias
+        self.units, self.activation = _positive_int("Dense", "units", units), activation
+        self.use_bias = _flag("Dense", "use_bias", use_bias)
         self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
-        self.kernel_regularizer = kernel_regularizer
+        self.kernel_regularizer = regularizers.get(kernel_regularizer, "Dense kernel_regularizer")
+        self.bias_regularizer = regularizers.get(bias_regularizer, "Dense bias_regularizer")
         activation_fn(activation)
 
     def get_config(self):
-        return {**super().get_config(), "units": self.units, "activation": self.activation, "use_bias": self.use_bias}
+        return {**super().get_config(), "units": self.units, "activation": self.activation, "use_bias": self.use_bias,
+                **_regularizer_config(self)}
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 1:
             raise GraphcError(f"Dense {self.name!r} needs a flat input (features,), got {input_shape}; add Flatten()")
         return (self.units,)
 
-    def build(self, graph, input_shape, rng):
-        out = super().build(graph, input_shape, rng)
-        self.add_param("kernel", initializers.get(self.kernel_initializer)((input_shape[0], self.units), rng))
-        if self.use_bias:
-            self.add_param("bias", initializers.get(self.bias_initializer)((self.units,), rng))
-        return out
+    def param_specs(self, input_shape):
+        specs = {"kernel": ((input_shape[0], self.units), True)}
+        return {**specs, "bias": ((self.units,), True)} if self.use_bias else specs
+
+    def initial_value(self, key, shape, rng):
+        return initializers.get(self.kernel_initializer if key == "kernel" else self.bias_initializer)(shape, rng)
 
     def call(self, x, training):
         y = fn.matmul(x, self.params["kernel"])
@@ -118,7 +174,7 @@ class Dense(Layer):
         return activation_fn(self.activation)(y)
 
     def regularization(self):
-        return [self.kernel_regularizer(self.params["kernel"])] if self.kernel_regularizer else []
+        return _penalties(self)
 
 
 class Conv2D(Layer):
@@ -126,21 +182,24 @@ class Conv2D(Layer):
 
     def __init__(self, filters: int, kernel_size: Any, strides: Any = 1, padding: str = "valid",
                  activation: Any = None, use_bias: bool = True, kernel_initializer: Any = "glorot_uniform",
-                 bias_initializer: Any = "zeros", kernel_regularizer: Any = None, **kwargs: Any) -> None:
+                 bias_initializer: Any = "zeros", kernel_regularizer: Any = None, bias_regularizer: Any = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if padding not in ("valid", "same"):
             raise GraphcError(f"Conv2D: padding must be 'valid' or 'same', got {padding!r}")
-        self.filters, self.kernel_size = int(filters), _pair(kernel_size, "Conv2D kernel_size")
+        self.filters = _positive_int("Conv2D", "filters", filters)
+        self.kernel_size = _pair(kernel_size, "Conv2D kernel_size")
         self.strides, self.padding = _pair(strides, "Conv2D strides"), padding
-        self.activation, self.use_bias = activation, use_bias
+        self.activation, self.use_bias = activation, _flag("Conv2D", "use_bias", use_bias)
         self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
-        self.kernel_regularizer = kernel_regularizer
+        self.kernel_regularizer = regularizers.get(kernel_regularizer, "Conv2D kernel_regularizer")
+        self.bias_regularizer = regularizers.get(bias_regularizer, "Conv2D bias_regularizer")
         activation_fn(activation)
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": list(self.kernel_size),
                 "strides": list(self.strides), "padding": self.padding, "activation": self.activation,
-                "use_bias": self.use_bias}
+                "use_bias": self.use_bias, **_regularizer_config(self)}
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 3:
@@ -153,20 +212,19 @@ class Conv2D(Layer):
             raise GraphcError(f"Conv2D {self.name!r}: kernel {self.kernel_size} is larger than the input {(h, w)}")
         return self.filters, (h - kh) // sh + 1, (w - kw) // sw + 1
 
-    def build(self, graph, input_shape, rng):
-        out = super().build(graph, input_shape, rng)
-        shape = (self.filters, input_shape[0], *self.kernel_size)
-        self.add_param("kernel", initializers.get(self.kernel_initializer)(shape, rng))
-        if self.use_bias:
-            self.add_param("bias", initializers.get(self.bias_initializer)((self.filters,), rng))
-        return out
+    def param_specs(self, input_shape):
+        specs = {"kernel": ((self.filters, input_shape[0], *self.kernel_size), True)}
+        return {**specs, "bias": ((self.filters,), True)} if self.use_bias else specs
+
+    def initial_value(self, key, shape, rng):
+        return initializers.get(self.kernel_initializer if key == "kernel" else self.bias_initializer)(shape, rng)
 
     def call(self, x, training):
         y = fn.conv2d(x, self.params["kernel"], self.params.get("bias"), stride=self.strides, padding=self.padding)
         return activation_fn(self.activation)(y)
 
     def regularization(self):
-        return [self.kernel_regularizer(self.params["kernel"])] if self.kernel_regularizer else []
+        return _penalties(self)
 
 
 class _Pool2D(Layer):
@@ -222,9 +280,11 @@ class Dropout(Layer):
 
     def __init__(self, rate: float, seed: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if not 0.0 <= rate < 1.0:
-            raise GraphcError(f"Dropout: rate must be in [0, 1), got {rate}")
-        self.rate, self.seed = float(rate), seed
+        if isinstance(rate, bool) or not isinstance(rate, (int, float, np.number)) or not 0.0 <= rate < 1.0:
+            raise GraphcError(f"Dropout: rate must be a number in [0, 1), got {rate!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+            raise GraphcError(f"Dropout: seed must be None or a non-negative integer, got {seed!r}")
+        self.rate, self.seed = float(rate), None if seed is None else int(seed)
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}
@@ -248,19 +308,21 @@ class BatchNormalization(Layer):
 
     def __init__(self, momentum: float = 0.99, epsilon: float = 1e-3, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.momentum, self.epsilon = float(momentum), float(epsilon)
+        self.momentum = _number("BatchNormalization", "momentum", momentum, 0.0, 1.0)
+        self.epsilon = _number("BatchNormalization", "epsilon", epsilon, 0.0, math.inf)
+        if self.epsilon == 0.0:
+            raise GraphcError("BatchNormalization: epsilon must be positive, got 0")
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "epsilon": self.epsilon}
 
-    def build(self, graph, input_shape, rng):
-        out = super().build(graph, input_shape, rng)
-        channels = input_shape[0]
-        self.add_param("gamma", np.ones(channels, np.float32))
-        self.add_param("beta", np.zeros(channels, np.float32))
-        self.add_param("moving_mean", np.zeros(channels, np.float32), trainable=False)
-        self.add_param("moving_variance", np.ones(channels, np.float32), trainable=False)
-        return out
+    def param_specs(self, input_shape):
+        channels = (input_shape[0],)
+        return {"gamma": (channels, True), "beta": (channels, True), "moving_mean": (channels, False),
+                "moving_variance": (channels, False)}
+
+    def initial_value(self, key, shape, rng):
+        return (np.ones if key in ("gamma", "moving_variance") else np.zeros)(shape, np.float32)
 
     def call(self, x, training):
         p = self.params
@@ -311,7 +373,7 @@ class LeakyReLU(Layer):
 
     def __init__(self, alpha: float = 0.3, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.alpha = float(alpha)
+        self.alpha = _number("LeakyReLU", "alpha", alpha, -math.inf, math.inf)
 
     def get_config(self):
         return {**super().get_config(), "alpha": self.alpha}

@@ -6,6 +6,8 @@ When the model ends in softmax (or sigmoid) and the loss is a cross-entropy, the
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from graphc.ir import GraphcError, Node
@@ -35,6 +37,32 @@ def target_spec(loss: str, output_shape: tuple[int, ...]) -> tuple[tuple[int, ..
     if loss == "sparse_categorical_crossentropy":
         return (), "int64"
     return tuple(output_shape), "float32"
+
+
+def check_data(x: Any, y: Any, input_shape: tuple[int, ...], output_shape: tuple[int, ...],
+               loss: str | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(x, y)`` as arrays, checked against the model's input shape and what ``loss`` expects of the targets
+    (``y=None``: inputs only); a GraphcError with a hint for the usual mix-ups."""
+    x = np.asarray(x)
+    if x.shape[1:] != input_shape:
+        expected = ", ".join(map(str, input_shape))
+        raise GraphcError(f"inputs have shape {x.shape}; the model expects (batch, {expected})")
+    if y is None:
+        return x, None
+    y = np.asarray(y)
+    shape, dtype = target_spec(loss, output_shape)
+    if len(y) != len(x):
+        raise GraphcError(f"{len(x)} inputs but {len(y)} labels")
+    if y.shape[1:] != shape or (dtype == "int64" and y.dtype.kind not in "iu"):
+        hint = ""
+        if loss == "sparse_categorical_crossentropy" and y.ndim == 2:
+            hint = "; for one-hot targets use loss='categorical_crossentropy'"
+        elif loss == "categorical_crossentropy" and y.ndim == 1:
+            hint = "; for integer class labels use loss='sparse_categorical_crossentropy' (or gc.data.one_hot)"
+        kind = "integer class labels" if dtype == "int64" else f"{dtype} targets"
+        raise GraphcError(f"labels have shape {y.shape} ({y.dtype}) but loss {loss!r} expects {kind} "
+                          f"of shape ({len(x)}{''.join(', ' + str(d) for d in shape)}){hint}")
+    return x, y
 
 
 def build_loss(loss: str, output: Node, targets: Node) -> Node:

@@ -1,15 +1,26 @@
 """``Sequential``: a Keras-like model compiled into graphc programs.
 
 One graph holds the model's params. Each (mode, batch size) gets its own compiled program, built on first use
-and cached: the training step (forward, backward and optimizer update in one call), evaluation (inference mode:
-dropout off, batch norm on running statistics) and prediction. Shapes are static, so the last partial batch of
-an epoch runs through a second program of its size instead of being dropped.
+and kept in a least-recently-used cache of ``Sequential.MAX_PROGRAMS`` (8) programs: the training step (forward,
+backward and optimizer update in one call), evaluation (inference mode: dropout off, batch norm on running
+statistics) and prediction. Shapes are static, so the last partial batch of an epoch runs through a second program
+of its size instead of being dropped.
+
+Reliability of ``fit``: every epoch is all-or-nothing for the model's state. After each step the loss and the
+whole float state (weights, running statistics, optimizer state) are checked for NaN/inf; a non-finite one stops
+``fit`` with :class:`TrainingError` naming the epoch and step. That error, Ctrl-C (``KeyboardInterrupt``) or any
+other exception during an epoch's steps or validation restores the state of that epoch's start (weights,
+optimizer moments and step count, learning rate, running statistics, dropout counter) before it propagates, so
+after ``fit`` raises the model is exactly as after its last completed epoch (what ``History`` and
+``ModelCheckpoint`` saw). An exception raised by an epoch-end callback keeps that completed epoch.
 """
 
 from __future__ import annotations
 
 import math
 import sys
+import threading
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -20,12 +31,14 @@ from graphc.api import compile as compile_program
 from graphc.ir import Graph, GraphcError, Node
 from graphc.nn.callbacks import Callback, History, ProgressBar
 from graphc.nn.layers import Layer
-from graphc.nn.saving import optimizer_from, read_model, save_model
+from graphc.nn.saving import apply_saved_state, read_model, save_model
+from graphc.nn.state import describe_nonfinite, first_nonfinite, owned_entries, restore, snapshot
 from ops import fn
 
 
 class TrainingError(GraphcError):
-    """Training diverged (NaN or infinite loss); ``history`` holds the epochs completed before."""
+    """Training diverged (a NaN or infinite loss, weight or optimizer value); ``history`` holds the epochs completed
+    before, and the model's state is that of the start of the failing epoch."""
 
     def __init__(self, message: str, history: History) -> None:
         super().__init__(message)
@@ -34,6 +47,8 @@ class TrainingError(GraphcError):
 
 class Sequential:
     """A stack of layers; ``build`` → ``compile`` → ``fit`` / ``evaluate`` / ``predict``."""
+
+    MAX_PROGRAMS = 8  # compiled programs kept per model (least recently used dropped first)
 
     def __init__(self, layers: list[Layer] | None = None, name: str = "sequential") -> None:
         self.name = name
@@ -46,7 +61,8 @@ class Sequential:
         self.optimizer: optim.Optimizer | None = None
         self.backend: str | None = None
         self.stop_training = False
-        self._programs: dict[tuple[str, int], Any] = {}
+        self._programs: OrderedDict[tuple[str, int], tuple[Any, str, str | None]] = OrderedDict()
+        self._programs_lock = threading.RLock()
         self._pending_state: dict[str, np.ndarray] = {}
         for layer in layers or []:
             self.add(layer)
@@ -111,7 +127,8 @@ class Sequential:
 
     def get_weights(self) -> dict[str, np.ndarray]:
         self._require_built()
-        return {name: self.graph.state[name].copy() for name in self.layer_param_names()}
+        with self.graph.state_lock:
+            return {name: self.graph.state[name].copy() for name in self.layer_param_names()}
 
     def set_weights(self, weights: dict[str, np.ndarray]) -> None:
         self._require_built()
@@ -164,19 +181,35 @@ class Sequential:
         return y, total
 
     def _program(self, mode: str, batch: int) -> tuple[Any, str, str | None]:
+        """(program, input name, target name) for ``mode`` and ``batch``, from the LRU cache or compiled now.
+
+        At most ``MAX_PROGRAMS`` programs are kept: a model used with many batch sizes (predict on arrays of many
+        lengths) would otherwise keep one compiled program per size forever. A dropped program is rebuilt on its
+        next use; the state it updates lives in the graph, so nothing is lost.
+        """
         key = (mode, batch)
-        if key not in self._programs:
-            x, out = self._forward(batch, training=(mode == "train"))
-            if mode == "predict":
-                prog, y = compile_program({"output": out}, backend=self.backend), None
-            else:
-                y, loss = self._loss(batch, out)
-                updates = self.optimizer.minimize(loss) if mode == "train" else None
-                prog = compile_program({"loss": loss, "output": out}, backend=self.backend, updates=updates)
-                if mode == "train":
-                    self._apply_pending_state()
-            self._programs[key] = (prog, x.name, None if y is None else y.name)
-        return self._programs[key]
+        with self._programs_lock:
+            entry = self._programs.get(key)
+            if entry is not None:
+                self._programs.move_to_end(key)
+                return entry
+            entry = self._build_program(mode, batch)
+            self._programs[key] = entry
+            while len(self._programs) > max(1, self.MAX_PROGRAMS):
+                self._programs.popitem(last=False)
+            return entry
+
+    def _build_program(self, mode: str, batch: int) -> tuple[Any, str, str | None]:
+        x, out = self._forward(batch, training=(mode == "train"))
+        if mode == "predict":
+            prog, y = compile_program({"output": out}, backend=self.backend), None
+        else:
+            y, loss = self._loss(batch, out)
+            updates = self.optimizer.minimize(loss) if mode == "train" else None
+            prog = compile_program({"loss": loss, "output": out}, backend=self.backend, updates=updates)
+            if mode == "train":
+                self._apply_pending_state()
+        return prog, x.name, None if y is None else y.name
 
     def _apply_pending_state(self) -> None:
         for name in [n for n in self._pending_state if n in self.graph.state]:
@@ -184,32 +217,22 @@ class Sequential:
 
     # -- data checks ---------------------------------------------------------------------------------
     def _check_xy(self, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray | None]:
-        x = np.asarray(x)
-        if x.shape[1:] != self.input_shape:
-            expected = ", ".join(map(str, self.input_shape))
-            raise GraphcError(f"inputs have shape {x.shape}; the model expects (batch, {expected})")
-        if y is None:
-            return x, None
-        y = np.asarray(y)
-        shape, dtype = L.target_spec(self.loss, self.output_shape)
-        if len(y) != len(x):
-            raise GraphcError(f"{len(x)} inputs but {len(y)} labels")
-        if y.shape[1:] != shape or (dtype == "int64" and y.dtype.kind not in "iu"):
-            hint = ""
-            if self.loss == "sparse_categorical_crossentropy" and y.ndim == 2:
-                hint = "; for one-hot targets use loss='categorical_crossentropy'"
-            elif self.loss == "categorical_crossentropy" and y.ndim == 1:
-                hint = "; for integer class labels use loss='sparse_categorical_crossentropy' (or gc.data.one_hot)"
-            kind = "integer class labels" if dtype == "int64" else f"{dtype} targets"
-            raise GraphcError(f"labels have shape {y.shape} ({y.dtype}) but loss {self.loss!r} expects {kind} "
-                              f"of shape ({len(x)}{''.join(', ' + str(d) for d in shape)}){hint}")
-        return x, y
+        return L.check_data(x, y, self.input_shape, self.output_shape, self.loss)
 
     # -- training ------------------------------------------------------------------------------------
     def fit(self, x: Any, y: Any, epochs: int = 1, batch_size: int = 32, validation_data: Any = None,
             validation_split: float = 0.0, shuffle: bool = True, callbacks: list[Callback] | None = None,
             verbose: int = 1, seed: int = 0) -> History:
-        """Train for ``epochs``; returns a History with per-epoch loss, metrics and val_* values."""
+        """Train for ``epochs``; returns a History with per-epoch loss, metrics and val_* values.
+
+        Each epoch is all-or-nothing. After every step the loss and the model's float state are checked: a NaN or
+        ±inf stops training with :class:`TrainingError` naming the epoch and step (weights can overflow while the
+        loss, computed before the update, is still finite). That error, a ``KeyboardInterrupt`` (Ctrl-C) or any
+        other exception raised during an epoch's steps or validation restores the complete state of the epoch's
+        start — weights, running statistics, optimizer moments, step count and learning rate, dropout counter —
+        and is re-raised: the model is then exactly as after its last completed epoch, consistent with
+        ``History`` and any checkpoint. An exception from an epoch-end callback keeps the completed epoch.
+        """
         self._require_compiled()
         x, y = self._check_xy(x, y)
         if validation_split and validation_data is None:
@@ -219,6 +242,7 @@ class Sequential:
             x, y, validation_data = x[:cut], y[:cut], (x[cut:], y[cut:])
         if validation_data is not None:
             validation_data = self._check_xy(*validation_data)
+        names = self._prepare_training(len(x), batch_size)
         history = History()
         callbacks = [history, *(callbacks or [])]
         for cb in callbacks:
@@ -226,35 +250,15 @@ class Sequential:
             cb.on_train_begin()
         self.stop_training = False
         rng = np.random.default_rng(seed)
-        steps = math.ceil(len(x) / batch_size)
         for epoch in range(epochs):
-            snapshot = {k: v.copy() for k, v in self.graph.state.items()}
+            start = snapshot(self.graph)
             order = rng.permutation(len(x)) if shuffle else np.arange(len(x))
-            bar = ProgressBar(epoch, epochs, steps, verbose)
-            totals: dict[str, float] = {}
-            seen = 0
-            for step in range(steps):
-                idx = order[step * batch_size:(step + 1) * batch_size]
-                prog, x_name, y_name = self._program("train", len(idx))
-                self.optimizer.apply_schedule()
-                out = prog(**{x_name: x[idx], y_name: y[idx]})
-                loss = float(out["loss"])
-                if not math.isfinite(loss):
-                    for k, v in snapshot.items():
-                        self.graph.state[k][...] = v
-                    raise TrainingError(f"the loss became {loss} at epoch {epoch + 1}, step {step + 1}/{steps} "
-                                        f"(examples {int(idx[0])}...); training stopped and the weights were "
-                                        f"restored to the start of epoch {epoch + 1}. Try a smaller learning rate.",
-                                        history)
-                seen += len(idx)
-                for key, value in self._batch_logs(loss, out["output"], y[idx]).items():
-                    totals[key] = totals.get(key, 0.0) + value * len(idx)
-                bar.update(step + 1, {k: v / seen for k, v in totals.items()})
-            logs = {k: v / seen for k, v in totals.items()}
-            if validation_data is not None:
-                logs.update({f"val_{k}": v for k, v in self.evaluate(*validation_data, batch_size=batch_size,
-                                                                       return_dict=True).items()})
-            bar.update(steps, logs, final=True)
+            try:
+                logs = self._run_epoch(x, y, order, (epoch, epochs), batch_size, names, verbose, validation_data,
+                                       history)
+            except BaseException:
+                restore(self.graph, start)
+                raise
             for cb in callbacks:
                 cb.on_epoch_end(epoch, logs)
             if self.stop_training:
@@ -262,6 +266,60 @@ class Sequential:
         for cb in callbacks:
             cb.on_train_end()
         return history
+
+    def _prepare_training(self, count: int, batch_size: int) -> list[str]:
+        """Build the training programs of this fit before the first epoch snapshot (so optimizer state and counters
+        exist in it), check the starting state is finite; the state names checked after each step."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+            raise GraphcError(f"batch_size must be a positive integer, got {batch_size!r}")
+        for size in sorted({min(batch_size, count), count % batch_size} - {0}):
+            self._program("train", size)
+        names = list(owned_entries(self).values())
+        bad = first_nonfinite(self.graph.state, names)
+        if bad is not None:
+            raise GraphcError(f"fit: the model's state is not finite ({bad} holds "
+                              f"{describe_nonfinite(self.graph.state[bad])}); load or build a finite model first")
+        return names
+
+    def _run_epoch(self, x: np.ndarray, y: np.ndarray, order: np.ndarray, epoch_of: tuple[int, int],
+                   batch_size: int, names: list[str], verbose: int, validation_data: Any,
+                   history: History) -> dict[str, float]:
+        """Train one epoch over ``order`` (then validate); the epoch's logs. Raises TrainingError on divergence."""
+        steps = math.ceil(len(x) / batch_size)
+        bar = ProgressBar(*epoch_of, steps, verbose)
+        totals: dict[str, float] = {}
+        seen = 0
+        for step in range(steps):
+            idx = order[step * batch_size:(step + 1) * batch_size]
+            prog, x_name, y_name = self._program("train", len(idx))
+            self.optimizer.apply_schedule()
+            out = prog(**{x_name: x[idx], y_name: y[idx]})
+            loss = float(out["loss"])
+            self._check_step(loss, names, f"epoch {epoch_of[0] + 1}, step {step + 1}/{steps} "
+                                          f"(examples {int(idx[0])}...)", epoch_of[0], history)
+            seen += len(idx)
+            for key, value in self._batch_logs(loss, out["output"], y[idx]).items():
+                totals[key] = totals.get(key, 0.0) + value * len(idx)
+            bar.update(step + 1, {k: v / seen for k, v in totals.items()})
+        logs = {k: v / seen for k, v in totals.items()}
+        if validation_data is not None:
+            logs.update({f"val_{k}": v for k, v in self.evaluate(*validation_data, batch_size=batch_size,
+                                                                   return_dict=True).items()})
+        bar.update(steps, logs, final=True)
+        return logs
+
+    def _check_step(self, loss: float, names: list[str], where: str, epoch: int, history: History) -> None:
+        """Raise TrainingError when the step's loss or the state it left is not finite (cost: module docstring
+        of graphc.nn.state)."""
+        if math.isfinite(loss):
+            bad = first_nonfinite(self.graph.state, names)
+            if bad is None:
+                return
+            problem = f"{bad} became {describe_nonfinite(self.graph.state[bad])} (the loss was still {loss:.6g})"
+        else:
+            problem = f"the loss became {loss}"
+        raise TrainingError(f"{problem} at {where}; training stopped and the weights and optimizer state were "
+                            f"restored to the start of epoch {epoch + 1}. Try a smaller learning rate.", history)
 
     def _batch_logs(self, loss: float, output: np.ndarray, targets: np.ndarray) -> dict[str, float]:
         logs = {"loss": loss}
@@ -318,16 +376,21 @@ class Sequential:
 
     # -- saving --------------------------------------------------------------------------------------
     def save(self, path: str) -> None:
+        """Write the model (architecture, compile settings, whole state) to ``path`` atomically; refuses a model
+        whose state is not finite (format and guarantees: graphc.nn.saving, graphc.nn.fileformat)."""
         save_model(self, path)
 
 
 def load_model(path: str, backend: str | None = None) -> Sequential:
-    """Rebuild a saved Sequential model with its weights; optimizer state is restored when training resumes."""
-    description, state, layers = read_model(path)
-    model = Sequential(layers, name=description["name"]).build(tuple(description["input_shape"]))
-    compiled = description.get("compile")
-    if compiled:
-        model.compile(compiled["loss"], optimizer=optimizer_from(compiled["optimizer"]), metrics=compiled["metrics"],
-                      backend=backend)
-    model.set_state(state)
+    """Rebuild a saved Sequential model: layers (with regularizers), loss, metrics, optimizer (hyper-parameters,
+    schedule) and the whole state (weights, running statistics, optimizer moments, step count, learning rate).
+
+    The file is validated completely before anything is built (``graphc.nn.saving``); a wrong, truncated or
+    hostile file raises one ``ModelFileError`` (a GraphcError) naming the file and the offending entry.
+    """
+    saved = read_model(path)
+    model = Sequential(saved.layers, name=saved.name).build(saved.input_shape)
+    if saved.loss is not None:
+        model.compile(saved.loss, optimizer=saved.optimizer, metrics=saved.metrics, backend=backend)
+    apply_saved_state(model, saved)
     return model
