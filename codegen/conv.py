@@ -218,39 +218,42 @@ def _gemm(ctx: KernelContext, tag: str, g: Geometry, m: int, n: int, k: int, dty
     """A GEMM batched over the groups, cached per size in the module; returns a caller on typed pointers."""
     name = f"{ctx.function.name}.{tag}.{m}x{n}x{k}"
     fn = ctx.module.globals.get(name) or emit_gemm(ctx.module, name, m, n, k, dtype=dtype, batch=g.groups,
-                                                    batch_strides=strides, **flags)
+                                                    batch_strides=strides, threads=ctx.threads, **flags)
     b = ctx.builder
-    workspace = b.bitcast(ctx.scratch(workspace_bytes(m, n, k, dtype)), PTR)
+    workspace = b.bitcast(ctx.scratch(workspace_bytes(m, n, k, dtype, threads=ctx.threads)), PTR)
     return lambda a, bb, c: b.call(fn, [b.bitcast(a, PTR), b.bitcast(bb, PTR), b.bitcast(c, PTR), workspace])
 
 
 @lowerer("conv2d")
 def lower_conv2d(ctx: KernelContext) -> None:
-    """y = conv2d(x, w) (+ b): per image, im2col then W · cols (see the module docstring)."""
+    """y = conv2d(x, w) (+ b): per image, im2col then W · cols (see the module docstring). With several threads
+    the images run in parallel when there are at least as many as threads (each with its own columns and a
+    one-thread GEMM), else one after the other with the GEMM itself parallel."""
     node = ctx.kernel.anchor
-    epi = Epilogue.of(ctx, node)
     x, w = node.inputs[:2]
     bias = node.inputs[2] if len(node.inputs) == 3 else None
     g = geometry(x.shape, w.shape, node.shape, node.attrs, node.dtype)
-    b = ctx.builder
     if node.size == 0:
         return
-    rows = g.block_rows()
-    cols = _scratch(ctx, node.dtype, g.k * rows * g.wo)
-    single = rows == g.ho
-    out = None if single else _scratch(ctx, node.dtype, g.o * rows * g.wo)
-    bias_ptr = None if bias is None else ctx.ptr(bias)
-    target = epi.target() if epi else node  # the GEMM's destination: an output of y's shape
-    with for_range(b, 0, g.n, name="n") as n:
-        image = ctx.elem(x, b.mul(n, i64(g.c * g.h * g.w)))
+
+    def image(c: KernelContext, n: ir.Value) -> None:
+        b = c.builder
+        epi = Epilogue.of(c, node)
+        target = epi.target() if epi else node  # the GEMM's destination: an output of y's shape
+        rows = g.block_rows()
+        cols = _scratch(c, node.dtype, g.k * rows * g.wo)
+        single = rows == g.ho
+        out = None if single else _scratch(c, node.dtype, g.o * rows * g.wo)
+        bias_ptr = None if bias is None else c.ptr(bias)
+        pixels = c.elem(x, b.mul(n, i64(g.c * g.h * g.w)))
         y_base = b.mul(n, i64(g.o * g.p))
-        y_n = ctx.elem(target, y_base)
+        y_n = c.elem(target, y_base)
 
         def block(row0: ir.Value, r: int) -> None:
-            im2col(b, g, image, cols, row0, r)
+            im2col(b, g, pixels, cols, row0, r)
             pb = r * g.wo
-            gemm = _gemm(ctx, "fwd", g, g.og, pb, g.kg, node.dtype, (g.og * g.kg, g.kg * pb, g.og * pb))
-            gemm(ctx.ptr(w), cols, y_n if single else out)
+            gemm = _gemm(c, "fwd", g, g.og, pb, g.kg, node.dtype, (g.og * g.kg, g.kg * pb, g.og * pb))
+            gemm(c.ptr(w), cols, y_n if single else out)
             if epi:
                 src, src_ld = (y_n, g.p) if single else (out, pb)
                 _epilogue_rows(b, epi, g, src, src_ld, b.add(y_base, b.mul(row0, i64(g.wo))), pb, bias_ptr)
@@ -260,6 +263,12 @@ def lower_conv2d(ctx: KernelContext) -> None:
                 _copy_rows(b, g.o, pb, out, pb, b.gep(y_n, [b.mul(row0, i64(g.wo))], inbounds=True), g.p, bias_ptr)
 
         _row_blocks(b, g, block)
+
+    if ctx.threads > 1 and g.n >= ctx.threads:
+        ctx.parallel("images", g.n, image)
+        return
+    with for_range(ctx.builder, 0, g.n, name="n") as n:
+        image(ctx, n)
 
 
 def _epilogue_rows(b: ir.IRBuilder, epi: Epilogue, g: Geometry, src: ir.Value, src_ld: int, base: ir.Value,

@@ -46,16 +46,16 @@ def lower_elementwise(ctx: KernelContext) -> None:
     strides = [loops.broadcast_strides(shp, domain) for _, _, shp in loaded]
     strides += [loops.contiguous_strides(domain) for _ in kernel.outputs]
     shape, strides = loops.collapse(domain, strides)
-    sb = LLVMScalarBuilder(ctx.builder)
 
-    def body(b: ir.IRBuilder, offsets: list[ir.Value], _indices: list[ir.Value]) -> None:
+    def body(c: KernelContext, b: ir.IRBuilder, offsets: list[ir.Value], _indices: list[ir.Value]) -> None:
+        sb = LLVMScalarBuilder(b)
         values: dict[Node, ir.Value] = dict(embedded)
         for (x, buf, _), off in zip(loaded, offsets):
-            values[x] = load(b, ctx.elem(buf, off), buf.dtype)
+            values[x] = load(b, c.elem(buf, off), buf.dtype)
         for n in kernel.nodes:
             if n not in views:
                 values[n] = get_op(n.op).scalar(sb, n.attrs, *(values[x] for x in n.inputs))
         for out, off in zip(kernel.outputs, offsets[len(loaded):]):
-            store(b, values[out], ctx.elem(out, off), out.dtype)
+            store(b, values[out], c.elem(out, off), out.dtype)
 
-    loops.emit_nest(ctx.builder, shape, strides, body, name=kernel.name)
+    loops.parallel_nest(ctx, shape, strides, body, name=kernel.name)

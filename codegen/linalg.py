@@ -70,10 +70,10 @@ def lower_matmul(ctx: KernelContext) -> None:
     inner = dims[-1] if dims else 1
     strides = (sa[-1], sb[-1], sc[-1]) if dims else (0, 0, 0)
     gemm = emit_gemm(ctx.module, f"{ctx.function.name}.gemm", m, n, k, dtype=node.dtype, trans_a=trans_a,
-                     trans_b=trans_b, batch=inner, batch_strides=strides)
+                     trans_b=trans_b, batch=inner, batch_strides=strides, threads=ctx.threads)
     builder = ctx.builder
     base = [builder.bitcast(ctx.ptr(x), PTR) for x in (a_src, b_src, target)]
-    workspace = builder.bitcast(ctx.scratch(workspace_bytes(m, n, k, node.dtype)), PTR)
+    workspace = builder.bitcast(ctx.scratch(workspace_bytes(m, n, k, node.dtype, threads=ctx.threads)), PTR)
     scalar = default_config(node.dtype, host_vector_bits()).scalar
 
     def call(level: int, offsets: list[ir.Value]) -> None:

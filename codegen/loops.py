@@ -9,7 +9,9 @@ element offset.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import llvmlite.ir as ir
 
@@ -52,12 +54,13 @@ Body = Callable[[ir.IRBuilder, list[ir.Value], list[ir.Value]], None]
 
 
 def emit_nest(b: ir.IRBuilder, domain: Sequence[int], strides: Sequence[Sequence[int]], body: Body,
-              name: str = "l") -> None:
-    """Loops over ``domain``; ``body(b, offsets, indices)`` gets each operand's linear element offset and each
-    loop's index. Nothing is emitted for an empty domain; a rank-0 domain runs the body once."""
+              name: str = "l", bases: Sequence[ir.Value] | None = None) -> None:
+    """Loops over ``domain``; ``body(b, offsets, indices)`` gets each operand's linear element offset (plus its
+    ``bases`` entry) and each loop's index. Nothing is emitted for an empty domain; a rank-0 domain runs the body
+    once."""
     if any(d == 0 for d in domain):
         return
-    offsets = [i64(0) for _ in strides]
+    offsets = list(bases) if bases is not None else [i64(0) for _ in strides]
     indices: list[ir.Value] = []
 
     def level(depth: int, offs: list[ir.Value]) -> None:
@@ -72,3 +75,44 @@ def emit_nest(b: ir.IRBuilder, domain: Sequence[int], strides: Sequence[Sequence
             indices.pop()
 
     level(0, offsets)
+
+
+GRAIN = 1 << 14  # elements per parallel chunk, at least: smaller chunks cost more to hand out than they gain
+
+# body(ctx, builder, offsets, indices) with the context of the chunk being emitted
+ContextBody = Callable[[Any, ir.IRBuilder, list[ir.Value], list[ir.Value]], None]
+
+
+def parallel_nest(ctx: Any, domain: Sequence[int], strides: Sequence[Sequence[int]], body: ContextBody,
+                  name: str = "l", grain: int = GRAIN) -> None:
+    """:func:`emit_nest` over ``domain`` for a ``KernelContext``, its outermost axis split into chunks of at least
+    ``grain`` elements that run on the program's threads (``ctx.parallel``). The chunking depends on the sizes
+    only, never on the thread count, and ``body`` must write only element-wise outputs of its offsets: results are
+    the same for every thread count. ``indices`` of the outermost axis are relative to the chunk."""
+    size = math.prod(domain)
+    inner = math.prod(domain[1:])
+    per = max(1, -(-grain // max(inner, 1))) if domain else 1
+    chunks = -(-domain[0] // per) if domain else 1
+    if ctx.threads <= 1 or chunks < 2 or size == 0:
+        emit_nest(ctx.builder, domain, strides, lambda b, o, i: body(ctx, b, o, i), name)
+        return
+    tail = domain[0] - (chunks - 1) * per
+
+    def chunk(c: Any, index: ir.Value) -> None:
+        b = c.builder
+        row0 = b.mul(index, i64(per))
+        bases = [b.mul(row0, i64(s[0])) for s in strides]
+
+        def rows(count: int) -> None:
+            emit_nest(b, (count, *domain[1:]), strides, lambda bb, o, i: body(c, bb, o, i), name, bases)
+
+        if tail == per:
+            rows(per)
+            return
+        with b.if_else(b.icmp_signed("==", index, i64(chunks - 1))) as (last, full):
+            with last:
+                rows(tail)
+            with full:
+                rows(per)
+
+    ctx.parallel(name, chunks, chunk)

@@ -18,6 +18,7 @@ import llvmlite.ir as ir
 import numpy as np
 
 from codegen.llvm import I8, i64
+from codegen.parallel import Claim, region
 from codegen.scalar import memory_type
 from codegen.target import CodegenError
 from graphc.ir import Node
@@ -55,6 +56,8 @@ class KernelContext:
     error_nodes: list[Node] = field(default_factory=list)  # code k+1 ↔ error_nodes[k] (shared by the module)
     scratch_base: ir.Value | None = None  # i8*: the program's scratch buffer (64-byte aligned), this call's own
     scratch_bytes: int = 0  # how much of it this kernel has claimed (module.scratch_bytes is the max over kernels)
+    threads: int = 1  # the program's thread count (compile time): lowerers split their work into parallel chunks
+    claim: Claim | None = None  # inside a parallel chunk: scratch from this thread's own slice
 
     def ptr(self, node: Node) -> ir.Value:
         return self.pointers[node]
@@ -72,12 +75,30 @@ class KernelContext:
     def scratch(self, nbytes: int, ty: ir.Type = I8) -> ir.Value:
         """A pointer to ``nbytes`` of scratch memory for this kernel, 64-byte aligned, as ``ty*``: planned memory
         the runtime allocates once per program (never the stack, which a small-stack thread would overflow)."""
+        if self.claim is not None:
+            return self.builder.bitcast(self.claim(nbytes), ty.as_pointer())
         if self.scratch_base is None:
             raise LoweringError(f"kernel {self.kernel.name} asked for scratch memory outside a program module")
         offset = self.scratch_bytes
         self.scratch_bytes = offset + -(-max(nbytes, 1) // 64) * 64
         region = self.builder.gep(self.scratch_base, [i64(offset)], inbounds=True)
         return self.builder.bitcast(region, ty.as_pointer())
+
+    def parallel(self, name: str, chunks: int, body: Callable[[KernelContext, ir.Value], None]) -> None:
+        """``for chunk in range(chunks): body(ctx, chunk)`` on the program's threads (``codegen.parallel``): the
+        body gets a context of its own (the kernel's pointers and status, scratch from its thread's slice) and
+        must write only its chunk's outputs. One thread, or one chunk: a plain loop in this function."""
+        nodes = list(self.pointers)
+        captured = [self.pointers[n] for n in nodes] + [self.status]
+
+        def emit(b: ir.IRBuilder, chunk: ir.Value, values: list[ir.Value], claim: Claim) -> None:
+            inner = self if b is self.builder else KernelContext(
+                self.module, self.kernel, b.function, b, dict(zip(nodes, values[:-1])), values[-1], self.error_nodes,
+                threads=1, claim=claim)
+            body(inner, chunk)
+
+        region(self.module, self.builder, f"{self.function.name}.{name}", chunks, self.threads, captured, emit,
+               lambda nbytes: self.scratch(nbytes))
 
     def elem(self, node: Node, offset: ir.Value) -> ir.Value:
         """Pointer to element ``offset`` of ``node``'s buffer."""

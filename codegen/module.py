@@ -29,7 +29,7 @@ the object (``Module.error_nodes``); everything else the runtime needs is recomp
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +44,7 @@ from graphc.ir import Node
 from passes.plan import Kernel, Plan
 
 ENTRY = "graphc_main"
+PROFILE = "graphc_profile"
 ARENA, STATUS, SCRATCH, FIRST_SLOT = 0, 1, 2, 3
 
 
@@ -130,7 +131,7 @@ def kernel_signature(kernel: Kernel, args: list[Node], shared: dict[Node, Node],
 
 
 def _kernel_function(module: ir.Module, plan: Plan, kernel: Kernel, index: int, args: list[Node],
-                     shared: dict[Node, Node], noalias: list[bool], error_nodes: list[Node]
+                     shared: dict[Node, Node], noalias: list[bool], error_nodes: list[Node], threads: int
                      ) -> tuple[ir.Function, int]:
     """The LLVM function computing ``kernel`` from pointer arguments (inputs, outputs, the status word, the
     scratch buffer) and the scratch bytes it uses."""
@@ -147,13 +148,14 @@ def _kernel_function(module: ir.Module, plan: Plan, kernel: Kernel, index: int, 
     pointers: dict[Node, ir.Value] = dict(zip(args, fn.args))
     for out, src in shared.items():
         pointers[out] = builder.bitcast(pointers[src], pointer_type(out))
-    ctx = KernelContext(module, kernel, fn, builder, pointers, fn.args[-2], error_nodes, scratch_base=fn.args[-1])
+    ctx = KernelContext(module, kernel, fn, builder, pointers, fn.args[-2], error_nodes, scratch_base=fn.args[-1],
+                        threads=threads)
     lower(ctx)
     ctx.builder.ret_void()
     return fn, ctx.scratch_bytes
 
 
-def build_module(plan: Plan, name: str = "graphc", direct: bool = True) -> Module:
+def build_module(plan: Plan, name: str = "graphc", direct: bool = True, threads: int = 1) -> Module:
     """Generate the module of ``plan`` (raises ``LoweringError`` for a kernel nothing can lower); with ``direct``
     the program outputs are written into caller arrays (see the binding table). Kernels with equal signatures
     share one function (see :func:`kernel_signature`), unless their code reports errors naming a node."""
@@ -173,13 +175,23 @@ def build_module(plan: Plan, name: str = "graphc", direct: bool = True) -> Modul
         fn = reusable.get(signature) if signature is not None else None
         if fn is None:
             codes = len(error_nodes)
-            fn, used = _kernel_function(module, plan, kernel, index, args, shared, noalias, error_nodes)
+            fn, used = _kernel_function(module, plan, kernel, index, args, shared, noalias, error_nodes, threads)
             scratch = max(scratch, used)
             if signature is not None and len(error_nodes) == codes:  # its status codes would name this node
                 reusable[signature] = fn
         functions.append((kernel, fn, args))
         names[kernel.name] = fn.name
-    entry = ir.Function(module, ir.FunctionType(ir.VoidType(), [I8P.as_pointer()]), ENTRY)
+    for profiled in (False, True):
+        _entry(module, plan, slot_index, functions, profiled)
+    return Module(str(module), slots, error_nodes, names, outs, scratch)
+
+
+def _entry(module: ir.Module, plan: Plan, slot_index: dict[Node, int],
+           functions: list[tuple[Kernel, ir.Function, list[Node]]], profiled: bool) -> None:
+    """``graphc_main(i8** table)``: every kernel in plan order. ``graphc_profile(i8** table, i64* ns)`` does the
+    same and adds each kernel's wall time (CLOCK_MONOTONIC nanoseconds) to ``ns[kernel]``."""
+    params = [I8P.as_pointer()] + ([I64.as_pointer()] if profiled else [])
+    entry = ir.Function(module, ir.FunctionType(ir.VoidType(), params), PROFILE if profiled else ENTRY)
     b = ir.IRBuilder(entry.append_basic_block("entry"))
     table = entry.args[0]
     base = b.load(b.gep(table, [ir.Constant(I64, ARENA)]), name="arena")
@@ -189,7 +201,8 @@ def build_module(plan: Plan, name: str = "graphc", direct: bool = True) -> Modul
     for n, j in slot_index.items():
         raw = b.load(b.gep(table, [ir.Constant(I64, FIRST_SLOT + j)]), name=f"slot{j}")
         bound[n] = b.bitcast(raw, pointer_type(n))
-    for _kernel, fn, args in functions:
+    clock = _clock(module, b) if profiled else None
+    for index, (_kernel, fn, args) in enumerate(functions):
         ptrs = []
         for n in args:
             if n in bound:
@@ -197,9 +210,29 @@ def build_module(plan: Plan, name: str = "graphc", direct: bool = True) -> Modul
             else:
                 raw = b.gep(base, [ir.Constant(I64, plan.buffers[n].offset)], inbounds=True)
                 ptrs.append(b.bitcast(raw, pointer_type(n)))
+        start = clock() if clock else None
         b.call(fn, ptrs + [status, scratch_base])
+        if clock:
+            slot = b.gep(entry.args[1], [ir.Constant(I64, index)])
+            b.store(b.add(b.load(slot), b.sub(clock(), start)), slot)
     b.ret_void()
-    return Module(str(module), slots, error_nodes, names, outs, scratch)
+
+
+def _clock(module: ir.Module, b: ir.IRBuilder) -> Callable[[], ir.Value]:
+    """A function emitting ``clock_gettime(CLOCK_MONOTONIC)`` in nanoseconds (libc's, resolved by the JIT)."""
+    timespec = ir.LiteralStructType([I64, I64])
+    gettime = module.globals.get("clock_gettime") or ir.Function(
+        module, ir.FunctionType(ir.IntType(32), [ir.IntType(32), timespec.as_pointer()]), "clock_gettime")
+    with b.goto_entry_block():
+        ts = b.alloca(timespec, name="ts")
+
+    def now() -> ir.Value:
+        b.call(gettime, [ir.Constant(ir.IntType(32), 1), ts])  # CLOCK_MONOTONIC
+        seconds = b.load(b.gep(ts, [ir.Constant(ir.IntType(32), 0), ir.Constant(ir.IntType(32), 0)]))
+        nanos = b.load(b.gep(ts, [ir.Constant(ir.IntType(32), 0), ir.Constant(ir.IntType(32), 1)]))
+        return b.add(b.mul(seconds, ir.Constant(I64, 1_000_000_000)), nanos)
+
+    return now
 
 
 # ------------------------------------------------------------------------------------------- plan key
@@ -224,19 +257,20 @@ class _Uncacheable(Exception):
     """An attribute value without a trusted canonical form: the Plan gets no key (the IR hash is used)."""
 
 
-def plan_key(plan: Plan, name: str = "graphc", direct: bool = True) -> tuple[str | None, list[Node]]:
+def plan_key(plan: Plan, name: str = "graphc", direct: bool = True, threads: int = 1
+             ) -> tuple[str | None, list[Node]]:
     """(key, nodes): the cache key of ``build_module(plan, name, direct)``'s object code and the canonical node
     order that cached metadata refers to (see the module docstring); key None when some attribute has no
     canonical form (then only the IR-hash key of :class:`codegen.target.Jit` applies)."""
     try:
-        return _plan_key(plan, name, direct)
+        return _plan_key(plan, name, direct, threads)
     except _Uncacheable:
         return None, []
 
 
-def _plan_key(plan: Plan, name: str, direct: bool) -> tuple[str, list[Node]]:
+def _plan_key(plan: Plan, name: str, direct: bool, threads: int) -> tuple[str, list[Node]]:
     index: dict[Node, int] = {}
-    parts = [fingerprint(), name, str(direct), str(plan.arena_bytes)]
+    parts = [fingerprint(), name, str(direct), f"threads={threads}", str(plan.arena_bytes)]
 
     def ref(n: Node) -> int:
         if n not in index:

@@ -15,18 +15,15 @@ DEFAULT_BACKEND = "llvm"
 
 def make_program(outputs: Any, backend: str | None = None, updates: Any = None, **options: Any) -> Program:
     backend = backend or DEFAULT_BACKEND
-    if backend == "numpy":
-        if options:
-            raise GraphcError(f"compile: unknown options for the numpy backend: {sorted(options)}")
-        return InterpreterProgram(outputs, updates)
-    if backend == "numpy-plan":
-        if options:
-            raise GraphcError(f"compile: unknown options for the numpy-plan backend: {sorted(options)}")
-        return PlanInterpreterProgram(outputs, updates)
+    if backend in ("numpy", "numpy-plan"):
+        unknown = sorted(set(options) - {"threads"})  # the interpreters run on NumPy (its BLAS has its own threads)
+        if unknown:
+            raise GraphcError(f"compile: unknown options for the {backend} backend: {unknown}")
+        return (InterpreterProgram if backend == "numpy" else PlanInterpreterProgram)(outputs, updates)
     if backend == "llvm":
         from runtime.native import NativeProgram  # imports llvmlite only when asked for
 
-        unknown = sorted(set(options) - {"cache"})
+        unknown = sorted(set(options) - {"cache", "threads"})
         if unknown:
             raise GraphcError(f"compile: unknown options for the llvm backend: {unknown}")
         return NativeProgram(outputs, updates, **options)

@@ -12,19 +12,34 @@ from __future__ import annotations
 
 import ctypes
 import re
+import time
 from typing import Any
 
 import numpy as np
 
+import runtime.parallel as parallel
 from codegen.cache import cache_enabled, discard, load
-from codegen.module import ARENA, ENTRY, FIRST_SLOT, SCRATCH, STATUS, Module, binding_slots, build_module, plan_key
+from codegen.module import (
+    ARENA,
+    ENTRY,
+    FIRST_SLOT,
+    PROFILE,
+    SCRATCH,
+    STATUS,
+    Module,
+    binding_slots,
+    build_module,
+    plan_key,
+)
 from codegen.target import Jit
 from graphc.ir import GraphcError, Node
 from ops.registry import get_op
 from passes.pipeline import build_plan
+from runtime.profile import KernelTime, Profile, machine_peak, median_times
 from runtime.program import MAX_ARENA_BYTES, Program, aligned_bytes, allocate_arena
 
 _MAIN = ctypes.CFUNCTYPE(None, ctypes.POINTER(ctypes.c_void_p))
+_PROFILE = ctypes.CFUNCTYPE(None, ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_int64))
 
 
 class NativeProgram(Program):
@@ -32,12 +47,14 @@ class NativeProgram(Program):
 
     backend = "llvm"
 
-    def __init__(self, outputs: Any, updates: Any = None, cache: bool = True) -> None:
+    def __init__(self, outputs: Any, updates: Any = None, cache: bool = True, threads: int | None = None) -> None:
         super().__init__(outputs, updates)
+        self.threads = parallel.threads(threads)  # compiled in: kernels split their work into chunks for it
         self.plan = build_plan(self.output_nodes, self.updates)
         self._module: Module | None = None
         self.slots, direct = binding_slots(self.plan)
-        key, nodes = plan_key(self.plan, self.graph.name) if cache and cache_enabled() else (None, [])
+        key, nodes = plan_key(self.plan, self.graph.name, threads=self.threads) if cache and cache_enabled() \
+            else (None, [])
         entry = load(key) if key else None
         cached = _decode_meta(entry.meta, nodes) if entry is not None else None
         if cached is None:  # no usable cached object: generate the IR now
@@ -52,6 +69,8 @@ class NativeProgram(Program):
             self.error_nodes, scratch_bytes = cached
             self.jit = Jit(lambda: self.module.ir_text, name=self.graph.name, cache=cache, key=key, entry=entry)
         self._main = _MAIN(self.jit.address(ENTRY))
+        self._profiled = _PROFILE(self.jit.address(PROFILE))
+        self._ns: np.ndarray | None = None
         self._arena_owner, self.arena = allocate_arena(self.plan)
         self._status = np.zeros(1, dtype=np.int64)
         self._scratch_owner, self._scratch = aligned_bytes(scratch_bytes, "scratch memory")
@@ -68,7 +87,7 @@ class NativeProgram(Program):
     def module(self) -> Module:
         """The generated LLVM module (built on first use when the object code came from the cache)."""
         if self._module is None:
-            self._module = build_module(self.plan, name=self.graph.name)
+            self._module = build_module(self.plan, name=self.graph.name, threads=self.threads)
         return self._module
 
     # -- running -----------------------------------------------------------------------------------------
@@ -90,6 +109,31 @@ class NativeProgram(Program):
         raw = self.arena[buf.offset:buf.offset + buf.nbytes]
         return raw.view(node.type.np_dtype).reshape(node.shape)
 
+    def profile(self, repeat: int = 10, peak: bool = True, **feeds: Any) -> Profile:
+        """Time every kernel over ``repeat`` calls (after one warm-up) of the program's profiling entry, which runs
+        the same code with a clock read around each kernel; state updates are applied as on any call. See
+        :mod:`runtime.profile` for what is reported and how the peaks are measured."""
+        if not isinstance(repeat, int) or repeat < 1:
+            raise GraphcError(f"profile: repeat must be a positive int, got {repeat!r}")
+        self(**feeds)
+        samples = np.zeros((repeat, len(self.plan.kernels)), dtype=np.int64)
+        calls = []
+        for i in range(repeat):
+            self._ns = samples[i]
+            start = time.perf_counter()
+            try:
+                self(**feeds)
+            finally:
+                self._ns = None
+            calls.append(time.perf_counter() - start)
+        seconds = median_times(samples)
+        kernels = [KernelTime(k.name, k.kind, tuple(n.op for n in k.nodes), float(t),
+                              sum(get_op(n.op).flops(n) for n in k.nodes),
+                              sum(x.type.nbytes for x in k.inputs) + sum(x.type.nbytes for x in k.outputs))
+                   for k, t in zip(self.plan.kernels, seconds)]
+        return Profile(self.threads, repeat, kernels, float(np.median(calls)),
+                       machine_peak(self.threads) if peak else None)
+
     def _run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         wanted = self.plan.outputs + [value for _, value in self.plan.updates]  # simplified nodes, same order
         with self.graph.state_lock:  # held by Program.__call__ already; also guards direct _run calls
@@ -99,7 +143,10 @@ class NativeProgram(Program):
                     raise GraphcError(f"internal error: binding of {self.slots[j].name!r} is not contiguous")
                 self._table[FIRST_SLOT + j] = array.ctypes.data
             self._status[0] = 0
-            self._main(self._table)
+            if self._ns is None:
+                self._main(self._table)
+            else:  # profiling: the same kernels, each timed into the row of nanosecond counters
+                self._profiled(self._table, self._ns.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)))
             for j in range(len(keep)):
                 self._table[FIRST_SLOT + j] = None
             code = int(self._status[0])
