@@ -3,7 +3,8 @@
 softmax along an axis, with x viewed as (outer, n, inner): m = max_j x_j; e_j = exp(x_j - m); s = Σ e_j;
 y_j = e_j / s (softmax) or y_j = x_j - m - log s (log_softmax). The
 arguments x_j - m are ≤ 0 (or NaN), so the cheaper ``upper=False`` exp applies.
-(Elementwise activations — relu, sigmoid, tanh, gelu, ... — are fused elementwise kernels built from each op's
+On several threads the rows run in chunks, each row computed as on one thread (the same bits for every thread
+count). (Elementwise activations — relu, sigmoid, tanh, gelu, ... — are fused elementwise kernels built from each op's
 ``scalar`` formula, ``codegen.elementwise``.)
 """
 
@@ -60,27 +61,27 @@ def lower_softmax(ctx: KernelContext) -> None:
     inner = math.prod(x.shape[axis + 1:])
     if node.size == 0:
         return
-    sb = LLVMScalarBuilder(ctx.builder)
 
-    def row(b: ir.IRBuilder, offs: list[ir.Value], _i: list[ir.Value]) -> None:
+    def row(c: KernelContext, b: ir.IRBuilder, offs: list[ir.Value], _i: list[ir.Value]) -> None:
         base = offs[0]
-        m, s = softmax_rows(ctx, x, n, inner, base)
+        m, s = softmax_rows(c, x, n, inner, base)
         if node.op == "softmax":
             inv = b.fdiv(ir.Constant(s.type, 1.0), s)
 
             def put(b: ir.IRBuilder, acc: ir.Value, off: ir.Value, _j: ir.Value) -> ir.Value:
-                e = mathlib.exp(b, b.fsub(load(b, ctx.elem(x, off), x.dtype), m), upper=False)
-                b.store(b.fmul(e, inv, flags=FAST), ctx.elem(node, off))
+                e = mathlib.exp(b, b.fsub(load(b, c.elem(x, off), x.dtype), m), upper=False)
+                b.store(b.fmul(e, inv, flags=FAST), c.elem(node, off))
                 return acc
         else:
-            log_s = sb.log(s)
+            log_s = LLVMScalarBuilder(b).log(s)
 
             def put(b: ir.IRBuilder, acc: ir.Value, off: ir.Value, _j: ir.Value) -> ir.Value:
                 # (x - m) - log s, not x - (m + log s): the latter rounds log s to the spacing of floats near m
-                shifted = b.fsub(load(b, ctx.elem(x, off), x.dtype), m)
-                b.store(b.fsub(shifted, log_s), ctx.elem(node, off))
+                shifted = b.fsub(load(b, c.elem(x, off), x.dtype), m)
+                b.store(b.fsub(shifted, log_s), c.elem(node, off))
                 return acc
 
         row_loop(b, n, inner, base, i64(0), put, "put")
 
-    loops.emit_nest(ctx.builder, (outer, inner), [(n * inner, 1)], row, name="rows")
+    loops.parallel_nest(ctx, (outer, inner), [(n * inner, 1)], row, name="rows",
+                        grain=max(1, loops.GRAIN // n))

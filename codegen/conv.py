@@ -36,14 +36,18 @@ from dataclasses import dataclass
 
 import llvmlite.ir as ir
 
+import codegen.loops as loops
 from codegen.epilogue import Epilogue
 from codegen.gemm.config import default_config, host_vector_bits
 from codegen.gemm.driver import emit_gemm, workspace_bytes
 from codegen.llvm import F64, PTR, for_range, i64
 from codegen.lowering import KernelContext, LoweringError, lowerer
 from codegen.scalar import FAST, value_type
+from graphc.ir import Node
 
 SCRATCH_BYTES = 1 << 20
+MAX_SLABS = 32  # partial weight gradients at most (see weight_gradient_slabs)
+PARTIALS_BYTES = 8 << 20  # and at most this much memory for them
 
 
 @dataclass(frozen=True)
@@ -220,7 +224,7 @@ def _gemm(ctx: KernelContext, tag: str, g: Geometry, m: int, n: int, k: int, dty
     fn = ctx.module.globals.get(name) or emit_gemm(ctx.module, name, m, n, k, dtype=dtype, batch=g.groups,
                                                     batch_strides=strides, threads=ctx.threads, **flags)
     b = ctx.builder
-    workspace = b.bitcast(ctx.scratch(workspace_bytes(m, n, k, dtype, threads=ctx.threads)), PTR)
+    workspace = b.bitcast(ctx.scratch(workspace_bytes(m, n, k, dtype, threads=ctx.threads, batch=g.groups)), PTR)
     return lambda a, bb, c: b.call(fn, [b.bitcast(a, PTR), b.bitcast(bb, PTR), b.bitcast(c, PTR), workspace])
 
 
@@ -264,6 +268,12 @@ def lower_conv2d(ctx: KernelContext) -> None:
 
         _row_blocks(b, g, block)
 
+    _images(ctx, g, image)
+
+
+def _images(ctx: KernelContext, g: Geometry, image: Callable[[KernelContext, ir.Value], None]) -> None:
+    """image(c, n) for every image: in parallel when there are at least as many images as threads (each with its
+    own scratch and one-thread GEMMs), else one after the other (the GEMMs then use the threads)."""
     if ctx.threads > 1 and g.n >= ctx.threads:
         ctx.parallel("images", g.n, image)
         return
@@ -305,28 +315,32 @@ def _grad_rows(b: ir.IRBuilder, g: Geometry, g_n: ir.Value, gblock: ir.Value | N
 
 @lowerer("conv2d_backward_input")
 def lower_conv2d_backward_input(ctx: KernelContext) -> None:
-    """dx = convᵀ(ḡ, w): per image, cols = Wᵀ · ḡ[n] then col2im into dx[n]."""
+    """dx = convᵀ(ḡ, w): per image, dx[n] = 0, cols = Wᵀ · ḡ[n], then col2im into dx[n]."""
     (node,) = ctx.kernel.nodes
     gy, w = node.inputs
     g = geometry(node.shape, w.shape, gy.shape, node.attrs, node.dtype)
-    b = ctx.builder
-    zero_fill(b, ctx.ptr(node), node.size)
     if node.size == 0 or gy.size == 0:
+        zero_fill(ctx.builder, ctx.ptr(node), node.size)
         return
-    cols, gblock = _backward_scratch(ctx, g, node.dtype)
-    with for_range(b, 0, g.n, name="n") as n:
-        g_n = ctx.elem(gy, b.mul(n, i64(g.o * g.p)))
-        image = ctx.elem(node, b.mul(n, i64(g.c * g.h * g.w)))
+
+    def image(c: KernelContext, n: ir.Value) -> None:
+        b = c.builder
+        cols, gblock = _backward_scratch(c, g, node.dtype)
+        g_n = c.elem(gy, b.mul(n, i64(g.o * g.p)))
+        dx_n = c.elem(node, b.mul(n, i64(g.c * g.h * g.w)))
+        zero_fill(b, dx_n, g.c * g.h * g.w)
 
         def block(row0: ir.Value, r: int) -> None:
             pb = r * g.wo
             src = _grad_rows(b, g, g_n, gblock, row0, pb)
-            gemm = _gemm(ctx, "bwdx", g, g.kg, pb, g.og, node.dtype, (g.og * g.kg, g.og * pb, g.kg * pb),
+            gemm = _gemm(c, "bwdx", g, g.kg, pb, g.og, node.dtype, (g.og * g.kg, g.og * pb, g.kg * pb),
                          trans_a=True)
-            gemm(ctx.ptr(w), src, cols)
-            col2im(b, g, cols, image, row0, r)
+            gemm(c.ptr(w), src, cols)
+            col2im(b, g, cols, dx_n, row0, r)
 
         _row_blocks(b, g, block)
+
+    _images(ctx, g, image)
 
 
 def _tile_use(m: int, n: int, dtype: str) -> float:
@@ -343,43 +357,80 @@ def transposed_weight_gradient(g: Geometry, dtype: str) -> bool:
     return small and _tile_use(g.kg, g.og, dtype) > _tile_use(g.og, g.kg, dtype)
 
 
+def weight_gradient_slabs(g: Geometry) -> int:
+    """How many partial weight gradients the images are summed into (consecutive images per slab, then the slabs
+    added in order): from the sizes only, so that every thread count computes the same sums."""
+    dw_bytes = g.o * g.kg * g.itemsize
+    return max(1, min(g.n, MAX_SLABS, PARTIALS_BYTES // max(dw_bytes, 1)))
+
+
 @lowerer("conv2d_backward_weight")
 def lower_conv2d_backward_weight(ctx: KernelContext) -> None:
-    """dw = Σ_n ḡ[n] · im2col(x[n])ᵀ per group (or its transpose, see ``transposed_weight_gradient``),
-    accumulated by the GEMM over the images."""
+    """dw = Σ_slabs Σ_{n in slab} ḡ[n] · im2col(x[n])ᵀ per group (or its transpose, see
+    ``transposed_weight_gradient``), each slab's images accumulated by the GEMM into the slab's partial, the
+    partials then added in slab order (one slab: straight into dw). Slabs run in parallel when there are at least
+    as many as threads, else one after the other with the GEMMs on the threads."""
     (node,) = ctx.kernel.nodes
     x, gy = node.inputs
     g = geometry(x.shape, node.shape, gy.shape, node.attrs, node.dtype)
     b = ctx.builder
-    zero_fill(b, ctx.ptr(node), node.size)
     if node.size == 0 or gy.size == 0:
+        zero_fill(b, ctx.ptr(node), node.size)
         return
-    cols, gblock = _backward_scratch(ctx, g, node.dtype)
     flip = transposed_weight_gradient(g, node.dtype)
-    acc = ctx.ptr(node)
-    if flip:
-        acc = _scratch(ctx, node.dtype, node.size)
+    slabs = weight_gradient_slabs(g)
+    per = -(-g.n // slabs)
+    slabs = -(-g.n // per)
+    direct = slabs == 1 and not flip
+    partials = ctx.ptr(node) if direct else _scratch(ctx, node.dtype, slabs * node.size)
+
+    def slab(c: KernelContext, s: ir.Value, partials: ir.Value) -> None:
+        b = c.builder
+        acc = b.gep(partials, [b.mul(s, i64(node.size))], inbounds=True)
         zero_fill(b, acc, node.size)
-    with for_range(b, 0, g.n, name="n") as n:
-        g_n = ctx.elem(gy, b.mul(n, i64(g.o * g.p)))
-        image = ctx.elem(x, b.mul(n, i64(g.c * g.h * g.w)))
+        cols, gblock = _backward_scratch(c, g, node.dtype)
+        first = b.mul(s, i64(per))
+        last = b.select(b.icmp_signed("<", b.add(first, i64(per)), i64(g.n)), b.add(first, i64(per)), i64(g.n))
+        with for_range(b, first, last, name="n") as n:
+            g_n = c.elem(gy, b.mul(n, i64(g.o * g.p)))
+            image = c.elem(x, b.mul(n, i64(g.c * g.h * g.w)))
 
-        def block(row0: ir.Value, r: int) -> None:
-            pb = r * g.wo
-            im2col(b, g, image, cols, row0, r)
-            src = _grad_rows(b, g, g_n, gblock, row0, pb)
-            if flip:
-                gemm = _gemm(ctx, "bwdwt", g, g.kg, g.og, pb, node.dtype, (g.kg * pb, g.og * pb, g.og * g.kg),
-                             trans_b=True, accumulate=True)
-                gemm(cols, src, acc)
-            else:
-                gemm = _gemm(ctx, "bwdw", g, g.og, g.kg, pb, node.dtype, (g.og * pb, g.kg * pb, g.og * g.kg),
-                             trans_b=True, accumulate=True)
-                gemm(src, cols, acc)
+            def block(row0: ir.Value, r: int) -> None:
+                pb = r * g.wo
+                im2col(b, g, image, cols, row0, r)
+                src = _grad_rows(b, g, g_n, gblock, row0, pb)
+                if flip:
+                    gemm = _gemm(c, "bwdwt", g, g.kg, g.og, pb, node.dtype, (g.kg * pb, g.og * pb, g.og * g.kg),
+                                 trans_b=True, accumulate=True)
+                    gemm(cols, src, acc)
+                else:
+                    gemm = _gemm(c, "bwdw", g, g.og, g.kg, pb, node.dtype, (g.og * pb, g.kg * pb, g.og * g.kg),
+                                 trans_b=True, accumulate=True)
+                    gemm(src, cols, acc)
 
-        _row_blocks(b, g, block)
-    if flip:  # dw[grp, o, k] = dwt[grp, k, o]
-        with for_range(b, 0, g.groups, name="grp") as grp:
-            base = b.mul(grp, i64(g.og * g.kg))
-            _copy_rows(b, g.og, g.kg, b.gep(acc, [base], inbounds=True), 1, ctx.elem(node, base), g.kg,
-                       column_stride=g.og)
+            _row_blocks(b, g, block)
+
+    if ctx.threads > 1 and slabs >= ctx.threads:
+        ctx.parallel("slabs", slabs, slab, shared=[partials])
+    else:
+        with for_range(b, 0, slabs, name="slab") as s:
+            slab(ctx, s, partials)
+    if not direct:
+        _add_partials(ctx, g, node, partials, slabs, flip)
+
+
+def _add_partials(ctx: KernelContext, g: Geometry, node: Node, partials: ir.Value, slabs: int, flip: bool) -> None:
+    """dw[grp, o, k] = Σ_s partial_s[grp, o, k] (or partial_s[grp, k, o] when flipped), s in order."""
+    size = node.size
+    strides = [(g.og * g.kg, g.kg, 1), (g.og * g.kg, 1, g.og) if flip else (g.og * g.kg, g.kg, 1)]
+
+    def body(c: KernelContext, b: ir.IRBuilder, offs: list[ir.Value], _idx: list[ir.Value], parts: ir.Value) -> None:
+        total = b.load(b.gep(parts, [offs[1]], inbounds=True))
+        for s in range(1, slabs):
+            total = b.fadd(total, b.load(b.gep(parts, [b.add(offs[1], i64(s * size))], inbounds=True)))
+        b.store(total, c.elem(node, offs[0]))
+
+    loops.parallel_nest(ctx, (g.groups, g.og, g.kg), strides, body, name="partials", grain=loops.GRAIN // slabs,
+                        shared=[partials])
+
+

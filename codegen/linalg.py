@@ -73,7 +73,8 @@ def lower_matmul(ctx: KernelContext) -> None:
                      trans_b=trans_b, batch=inner, batch_strides=strides, threads=ctx.threads)
     builder = ctx.builder
     base = [builder.bitcast(ctx.ptr(x), PTR) for x in (a_src, b_src, target)]
-    workspace = builder.bitcast(ctx.scratch(workspace_bytes(m, n, k, node.dtype, threads=ctx.threads)), PTR)
+    workspace = builder.bitcast(ctx.scratch(workspace_bytes(m, n, k, node.dtype, threads=ctx.threads,
+                                                               batch=inner)), PTR)
     scalar = default_config(node.dtype, host_vector_bits()).scalar
 
     def call(level: int, offsets: list[ir.Value]) -> None:

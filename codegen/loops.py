@@ -79,40 +79,50 @@ def emit_nest(b: ir.IRBuilder, domain: Sequence[int], strides: Sequence[Sequence
 
 GRAIN = 1 << 14  # elements per parallel chunk, at least: smaller chunks cost more to hand out than they gain
 
-# body(ctx, builder, offsets, indices) with the context of the chunk being emitted
-ContextBody = Callable[[Any, ir.IRBuilder, list[ir.Value], list[ir.Value]], None]
+# body(ctx, builder, offsets, indices, *shared) with the context of the chunk being emitted
+ContextBody = Callable[..., None]
 
 
 def parallel_nest(ctx: Any, domain: Sequence[int], strides: Sequence[Sequence[int]], body: ContextBody,
-                  name: str = "l", grain: int = GRAIN) -> None:
-    """:func:`emit_nest` over ``domain`` for a ``KernelContext``, its outermost axis split into chunks of at least
-    ``grain`` elements that run on the program's threads (``ctx.parallel``). The chunking depends on the sizes
-    only, never on the thread count, and ``body`` must write only element-wise outputs of its offsets: results are
-    the same for every thread count. ``indices`` of the outermost axis are relative to the chunk."""
+                  name: str = "l", grain: int | None = None, axis: int = 0, shared: Sequence[ir.Value] = ()
+                  ) -> None:
+    """:func:`emit_nest` over ``domain`` for a ``KernelContext``, its ``axis`` split into chunks of at least
+    ``grain`` (default :data:`GRAIN`) elements that run on the program's threads (``ctx.parallel``).
+
+    The chunking depends on the sizes only, never on the thread count, and ``body`` must write only what its
+    offsets own (elementwise outputs, or outputs indexed by ``axis``): then results are the same for every thread
+    count, and each chunk visits its elements in the same order as one loop nest would. ``indices`` of ``axis``
+    are relative to the chunk. ``shared`` values of the kernel function reach the body as extra arguments (see
+    ``KernelContext.parallel``)."""
+    grain = GRAIN if grain is None else grain
     size = math.prod(domain)
-    inner = math.prod(domain[1:])
-    per = max(1, -(-grain // max(inner, 1))) if domain else 1
-    chunks = -(-domain[0] // per) if domain else 1
-    if ctx.threads <= 1 or chunks < 2 or size == 0:
-        emit_nest(ctx.builder, domain, strides, lambda b, o, i: body(ctx, b, o, i), name)
+    if not domain or size == 0:
+        emit_nest(ctx.builder, domain, strides, lambda b, o, i: body(ctx, b, o, i, *shared), name)
         return
-    tail = domain[0] - (chunks - 1) * per
+    others = size // domain[axis]
+    per = max(1, -(-grain // max(others, 1)))
+    chunks = -(-domain[axis] // per)
+    if chunks < 2:  # one chunk: in place (the same code for every thread count)
+        emit_nest(ctx.builder, domain, strides, lambda b, o, i: body(ctx, b, o, i, *shared), name)
+        return
+    tail = domain[axis] - (chunks - 1) * per
 
-    def chunk(c: Any, index: ir.Value) -> None:
+    def chunk(c: Any, index: ir.Value, *values: ir.Value) -> None:
         b = c.builder
-        row0 = b.mul(index, i64(per))
-        bases = [b.mul(row0, i64(s[0])) for s in strides]
+        first = b.mul(index, i64(per))
+        bases = [b.mul(first, i64(s[axis])) for s in strides]
 
-        def rows(count: int) -> None:
-            emit_nest(b, (count, *domain[1:]), strides, lambda bb, o, i: body(c, bb, o, i), name, bases)
+        def part(count: int) -> None:
+            sub = (*domain[:axis], count, *domain[axis + 1:])
+            emit_nest(b, sub, strides, lambda bb, o, i: body(c, bb, o, i, *values), name, bases)
 
         if tail == per:
-            rows(per)
+            part(per)
             return
         with b.if_else(b.icmp_signed("==", index, i64(chunks - 1))) as (last, full):
             with last:
-                rows(tail)
+                part(tail)
             with full:
-                rows(per)
+                part(per)
 
-    ctx.parallel(name, chunks, chunk)
+    ctx.parallel(name, chunks, chunk, shared)

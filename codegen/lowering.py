@@ -11,7 +11,7 @@ of them (an import that fails is an error, never a silently missing lowerer). A 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import llvmlite.ir as ir
@@ -84,18 +84,20 @@ class KernelContext:
         region = self.builder.gep(self.scratch_base, [i64(offset)], inbounds=True)
         return self.builder.bitcast(region, ty.as_pointer())
 
-    def parallel(self, name: str, chunks: int, body: Callable[[KernelContext, ir.Value], None]) -> None:
-        """``for chunk in range(chunks): body(ctx, chunk)`` on the program's threads (``codegen.parallel``): the
-        body gets a context of its own (the kernel's pointers and status, scratch from its thread's slice) and
-        must write only its chunk's outputs. One thread, or one chunk: a plain loop in this function."""
+    def parallel(self, name: str, chunks: int, body: Callable[..., None], shared: Sequence[ir.Value] = ()) -> None:
+        """``for chunk in range(chunks): body(ctx, chunk, *shared)`` on the program's threads
+        (``codegen.parallel``): the body gets a context of its own (the kernel's pointers and status, scratch from
+        its thread's slice) and ``shared`` (values of this function, e.g. scratch all chunks use) as rebuilt in
+        its function; it must write only its chunk's outputs. One thread, or one chunk: a plain loop here."""
         nodes = list(self.pointers)
-        captured = [self.pointers[n] for n in nodes] + [self.status]
+        captured = [self.pointers[n] for n in nodes] + [self.status] + list(shared)
+        count = len(nodes)
 
         def emit(b: ir.IRBuilder, chunk: ir.Value, values: list[ir.Value], claim: Claim) -> None:
             inner = self if b is self.builder else KernelContext(
-                self.module, self.kernel, b.function, b, dict(zip(nodes, values[:-1])), values[-1], self.error_nodes,
-                threads=1, claim=claim)
-            body(inner, chunk)
+                self.module, self.kernel, b.function, b, dict(zip(nodes, values[:count])), values[count],
+                self.error_nodes, threads=1, claim=claim)
+            body(inner, chunk, *values[count + 1:])
 
         region(self.module, self.builder, f"{self.function.name}.{name}", chunks, self.threads, captured, emit,
                lambda nbytes: self.scratch(nbytes))

@@ -12,7 +12,7 @@ write its own outputs only; then which thread runs a chunk never changes a resul
 not depend on the thread count (all of graphc's) gives bitwise the same answer for every thread count. Each thread
 gets its own slice of the kernel's scratch memory (``per_thread`` bytes, 64-byte aligned). The runtime is reached
 through two symbols the JIT resolves (:data:`PARALLEL`, :data:`THREAD`, registered by ``runtime.parallel``); a
-program compiled for one thread emits plain loops and never mentions them.
+program compiled for one thread calls the chunk functions in a plain loop and never mentions them.
 """
 
 from __future__ import annotations
@@ -61,24 +61,23 @@ _DATA = ir.LiteralStructType([I64.as_pointer(), I64.as_pointer(), I64, I8P, I64]
 
 def region(module: ir.Module, b: ir.IRBuilder, name: str, chunks: int, threads: int, captured: Sequence[ir.Value],
            body: Body, claim: Claim) -> None:
-    """Emit, at ``b``, the loop ``for chunk in range(chunks): body(...)`` — a plain loop for one thread or one
-    chunk, else a parallel region on ``threads`` threads. ``captured`` are the values of the enclosing function
-    the body uses (pointers, integers); the body receives them rebuilt inside its own function. ``claim(n)`` gives
-    scratch memory of the enclosing function; inside a parallel body the body's own claims come from its thread's
-    slice of it."""
+    """Emit, at ``b``, the loop ``for chunk in range(chunks): body(...)``: the body in a function of its own (never
+    inlined, so every thread count runs the same machine code for a chunk — LLVM may reassociate fast-math sums
+    differently in different surroundings), called in a plain loop for one thread, else from a parallel region on
+    ``threads`` threads (at most ``chunks``); a single chunk is emitted in place.
+
+    ``captured`` are the values of the enclosing function the body uses (pointers, integers); the body receives
+    them rebuilt inside its own function. ``claim(n)`` gives scratch memory of the enclosing function; the body's
+    own claims come from its thread's slice of it."""
     if chunks <= 0:
         return
-    if threads <= 1 or chunks == 1:
-        if chunks == 1:
-            body(b, i64(0), list(captured), claim)
-            return
-        with for_range(b, 0, chunks, name=f"{name}.c") as chunk:
-            body(b, chunk, list(captured), claim)
+    if chunks == 1:
+        body(b, i64(0), list(captured), claim)
         return
-    parallel, thread = _runtime(module)
     body_fn = ir.Function(module, ir.FunctionType(VOID, [I64, I64.as_pointer(), I8P]), f"{name}.body")
     body_fn.linkage = "internal"
     body_fn.attributes.add("nounwind")
+    body_fn.attributes.add("noinline")  # the same machine code runs every chunk, whatever the thread count
     bb = ir.IRBuilder(body_fn.append_basic_block("entry"))
     chunk, env, mine = body_fn.args
     rebuilt = [_from_i64(bb, bb.load(bb.gep(env, [i64(j)])), v) for j, v in enumerate(captured)]
@@ -91,17 +90,24 @@ def region(module: ir.Module, b: ir.IRBuilder, name: str, chunks: int, threads: 
 
     body(bb, chunk, rebuilt, thread_claim)
     bb.ret_void()
-    worker = _worker(module, name, body_fn, thread)
     with b.goto_entry_block():  # a few words of stack, once per function even when the region sits in a loop
         env_arr = b.alloca(I64, size=i64(max(len(captured), 1)), name=f"{name}.env")
-        counter = b.alloca(I64, name=f"{name}.next")
-        data = b.alloca(_DATA, name=f"{name}.data")
     for j, v in enumerate(captured):
         b.store(_to_i64(b, v), b.gep(env_arr, [i64(j)]))
-    b.store(i64(0), counter)
+    threads = max(1, min(threads, chunks))
     base = claim(used[0] * threads) if used[0] else ir.Constant(I8P, None)
+    if threads == 1:
+        with for_range(b, 0, chunks, name=f"{name}.c") as c:
+            b.call(body_fn, [c, env_arr, base])
+        return
+    parallel, thread = _runtime(module)
+    with b.goto_entry_block():
+        counter = b.alloca(I64, name=f"{name}.next")
+        data = b.alloca(_DATA, name=f"{name}.data")
+    b.store(i64(0), counter)
     for j, v in enumerate((env_arr, counter, i64(chunks), base, i64(used[0]))):
         b.store(v, b.gep(data, [ir.Constant(I32, 0), ir.Constant(I32, j)]))
+    worker = _worker(module, name, body_fn, thread)
     b.call(parallel, [worker, b.bitcast(data, I8P), ir.Constant(I32, threads), ir.Constant(I32, 0)])
 
 

@@ -12,6 +12,9 @@ clamped index, so nothing outside x is ever touched, and the value is then repla
   inside the padded input with ``count_include_pad`` (positions only ceil mode adds never count);
 - the gradients zero dx and scatter ``dx[pos] += ḡ`` (max) or ``dx[pos] += ḡ / count`` over the window (average);
 - global average: the mean of each (n, c) plane, accumulated in float64.
+
+On several threads the (n, c) planes run in chunks (size-only chunking): each chunk owns its planes of every
+output, and every value is computed as on one thread, so results are the same bits for every thread count.
 """
 
 from __future__ import annotations
@@ -22,11 +25,15 @@ from collections.abc import Callable
 import llvmlite.ir as ir
 import numpy as np
 
+import codegen.loops as loops
 from codegen.conv import zero_fill
 from codegen.llvm import float_intrinsic, fold, for_range, i64
 from codegen.lowering import KernelContext, lowerer
 from codegen.scalar import F64, FAST, value_type
 from graphc.ir import Node
+
+Body = Callable[[KernelContext, ir.Value, ir.Value, ir.Value, ir.Value], None]  # (ctx, base, out, i, j)
+PlaneStart = Callable[[KernelContext, ir.Value], None]
 
 
 class Window:
@@ -41,12 +48,27 @@ class Window:
         self.dh, self.dw = attrs["dilation"]
         self.top, self.left, self.bottom, self.right = attrs["padding"]
 
-    def outputs(self, b: ir.IRBuilder, body: Callable[[ir.Value, ir.Value, ir.Value, ir.Value], None]) -> None:
-        """body(in-plane base offset, out offset, i, j) for every output element."""
-        with for_range(b, 0, self.planes, name="pl") as pl, for_range(b, 0, self.ho, name="i") as i, \
-                for_range(b, 0, self.wo, name="j") as j:
-            out = b.add(b.mul(pl, i64(self.ho * self.wo)), b.add(b.mul(i, i64(self.wo)), j))
-            body(b.mul(pl, i64(self.h * self.w)), out, i, j)
+    def outputs(self, ctx: KernelContext, body: Body, plane_start: PlaneStart | None = None) -> None:
+        """body(c, in-plane base offset, out offset, i, j) for every output element, planes in chunks on the
+        program's threads (each chunk owns its planes of every output; ``plane_start(c, plane)`` runs first in
+        each plane, e.g. to zero a gradient plane)."""
+        window = max(self.kh * self.kw, 1)
+        per = max(1, -(-loops.GRAIN // max(self.ho * self.wo * window, self.h * self.w, 1)))
+        chunks = -(-self.planes // per)
+
+        def chunk(c: KernelContext, index: ir.Value) -> None:
+            b = c.builder
+            first = b.mul(index, i64(per))
+            last = b.select(b.icmp_signed("<", b.add(first, i64(per)), i64(self.planes)), b.add(first, i64(per)),
+                            i64(self.planes))
+            with for_range(b, first, last, name="pl") as pl:
+                if plane_start is not None:
+                    plane_start(c, pl)
+                with for_range(b, 0, self.ho, name="i") as i, for_range(b, 0, self.wo, name="j") as j:
+                    out = b.add(b.mul(pl, i64(self.ho * self.wo)), b.add(b.mul(i, i64(self.wo)), j))
+                    body(c, b.mul(pl, i64(self.h * self.w)), out, i, j)
+
+        ctx.parallel("planes", chunks, chunk)
 
     def position(self, b: ir.IRBuilder, i: ir.Value, j: ir.Value, k: ir.Value
                  ) -> tuple[ir.Value, ir.Value, ir.Value, ir.Value]:
@@ -100,19 +122,22 @@ def lower_max_pool2d(ctx: KernelContext) -> None:
     win = Window(node.attrs, x.shape, node.shape)
     ty = value_type(node.dtype)
 
-    def body(base: ir.Value, out: ir.Value, i: ir.Value, j: ir.Value) -> None:
-        b = ctx.builder
-
+    def body(c: KernelContext, base: ir.Value, out: ir.Value, i: ir.Value, j: ir.Value) -> None:
         def step(b: ir.IRBuilder, k: ir.Value, accs: list[ir.Value]) -> list[ir.Value]:
             _, _, ok, index = win.position(b, i, j, k)
-            v = b.select(ok, b.load(ctx.elem(x, b.add(base, index))), ir.Constant(ty, -np.inf))
+            v = b.select(ok, b.load(c.elem(x, b.add(base, index))), ir.Constant(ty, -np.inf))
             return [b.call(float_intrinsic(b, "llvm.maximum", ty, 2), [accs[0], v])]
 
-        (best,) = fold(b, win.kh * win.kw, [ir.Constant(ty, -np.inf)], step, "mx")
-        b.store(best, ctx.elem(node, out))
+        (best,) = fold(c.builder, win.kh * win.kw, [ir.Constant(ty, -np.inf)], step, "mx")
+        c.builder.store(best, c.elem(node, out))
 
     if node.size:
-        win.outputs(ctx.builder, body)
+        win.outputs(ctx, body)
+
+
+def _zero_plane(node: Node, win: Window) -> PlaneStart:
+    """A plane prologue zeroing the gradient plane (N·C planes of H·W) before its windows scatter into it."""
+    return lambda c, pl: zero_fill(c.builder, c.elem(node, c.builder.mul(pl, i64(win.h * win.w))), win.h * win.w)
 
 
 @lowerer("max_pool2d_backward")
@@ -121,17 +146,18 @@ def lower_max_pool2d_backward(ctx: KernelContext) -> None:
     node = _node(ctx)
     x, g = node.inputs
     win = Window(node.attrs, x.shape, g.shape)
-    b = ctx.builder
-    zero_fill(b, ctx.ptr(node), node.size)
+    if not g.size:
+        zero_fill(ctx.builder, ctx.ptr(node), node.size)
+        return
 
-    def body(base: ir.Value, out: ir.Value, i: ir.Value, j: ir.Value) -> None:
-        pos = win.argmax(ctx, x, base, i, j)
+    def body(c: KernelContext, base: ir.Value, out: ir.Value, i: ir.Value, j: ir.Value) -> None:
+        b = c.builder
+        pos = win.argmax(c, x, base, i, j)
         with b.if_then(b.icmp_signed(">=", pos, i64(0))):
-            ptr = ctx.elem(node, b.add(base, pos))
-            b.store(b.fadd(b.load(ptr), b.load(ctx.elem(g, out))), ptr)
+            ptr = c.elem(node, b.add(base, pos))
+            b.store(b.fadd(b.load(ptr), b.load(c.elem(g, out))), ptr)
 
-    if g.size:
-        win.outputs(b, body)
+    win.outputs(ctx, body, _zero_plane(node, win))
 
 
 @lowerer("max_pool2d_gather")
@@ -140,17 +166,17 @@ def lower_max_pool2d_gather(ctx: KernelContext) -> None:
     node = _node(ctx)
     x, h = node.inputs
     win = Window(node.attrs, x.shape, node.shape)
-    b = ctx.builder
     zero = ir.Constant(value_type(node.dtype), 0.0)
 
-    def body(base: ir.Value, out: ir.Value, i: ir.Value, j: ir.Value) -> None:
-        pos = win.argmax(ctx, x, base, i, j)
+    def body(c: KernelContext, base: ir.Value, out: ir.Value, i: ir.Value, j: ir.Value) -> None:
+        b = c.builder
+        pos = win.argmax(c, x, base, i, j)
         ok = b.icmp_signed(">=", pos, i64(0))
-        v = b.load(ctx.elem(h, b.add(base, b.select(ok, pos, i64(0)))))
-        b.store(b.select(ok, v, zero), ctx.elem(node, out))
+        v = b.load(c.elem(h, b.add(base, b.select(ok, pos, i64(0)))))
+        b.store(b.select(ok, v, zero), c.elem(node, out))
 
     if node.size:
-        win.outputs(b, body)
+        win.outputs(ctx, body)
 
 
 @lowerer("avg_pool2d")
@@ -161,19 +187,20 @@ def lower_avg_pool2d(ctx: KernelContext) -> None:
     win = Window(node.attrs, x.shape, node.shape)
     ty = value_type(node.dtype)
     include = node.attrs["count_include_pad"]
-    b = ctx.builder
 
-    def body(base: ir.Value, out: ir.Value, i: ir.Value, j: ir.Value) -> None:
+    def body(c: KernelContext, base: ir.Value, out: ir.Value, i: ir.Value, j: ir.Value) -> None:
+        b = c.builder
+
         def step(b: ir.IRBuilder, k: ir.Value, accs: list[ir.Value]) -> list[ir.Value]:
             _, _, ok, index = win.position(b, i, j, k)
-            v = b.select(ok, b.load(ctx.elem(x, b.add(base, index))), ir.Constant(ty, 0.0))
+            v = b.select(ok, b.load(c.elem(x, b.add(base, index))), ir.Constant(ty, 0.0))
             return [b.fadd(accs[0], v)]
 
         (total,) = fold(b, win.kh * win.kw, [ir.Constant(ty, 0.0)], step, "avg")
-        b.store(b.fdiv(total, win.count(b, i, j, include, ty)), ctx.elem(node, out))
+        b.store(b.fdiv(total, win.count(b, i, j, include, ty)), c.elem(node, out))
 
     if node.size:
-        win.outputs(b, body)
+        win.outputs(ctx, body)
 
 
 @lowerer("avg_pool2d_backward")
@@ -183,23 +210,24 @@ def lower_avg_pool2d_backward(ctx: KernelContext) -> None:
     g = node.inputs[0]
     win = Window(node.attrs, node.shape, g.shape)
     include = node.attrs["count_include_pad"]
-    b = ctx.builder
-    zero_fill(b, ctx.ptr(node), node.size)
+    if not g.size:
+        zero_fill(ctx.builder, ctx.ptr(node), node.size)
+        return
 
-    def body(base: ir.Value, out: ir.Value, i: ir.Value, j: ir.Value) -> None:
-        share = b.fdiv(b.load(ctx.elem(g, out)), win.count(b, i, j, include, value_type(node.dtype)))
+    def body(c: KernelContext, base: ir.Value, out: ir.Value, i: ir.Value, j: ir.Value) -> None:
+        b = c.builder
+        share = b.fdiv(b.load(c.elem(g, out)), win.count(b, i, j, include, value_type(node.dtype)))
 
         def step(b: ir.IRBuilder, k: ir.Value, accs: list[ir.Value]) -> list[ir.Value]:
             _, _, ok, index = win.position(b, i, j, k)
             with b.if_then(ok):
-                ptr = ctx.elem(node, b.add(base, index))
+                ptr = c.elem(node, b.add(base, index))
                 b.store(b.fadd(b.load(ptr), share), ptr)
             return accs
 
         fold(b, win.kh * win.kw, [], step, "spread")
 
-    if g.size:
-        win.outputs(b, body)
+    win.outputs(ctx, body, _zero_plane(node, win))
 
 
 @lowerer("global_avg_pool2d")
@@ -210,16 +238,24 @@ def lower_global_avg_pool2d(ctx: KernelContext) -> None:
     planes = x.shape[0] * x.shape[1]
     spatial = math.prod(x.shape[2:])
     ty = value_type(node.dtype)
-    b = ctx.builder
     if planes == 0:
         return
-    with for_range(b, 0, planes, name="pl") as pl:
-        total = ir.Constant(F64, 0.0)
-        if spatial:
-            def step(b: ir.IRBuilder, e: ir.Value, accs: list[ir.Value]) -> list[ir.Value]:
-                v = b.load(ctx.elem(x, b.add(b.mul(pl, i64(spatial)), e)))
-                return [b.fadd(accs[0], v if ty == F64 else b.fpext(v, F64), flags=FAST)]
+    per = max(1, -(-loops.GRAIN // max(spatial, 1)))
 
-            (total,) = fold(b, spatial, [total], step, "gap")
-        mean = b.fdiv(total, ir.Constant(F64, float(spatial)))
-        b.store(mean if ty == F64 else b.fptrunc(mean, ty), ctx.elem(node, pl))
+    def chunk(c: KernelContext, index: ir.Value) -> None:
+        b = c.builder
+        first = b.mul(index, i64(per))
+        last = b.select(b.icmp_signed("<", b.add(first, i64(per)), i64(planes)), b.add(first, i64(per)),
+                        i64(planes))
+        with for_range(b, first, last, name="pl") as pl:
+            total = ir.Constant(F64, 0.0)
+            if spatial:
+                def step(b: ir.IRBuilder, e: ir.Value, accs: list[ir.Value]) -> list[ir.Value]:
+                    v = b.load(c.elem(x, b.add(b.mul(pl, i64(spatial)), e)))
+                    return [b.fadd(accs[0], v if ty == F64 else b.fpext(v, F64), flags=FAST)]
+
+                (total,) = fold(b, spatial, [total], step, "gap")
+            mean = b.fdiv(total, ir.Constant(F64, float(spatial)))
+            b.store(mean if ty == F64 else b.fptrunc(mean, ty), c.elem(node, pl))
+
+    ctx.parallel("planes", -(-planes // per), chunk)

@@ -2,7 +2,9 @@
 
 Reductions: the output is set to the identity (0, or -inf / the smallest integer for max), then one loop nest
 walks the input in memory order doing ``out[o(idx)] = out[o(idx)] ⊕ x[idx]`` with ``o`` having stride 0 on the
-reduced axes. When the innermost axis is reduced the accumulator is loop-invariant (kept in a register and
+reduced axes. On several threads the longest kept axis is cut into chunks (each owns its outputs, and each output
+is still combined in memory order: the same bits for every thread count); a reduction to one value runs on one
+thread. When the innermost axis is reduced the accumulator is loop-invariant (kept in a register and
 vectorized as a reassociated reduction); when it is kept, the update vectorizes over the output row. Mean
 divides by the count afterwards (0/0 = nan for an empty reduction, as NumPy).
 """
@@ -61,11 +63,19 @@ def lower_reduce(ctx: KernelContext) -> None:
     shape, strides = loops.collapse(x.shape, [loops.contiguous_strides(x.shape), out_strides])
     combine = combiner(op, node.dtype)
 
-    def body(b: ir.IRBuilder, offs: list[ir.Value], _i: list[ir.Value]) -> None:
-        ptr = ctx.elem(node, offs[1])
-        store(b, combine(b, load(b, ptr, node.dtype), load(b, ctx.elem(x, offs[0]), x.dtype)), ptr, node.dtype)
+    def body_in(c: KernelContext, b: ir.IRBuilder, offs: list[ir.Value]) -> None:
+        ptr = c.elem(node, offs[1])
+        store(b, combine(b, load(b, ptr, node.dtype), load(b, c.elem(x, offs[0]), x.dtype)), ptr, node.dtype)
 
-    loops.emit_nest(ctx.builder, shape, strides, body, name="red")
+    def body(b: ir.IRBuilder, offs: list[ir.Value], _i: list[ir.Value]) -> None:
+        body_in(ctx, b, offs)
+
+    kept_axes = [a for a in range(len(shape)) if strides[1][a] != 0]
+    if kept_axes:  # chunks of a kept axis own their outputs; each output still sums in memory order
+        axis = max(kept_axes, key=lambda a: shape[a])
+        loops.parallel_nest(ctx, shape, strides, lambda c, b, offs, idx: body_in(c, b, offs), name="red", axis=axis)
+    else:
+        loops.emit_nest(ctx.builder, shape, strides, body, name="red")
     if node.op == "mean":
         count = float(math.prod(x.shape[a] for a in axes))
         scale = ir.Constant(value_type(node.dtype), count)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import re
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -109,23 +110,29 @@ class NativeProgram(Program):
         raw = self.arena[buf.offset:buf.offset + buf.nbytes]
         return raw.view(node.type.np_dtype).reshape(node.shape)
 
-    def profile(self, repeat: int = 10, peak: bool = True, **feeds: Any) -> Profile:
+    def profile(self, feeds: Mapping[str, Any] | None = None, repeat: int = 10, peak: bool = True,
+                **named: Any) -> Profile:
         """Time every kernel over ``repeat`` calls (after one warm-up) of the program's profiling entry, which runs
-        the same code with a clock read around each kernel; state updates are applied as on any call. See
-        :mod:`runtime.profile` for what is reported and how the peaks are measured."""
-        if not isinstance(repeat, int) or repeat < 1:
+        the same code with a clock read around each kernel; state updates are applied as on any call. Feeds come
+        as a dict, as keywords, or both. See :mod:`runtime.profile` for what is reported and how the peaks are
+        measured."""
+        if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
             raise GraphcError(f"profile: repeat must be a positive int, got {repeat!r}")
-        self(**feeds)
+        if feeds is not None and not isinstance(feeds, Mapping):
+            raise GraphcError(f"profile: feeds must be a dict of name -> array, got {type(feeds).__name__}")
+        feeds = {**(feeds or {}), **named}
         samples = np.zeros((repeat, len(self.plan.kernels)), dtype=np.int64)
         calls = []
-        for i in range(repeat):
-            self._ns = samples[i]
-            start = time.perf_counter()
-            try:
-                self(**feeds)
-            finally:
-                self._ns = None
-            calls.append(time.perf_counter() - start)
+        with self.graph.state_lock:  # no other thread's call lands in these samples
+            self(**feeds)
+            for i in range(repeat):
+                self._ns = samples[i]
+                start = time.perf_counter()
+                try:
+                    self(**feeds)
+                finally:
+                    self._ns = None
+                calls.append(time.perf_counter() - start)
         seconds = median_times(samples)
         kernels = [KernelTime(k.name, k.kind, tuple(n.op for n in k.nodes), float(t),
                               sum(get_op(n.op).flops(n) for n in k.nodes),

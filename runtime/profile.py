@@ -69,6 +69,25 @@ class Profile:
     def kernel_seconds(self) -> float:
         return sum(k.seconds for k in self.kernels)
 
+    def fraction_of_peak(self, kernel: KernelTime) -> tuple[float | None, float | None]:
+        """(achieved ÷ FMA peak, achieved ÷ copy bandwidth) of one kernel; None without measured peaks."""
+        if self.peak is None:
+            return None, None
+        return kernel.gflops / self.peak.fma_gflops, kernel.gbps / self.peak.copy_gbps
+
+    def as_dict(self) -> dict[str, Any]:
+        """The profile as plain data (for JSON): kernels with their times, work, rates and fractions of peak."""
+        kernels = []
+        for k in self.kernels:
+            fma, bw = self.fraction_of_peak(k)
+            kernels.append({"name": k.name, "kind": k.kind, "ops": list(k.ops), "seconds": k.seconds,
+                            "flops": k.flops, "bytes": k.bytes, "gflops": k.gflops, "gbps": k.gbps,
+                            "fraction_of_fma_peak": fma, "fraction_of_copy_peak": bw})
+        peak = None if self.peak is None else {"threads": self.peak.threads, "fma_gflops": self.peak.fma_gflops,
+                                               "copy_gbps": self.peak.copy_gbps}
+        return {"threads": self.threads, "repeat": self.repeat, "call_seconds": self.call_seconds,
+                "kernel_seconds": self.kernel_seconds, "peak": peak, "kernels": kernels}
+
     def format(self, top: int | None = None) -> str:
         """A table of the kernels (the ``top`` slowest when given), then the totals."""
         rows = sorted(self.kernels, key=lambda k: -k.seconds)[:top] if top else self.kernels
@@ -78,11 +97,10 @@ class Profile:
         lines = [f"profile: {self.threads} thread(s), median of {self.repeat} calls", head, "-" * len(head)]
         total = self.kernel_seconds or 1.0
         for k in rows:
-            fma = 100 * k.gflops / self.peak.fma_gflops if self.peak and self.peak.fma_gflops else 0.0
-            bw = 100 * k.gbps / self.peak.copy_gbps if self.peak and self.peak.copy_gbps else 0.0
+            fma, bw = self.fraction_of_peak(k)
             ops = " -> ".join(k.ops)
             lines.append(f"{k.name:<{width}} {k.kind:<11} {1e3 * k.seconds:>8.3f} {100 * k.seconds / total:>5.1f} "
-                         f"{k.gflops:>8.1f} {fma:>6.1f} {k.gbps:>7.1f} {bw:>5.1f}  {ops[:50]}")
+                         f"{k.gflops:>8.1f} {_percent(fma):>6} {k.gbps:>7.1f} {_percent(bw):>5}  {ops[:50]}")
         lines.append(f"kernels {1e3 * self.kernel_seconds:.3f} ms of a {1e3 * self.call_seconds:.3f} ms call")
         if self.peak:
             lines.append(f"peaks for {self.peak.threads} thread(s): FMA {self.peak.fma_gflops:.1f} GFLOP/s, "
@@ -91,6 +109,10 @@ class Profile:
 
     def __str__(self) -> str:
         return self.format()
+
+
+def _percent(fraction: float | None) -> str:
+    return "-" if fraction is None else f"{100 * fraction:.1f}"
 
 
 def median_times(samples: np.ndarray) -> np.ndarray:

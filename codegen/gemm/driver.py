@@ -1,15 +1,23 @@
 """The GEMM driver in LLVM IR: ``C (+)= op(A) · op(B)`` for static shapes, with transposed and batched forms.
 
-Algorithm (GotoBLAS/BLIS-style, one thread)::
+Algorithm (GotoBLAS/BLIS-style) of one block of C::
 
-    for each batch item t:                  # A, B, C advanced by per-operand batch strides (0 = broadcast)
-      for jc in 0..N step nc:               # column block of B and C
-        for pc in 0..K step kc:             # depth block; C accumulates from the second block on
-          pack op(B)[pc:pc+kc, jc:jc+nc] into nr-wide panels Bp (zero-padded; kc x nc ~ L2 size)
-          for ir in 0..M step mr:
-            pack op(A)[ir:ir+mr, pc:pc+kc] into Ap (column-major micro-panel, stays in L1 across the panels)
-            for jr in panels of Bp:
-              micro-kernel: C[ir:ir+mr, jc+jr:jc+jr+nr] (+)= Ap · Bp[jr]
+    for jc in 0..N step nc:               # column block of B and C
+      for pc in 0..K step kc:             # depth block; C accumulates from the second block on
+        pack op(B)[pc:pc+kc, jc:jc+nc] into nr-wide panels Bp (zero-padded; kc x nc ~ L2 size)
+        for ir in 0..M step mr:
+          pack op(A)[ir:ir+mr, pc:pc+kc] into Ap (column-major micro-panel, stays in L1 across the panels)
+          for jr in panels of Bp:
+            micro-kernel: C[ir:ir+mr, jc+jr:jc+jr+nr] (+)= Ap · Bp[jr]
+
+On one thread that block is the whole of C, for each batch item in turn (A, B, C advanced by per-operand batch
+strides; 0 broadcasts). On several threads (``threads`` > 1, a compile-time count) C is cut into a grid of row
+bands (multiples of ``mr``) × column slices (multiples of ``nr``) per batch item, and one parallel region
+(``codegen.parallel``) runs the chunks, each the algorithm above on its band and slice with the full operands'
+leading dimensions and its thread's own workspace. :func:`partition` picks the grid from a cost model: the
+micro-kernel work of the busiest thread plus the packing every chunk repeats (a slice repacks A's rows, a band
+repacks B's columns). ``K`` is never split, so every element of C is the same chain of FMAs over the same ``kc``
+blocks whatever the grid: results are bitwise identical for every thread count.
 
 ``op(A) = Aᵀ`` and ``op(B) = Bᵀ`` only change how the packing routines read (strides / in-register transposes),
 so no transpose is materialized. Edge tiles: rows past the last full ``mr`` tile use a kernel with fewer
@@ -18,24 +26,27 @@ columns past the last full ``nr`` panel a kernel whose last vector is loaded and
 access leaves the operands. The ``kc`` and ``nc`` blocks are balanced (``K = 784``: four blocks of 196, not
 3 x 256 + 16). Micro-kernels and packing routines are shared by every GEMM of a module (compile time).
 
-Workspace: the packed B block (``kc * nc`` elements) and one A micro-panel (``mr * kc``, plus one vector of slack),
-together at most 512 KiB, in the 64-byte-aligned buffer the caller passes as ``W`` (never the stack: a thread with a
-small stack must not overflow); :func:`workspace_bytes` gives its size for given sizes.
+Workspace: per thread, the packed B block (``kc * nc`` elements) and one A micro-panel (``mr * kc``, plus one
+vector of slack), together at most 512 KiB, in the 64-byte-aligned buffer the caller passes as ``W`` (never the
+stack: a thread with a small stack must not overflow); :func:`workspace_bytes` gives its size.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import llvmlite.ir as ir
 
 from codegen.gemm.config import GemmConfig, default_config, host_vector_bits
 from codegen.gemm.microkernel import microkernel
 from codegen.gemm.pack import pack_a, pack_b
-from codegen.llvm import I1, PTR, VOID, for_range, gep, i64
+from codegen.llvm import I1, I8, PTR, VOID, for_range, gep, i64
 from codegen.parallel import Claim, region
 
-PACK_PANELS = 4  # B panels per parallel packing chunk
+PARALLEL_MIN_MACS = 1 << 17  # below this many multiply-adds a GEMM runs on one thread (a region costs ~µs)
+PACK_COST = 8  # packing one element costs about as many multiply-adds (measured 6-9 on Zen 4 for A and B panels)
 
 
 def _balanced(total: int, limit: int, multiple: int = 1) -> int:
@@ -45,125 +56,234 @@ def _balanced(total: int, limit: int, multiple: int = 1) -> int:
     return min(limit, -(-size // multiple) * multiple)
 
 
+@dataclass(frozen=True)
+class Grid:
+    """Chunks of C per batch item: ``rows`` bands of ``band`` rows (the last ``last_band``) × ``cols`` slices of
+    ``width`` columns (the last ``last_width``)."""
+
+    rows: int
+    band: int
+    cols: int
+    width: int
+    m: int
+    n: int
+
+    @property
+    def last_band(self) -> int:
+        return self.m - (self.rows - 1) * self.band
+
+    @property
+    def last_width(self) -> int:
+        return self.n - (self.cols - 1) * self.width
+
+    def shapes(self) -> list[tuple[int, int]]:
+        """The distinct chunk shapes (rows, columns), at most four."""
+        return sorted({(r, c) for r in {self.band, self.last_band} for c in {self.width, self.last_width}})
+
+
+def _split(total: int, parts: int, multiple: int) -> tuple[int, int]:
+    """(parts actually used, size of each but the last) for ``total`` cut into ``parts`` multiples of ``multiple``
+    (one part: all of ``total``)."""
+    tiles = -(-total // multiple)
+    size = -(-tiles // parts) * multiple
+    used = -(-total // size)
+    return (1, total) if used == 1 else (used, size)
+
+
+def partition(m: int, n: int, k: int, batch: int, cfg: GemmConfig, threads: int) -> Grid | None:
+    """The grid of chunks for ``threads`` threads (see the module docstring), or None when the GEMM runs on one
+    thread (one thread, one chunk in all, or too little work for a parallel region to pay off)."""
+    if threads <= 1 or batch * m * n * k < PARALLEL_MIN_MACS:
+        return None
+    best, best_cost = None, None
+    row_tiles_, col_panels = -(-m // cfg.mr), -(-n // cfg.nr)
+    for rp, cp in itertools.product(range(1, min(row_tiles_, 2 * threads) + 1),
+                                    range(1, min(col_panels, 2 * threads) + 1)):
+        rp, band = _split(m, rp, cfg.mr)
+        cp, width = _split(n, cp, cfg.nr)
+        chunks = batch * rp * cp
+        rounds = -(-chunks // threads)
+        packing = band * k * -(-width // cfg.nc) + width * k
+        cost = (rounds * (band * width * k + PACK_COST * packing), chunks)
+        if best_cost is None or cost < best_cost:
+            best, best_cost = Grid(rp, band, cp, width, m, n), cost
+    assert best is not None
+    return best if batch * best.rows * best.cols > 1 else None
+
+
+def _declare(module: ir.Module, name: str, internal: bool = False) -> ir.Function:
+    fn = ir.Function(module, ir.FunctionType(VOID, [PTR, PTR, PTR, PTR]), name=name)
+    fn.attributes.add("nounwind")
+    if internal:
+        fn.linkage = "internal"
+    for arg, label in zip(fn.args, "ABCW"):
+        arg.name = label
+        arg.add_attribute("noalias")
+    return fn
+
+
 def emit_gemm(module: ir.Module, name: str, m: int, n: int, k: int, dtype: str = "float32", trans_a: bool = False,
               trans_b: bool = False, batch: int = 1, batch_strides: Sequence[int] | None = None,
               accumulate: bool = False, config: GemmConfig | None = None, threads: int = 1) -> ir.Function:
     """Add ``void name(ptr noalias A, ptr noalias B, ptr noalias C, ptr noalias W)`` to ``module`` and return it;
-    ``W`` is a 64-byte-aligned workspace of :func:`workspace_bytes` bytes.
+    ``W`` is a 64-byte-aligned workspace of :func:`workspace_bytes` bytes (for the same sizes and ``threads``).
 
     Per batch item: ``C[m, n] (+)= op(A) · op(B)`` where ``A`` is ``m x k`` (``k x m`` when ``trans_a``), ``B`` is
     ``k x n`` (``n x k`` when ``trans_b``), all row-major and contiguous. ``batch_strides`` are element offsets
     between consecutive batch items of (A, B, C) — 0 broadcasts an operand; default: dense. With ``accumulate``
-    the product is added to C instead of overwriting it. With ``threads`` > 1 each B block is packed and its row
-    tiles computed on that many threads (``codegen.parallel``): every C tile is still computed by the same
-    micro-kernel from the same packed data, so results are bitwise the same for every thread count.
+    the product is added to C instead of overwriting it. ``threads``: run on that many threads (bitwise the same
+    result for every count).
     """
     if min(m, n, k, batch) < 0:
         raise ValueError(f"negative GEMM size m={m} n={n} k={k} batch={batch}")
     cfg = config or default_config(dtype, host_vector_bits())
     if cfg.dtype != dtype:
         raise ValueError(f"config is for {cfg.dtype}, GEMM asked for {dtype}")
-    sa, sb, sc = tuple(batch_strides) if batch_strides is not None else (m * k, k * n, m * n)
-    fn = ir.Function(module, ir.FunctionType(VOID, [PTR, PTR, PTR, PTR]), name=name)
-    fn.attributes.add("nounwind")
-    for arg, label in zip(fn.args, "ABCW"):
-        arg.name = label
-        arg.add_attribute("noalias")
-    a_arg, b_arg, c_arg, w_arg = fn.args
-    builder = ir.IRBuilder(fn.append_basic_block("entry"))
+    strides = tuple(batch_strides) if batch_strides is not None else (m * k, k * n, m * n)
+    fn = _declare(module, name)
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
     if m == 0 or n == 0 or batch == 0:
-        builder.ret_void()
+        b.ret_void()
         return fn
-    scalar = cfg.scalar
     if k == 0:
         if not accumulate:
-            with for_range(builder, 0, batch, name="t") as t:
-                with for_range(builder, 0, m * n, name="z") as z:
-                    builder.store(ir.Constant(scalar, 0.0), gep(builder, c_arg, builder.add(builder.mul(t, i64(sc)), z),
-                                                                 scalar))
-        builder.ret_void()
+            with for_range(b, 0, batch, name="t") as t:
+                with for_range(b, 0, m * n, name="z") as z:
+                    b.store(ir.Constant(cfg.scalar, 0.0), gep(b, fn.args[2], b.add(b.mul(t, i64(strides[2])), z),
+                                                            cfg.scalar))
+        b.ret_void()
         return fn
+    layout = Layout(m if trans_a else k, k if trans_b else n, n, trans_a, trans_b, accumulate)
+    grid = partition(m, n, k, batch, cfg, threads)
+    if grid is None:
+        a, bm, c, w = fn.args
+        with for_range(b, 0, batch, name="t") as t:
+            offsets = [b.mul(t, i64(s)) for s in strides]
+            _block(module, b, cfg, [gep(b, p, o, cfg.scalar) for p, o in zip((a, bm, c), offsets)], w, m, n, k,
+                   layout)
+        b.ret_void()
+        return fn
+    parts = {}
+    for rows, cols in grid.shapes():
+        part = _declare(module, f"{name}.part{rows}x{cols}", internal=True)
+        pb = ir.IRBuilder(part.append_basic_block("entry"))
+        _block(module, pb, cfg, list(part.args[:3]), part.args[3], rows, cols, k, layout)
+        pb.ret_void()
+        parts[rows, cols] = part
+    chunk_bytes = _serial_workspace(grid.band, grid.width, k, cfg)
+    a_rs, a_cs, b_rs, b_cs = layout.strides()
 
-    kc = _balanced(k, cfg.kc, cfg.vec)
-    nc = _balanced(n, cfg.nc, cfg.nr)
-    a_rs, a_cs = (1, m) if trans_a else (k, 1)
-    b_rs, b_cs = (1, k) if trans_b else (n, 1)
-    packer_b = pack_b(module, cfg, trans_b)
-    m_full, tail = row_tiles(m, cfg.mr)
-    n_rem = n % cfg.nr
-    ld_a, ld_b, ld_c = i64(m if trans_a else k), i64(k if trans_b else n), i64(n)
+    def chunk(bb: ir.IRBuilder, index: ir.Value, values: list[ir.Value], claim: Claim) -> None:
+        a, bm, c = values
+        per_item = grid.rows * grid.cols
+        t, rest = bb.udiv(index, i64(per_item)), bb.urem(index, i64(per_item))
+        band, slice_ = bb.udiv(rest, i64(grid.cols)), bb.urem(rest, i64(grid.cols))
+        row0, col0 = bb.mul(band, i64(grid.band)), bb.mul(slice_, i64(grid.width))
+        ops = [gep(bb, a, bb.add(bb.mul(t, i64(strides[0])), bb.mul(row0, i64(a_rs))), cfg.scalar),
+               gep(bb, bm, bb.add(bb.mul(t, i64(strides[1])), bb.mul(col0, i64(b_cs))), cfg.scalar),
+               gep(bb, c, bb.add(bb.mul(t, i64(strides[2])), bb.add(bb.mul(row0, i64(layout.ld_c)), col0)),
+                   cfg.scalar)]
+        workspace = claim(chunk_bytes)
+        last_band = bb.icmp_unsigned("==", band, i64(grid.rows - 1))
+        last_slice = bb.icmp_unsigned("==", slice_, i64(grid.cols - 1))
 
-    b = builder
-    bp = w_arg  # kc * nc elements, then the A micro-panel at the next 64-byte boundary (then one per thread)
-    panel_bytes = _panel_bytes(kc, cfg)
-    ap = b.gep(w_arg, [i64(_packed_b_bytes(kc, nc, cfg))], inbounds=True, source_etype=ir.IntType(8))
-    claimed = [_packed_b_bytes(kc, nc, cfg) + panel_bytes]
+        def call(rows: int, cols: int) -> None:
+            bb.call(parts[rows, cols], ops + [workspace])
 
-    def claim(nbytes: int) -> ir.Value:  # the per-thread A panels of the parallel row tiles
-        offset = claimed[0]
-        claimed[0] += -(-nbytes // 64) * 64
-        return b.gep(w_arg, [i64(offset)], inbounds=True, source_etype=ir.IntType(8))
+        def by_width(rows: int) -> None:
+            if grid.width == grid.last_width:
+                call(rows, grid.width)
+                return
+            with bb.if_else(last_slice) as (last, other):
+                with last:
+                    call(rows, grid.last_width)
+                with other:
+                    call(rows, grid.width)
 
-    def row_tile(bb: ir.IRBuilder, row: ir.Value, rows: int, panel: ir.Value, block: list[ir.Value]) -> None:
-        """Pack op(A)'s rows row .. row + rows into ``panel``, then one micro-kernel per panel of the B block."""
-        a_pc, bp_, c_jc, kcur, npanels, has_rem, load_c = block
-        panel_stride = bb.mul(kcur, i64(cfg.nr))
-        bb.call(pack_a(module, cfg, rows, trans_a), [gep(bb, a_pc, bb.mul(row, i64(a_rs)), scalar), panel, kcur,
-                                                      ld_a])
-        c_row = gep(bb, c_jc, bb.mul(row, ld_c), scalar)
-        full = microkernel(module, cfg, rows, cfg.nr)
-        with for_range(bb, 0, npanels, name="jr") as jr:
-            bb.call(full, [panel, gep(bb, bp_, bb.mul(jr, panel_stride), scalar),
-                           gep(bb, c_row, bb.mul(jr, i64(cfg.nr)), scalar), ld_c, kcur, load_c])
-        if n_rem:
-            with bb.if_then(has_rem):
-                bb.call(microkernel(module, cfg, rows, n_rem),
-                        [panel, gep(bb, bp_, bb.mul(npanels, panel_stride), scalar),
-                         gep(bb, c_row, bb.mul(npanels, i64(cfg.nr)), scalar), ld_c, kcur, load_c])
+        if grid.band == grid.last_band:
+            by_width(grid.band)
+        else:
+            with bb.if_else(last_band) as (last, other):
+                with last:
+                    by_width(grid.last_band)
+                with other:
+                    by_width(grid.band)
 
-    def pack_columns(bb: ir.IRBuilder, chunk: ir.Value, values: list[ir.Value], _claim: Claim) -> None:
-        """One chunk of the B block's packing: PACK_PANELS panels (the last chunk stops at the block's end)."""
-        b_blk, bp_, kcur, ncur = values
-        col0 = bb.mul(chunk, i64(PACK_PANELS * cfg.nr))
-        with bb.if_then(bb.icmp_signed("<", col0, ncur)):
-            cols = _min(bb, i64(PACK_PANELS * cfg.nr), bb.sub(ncur, col0))
-            src, dst = gep(bb, b_blk, bb.mul(col0, i64(b_cs)), scalar), gep(bb, bp_, bb.mul(col0, kcur), scalar)
-            bb.call(packer_b, [src, dst, kcur, cols, ld_b])
+    def whole_workspace(nbytes: int) -> ir.Value:  # the threads' slices of W (workspace_bytes counts them)
+        assert nbytes <= threads * chunk_bytes
+        return fn.args[3]
 
-    with for_range(b, 0, batch, name="t") as t:
-        a_t = gep(b, a_arg, b.mul(t, i64(sa)), scalar)
-        b_t = gep(b, b_arg, b.mul(t, i64(sb)), scalar)
-        c_t = gep(b, c_arg, b.mul(t, i64(sc)), scalar)
-        with for_range(b, 0, n, nc, name="jc") as jc:
-            ncur = _min(b, i64(nc), b.sub(i64(n), jc))
-            npanels = b.sdiv(ncur, i64(cfg.nr))
-            has_rem = b.icmp_signed("<", b.mul(npanels, i64(cfg.nr)), ncur)
-            with for_range(b, 0, k, kc, name="pc") as pc:
-                kcur = _min(b, i64(kc), b.sub(i64(k), pc))
-                load_c = ir.Constant(I1, 1) if accumulate else b.icmp_signed(">", pc, i64(0))
-                b_blk = gep(b, b_t, b.add(b.mul(pc, i64(b_rs)), b.mul(jc, i64(b_cs))), scalar)
-                if threads > 1:
-                    pack_chunks = -(-nc // (PACK_PANELS * cfg.nr))
-                    region(module, b, f"{name}.packb", pack_chunks, threads, [b_blk, bp, kcur, ncur], pack_columns,
-                           claim)
-                else:
-                    b.call(packer_b, [b_blk, bp, kcur, ncur, ld_b])
-                block = [gep(b, a_t, b.mul(pc, i64(a_cs)), scalar), bp, gep(b, c_t, jc, scalar), kcur, npanels,
-                         has_rem, load_c]
-                tiles = m_full // cfg.mr
-                if threads > 1 and tiles > 1:
-                    region(module, b, f"{name}.rows", tiles, threads, block,
-                           lambda bb, tile, values, cl: row_tile(bb, bb.mul(tile, i64(cfg.mr)), cfg.mr,
-                                                                 cl(panel_bytes), values), claim)
-                elif m_full:
-                    with for_range(b, 0, m_full, cfg.mr, name="ir") as row:
-                        row_tile(b, row, cfg.mr, ap, block)
-                start = m_full
-                for rows in tail:
-                    row_tile(b, i64(start), rows, ap, block)
-                    start += rows
+    region(module, b, name, batch * grid.rows * grid.cols, threads, list(fn.args[:3]), chunk, whole_workspace)
     b.ret_void()
     return fn
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How the operands sit in memory: leading dimensions (row strides of A, B, C as stored) and the flags."""
+
+    ld_a: int
+    ld_b: int
+    ld_c: int
+    trans_a: bool
+    trans_b: bool
+    accumulate: bool
+
+    def strides(self) -> tuple[int, int, int, int]:
+        """Element strides of op(A)'s rows and columns, then op(B)'s."""
+        a = (1, self.ld_a) if self.trans_a else (self.ld_a, 1)
+        b = (1, self.ld_b) if self.trans_b else (self.ld_b, 1)
+        return a + b
+
+
+def _block(module: ir.Module, b: ir.IRBuilder, cfg: GemmConfig, operands: list[ir.Value], w_arg: ir.Value, m: int,
+           n: int, k: int, layout: Layout) -> None:
+    """Emit at ``b`` the blocked GEMM of one ``m x n`` block of C over the whole depth ``k`` (``k`` > 0)."""
+    a_t, b_t, c_t = operands
+    scalar = cfg.scalar
+    kc = _balanced(k, cfg.kc, cfg.vec)
+    nc = _balanced(n, cfg.nc, cfg.nr)
+    a_rs, a_cs, b_rs, b_cs = layout.strides()
+    packer_b = pack_b(module, cfg, layout.trans_b)
+    m_full, tail = row_tiles(m, cfg.mr)
+    n_rem = n % cfg.nr
+    ld_a, ld_b, ld_c = i64(layout.ld_a), i64(layout.ld_b), i64(layout.ld_c)
+    bp = w_arg  # kc * nc elements, then the A micro-panel at the next 64-byte boundary
+    ap = b.gep(w_arg, [i64(_packed_b_bytes(kc, nc, cfg))], inbounds=True, source_etype=I8)
+    with for_range(b, 0, n, nc, name="jc") as jc:
+        ncur = _min(b, i64(nc), b.sub(i64(n), jc))
+        npanels = b.sdiv(ncur, i64(cfg.nr))
+        has_rem = b.icmp_signed("<", b.mul(npanels, i64(cfg.nr)), ncur)
+        with for_range(b, 0, k, kc, name="pc") as pc:
+            kcur = _min(b, i64(kc), b.sub(i64(k), pc))
+            load_c = ir.Constant(I1, 1) if layout.accumulate else b.icmp_signed(">", pc, i64(0))
+            b_blk = gep(b, b_t, b.add(b.mul(pc, i64(b_rs)), b.mul(jc, i64(b_cs))), scalar)
+            b.call(packer_b, [b_blk, bp, kcur, ncur, ld_b])
+            panel_stride = b.mul(kcur, i64(cfg.nr))
+            a_pc = gep(b, a_t, b.mul(pc, i64(a_cs)), scalar)
+            c_jc = gep(b, c_t, jc, scalar)
+
+            def row_tile(row: ir.Value, rows: int) -> None:
+                b.call(pack_a(module, cfg, rows, layout.trans_a),
+                       [gep(b, a_pc, b.mul(row, i64(a_rs)), scalar), ap, kcur, ld_a])
+                c_row = gep(b, c_jc, b.mul(row, ld_c), scalar)
+                full = microkernel(module, cfg, rows, cfg.nr)
+                with for_range(b, 0, npanels, name="jr") as jr:
+                    b.call(full, [ap, gep(b, bp, b.mul(jr, panel_stride), scalar),
+                                  gep(b, c_row, b.mul(jr, i64(cfg.nr)), scalar), ld_c, kcur, load_c])
+                if n_rem:
+                    with b.if_then(has_rem):
+                        b.call(microkernel(module, cfg, rows, n_rem),
+                               [ap, gep(b, bp, b.mul(npanels, panel_stride), scalar),
+                                gep(b, c_row, b.mul(npanels, i64(cfg.nr)), scalar), ld_c, kcur, load_c])
+
+            if m_full:
+                with for_range(b, 0, m_full, cfg.mr, name="ir") as row:
+                    row_tile(row, cfg.mr)
+            start = m_full
+            for rows in tail:
+                row_tile(i64(start), rows)
+                start += rows
 
 
 def row_tiles(m: int, mr: int) -> tuple[int, list[int]]:
@@ -188,20 +308,22 @@ def _packed_b_bytes(kc: int, nc: int, cfg: GemmConfig) -> int:
     return -(-kc * nc * cfg.itemsize // 64) * 64
 
 
-def _panel_bytes(kc: int, cfg: GemmConfig) -> int:
-    """One packed A micro-panel (``mr x kc`` plus a vector of slack), rounded up to 64 bytes."""
-    return -(-(kc * cfg.mr + cfg.vec) * cfg.itemsize // 64) * 64
+def _serial_workspace(m: int, n: int, k: int, cfg: GemmConfig) -> int:
+    """One thread's workspace for an ``m x n`` block over depth ``k``: the packed B block (rounded up to 64 bytes)
+    and the A micro-panel with one vector of slack, rounded up to 64 bytes."""
+    kc = _balanced(k, cfg.kc, cfg.vec)
+    panel = (kc * cfg.mr + cfg.vec) * cfg.itemsize
+    return _packed_b_bytes(kc, _balanced(n, cfg.nc, cfg.nr), cfg) + -(-panel // 64) * 64
 
 
 def workspace_bytes(m: int, n: int, k: int, dtype: str = "float32", config: GemmConfig | None = None,
-                    threads: int = 1) -> int:
-    """Bytes of the workspace ``W`` the GEMM needs for these sizes (a multiple of 64): the packed B block (rounded
-    up to 64 bytes) and the A micro-panel with one vector of slack, plus one more panel per thread when the row
-    tiles run in parallel."""
+                    threads: int = 1, batch: int = 1) -> int:
+    """Bytes of the workspace ``W`` the GEMM needs for these sizes (a multiple of 64): one thread's workspace
+    (:func:`_serial_workspace`) for the whole of C, or for each thread for its largest chunk."""
     cfg = config or default_config(dtype, host_vector_bits())
-    if min(m, n, k) <= 0:
+    if min(m, n, k, batch) <= 0:
         return 0
-    kc = _balanced(k, cfg.kc, cfg.vec)
-    parallel_rows = threads > 1 and row_tiles(m, cfg.mr)[0] // cfg.mr > 1
-    panels = 1 + (threads if parallel_rows else 0)
-    return _packed_b_bytes(kc, _balanced(n, cfg.nc, cfg.nr), cfg) + panels * _panel_bytes(kc, cfg)
+    grid = partition(m, n, k, batch, cfg, threads)
+    if grid is None:
+        return _serial_workspace(m, n, k, cfg)
+    return threads * _serial_workspace(grid.band, grid.width, k, cfg)
