@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.graphc-installed
 
-.PHONY: test run setup graphviz lint bench clean
+.PHONY: test run setup graphviz openmp lint bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[test]"
 	@touch $@
 
-setup: $(STAMP) graphviz
+setup: $(STAMP) graphviz openmp
 
 # Rendering to .svg/.png needs Graphviz's `dot`; everything else works without it.
 graphviz:
@@ -21,6 +21,15 @@ graphviz:
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz >/dev/null) \
 	      || echo "could not install graphviz; .dot files still work (install it with: apt-get install graphviz)"; \
 	  else echo "graphviz's 'dot' is missing: install it (e.g. 'sudo apt-get install graphviz') to render .svg/.png"; fi; \
+	fi
+
+# Native programs run on every core through GCC's OpenMP runtime (libgomp.so.1); without it they run on one thread.
+openmp:
+	@if ! ldconfig -p 2>/dev/null | grep -q 'libgomp\.so\.1'; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libgomp1 >/dev/null) \
+	      || echo "could not install libgomp1; native programs run on one thread (install it: apt-get install libgomp1)"; \
+	  else echo "libgomp.so.1 is missing: native programs run on one thread (install it, e.g. 'sudo apt-get install libgomp1')"; fi; \
 	fi
 
 lint: $(STAMP)

@@ -7,6 +7,7 @@ from typing import Any
 
 from graphc.ir import GraphcError
 from runtime.interpreter import InterpreterProgram, PlanInterpreterProgram
+from runtime.parallel import check_threads
 from runtime.program import Program
 
 BACKENDS = ("numpy", "llvm", "numpy-plan")  # numpy-plan: the NumPy interpreter running the compiled Plan
@@ -19,6 +20,7 @@ def make_program(outputs: Any, backend: str | None = None, updates: Any = None, 
         unknown = sorted(set(options) - {"threads"})  # the interpreters run on NumPy (its BLAS has its own threads)
         if unknown:
             raise GraphcError(f"compile: unknown options for the {backend} backend: {unknown}")
+        check_threads(options.get("threads"))
         return (InterpreterProgram if backend == "numpy" else PlanInterpreterProgram)(outputs, updates)
     if backend == "llvm":
         from runtime.native import NativeProgram  # imports llvmlite only when asked for

@@ -53,6 +53,13 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def check_threads(requested: int | None) -> int | None:
+    """``requested`` itself when it is None or a positive int, else a GraphcError."""
+    if requested is not None and (isinstance(requested, bool) or not isinstance(requested, int) or requested < 1):
+        raise GraphcError(f"compile: threads must be a positive int, got {requested!r}")
+    return requested
+
+
 def threads(requested: int | None = None) -> int:
     """The thread count a native program is compiled for (see the module docstring)."""
     if requested is None:
@@ -66,8 +73,8 @@ def threads(requested: int | None = None) -> int:
                 raise GraphcError(f"GRAPHC_NUM_THREADS must be a positive integer, got {text!r}")
         else:
             requested = available_cores()
-    elif isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
-        raise GraphcError(f"compile: threads must be a positive int, got {requested!r}")
+    else:
+        check_threads(requested)
     if requested > 1 and not runtime():
         warnings.warn("graphc: the OpenMP runtime (libgomp.so.1) was not found; native programs run on one thread "
                       "(install it, e.g. 'apt-get install libgomp1')", RuntimeWarning, stacklevel=3)

@@ -92,14 +92,14 @@ class Profile:
         """A table of the kernels (the ``top`` slowest when given), then the totals."""
         rows = sorted(self.kernels, key=lambda k: -k.seconds)[:top] if top else self.kernels
         width = max([6] + [len(k.name) for k in rows])
-        head = (f"{'kernel':<{width}} {'kind':<11} {'ms':>8} {'%':>5} {'GFLOP/s':>8} {'%peak':>6} "
+        head = (f"{'kernel':<{width}} {'kind':<11} {'us':>9} {'%':>5} {'GFLOP/s':>8} {'%peak':>6} "
                 f"{'GB/s':>7} {'%bw':>5}  ops")
         lines = [f"profile: {self.threads} thread(s), median of {self.repeat} calls", head, "-" * len(head)]
         total = self.kernel_seconds or 1.0
         for k in rows:
             fma, bw = self.fraction_of_peak(k)
             ops = " -> ".join(k.ops)
-            lines.append(f"{k.name:<{width}} {k.kind:<11} {1e3 * k.seconds:>8.3f} {100 * k.seconds / total:>5.1f} "
+            lines.append(f"{k.name:<{width}} {k.kind:<11} {1e6 * k.seconds:>9.1f} {100 * k.seconds / total:>5.1f} "
                          f"{k.gflops:>8.1f} {_percent(fma):>6} {k.gbps:>7.1f} {_percent(bw):>5}  {ops[:50]}")
         lines.append(f"kernels {1e3 * self.kernel_seconds:.3f} ms of a {1e3 * self.call_seconds:.3f} ms call")
         if self.peak:

@@ -19,10 +19,10 @@ def run_bench(tmp_path, monkeypatch, capsys):
     """Run ``graphc bench --small`` (graphc and NumPy only) and return (JSON document, printed table)."""
     monkeypatch.setenv("XLA_FLAGS", "")  # restored afterwards: the bench sets it for JAX's thread pool
 
-    def run(*workloads: str) -> tuple[dict, str]:
+    def run(*workloads: str, extra: tuple[str, ...] = ()) -> tuple[dict, str]:
         path = tmp_path / "bench.json"
         argv = ["bench", *workloads, "--small", "--repeat", "2", "--warmup", "1", "--frameworks", "none",
-                "--json", str(path)]
+                "--json", str(path), *extra]
         assert cli.main(argv) == 0
         return json.loads(path.read_text()), capsys.readouterr().out
 
@@ -45,7 +45,8 @@ def test_fused_elementwise_and_gemm_json(run_bench):
         assert r["unit"] in ("GB/s", "GFLOP/s") and r["work"] > 0
     gemm_numpy = [r for r in rows if r["workload"] == "gemm" and r["framework"] == "numpy"]
     assert all(r["vs_numpy"] == pytest.approx(1.0) for r in gemm_numpy)  # the gemm reference is numpy.matmul
-    assert "workload" in out and "GB/s" in out and "GFLOP/s" in out and "single-threaded" in out
+    assert "workload" in out and "GB/s" in out and "GFLOP/s" in out and "threads: 1 for graphc's native code" in out
+    assert "profiles" not in doc
 
 
 def test_model_workload_backends_agree_on_first_loss(run_bench):
@@ -57,6 +58,22 @@ def test_model_workload_backends_agree_on_first_loss(run_bench):
     llvm, ref = rows["graphc-llvm"]["extra"]["first_result"], rows["graphc-numpy"]["extra"]["first_result"]
     assert llvm == pytest.approx(ref, rel=1e-4)
     assert "b8 64-32-16-10" in out
+
+
+def test_threads_apply_to_graphc_and_profile_reports_its_kernels(run_bench):
+    from runtime.parallel import runtime
+
+    doc, out = run_bench("mlp_train_step", "gemm", extra=("--threads", "2", "--profile"))
+    assert doc["meta"]["threads"] == 2
+    profiles = doc["profiles"]
+    assert set(profiles) == {"mlp_train_step / b8 64-32-16-10", "gemm / 64x64 @ 64x64", "gemm / 96x72 @ 72x80"}
+    for report in profiles.values():
+        assert report["threads"] == (2 if runtime() else 1)  # the programs were compiled for --threads
+        assert report["kernels"] and all(k["seconds"] > 0 for k in report["kernels"])
+        assert report["peak"]["fma_gflops"] > 0
+    gemm = profiles["gemm / 96x72 @ 72x80"]["kernels"]
+    assert gemm[0]["flops"] == 2 * 96 * 72 * 80
+    assert "== mlp_train_step / b8 64-32-16-10" in out and "GFLOP/s" in out
 
 
 def test_failing_row_is_reported_and_the_run_goes_on(capsys):

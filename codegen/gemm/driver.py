@@ -170,7 +170,7 @@ def emit_gemm(module: ir.Module, name: str, m: int, n: int, k: int, dtype: str =
         _block(module, pb, cfg, list(part.args[:3]), part.args[3], rows, cols, k, layout)
         pb.ret_void()
         parts[rows, cols] = part
-    chunk_bytes = _serial_workspace(grid.band, grid.width, k, cfg)
+    chunk_bytes = _chunk_workspace(grid, k, cfg)
     a_rs, a_cs, b_rs, b_cs = layout.strides()
 
     def chunk(bb: ir.IRBuilder, index: ir.Value, values: list[ir.Value], claim: Claim) -> None:
@@ -326,4 +326,9 @@ def workspace_bytes(m: int, n: int, k: int, dtype: str = "float32", config: Gemm
     grid = partition(m, n, k, batch, cfg, threads)
     if grid is None:
         return _serial_workspace(m, n, k, cfg)
-    return threads * _serial_workspace(grid.band, grid.width, k, cfg)
+    return threads * _chunk_workspace(grid, k, cfg)
+
+
+def _chunk_workspace(grid: Grid, k: int, cfg: GemmConfig) -> int:
+    """One thread's workspace for any chunk of ``grid`` (the blocking of a narrower last slice may need more)."""
+    return max(_serial_workspace(rows, cols, k, cfg) for rows, cols in grid.shapes())

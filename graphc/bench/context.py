@@ -58,7 +58,23 @@ class Context:
     small: bool = False
     max_seconds: float = 10.0
     frameworks: tuple[str, ...] = ("torch", "jax")
+    profile: bool = False  # also profile graphc's native programs kernel by kernel (``Program.profile``)
     rows: list[Row] = field(default_factory=list)
+    profiles: dict[str, Any] = field(default_factory=dict)  # "workload / case" -> runtime.profile.Profile
+
+    @property
+    def graphc_options(self) -> dict[str, Any]:
+        """Options of every graphc compile in the run: ``--threads`` applies to graphc's native code too."""
+        return {"threads": self.threads}
+
+    def add_profile(self, workload: str, case: str, make: Callable[[], Any]) -> None:
+        """With ``--profile``: ``make()`` returns a Profile of the case's native program (failures are noted)."""
+        if not self.profile:
+            return
+        try:
+            self.profiles[f"{workload} / {case}"] = make()
+        except Exception as err:  # noqa: BLE001 - a profile is extra information; the run goes on
+            self.profiles[f"{workload} / {case}"] = f"{type(err).__name__}: {err}"
 
     def measure(self, workload: str, case: str, framework: str, make: Callable[[], Callable[[], Any]],
                 unit: str = "", work: float = 0.0, note: str = "", repeat: int | None = None,

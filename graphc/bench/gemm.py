@@ -27,15 +27,18 @@ DEFAULT_SHAPES = ((512, 512, 512), (1024, 1024, 1024), (128, 512, 784))
 
 def compile_gemm(m: int, n: int, k: int, dtype: str = "float32", **options: Any) -> tuple[Any, Any]:
     """JIT one GEMM; returns ``(jit, fn)`` where ``fn(A_ptr, B_ptr, C_ptr)`` calls it (with a workspace of its own).
+    ``threads`` (an option like ``trans_a``): run on that many threads (``runtime.parallel`` resolves it).
 
     Keep ``jit`` alive as long as ``fn`` is used (it owns the machine code)."""
     from codegen.target import Jit, new_module
+    from runtime.parallel import threads as resolve_threads
 
+    threads = resolve_threads(options.pop("threads", 1))
     module = new_module("gemm")
-    emit_gemm(module, "gemm", m, n, k, dtype=dtype, **options)
+    emit_gemm(module, "gemm", m, n, k, dtype=dtype, threads=threads, **options)
     jit = Jit(str(module), name="gemm")
     raw = GEMM_SIGNATURE(jit.address("gemm"))
-    owner = np.zeros(workspace_bytes(m, n, k, dtype) + 64, np.uint8)
+    owner = np.zeros(workspace_bytes(m, n, k, dtype, threads=threads) + 64, np.uint8)
     workspace = owner.ctypes.data + (-owner.ctypes.data) % 64
 
     def call(a: int, b: int, c: int, _keep: np.ndarray = owner) -> None:

@@ -100,8 +100,9 @@ class GraphcModel:
         state = self.model.graph.state
         return [{k: np.array(state[p.name]) for k, p in layer.params.items()} for layer in self.model.layers]
 
-    def step(self, backend: str, **options: Any) -> Step:
-        """Compile for ``backend``; the state is reset to the initial weights first (backends share the graph)."""
+    def program(self, backend: str, **options: Any) -> tuple[Any, dict[str, np.ndarray], str]:
+        """(program, feeds, output key), compiled for ``backend``; the state is reset to the initial weights first
+        (backends share the graph)."""
         from graphc.api import compile as compile_program
 
         for name, value in self.initial.items():
@@ -110,7 +111,11 @@ class GraphcModel:
         program = compile_program(self.outputs, backend=backend, updates=self.updates, **options)
         x, y = self.case.data()
         feeds = {"x": x, "y": y} if self.case.training else {"x": x}
-        key = "loss" if self.case.training else "probs"
+        return program, feeds, "loss" if self.case.training else "probs"
+
+    def step(self, backend: str, **options: Any) -> Step:
+        """One call of the program of :meth:`program`, returning its loss (training) or probabilities."""
+        program, feeds, key = self.program(backend, **options)
         return lambda: program(**feeds)[key]
 
 

@@ -7,9 +7,11 @@ the same run: ``reference median / row median`` (> 1: the row is faster). "vs nu
 backend (the interpreter), except for ``gemm`` where it is ``numpy.matmul``; "vs torch" and "vs jax" are against
 those frameworks' rows of the same case.
 
-Threads. graphc's compiled code is single-threaded. ``--threads N`` limits NumPy's BLAS (threadpoolctl, or
-``OPENBLAS_NUM_THREADS``/``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` in a re-executed process when threadpoolctl is
-missing), PyTorch (``torch.set_num_threads``) and XLA's CPU client (``XLA_FLAGS``, set before jax is imported).
+Threads. ``--threads N`` is the thread count of graphc's native programs (``compile(..., threads=N)``) and
+limits NumPy's BLAS (threadpoolctl, or ``OPENBLAS_NUM_THREADS``/``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` in a
+re-executed process when threadpoolctl is missing), PyTorch (``torch.set_num_threads``) and XLA's CPU client
+(``XLA_FLAGS``, set before jax is imported). ``--profile`` adds the per-kernel profile (``Program.profile``) of
+graphc's native program for each model, elementwise and GEMM case, at that thread count.
 PyTorch and JAX are optional: rows for a framework that cannot be imported are simply absent.
 """
 
@@ -119,7 +121,7 @@ def format_table(rows: list[Row], threads: int) -> str:
         cells = [f"x{v:.2f}" if v else "-" for v in rel[i].values()]
         lines.append(f"{start} {r.median_ms:>10.3f} {spread:>19} {metric:>15} {cells[0]:>9} {cells[1]:>9} "
                      f"{cells[2]:>8}")
-    lines += ["", f"threads: {threads} for NumPy BLAS / PyTorch / XLA; graphc's compiled code is single-threaded.",
+    lines += ["", f"threads: {threads} for graphc's native code, NumPy BLAS, PyTorch and XLA.",
               "ratios: reference median / row median (>1 = the row is faster). vs numpy = graphc's numpy backend "
               "(gemm: numpy.matmul).",
               "fused_elementwise GB/s count 2 × n × 4 bytes (read x, write y; w and b are scalars); the graphc-llvm "
@@ -153,7 +155,10 @@ def run_benchmarks(names: list[str], ctx: Context) -> dict[str, Any]:
             print(f"{name} ...", file=sys.stderr, flush=True)
             WORKLOADS[name](ctx)
     rel = ratios(ctx.rows)
-    return {"meta": metadata(ctx, info), "rows": [{**r.summary(), **rel[i]} for i, r in enumerate(ctx.rows)]}
+    profiles = {title: report if isinstance(report, str) else report.as_dict()
+                for title, report in ctx.profiles.items()}
+    return {"meta": metadata(ctx, info), "rows": [{**r.summary(), **rel[i]} for i, r in enumerate(ctx.rows)],
+            **({"profiles": profiles} if ctx.profile else {})}
 
 
 def write_json(doc: dict[str, Any], path: str) -> None:

@@ -36,8 +36,14 @@ def _model_workload(name: str, case_fn: Callable[[bool], ModelCase]) -> Workload
         graphc_model = GraphcModel(case)
         weights = graphc_model.weights()  # before any step changes them
         label = case.describe()
-        ctx.measure(name, label, "graphc-llvm", lambda: graphc_model.step("llvm"))
+        ctx.measure(name, label, "graphc-llvm", lambda: graphc_model.step("llvm", **ctx.graphc_options))
         ctx.measure(name, label, "graphc-numpy", lambda: graphc_model.step("numpy"))
+
+        def profile() -> Any:
+            program, feeds, _ = graphc_model.program("llvm", **ctx.graphc_options)
+            return program.profile(feeds, repeat=ctx.repeat)
+
+        ctx.add_profile(name, label, profile)
         if ctx.has("torch"):
             ctx.measure(name, label, "torch (eager)", lambda: torch_step(case, weights))
         if ctx.has("jax"):
@@ -63,11 +69,11 @@ def fused_elementwise(ctx: Context) -> None:
     out = sigmoid(xi * wp + bp) * 2.0 - 1.0
 
     def graphc_call(backend: str) -> Callable[[], Any]:
-        prog = compile_program(out, backend=backend)
+        prog = compile_program(out, backend=backend, **ctx.graphc_options)
         return lambda: prog(x=x)
 
     def native_only() -> Callable[[], Any]:  # the single native call, without feed checks and the output copy
-        prog = compile_program(out, backend="llvm")
+        prog = compile_program(out, backend="llvm", **ctx.graphc_options)
         feeds = {"x": x}
         return lambda: prog._run(feeds)
 
@@ -77,6 +83,8 @@ def fused_elementwise(ctx: Context) -> None:
     ctx.measure("fused_elementwise", case, "graphc-llvm (kernel)", native_only,
                 note="graphc_main only (Program._run), no output copy", **kw)
     ctx.measure("fused_elementwise", case, "graphc-numpy", lambda: graphc_call("numpy"), **kw)
+    ctx.add_profile("fused_elementwise", case, lambda: compile_program(out, backend="llvm", **ctx.graphc_options)
+                    .profile({"x": x}, repeat=ctx.repeat))
     ctx.measure("fused_elementwise", case, "numpy expression",
                 lambda: lambda: 1.0 / (1.0 + np.exp(-(x * w + b))) * 2.0 - 1.0, **kw)
     ctx.measure("fused_elementwise", case, "memcpy (np.copyto)", lambda: lambda: np.copyto(y, x), **kw)
@@ -120,11 +128,11 @@ def _gemm_case(ctx: Context, m: int, n: int, k: int) -> None:
     prod = matmul(g.input("a", (m, k)), g.input("b", (k, n)))
 
     def program(backend: str) -> Callable[[], Any]:
-        prog = compile_program(prod, backend=backend)
+        prog = compile_program(prod, backend=backend, **ctx.graphc_options)
         return lambda: prog(a=a, b=b)
 
     def kernel() -> Callable[[], Any]:
-        jit, fn = compile_gemm(m, n, k)
+        jit, fn = compile_gemm(m, n, k, **ctx.graphc_options)
         ptrs = (a.ctypes.data, b.ctypes.data, c.ctypes.data)
         return lambda: (jit, fn(*ptrs))  # the closure keeps the jit (the machine code's owner) alive
 
@@ -132,6 +140,8 @@ def _gemm_case(ctx: Context, m: int, n: int, k: int) -> None:
     ctx.measure("gemm", case, "graphc-gemm kernel", kernel, note="graphc.bench.gemm.compile_gemm, no runtime",
                 **kw)
     ctx.measure("gemm", case, "graphc-numpy", lambda: program("numpy"), **kw)
+    ctx.add_profile("gemm", case, lambda: compile_program(prod, backend="llvm", **ctx.graphc_options)
+                    .profile({"a": a, "b": b}, repeat=ctx.repeat))
     ctx.measure("gemm", case, "numpy", lambda: lambda: np.matmul(a, b, out=c), **kw)
     if ctx.has("torch"):
         import torch
@@ -161,7 +171,7 @@ def compile_time(ctx: Context) -> None:
         old = os.environ.get("GRAPHC_CACHE_DIR")
         os.environ["GRAPHC_CACHE_DIR"] = cache_dir
         try:
-            return compile_program(model.outputs, backend="llvm", updates=model.updates)
+            return compile_program(model.outputs, backend="llvm", updates=model.updates, **ctx.graphc_options)
         finally:
             if old is None:
                 os.environ.pop("GRAPHC_CACHE_DIR", None)

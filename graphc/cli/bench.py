@@ -21,7 +21,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "bench", help="benchmark graphc against NumPy, PyTorch and JAX",
         description=f"{DESCRIPTION}\n\nworkloads:\n{listing}", formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("workloads", nargs="*", metavar="WORKLOAD", help="workloads to run (default: all)")
-    parser.add_argument("--threads", type=int, default=1, help="threads for NumPy BLAS, PyTorch and XLA (default 1)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads for graphc's native code, NumPy BLAS, PyTorch and XLA (default 1)")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile graphc's native programs kernel by kernel (time, FLOPs, bytes, %% of peak)")
     parser.add_argument("--repeat", type=int, default=10, help="timed calls per row after warm-up (default 10)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls first (default 2)")
     parser.add_argument("--max-seconds", type=float, default=10.0, help="time cap per row (>= 3 samples)")
@@ -37,7 +40,8 @@ def _argv(args: argparse.Namespace) -> list[str]:
     """The command line again, for a re-executed process."""
     argv = [*args.workloads, "--threads", str(args.threads), "--repeat", str(args.repeat), "--warmup",
             str(args.warmup), "--max-seconds", str(args.max_seconds), "--frameworks", args.frameworks]
-    return argv + (["--small"] if args.small else []) + (["--json", args.json] if args.json else [])
+    return argv + (["--small"] if args.small else []) + (["--json", args.json] if args.json else []) + \
+        (["--profile"] if args.profile else [])
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -52,9 +56,11 @@ def handle(args: argparse.Namespace) -> int:
         return reexec(_argv(args), args.threads)
     frameworks = tuple(f.strip() for f in args.frameworks.split(",") if f.strip() not in ("", "none"))
     ctx = Context(repeat=args.repeat, warmup=args.warmup, threads=args.threads, small=args.small,
-                  max_seconds=args.max_seconds, frameworks=frameworks)
+                  max_seconds=args.max_seconds, frameworks=frameworks, profile=args.profile)
     doc = run_benchmarks(args.workloads or list(WORKLOADS), ctx)
     print(format_table(ctx.rows, args.threads))
+    for title, report in ctx.profiles.items():
+        print(f"\n== {title}\n{report}")
     if args.json:
         write_json(doc, args.json)
         print(f"wrote {args.json}")

@@ -60,6 +60,7 @@ class Sequential:
         self.metrics: list[str] = []
         self.optimizer: optim.Optimizer | None = None
         self.backend: str | None = None
+        self.threads: int | None = None
         self.stop_training = False
         self._programs: OrderedDict[tuple[str, int], tuple[Any, str, str | None]] = OrderedDict()
         self._programs_lock = threading.RLock()
@@ -152,11 +153,17 @@ class Sequential:
                 self._pending_state[name] = np.array(value, copy=True)
 
     # -- compile -------------------------------------------------------------------------------------
-    def compile(self, loss: str, optimizer: Any = "adam", metrics: Any = None, backend: str | None = None) -> None:
+    def compile(self, loss: str, optimizer: Any = "adam", metrics: Any = None, backend: str | None = None,
+                threads: int | None = None) -> None:
+        """Choose the loss, optimizer and metrics; ``backend`` and ``threads`` (native code's thread count; default
+        ``$GRAPHC_NUM_THREADS`` or the cores this process may use) apply to every program the model compiles."""
+        from runtime.parallel import check_threads
+
         self.loss = L.check_loss(loss)
         self.metrics = L.check_metrics(metrics)
         self.optimizer = optim.get(optimizer)
         self.backend = backend
+        self.threads = check_threads(threads)
         self._programs.clear()
         self._require_built()
 
@@ -199,14 +206,18 @@ class Sequential:
                 self._programs.popitem(last=False)
             return entry
 
+    def _options(self) -> dict[str, Any]:
+        return {} if self.threads is None else {"threads": self.threads}
+
     def _build_program(self, mode: str, batch: int) -> tuple[Any, str, str | None]:
         x, out = self._forward(batch, training=(mode == "train"))
         if mode == "predict":
-            prog, y = compile_program({"output": out}, backend=self.backend), None
+            prog, y = compile_program({"output": out}, backend=self.backend, **self._options()), None
         else:
             y, loss = self._loss(batch, out)
             updates = self.optimizer.minimize(loss) if mode == "train" else None
-            prog = compile_program({"loss": loss, "output": out}, backend=self.backend, updates=updates)
+            prog = compile_program({"loss": loss, "output": out}, backend=self.backend, updates=updates,
+                                   **self._options())
             if mode == "train":
                 self._apply_pending_state()
         return prog, x.name, None if y is None else y.name
@@ -381,7 +392,7 @@ class Sequential:
         save_model(self, path)
 
 
-def load_model(path: str, backend: str | None = None) -> Sequential:
+def load_model(path: str, backend: str | None = None, threads: int | None = None) -> Sequential:
     """Rebuild a saved Sequential model: layers (with regularizers), loss, metrics, optimizer (hyper-parameters,
     schedule) and the whole state (weights, running statistics, optimizer moments, step count, learning rate).
 
@@ -391,6 +402,6 @@ def load_model(path: str, backend: str | None = None) -> Sequential:
     saved = read_model(path)
     model = Sequential(saved.layers, name=saved.name).build(saved.input_shape)
     if saved.loss is not None:
-        model.compile(saved.loss, optimizer=saved.optimizer, metrics=saved.metrics, backend=backend)
+        model.compile(saved.loss, optimizer=saved.optimizer, metrics=saved.metrics, backend=backend, threads=threads)
     apply_saved_state(model, saved)
     return model

@@ -27,6 +27,8 @@ CASES = [  # (m, n, k, batch, options): each at least PARALLEL_MIN_MACS multiply
     (7, 1000, 64, 1, dict(accumulate=True)),
     (37, 45, 61, 3, {}),  # batch items become chunks too
     (61, 130, 90, 2, dict(dtype="float64", trans_b=True)),
+    (16, 1568, 10, 1, {}),  # on 3 threads the narrower last slice blocks wider than the others (more workspace)
+    (9, 1000, 16, 1, dict(trans_b=True)),
 ]
 
 
