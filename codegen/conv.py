@@ -232,7 +232,8 @@ def _gemm(ctx: KernelContext, tag: str, g: Geometry, m: int, n: int, k: int, dty
 def lower_conv2d(ctx: KernelContext) -> None:
     """y = conv2d(x, w) (+ b): per image, im2col then W · cols (see the module docstring). With several threads
     the images run in parallel when there are at least as many as threads (each with its own columns and a
-    one-thread GEMM), else one after the other with the GEMM itself parallel."""
+    one-thread GEMM), else their blocks of output rows when there are enough of those, else one image after the
+    other with the GEMM itself parallel. Every output element is the same chain of FMAs in each case."""
     node = ctx.kernel.anchor
     x, w = node.inputs[:2]
     bias = node.inputs[2] if len(node.inputs) == 3 else None
@@ -240,11 +241,14 @@ def lower_conv2d(ctx: KernelContext) -> None:
     if node.size == 0:
         return
 
-    def image(c: KernelContext, n: ir.Value) -> None:
+    rows = g.block_rows()
+
+    def blocks_of(c: KernelContext, n: ir.Value) -> Callable[[ir.Value, int], None]:
+        """Set up image n (its scratch, pointers); returns block(row0, r), which computes output rows
+        row0 .. row0 + r of it: im2col, GEMM, bias and epilogue."""
         b = c.builder
         epi = Epilogue.of(c, node)
         target = epi.target() if epi else node  # the GEMM's destination: an output of y's shape
-        rows = g.block_rows()
         cols = _scratch(c, node.dtype, g.k * rows * g.wo)
         single = rows == g.ho
         out = None if single else _scratch(c, node.dtype, g.o * rows * g.wo)
@@ -266,9 +270,29 @@ def lower_conv2d(ctx: KernelContext) -> None:
             elif not single:
                 _copy_rows(b, g.o, pb, out, pb, b.gep(y_n, [b.mul(row0, i64(g.wo))], inbounds=True), g.p, bias_ptr)
 
-        _row_blocks(b, g, block)
+        return block
 
-    _images(ctx, g, image)
+    full, rem = divmod(g.ho, rows)
+    nblocks = full + (1 if rem else 0)
+    if 1 < ctx.threads and g.n < ctx.threads <= g.n * nblocks:  # few images, big ones: their row blocks in parallel
+
+        def image_block(c: KernelContext, index: ir.Value) -> None:
+            b = c.builder
+            n, blk = b.udiv(index, i64(nblocks)), b.urem(index, i64(nblocks))
+            block = blocks_of(c, n)
+            row0 = b.mul(blk, i64(rows))
+            if not rem:
+                block(row0, rows)
+                return
+            with b.if_else(b.icmp_unsigned("==", blk, i64(nblocks - 1))) as (last, other):
+                with last:
+                    block(row0, rem)
+                with other:
+                    block(row0, rows)
+
+        ctx.parallel("blocks", g.n * nblocks, image_block)
+        return
+    _images(ctx, g, lambda c, n: _row_blocks(c.builder, g, blocks_of(c, n)))
 
 
 def _images(ctx: KernelContext, g: Geometry, image: Callable[[KernelContext, ir.Value], None]) -> None:

@@ -2,11 +2,14 @@
 
 Reductions: the output is set to the identity (0, or -inf / the smallest integer for max), then one loop nest
 walks the input in memory order doing ``out[o(idx)] = out[o(idx)] ⊕ x[idx]`` with ``o`` having stride 0 on the
-reduced axes. On several threads the longest kept axis is cut into chunks (each owns its outputs, and each output
-is still combined in memory order: the same bits for every thread count); a reduction to one value runs on one
-thread. When the innermost axis is reduced the accumulator is loop-invariant (kept in a register and
+reduced axes. When the innermost axis is reduced the accumulator is loop-invariant (kept in a register and
 vectorized as a reassociated reduction); when it is kept, the update vectorizes over the output row. Mean
 divides by the count afterwards (0/0 = nan for an empty reduction, as NumPy).
+
+Threads: the longest kept axis is cut into chunks (each owns its outputs, and each output is still combined in
+memory order); a reduction of ≥ 32K elements to one value reduces fixed chunks (≥ 16K elements, ≤ 256 chunks,
+from the size only) into partials, then combines them in chunk order. Either way the result has the same bits
+for every thread count.
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ import llvmlite.ir as ir
 import numpy as np
 
 import codegen.loops as loops
-from codegen.llvm import float_intrinsic
+from codegen.llvm import float_intrinsic, fold, i64
 from codegen.lowering import KernelContext, lowerer
 from codegen.scalar import FAST, load, store, value_type
+from graphc.ir import Node
 
 Combine = Callable[[ir.IRBuilder, ir.Value, ir.Value], ir.Value]
 
@@ -74,6 +78,8 @@ def lower_reduce(ctx: KernelContext) -> None:
     if kept_axes:  # chunks of a kept axis own their outputs; each output still sums in memory order
         axis = max(kept_axes, key=lambda a: shape[a])
         loops.parallel_nest(ctx, shape, strides, lambda c, b, offs, idx: body_in(c, b, offs), name="red", axis=axis)
+    elif math.prod(shape) >= 2 * loops.GRAIN:  # to one value: partials of fixed chunks, combined in order
+        _reduce_in_chunks(ctx, node, x, math.prod(shape), op)
     else:
         loops.emit_nest(ctx.builder, shape, strides, body, name="red")
     if node.op == "mean":
@@ -85,3 +91,52 @@ def lower_reduce(ctx: KernelContext) -> None:
             b.store(b.fdiv(b.load(ptr), scale), ptr)
 
         loops.emit_nest(ctx.builder, (node.size,), [(1,)], divide, name="mean")
+
+
+MAX_PARTIALS = 256  # chunks of a reduction to one value, at most
+
+
+def _reduce_in_chunks(ctx: KernelContext, node: Node, x: Node, size: int, op: str) -> None:
+    """out = ⊕ of x's ``size`` elements: chunk c reduces its elements into partial[c] (fixed chunks, from the size
+    only), then the partials are combined in chunk order — the same bits for every thread count."""
+    per = max(loops.GRAIN, -(-size // MAX_PARTIALS))
+    chunks = -(-size // per)
+    tail = size - (chunks - 1) * per
+    partials = ctx.scratch(chunks * 8, value_type(node.dtype))  # one register-typed slot per chunk
+    combine = combiner(op, node.dtype)
+    start = identity(op, node.dtype)
+
+    def chunk(c: KernelContext, index: ir.Value, parts: ir.Value) -> None:
+        b = c.builder
+        first = b.mul(index, i64(per))
+
+        def span(count: int) -> None:
+            def step(b: ir.IRBuilder, k: ir.Value, accs: list[ir.Value]) -> list[ir.Value]:
+                return [combine(b, accs[0], load(b, c.elem(x, b.add(first, k)), x.dtype))]
+
+            b.store(fold(b, count, [start], step, "part")[0], b.gep(parts, [index], inbounds=True))
+
+        if tail == per:
+            span(per)
+            return
+        with b.if_else(b.icmp_signed("==", index, i64(chunks - 1))) as (last, full):
+            with last:
+                span(tail)
+            with full:
+                span(per)
+
+    ctx.parallel("partials", chunks, chunk, shared=[partials])
+    b = ctx.builder
+    out = ctx.elem(node, i64(0))
+    total = b.load(b.gep(partials, [i64(0)], inbounds=True))
+    strict = _strict_combiner(op, node.dtype)  # no fast-math: LLVM must not reorder these in one build only
+    for j in range(1, chunks):  # in chunk order, unrolled: at most MAX_PARTIALS loads
+        total = strict(b, total, b.load(b.gep(partials, [i64(j)], inbounds=True)))
+    store(b, total, out, node.dtype)
+
+
+def _strict_combiner(op: str, dtype: str) -> Combine:
+    """:func:`combiner` without reassociation: floating sums are added exactly in the order given."""
+    if op == "sum" and dtype.startswith("float"):
+        return lambda b, a, x: b.fadd(a, x)
+    return combiner(op, dtype)

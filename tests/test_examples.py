@@ -64,3 +64,11 @@ def test_logistic_loss_decreases(tmp_path):
     assert losses[-1] < 0.8 * losses[0]
     accuracy = float(re.search(r"^accuracy = ([\d.]+)$", out, re.M).group(1))
     assert accuracy > 0.7
+
+
+def test_threads_example_is_bitwise_identical_across_thread_counts(tmp_path):
+    out = run_example("threads.py", tmp_path, "--threads", "3", "--batch", "5")
+    values = printed(out)
+    assert "bitwise identical = 1" in out
+    assert values["step_ms_1"] > 0 and values["speedup"] > 0
+    assert "profile: " in out and "conv2d_backward_weight" in out

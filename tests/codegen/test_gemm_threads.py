@@ -100,3 +100,32 @@ def test_small_or_single_threaded_gemms_stay_serial():
     assert partition(16, 16, 16, 1, CFG, 8) is None  # too little work for a parallel region
     assert workspace_bytes(16, 16, 16, threads=8) == workspace_bytes(16, 16, 16)
     assert workspace_bytes(512, 512, 512, threads=4) > workspace_bytes(512, 512, 512)
+
+
+@pytest.mark.parametrize("cpu, config, reg, accumulators", [
+    ("znver3", default_config("float32", 256), "ymm", 12),  # AVX2: the 6 x 2 ymm tile
+    ("skylake-avx512", default_config("float32", 512), "zmm", 16),  # AVX-512: the 8 x 2 zmm tile
+])
+def test_both_vector_isas_cross_compile_the_threaded_gemm(cpu, config, reg, accumulators):
+    """Whatever the host, the multi-threaded GEMM compiles for the other ISA too: the chunk functions call the
+    micro-kernel of that ISA's tile (FMA on its registers, no wider ones) from one parallel region."""
+    import re
+
+    import llvmlite.binding as llvm
+
+    from codegen.target import host
+    from runtime.native import _asm_functions
+
+    module = new_module("cross")
+    emit_gemm(module, "g", 128, 512, 784, config=config, threads=2)
+    assert "graphc_rt_parallel" in str(module)
+    parsed = llvm.parse_assembly(str(module))
+    tm = llvm.Target.from_triple(host()[0]).create_target_machine(cpu=cpu, features="-prefer-256-bit", opt=3)
+    pb = llvm.create_pass_builder(tm, llvm.create_pipeline_tuning_options(speed_level=3))
+    pb.getModulePassManager().run(parsed, pb)
+    asm = _asm_functions(tm.emit_assembly(parsed))
+    kernel = asm[f"graphc.gemm.f32.{config.vec}x{config.nv}.uk{config.mr}x{config.nr}"]
+    assert len(re.findall(rf"vfmadd\d+ps\s+.*%{reg}", kernel)) >= accumulators
+    if reg == "ymm":
+        assert "zmm" not in "".join(asm.values())
+    assert any("graphc_rt_parallel" in body for body in asm.values())

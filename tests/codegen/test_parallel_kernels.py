@@ -129,3 +129,18 @@ def test_training_is_deterministic_for_a_fixed_thread_count(rng):
     for threads in (1, 3):
         for name in finals[2]:
             np.testing.assert_array_equal(finals[threads][name], finals[2][name], err_msg=f"{name}, {threads}")
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_conv_of_few_big_images_on_1_2_3_threads(batch, rng):
+    """Fewer images than threads, each too big for one im2col block: the row blocks of the images run in parallel
+    (forward), the GEMMs run in parallel (gradients); the same bits on every thread count."""
+    g = gc.Graph("big_images")
+    x = g.input("x", (batch, 16, 64, 64))
+    w = g.param("w", (rng.standard_normal((8, 16, 3, 3)) * 0.1).astype(np.float32))
+    b = g.param("b", rng.standard_normal(8).astype(np.float32))
+    y = gc.relu(gc.conv2d(x, w, b, padding=1))
+    loss = gc.sum(y * y)
+    dx, dw = gc.grad(loss, [x, w])
+    _check({"y": y, "dx": dx, "dw": dw}, {"x": rng.standard_normal((batch, 16, 64, 64)).astype(np.float32)},
+           rtol=1e-4, atol=1e-5)
