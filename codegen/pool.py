@@ -34,6 +34,8 @@ from graphc.ir import Node
 
 Body = Callable[[KernelContext, ir.Value, ir.Value, ir.Value, ir.Value], None]  # (ctx, base, out, i, j)
 PlaneStart = Callable[[KernelContext, ir.Value], None]
+ROW_ARGMAX_MIN = 8  # interior columns per row for the row-wise argmax of the max-pool gradient
+Interior = Callable[[KernelContext, ir.Value, ir.Value, ir.Value], None]  # (ctx, base, row out offset, i)
 
 
 class Window:
@@ -48,13 +50,32 @@ class Window:
         self.dh, self.dw = attrs["dilation"]
         self.top, self.left, self.bottom, self.right = attrs["padding"]
 
-    def outputs(self, ctx: KernelContext, body: Body, plane_start: PlaneStart | None = None) -> None:
+    def interior(self) -> tuple[int, int, int, int]:
+        """(i_lo, i_hi, j_lo, j_hi): the output rows and columns whose whole window lies inside x (no padding, no
+        clamping), possibly empty."""
+
+        def span(pad: int, size: int, k: int, d: int, s: int, out: int) -> tuple[int, int]:
+            lo = min(-(-pad // s), out)  # i·s - pad >= 0
+            last = size - 1 + pad - (k - 1) * d  # i·s <= last
+            hi = last // s + 1 if last >= 0 else 0
+            return lo, min(max(hi, lo), out)
+
+        return (*span(self.top, self.h, self.kh, self.dh, self.sh, self.ho),
+                *span(self.left, self.w, self.kw, self.dw, self.sw, self.wo))
+
+    def outputs(self, ctx: KernelContext, body: Body, plane_start: PlaneStart | None = None,
+                interior: Interior | None = None) -> None:
         """body(c, in-plane base offset, out offset, i, j) for every output element, planes in chunks on the
         program's threads (each chunk owns its planes of every output; ``plane_start(c, plane)`` runs first in
-        each plane, e.g. to zero a gradient plane)."""
+        each plane, e.g. to zero a gradient plane). With ``interior``, the outputs of :meth:`interior` are left to
+        ``interior(c, base, row offset, i)``, called once per interior row (after the row's left border, before
+        its right border), so that it can run simple loops along the row, which LLVM vectorizes."""
         window = max(self.kh * self.kw, 1)
         per = max(1, -(-loops.GRAIN // max(self.ho * self.wo * window, self.h * self.w, 1)))
         chunks = -(-self.planes // per)
+        i_lo, i_hi, j_lo, j_hi = self.interior()
+        if interior is None or i_lo == i_hi or j_lo == j_hi:
+            interior, i_lo, i_hi = None, self.ho, self.ho
 
         def chunk(c: KernelContext, index: ir.Value) -> None:
             b = c.builder
@@ -64,11 +85,37 @@ class Window:
             with for_range(b, first, last, name="pl") as pl:
                 if plane_start is not None:
                     plane_start(c, pl)
-                with for_range(b, 0, self.ho, name="i") as i, for_range(b, 0, self.wo, name="j") as j:
-                    out = b.add(b.mul(pl, i64(self.ho * self.wo)), b.add(b.mul(i, i64(self.wo)), j))
-                    body(c, b.mul(pl, i64(self.h * self.w)), out, i, j)
+                base = b.mul(pl, i64(self.h * self.w))
+                plane_out = b.mul(pl, i64(self.ho * self.wo))
+
+                def elements(i: ir.Value, j0: int, j1: int) -> None:
+                    with for_range(b, j0, j1, name="j") as j:
+                        body(c, base, b.add(plane_out, b.add(b.mul(i, i64(self.wo)), j)), i, j)
+
+                def border_rows(r0: int, r1: int) -> None:
+                    if r0 < r1:
+                        with for_range(b, r0, r1, name="i") as i:
+                            elements(i, 0, self.wo)
+
+                border_rows(0, i_lo)  # rows in order: a gradient's scatter adds in the same order everywhere
+                if interior is not None:
+                    with for_range(b, i_lo, i_hi, name="ii") as i:
+                        elements(i, 0, j_lo)
+                        interior(c, base, b.add(plane_out, b.mul(i, i64(self.wo))), i)
+                        elements(i, j_hi, self.wo)
+                border_rows(i_hi, self.ho)
 
         ctx.parallel("planes", chunks, chunk)
+
+    def source(self, b: ir.IRBuilder, base: ir.Value, i: ir.Value, p: ir.Value, q: ir.Value) -> ir.Value:
+        """In-plane offset (plus ``base``) of x at window position (p, q) of output (i, j = 0): add j·sw."""
+        hi = b.sub(b.add(b.mul(i, i64(self.sh)), b.mul(p, i64(self.dh))), i64(self.top))
+        return b.add(base, b.sub(b.add(b.mul(hi, i64(self.w)), b.mul(q, i64(self.dw))), i64(self.left)))
+
+    def each_position(self, b: ir.IRBuilder, visit: Callable[[ir.Value, ir.Value], None]) -> None:
+        """visit(p, q) for the window positions in row-major order."""
+        with for_range(b, 0, self.kh, name="p") as p, for_range(b, 0, self.kw, name="q") as q:
+            visit(p, q)
 
     def position(self, b: ir.IRBuilder, i: ir.Value, j: ir.Value, k: ir.Value
                  ) -> tuple[ir.Value, ir.Value, ir.Value, ir.Value]:
@@ -131,8 +178,25 @@ def lower_max_pool2d(ctx: KernelContext) -> None:
         (best,) = fold(c.builder, win.kh * win.kw, [ir.Constant(ty, -np.inf)], step, "mx")
         c.builder.store(best, c.elem(node, out))
 
+    def interior(c: KernelContext, base: ir.Value, row: ir.Value, i: ir.Value) -> None:
+        """y[i, j] over the interior columns: y = -inf, then y = max(y, x[window position]) position by position,
+        each a simple (vectorizable) loop along the row."""
+        b = c.builder
+        _, _, j_lo, j_hi = win.interior()
+        with for_range(b, j_lo, j_hi, name="init") as j:
+            b.store(ir.Constant(ty, -np.inf), c.elem(node, b.add(row, j)))
+
+        def visit(p: ir.Value, q: ir.Value) -> None:
+            src = win.source(b, base, i, p, q)
+            with for_range(b, j_lo, j_hi, name="jv") as j:
+                ptr = c.elem(node, b.add(row, j))
+                v = b.load(c.elem(x, b.add(src, b.mul(j, i64(win.sw)))))
+                b.store(b.call(float_intrinsic(b, "llvm.maximum", ty, 2), [b.load(ptr), v]), ptr)
+
+        win.each_position(b, visit)
+
     if node.size:
-        win.outputs(ctx, body)
+        win.outputs(ctx, body, interior=interior)
 
 
 def _zero_plane(node: Node, win: Window) -> PlaneStart:
@@ -157,7 +221,41 @@ def lower_max_pool2d_backward(ctx: KernelContext) -> None:
             ptr = c.elem(node, b.add(base, pos))
             b.store(b.fadd(b.load(ptr), b.load(c.elem(g, out))), ptr)
 
-    win.outputs(ctx, body, _zero_plane(node, win))
+    ty = value_type(x.dtype)
+
+    def interior(c: KernelContext, base: ir.Value, row: ir.Value, i: ir.Value) -> None:
+        """The argmax of every interior window along the row at once — best value and position in row-long
+        scratch, updated position by position (first position taken, then strictly greater, as ``argmax``) —
+        then the scatter dx[pos] += ḡ in column order."""
+        b = c.builder
+        _, _, j_lo, j_hi = win.interior()
+        best = c.scratch(win.wo * np.dtype(x.dtype).itemsize, ty)
+        pos = c.scratch(win.wo * 8, i64(0).type)
+        first = win.source(b, base, i, i64(0), i64(0))
+        with for_range(b, j_lo, j_hi, name="init") as j:
+            at = b.add(first, b.mul(j, i64(win.sw)))
+            b.store(b.load(c.elem(x, at)), b.gep(best, [j], inbounds=True))
+            b.store(b.sub(at, base), b.gep(pos, [j], inbounds=True))
+
+        def visit(p: ir.Value, q: ir.Value) -> None:
+            src = win.source(b, base, i, p, q)
+            with for_range(b, j_lo, j_hi, name="jv") as j:
+                at = b.add(src, b.mul(j, i64(win.sw)))
+                v = b.load(c.elem(x, at))
+                best_ptr, pos_ptr = b.gep(best, [j], inbounds=True), b.gep(pos, [j], inbounds=True)
+                old = b.load(best_ptr)
+                better = b.fcmp_ordered(">", v, old)
+                b.store(b.select(better, v, old), best_ptr)
+                b.store(b.select(better, b.sub(at, base), b.load(pos_ptr)), pos_ptr)
+
+        win.each_position(b, visit)
+        with for_range(b, j_lo, j_hi, name="scatter") as j:
+            ptr = c.elem(node, b.add(base, b.load(b.gep(pos, [j], inbounds=True))))
+            b.store(b.fadd(b.load(ptr), b.load(c.elem(g, b.add(row, j)))), ptr)
+
+    _, _, j_lo, j_hi = win.interior()
+    wide = j_hi - j_lo >= ROW_ARGMAX_MIN  # short rows: the register argmax per window is faster (measured)
+    win.outputs(ctx, body, _zero_plane(node, win), interior=interior if wide else None)
 
 
 @lowerer("max_pool2d_gather")
@@ -199,8 +297,28 @@ def lower_avg_pool2d(ctx: KernelContext) -> None:
         (total,) = fold(b, win.kh * win.kw, [ir.Constant(ty, 0.0)], step, "avg")
         b.store(b.fdiv(total, win.count(b, i, j, include, ty)), c.elem(node, out))
 
+    def interior(c: KernelContext, base: ir.Value, row: ir.Value, i: ir.Value) -> None:
+        """The same sums (0 + v₀ + v₁ + ... in window order, then / kh·kw) over the interior columns, position by
+        position along the row."""
+        b = c.builder
+        _, _, j_lo, j_hi = win.interior()
+        with for_range(b, j_lo, j_hi, name="init") as j:
+            b.store(ir.Constant(ty, 0.0), c.elem(node, b.add(row, j)))
+
+        def visit(p: ir.Value, q: ir.Value) -> None:
+            src = win.source(b, base, i, p, q)
+            with for_range(b, j_lo, j_hi, name="jv") as j:
+                ptr = c.elem(node, b.add(row, j))
+                b.store(b.fadd(b.load(ptr), b.load(c.elem(x, b.add(src, b.mul(j, i64(win.sw)))))), ptr)
+
+        win.each_position(b, visit)
+        count = ir.Constant(ty, float(win.kh * win.kw))  # the whole window is inside x
+        with for_range(b, j_lo, j_hi, name="div") as j:
+            ptr = c.elem(node, b.add(row, j))
+            b.store(b.fdiv(b.load(ptr), count), ptr)
+
     if node.size:
-        win.outputs(ctx, body)
+        win.outputs(ctx, body, interior=interior)
 
 
 @lowerer("avg_pool2d_backward")

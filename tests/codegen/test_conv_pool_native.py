@@ -92,10 +92,51 @@ def _pool_graph(x_shape, seed=0, **attrs):
     ((1, 2, 8, 7), {"kernel_size": (3, 2), "stride": 2, "padding": (1, 0, 1, 1), "ceil_mode": True}),
     ((1, 1, 9, 9), {"kernel_size": 3, "stride": 3, "dilation": 2, "padding": 2, "ceil_mode": True}),
     ((3, 2, 1, 1), {"kernel_size": 1}),
+    # wide rows: the interior goes through the row-wise (vectorized) loops, the borders through the generic ones
+    ((2, 3, 30, 41), {"kernel_size": 3, "stride": 2, "padding": 1}),
+    ((1, 2, 20, 50), {"kernel_size": (2, 3), "stride": (2, 1), "dilation": (1, 2), "padding": (0, 2, 1, 2),
+                      "ceil_mode": True}),
+    ((1, 1, 19, 37), {"kernel_size": 3, "stride": 3, "dilation": 2, "padding": 2, "ceil_mode": True}),
+    ((2, 2, 9, 40), {"kernel_size": 2}),
 ])
 def test_pooling_geometries(x_shape, attrs):
     outputs, feeds = _pool_graph(x_shape, **attrs)
     _agree(outputs, feeds)
+
+
+@pytest.mark.parametrize("attrs", [{"kernel_size": 3, "stride": 2, "padding": 1}, {"kernel_size": 2},
+                                   {"kernel_size": (3, 2), "stride": (1, 2), "dilation": 2, "padding": (2, 1)}])
+def test_pool_interior_is_exactly_the_unpadded_windows(attrs):
+    from codegen.pool import Window
+    from ops.registry import apply
+
+    g = gc.Graph("interior")
+    x = g.input("x", (1, 1, 17, 23))
+    y = apply("max_pool2d", x, **attrs)
+    win = Window(y.attrs, x.shape, y.shape)
+    i_lo, i_hi, j_lo, j_hi = win.interior()
+    for i in range(win.ho):
+        for j in range(win.wo):
+            inside = all(0 <= i * win.sh + p * win.dh - win.top < win.h and 0 <= j * win.sw + q * win.dw - win.left
+                         < win.w for p in range(win.kh) for q in range(win.kw))
+            assert inside == (i_lo <= i < i_hi and j_lo <= j < j_hi), (i, j)
+
+
+def test_max_pool_ties_and_nan_on_wide_rows():
+    """Many ties (small integers) and NaNs in rows long enough for the row-wise argmax: the first maximum wins
+    and NaN propagates exactly as in the reference, forward and gradient."""
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 3, (2, 2, 12, 40)).astype(np.float32)
+    x[0, 0, 5, 7] = x[1, 1, 0, 0] = np.nan
+    g = gc.Graph("ties")
+    xi = g.input("x", x.shape)
+    y = gc.max_pool2d(xi, 3, stride=2, padding=1)
+    w = rng.standard_normal(y.shape).astype(np.float32)
+    (dx,) = gc.grad(gc.sum(y * w), [xi])
+    got = gc.compile({"y": y, "dx": dx}, backend="llvm")(x=x)
+    want = gc.compile({"y": y, "dx": dx}, backend="numpy")(x=x)
+    np.testing.assert_array_equal(got["y"], want["y"])
+    np.testing.assert_allclose(got["dx"], want["dx"], rtol=1e-6, atol=1e-6)
 
 
 def test_max_pool_special_values():
