@@ -92,12 +92,20 @@ class Geometry:
     def p(self) -> int:
         return self.ho * self.wo
 
+    @property
+    def pointwise(self) -> bool:
+        """A 1×1 convolution with stride 1 and no padding: cols would be x itself (no im2col, no col2im)."""
+        return (self.kh, self.kw, self.sh, self.sw, self.h, self.w) == (1, 1, 1, 1, self.ho, self.wo) and \
+            self.top == self.left == 0
+
     def block_rows(self) -> int:
         """Output rows per im2col block: all of them when the columns fit the budget, else as many as fit
         (with room for the second, O × block scratch)."""
         per_row = self.k * self.wo * self.itemsize
         if per_row * self.ho <= SCRATCH_BYTES:
             return self.ho
+        if self.pointwise:  # no scratch: blocks only bound the GEMM's share of x and y (and split the work)
+            return max(1, min(self.ho, SCRATCH_BYTES // (max(self.k, self.o) * self.wo * self.itemsize)))
         both = (self.k + self.o) * self.wo * self.itemsize
         if both > 4 * SCRATCH_BYTES:
             raise LoweringError(f"conv2d: one output row needs {both} bytes of im2col scratch (C·kh·kw = {self.k}, "
@@ -218,11 +226,12 @@ def _row_blocks(b: ir.IRBuilder, g: Geometry, body: Callable[[ir.Value, int], No
 
 
 def _gemm(ctx: KernelContext, tag: str, g: Geometry, m: int, n: int, k: int, dtype: str, strides: tuple[int, ...],
-          **flags: bool) -> Callable[[ir.Value, ir.Value, ir.Value], None]:
-    """A GEMM batched over the groups, cached per size in the module; returns a caller on typed pointers."""
-    name = f"{ctx.function.name}.{tag}.{m}x{n}x{k}"
+          lds: tuple[int, int, int] | None = None, **flags: bool) -> Callable[[ir.Value, ir.Value, ir.Value], None]:
+    """A GEMM batched over the groups, cached per size in the module; returns a caller on typed pointers.
+    ``lds``: leading dimensions of operands that are blocks of larger matrices (see ``emit_gemm``)."""
+    name = f"{ctx.function.name}.{tag}.{m}x{n}x{k}" + ("" if lds is None else ".ld" + "_".join(map(str, lds)))
     fn = ctx.module.globals.get(name) or emit_gemm(ctx.module, name, m, n, k, dtype=dtype, batch=g.groups,
-                                                    batch_strides=strides, threads=ctx.threads, **flags)
+                                                    batch_strides=strides, threads=ctx.threads, lds=lds, **flags)
     b = ctx.builder
     workspace = b.bitcast(ctx.scratch(workspace_bytes(m, n, k, dtype, threads=ctx.threads, batch=g.groups)), PTR)
     return lambda a, bb, c: b.call(fn, [b.bitcast(a, PTR), b.bitcast(bb, PTR), b.bitcast(c, PTR), workspace])
@@ -249,8 +258,8 @@ def lower_conv2d(ctx: KernelContext) -> None:
         b = c.builder
         epi = Epilogue.of(c, node)
         target = epi.target() if epi else node  # the GEMM's destination: an output of y's shape
-        cols = _scratch(c, node.dtype, g.k * rows * g.wo)
-        single = rows == g.ho
+        single = rows == g.ho or g.pointwise  # pointwise: the GEMM reads x and writes y in place, block by block
+        cols = None if g.pointwise else _scratch(c, node.dtype, g.k * rows * g.wo)
         out = None if single else _scratch(c, node.dtype, g.o * rows * g.wo)
         bias_ptr = None if bias is None else c.ptr(bias)
         pixels = c.elem(x, b.mul(n, i64(g.c * g.h * g.w)))
@@ -258,8 +267,19 @@ def lower_conv2d(ctx: KernelContext) -> None:
         y_n = c.elem(target, y_base)
 
         def block(row0: ir.Value, r: int) -> None:
-            im2col(b, g, pixels, cols, row0, r)
             pb = r * g.wo
+            if g.pointwise:  # y[n][:, block] = W · x[n][:, block], both with row stride P
+                at = b.mul(row0, i64(g.wo))
+                here = b.gep(y_n, [at], inbounds=True)
+                gemm = _gemm(c, "fwd1", g, g.og, pb, g.kg, node.dtype, (g.og * g.kg, g.kg * g.p, g.og * g.p),
+                             lds=(g.kg, g.p, g.p))
+                gemm(c.ptr(w), b.gep(pixels, [at], inbounds=True), here)
+                if epi:
+                    _epilogue_rows(b, epi, g, here, g.p, b.add(y_base, at), pb, bias_ptr)
+                elif bias_ptr is not None:
+                    _copy_rows(b, g.o, pb, here, g.p, here, g.p, bias_ptr)
+                return
+            im2col(b, g, pixels, cols, row0, r)
             gemm = _gemm(c, "fwd", g, g.og, pb, g.kg, node.dtype, (g.og * g.kg, g.kg * pb, g.og * pb))
             gemm(c.ptr(w), cols, y_n if single else out)
             if epi:
@@ -339,7 +359,8 @@ def _grad_rows(b: ir.IRBuilder, g: Geometry, g_n: ir.Value, gblock: ir.Value | N
 
 @lowerer("conv2d_backward_input")
 def lower_conv2d_backward_input(ctx: KernelContext) -> None:
-    """dx = convᵀ(ḡ, w): per image, dx[n] = 0, cols = Wᵀ · ḡ[n], then col2im into dx[n]."""
+    """dx = convᵀ(ḡ, w): per image, dx[n] = 0, cols = Wᵀ · ḡ[n], then col2im into dx[n] (pointwise convs: dx[n] =
+    Wᵀ · ḡ[n] directly)."""
     (node,) = ctx.kernel.nodes
     gy, w = node.inputs
     g = geometry(node.shape, w.shape, gy.shape, node.attrs, node.dtype)
@@ -349,9 +370,14 @@ def lower_conv2d_backward_input(ctx: KernelContext) -> None:
 
     def image(c: KernelContext, n: ir.Value) -> None:
         b = c.builder
-        cols, gblock = _backward_scratch(c, g, node.dtype)
         g_n = c.elem(gy, b.mul(n, i64(g.o * g.p)))
         dx_n = c.elem(node, b.mul(n, i64(g.c * g.h * g.w)))
+        if g.pointwise:  # dx[n] = Wᵀ · ḡ[n]: no columns, no col2im, every element written once
+            gemm = _gemm(c, "bwdx1", g, g.kg, g.p, g.og, node.dtype, (g.og * g.kg, g.og * g.p, g.kg * g.p),
+                         trans_a=True)
+            gemm(c.ptr(w), g_n, dx_n)
+            return
+        cols, gblock = _backward_scratch(c, g, node.dtype)
         zero_fill(b, dx_n, g.c * g.h * g.w)
 
         def block(row0: ir.Value, r: int) -> None:
@@ -412,7 +438,7 @@ def lower_conv2d_backward_weight(ctx: KernelContext) -> None:
         b = c.builder
         acc = b.gep(partials, [b.mul(s, i64(node.size))], inbounds=True)
         zero_fill(b, acc, node.size)
-        cols, gblock = _backward_scratch(c, g, node.dtype)
+        cols, gblock = (None, None) if g.pointwise else _backward_scratch(c, g, node.dtype)
         first = b.mul(s, i64(per))
         last = b.select(b.icmp_signed("<", b.add(first, i64(per)), i64(g.n)), b.add(first, i64(per)), i64(g.n))
         with for_range(b, first, last, name="n") as n:
@@ -421,6 +447,16 @@ def lower_conv2d_backward_weight(ctx: KernelContext) -> None:
 
             def block(row0: ir.Value, r: int) -> None:
                 pb = r * g.wo
+                if g.pointwise:  # the columns are x[n] itself: one GEMM over all P positions
+                    if flip:
+                        gemm = _gemm(c, "bwdwt1", g, g.kg, g.og, g.p, node.dtype, (g.kg * g.p, g.og * g.p, g.og * g.kg),
+                                     trans_b=True, accumulate=True)
+                        gemm(image, g_n, acc)
+                    else:
+                        gemm = _gemm(c, "bwdw1", g, g.og, g.kg, g.p, node.dtype, (g.og * g.p, g.kg * g.p, g.og * g.kg),
+                                     trans_b=True, accumulate=True)
+                        gemm(g_n, image, acc)
+                    return
                 im2col(b, g, image, cols, row0, r)
                 src = _grad_rows(b, g, g_n, gblock, row0, pb)
                 if flip:
@@ -432,7 +468,10 @@ def lower_conv2d_backward_weight(ctx: KernelContext) -> None:
                                  trans_b=True, accumulate=True)
                     gemm(src, cols, acc)
 
-            _row_blocks(b, g, block)
+            if g.pointwise:
+                block(i64(0), g.ho)
+            else:
+                _row_blocks(b, g, block)
 
     if ctx.threads > 1 and slabs >= ctx.threads:
         ctx.parallel("slabs", slabs, slab, shared=[partials])

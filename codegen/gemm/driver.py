@@ -124,7 +124,8 @@ def _declare(module: ir.Module, name: str, internal: bool = False) -> ir.Functio
 
 def emit_gemm(module: ir.Module, name: str, m: int, n: int, k: int, dtype: str = "float32", trans_a: bool = False,
               trans_b: bool = False, batch: int = 1, batch_strides: Sequence[int] | None = None,
-              accumulate: bool = False, config: GemmConfig | None = None, threads: int = 1) -> ir.Function:
+              accumulate: bool = False, config: GemmConfig | None = None, threads: int = 1,
+              lds: Sequence[int] | None = None) -> ir.Function:
     """Add ``void name(ptr noalias A, ptr noalias B, ptr noalias C, ptr noalias W)`` to ``module`` and return it;
     ``W`` is a 64-byte-aligned workspace of :func:`workspace_bytes` bytes (for the same sizes and ``threads``).
 
@@ -132,7 +133,8 @@ def emit_gemm(module: ir.Module, name: str, m: int, n: int, k: int, dtype: str =
     ``k x n`` (``n x k`` when ``trans_b``), all row-major and contiguous. ``batch_strides`` are element offsets
     between consecutive batch items of (A, B, C) — 0 broadcasts an operand; default: dense. With ``accumulate``
     the product is added to C instead of overwriting it. ``threads``: run on that many threads (bitwise the same
-    result for every count).
+    result for every count). ``lds``: the leading dimensions (row strides, in elements) of A, B and C as stored,
+    for operands that are blocks of larger matrices (default: contiguous).
     """
     if min(m, n, k, batch) < 0:
         raise ValueError(f"negative GEMM size m={m} n={n} k={k} batch={batch}")
@@ -140,6 +142,9 @@ def emit_gemm(module: ir.Module, name: str, m: int, n: int, k: int, dtype: str =
     if cfg.dtype != dtype:
         raise ValueError(f"config is for {cfg.dtype}, GEMM asked for {dtype}")
     strides = tuple(batch_strides) if batch_strides is not None else (m * k, k * n, m * n)
+    ld_a, ld_b, ld_c = tuple(lds) if lds is not None else (m if trans_a else k, k if trans_b else n, n)
+    if min(ld_a - (m if trans_a else k), ld_b - (k if trans_b else n), ld_c - n) < 0:
+        raise ValueError(f"leading dimensions {(ld_a, ld_b, ld_c)} are shorter than the rows they hold")
     fn = _declare(module, name)
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     if m == 0 or n == 0 or batch == 0:
@@ -147,13 +152,13 @@ def emit_gemm(module: ir.Module, name: str, m: int, n: int, k: int, dtype: str =
         return fn
     if k == 0:
         if not accumulate:
-            with for_range(b, 0, batch, name="t") as t:
-                with for_range(b, 0, m * n, name="z") as z:
-                    b.store(ir.Constant(cfg.scalar, 0.0), gep(b, fn.args[2], b.add(b.mul(t, i64(strides[2])), z),
-                                                            cfg.scalar))
+            with for_range(b, 0, batch, name="t") as t, for_range(b, 0, m, name="zr") as r, \
+                    for_range(b, 0, n, name="z") as z:
+                at = b.add(b.mul(t, i64(strides[2])), b.add(b.mul(r, i64(ld_c)), z))
+                b.store(ir.Constant(cfg.scalar, 0.0), gep(b, fn.args[2], at, cfg.scalar))
         b.ret_void()
         return fn
-    layout = Layout(m if trans_a else k, k if trans_b else n, n, trans_a, trans_b, accumulate)
+    layout = Layout(ld_a, ld_b, ld_c, trans_a, trans_b, accumulate)
     grid = partition(m, n, k, batch, cfg, threads)
     if grid is None:
         a, bm, c, w = fn.args

@@ -129,3 +129,38 @@ def test_both_vector_isas_cross_compile_the_threaded_gemm(cpu, config, reg, accu
     if reg == "ymm":
         assert "zmm" not in "".join(asm.values())
     assert any("graphc_rt_parallel" in body for body in asm.values())
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("trans_a, trans_b", [(False, False), (True, True)])
+def test_blocks_of_larger_matrices(jit_free_module, threads, trans_a, trans_b, rng):
+    """``lds``: A, B and C are blocks of larger row-major matrices; the GEMM reads and writes only its block."""
+    m, n, k, pad = 70, 90, 60, 13
+    a_rows, a_cols = (k, m) if trans_a else (m, k)
+    b_rows, b_cols = (n, k) if trans_b else (k, n)
+    big_a = rng.standard_normal((a_rows, a_cols + pad)).astype(np.float32)
+    big_b = rng.standard_normal((b_rows, b_cols + pad)).astype(np.float32)
+    big_c = np.full((m, n + pad), 7.0, np.float32)
+    module = jit_free_module
+    emit_gemm(module, "blk", m, n, k, trans_a=trans_a, trans_b=trans_b, threads=threads,
+              lds=(a_cols + pad, b_cols + pad, n + pad))
+    jit = Jit(str(module), name="blocks", cache=False)
+    workspace = np.zeros(workspace_bytes(m, n, k, threads=threads) + 64, np.uint8)
+    aligned = workspace.ctypes.data + (-workspace.ctypes.data) % 64
+    SIG(jit.address("blk"))(big_a.ctypes.data, big_b.ctypes.data, big_c.ctypes.data, aligned)
+    a_op = big_a[:, :a_cols].T if trans_a else big_a[:, :a_cols]
+    b_op = big_b[:, :b_cols].T if trans_b else big_b[:, :b_cols]
+    _check(big_c[:, :n], a_op, b_op, None, "float32")
+    assert np.all(big_c[:, n:] == 7.0)
+
+
+@pytest.fixture
+def jit_free_module():
+    if not runtime():
+        pytest.skip("libgomp is not installed")
+    return new_module("blocks")
+
+
+def test_short_leading_dimensions_are_refused():
+    with pytest.raises(ValueError, match="leading dimensions"):
+        emit_gemm(new_module("bad"), "g", 4, 5, 6, lds=(5, 5, 5))

@@ -144,3 +144,26 @@ def test_conv_of_few_big_images_on_1_2_3_threads(batch, rng):
     dx, dw = gc.grad(loss, [x, w])
     _check({"y": y, "dx": dx, "dw": dw}, {"x": rng.standard_normal((batch, 16, 64, 64)).astype(np.float32)},
            rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("batch, channels, out_channels, groups, size", [
+    (1, 64, 32, 1, 40),   # big image: several row blocks straight from x into y
+    (4, 16, 24, 2, 9),    # grouped
+    (3, 1, 32, 1, 12),    # 1 -> 32 channels: the transposed weight gradient
+])
+def test_pointwise_conv_without_im2col_on_1_2_3_threads(batch, channels, out_channels, groups, size, rng):
+    """1×1 stride-1 unpadded convolutions are GEMMs on x itself (forward, input gradient, weight gradient):
+    the pointwise GEMMs are what the module contains, and the results match the interpreter bitwise across
+    thread counts."""
+    g = gc.Graph("pointwise")
+    x = g.input("x", (batch, channels, size, size))
+    w = g.param("w", (rng.standard_normal((out_channels, channels // groups, 1, 1)) * 0.2).astype(np.float32))
+    b = g.param("b", rng.standard_normal(out_channels).astype(np.float32))
+    y = gc.relu(gc.conv2d(x, w, b, groups=groups))
+    loss = gc.sum(y * y)
+    dx, dw = gc.grad(loss, [x, w])
+    outputs = {"y": y, "dx": dx, "dw": dw}
+    ir_text = gc.compile(outputs, threads=1, cache=False).module.ir_text
+    assert ".fwd1." in ir_text and ".bwdx1." in ir_text and (".bwdw1." in ir_text or ".bwdwt1." in ir_text)
+    _check(outputs, {"x": rng.standard_normal((batch, channels, size, size)).astype(np.float32)},
+           rtol=1e-4, atol=1e-5)
