@@ -31,97 +31,24 @@ the time of OpenBLAS on its 64 per-image GEMMs alone; the rest is im2col plus th
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import llvmlite.ir as ir
 
+import codegen.conv_direct as conv_direct
 import codegen.loops as loops
+from codegen.conv_geometry import SCRATCH_BYTES, Geometry, geometry, zero_fill, zero_range
 from codegen.epilogue import Epilogue
 from codegen.gemm.config import default_config, host_vector_bits
 from codegen.gemm.driver import emit_gemm, workspace_bytes
 from codegen.llvm import F64, PTR, for_range, i64
-from codegen.lowering import KernelContext, LoweringError, lowerer
+from codegen.lowering import KernelContext, lowerer
 from codegen.scalar import FAST, value_type
 from graphc.ir import Node
 
-SCRATCH_BYTES = 1 << 20
 MAX_SLABS = 32  # partial weight gradients at most (see weight_gradient_slabs)
 PARTIALS_BYTES = 8 << 20  # and at most this much memory for them
-
-
-@dataclass(frozen=True)
-class Geometry:
-    """Static sizes of one convolution (see the module docstring)."""
-
-    n: int
-    c: int
-    h: int
-    w: int
-    o: int
-    kh: int
-    kw: int
-    ho: int
-    wo: int
-    sh: int
-    sw: int
-    dh: int
-    dw: int
-    top: int
-    left: int
-    groups: int
-    itemsize: int
-
-    @property
-    def cg(self) -> int:
-        return self.c // self.groups
-
-    @property
-    def og(self) -> int:
-        return self.o // self.groups
-
-    @property
-    def kg(self) -> int:
-        return self.cg * self.kh * self.kw
-
-    @property
-    def k(self) -> int:
-        return self.c * self.kh * self.kw
-
-    @property
-    def p(self) -> int:
-        return self.ho * self.wo
-
-    @property
-    def pointwise(self) -> bool:
-        """A 1×1 convolution with stride 1 and no padding: cols would be x itself (no im2col, no col2im)."""
-        return (self.kh, self.kw, self.sh, self.sw, self.h, self.w) == (1, 1, 1, 1, self.ho, self.wo) and \
-            self.top == self.left == 0
-
-    def block_rows(self) -> int:
-        """Output rows per im2col block: all of them when the columns fit the budget, else as many as fit
-        (with room for the second, O × block scratch)."""
-        per_row = self.k * self.wo * self.itemsize
-        if per_row * self.ho <= SCRATCH_BYTES:
-            return self.ho
-        if self.pointwise:  # no scratch: blocks only bound the GEMM's share of x and y (and split the work)
-            return max(1, min(self.ho, SCRATCH_BYTES // (max(self.k, self.o) * self.wo * self.itemsize)))
-        both = (self.k + self.o) * self.wo * self.itemsize
-        if both > 4 * SCRATCH_BYTES:
-            raise LoweringError(f"conv2d: one output row needs {both} bytes of im2col scratch (C·kh·kw = {self.k}, "
-                                f"Wo = {self.wo}), over the {4 * SCRATCH_BYTES}-byte stack budget of the llvm backend")
-        return max(1, min(self.ho, SCRATCH_BYTES // both))
-
-
-def geometry(x_shape: tuple[int, ...], w_shape: tuple[int, ...], y_shape: tuple[int, ...], attrs, dtype: str
-             ) -> Geometry:
-    """The geometry of a conv2d of x (N, C, H, W) with w (O, C/G, kh, kw) giving y (N, O, Ho, Wo)."""
-    n, c, h, w = x_shape
-    sh, sw = attrs["stride"]
-    dh, dw = attrs["dilation"]
-    top, left = attrs["padding"][:2]
-    return Geometry(n, c, h, w, w_shape[0], w_shape[2], w_shape[3], y_shape[2], y_shape[3], sh, sw, dh, dw, top,
-                    left, attrs["groups"], 8 if dtype == "float64" else 4)
 
 
 def _ceil_pos(b: ir.IRBuilder, a: ir.Value, s: int) -> ir.Value:
@@ -133,18 +60,6 @@ def _ceil_pos(b: ir.IRBuilder, a: ir.Value, s: int) -> ir.Value:
 def _clamp(b: ir.IRBuilder, v: ir.Value, lo: ir.Value, hi: int) -> ir.Value:
     v = b.select(b.icmp_signed("<", v, lo), lo, v)
     return b.select(b.icmp_signed(">", v, i64(hi)), i64(hi), v)
-
-
-def _zero(b: ir.IRBuilder, ptr: ir.Value, start: ir.Value | int, stop: ir.Value | int) -> None:
-    zero = ir.Constant(ptr.type.pointee, 0.0)
-    with for_range(b, start, stop, name="z") as j:
-        b.store(zero, b.gep(ptr, [j], inbounds=True))
-
-
-def zero_fill(b: ir.IRBuilder, ptr: ir.Value, count: int) -> None:
-    """ptr[0:count] = 0."""
-    if count > 0:
-        _zero(b, ptr, 0, count)
 
 
 Visit = Callable[[ir.IRBuilder, ir.Value, ir.Value], None]  # (builder, x offset in the image, cols pointer)
@@ -171,11 +86,11 @@ def _windows(b: ir.IRBuilder, g: Geometry, cols: ir.Value, row0: ir.Value, rows:
             row = b.gep(cols, [b.add(b.mul(k, i64(ld)), b.mul(r, i64(g.wo)))], inbounds=True)
             base = b.sub(b.add(plane, b.mul(b.select(ok, hi, i64(0)), i64(g.w))), shift)
             if pad:
-                _zero(b, row, 0, lo_)
+                zero_range(b, row, 0, lo_)
             with for_range(b, lo_, hi_, name="j") as j:
                 visit(b, b.add(base, b.mul(j, i64(g.sw))), b.gep(row, [j], inbounds=True))
             if pad:
-                _zero(b, row, hi_, g.wo)
+                zero_range(b, row, hi_, g.wo)
 
 
 def im2col(b: ir.IRBuilder, g: Geometry, image: ir.Value, cols: ir.Value, row0: ir.Value, rows: int) -> None:
@@ -237,6 +152,13 @@ def _gemm(ctx: KernelContext, tag: str, g: Geometry, m: int, n: int, k: int, dty
     return lambda a, bb, c: b.call(fn, [b.bitcast(a, PTR), b.bitcast(bb, PTR), b.bitcast(c, PTR), workspace])
 
 
+def _algorithm(g: Geometry, node: Node) -> tuple[str, Geometry]:
+    """The algorithm for this node ("pointwise", "direct" or "im2col", see ``conv_direct.choose_algorithm``) and
+    the geometry to run it with (x itself as the GEMM operand only for "pointwise")."""
+    algorithm = conv_direct.choose_algorithm(g, node.attrs.get("algorithm", "auto"))
+    return algorithm, (g if algorithm == "pointwise" else dataclasses.replace(g, gemm_on_x=False))
+
+
 @lowerer("conv2d")
 def lower_conv2d(ctx: KernelContext) -> None:
     """y = conv2d(x, w) (+ b): per image, im2col then W · cols (see the module docstring). With several threads
@@ -246,8 +168,11 @@ def lower_conv2d(ctx: KernelContext) -> None:
     node = ctx.kernel.anchor
     x, w = node.inputs[:2]
     bias = node.inputs[2] if len(node.inputs) == 3 else None
-    g = geometry(x.shape, w.shape, node.shape, node.attrs, node.dtype)
+    algorithm, g = _algorithm(geometry(x.shape, w.shape, node.shape, node.attrs, node.dtype), node)
     if node.size == 0:
+        return
+    if algorithm == "direct":
+        conv_direct.forward(ctx, node, g, x, w, bias)
         return
 
     rows = g.block_rows()
@@ -363,9 +288,12 @@ def lower_conv2d_backward_input(ctx: KernelContext) -> None:
     Wᵀ · ḡ[n] directly)."""
     (node,) = ctx.kernel.nodes
     gy, w = node.inputs
-    g = geometry(node.shape, w.shape, gy.shape, node.attrs, node.dtype)
+    algorithm, g = _algorithm(geometry(node.shape, w.shape, gy.shape, node.attrs, node.dtype), node)
     if node.size == 0 or gy.size == 0:
         zero_fill(ctx.builder, ctx.ptr(node), node.size)
+        return
+    if algorithm == "direct":
+        conv_direct.backward_input(ctx, node, g, gy, w)
         return
 
     def image(c: KernelContext, n: ir.Value) -> None:
@@ -422,10 +350,13 @@ def lower_conv2d_backward_weight(ctx: KernelContext) -> None:
     as many as threads, else one after the other with the GEMMs on the threads."""
     (node,) = ctx.kernel.nodes
     x, gy = node.inputs
-    g = geometry(x.shape, node.shape, gy.shape, node.attrs, node.dtype)
+    algorithm, g = _algorithm(geometry(x.shape, node.shape, gy.shape, node.attrs, node.dtype), node)
     b = ctx.builder
     if node.size == 0 or gy.size == 0:
         zero_fill(b, ctx.ptr(node), node.size)
+        return
+    if algorithm == "direct":
+        conv_direct.backward_weight(ctx, node, g, x, gy)
         return
     flip = transposed_weight_gradient(g, node.dtype)
     slabs = weight_gradient_slabs(g)

@@ -26,7 +26,7 @@ import llvmlite.ir as ir
 import numpy as np
 
 import codegen.loops as loops
-from codegen.conv import zero_fill
+from codegen.conv_geometry import zero_fill
 from codegen.llvm import float_intrinsic, fold, for_range, i64
 from codegen.lowering import KernelContext, lowerer
 from codegen.scalar import F64, FAST, value_type

@@ -26,6 +26,11 @@ from ops.registry import apply, register
 Pair = tuple[int, int]
 Pads = tuple[int, int, int, int]
 
+# How the llvm backend computes a convolution and its gradients (the interpreter ignores it): "auto" chooses per
+# layer (codegen.conv_direct.choose_algorithm), "direct" sums windows in loop nests, "im2col" builds columns and
+# runs a GEMM. Forcing one is for tests and experiments; every choice computes the same function.
+ALGORITHMS = ("auto", "direct", "im2col")
+
 # ------------------------------------------------------------------------------------- shared geometry
 
 
@@ -144,11 +149,18 @@ def _geometry(attrs: Mapping[str, Any], size: Pair, kernel: Pair) -> dict[str, A
     if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups < 1:
         raise OpError(f"groups must be a positive int, got {groups!r}")
     padding = resolve_padding(attrs.get("padding", 0), size, kernel, stride, dilation)
-    return {"stride": stride, "padding": padding, "dilation": dilation, "groups": int(groups)}
+    geometry = {"stride": stride, "padding": padding, "dilation": dilation, "groups": int(groups)}
+    algorithm = attrs.get("algorithm", "auto")
+    if algorithm not in ALGORITHMS:
+        raise OpError(f"algorithm must be one of {', '.join(map(repr, ALGORITHMS))}, got {algorithm!r}")
+    if algorithm != "auto":  # kept only when forced, so that "auto" graphs print and hash as before
+        geometry["algorithm"] = algorithm
+    return geometry
 
 
 def _geom(attrs: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: attrs[k] for k in ("stride", "padding", "dilation", "groups")}
+    """The geometry attributes a gradient op inherits (the forced algorithm too)."""
+    return {k: attrs[k] for k in ("stride", "padding", "dilation", "groups", "algorithm") if k in attrs}
 
 
 def _check_groups(groups: int, x_channels: int, out_channels: int, what: str) -> None:

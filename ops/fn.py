@@ -143,13 +143,14 @@ def matmul(x: Node, y: Node) -> Node:
 
 # -- convolution and pooling (NCHW activations, OIHW weights) ---------------------------------------------
 def conv2d(x: Node, w: Node, b: Operand = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
-           groups: int = 1) -> Node:
+           groups: int = 1, algorithm: str = "auto") -> Node:
     """2-D convolution (cross-correlation, as PyTorch and ONNX) of x (N, C, H, W) with w (O, C/groups, kh, kw),
     plus the optional bias b (O,). ``stride``/``dilation``: an int or a pair (h, w). ``padding``: an int, a pair
     (ph, pw), an explicit (top, left, bottom, right) 4-tuple (ONNX ``pads`` order), ``"valid"`` (none) or
     ``"same"`` (output size ceil(in / stride), the odd extra padding at the end like ONNX SAME_UPPER;
-    ``"same_lower"`` puts it at the start)."""
-    geometry = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
+    ``"same_lower"`` puts it at the start). ``algorithm``: how the llvm backend computes it — ``"auto"`` (chosen
+    per layer), ``"direct"`` (window sums) or ``"im2col"`` (columns + GEMM); all compute the same values."""
+    geometry = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups, "algorithm": algorithm}
     return apply("conv2d", x, w, **geometry) if b is None else apply("conv2d", x, w, b, **geometry)
 
 

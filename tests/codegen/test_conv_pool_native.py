@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import codegen.conv as conv
+import codegen.conv_geometry as conv_geometry
 import graphc as gc
 from ops.random import keep_mask
 from ops.registry import apply
@@ -26,7 +27,7 @@ def _conv_case(x_shape, w_shape, dtype="float32", bias=True, seed=0, **attrs):
     b = g.input("b", (w_shape[0],), dtype) if bias else None
     y = gc.conv2d(x, w, b, **attrs)
     gy = g.input("gy", y.shape, dtype)
-    geom = {k: y.attrs[k] for k in ("stride", "padding", "dilation", "groups")}
+    geom = {k: y.attrs[k] for k in ("stride", "padding", "dilation", "groups", "algorithm") if k in y.attrs}
     dx = apply("conv2d_backward_input", gy, w, input_size=x_shape[2:], **geom)
     dw = apply("conv2d_backward_weight", x, gy, kernel_size=w_shape[2:], **geom)
     feeds = {"x": rng.standard_normal(x_shape), "w": rng.standard_normal(w_shape), "gy": rng.standard_normal(y.shape)}
@@ -63,9 +64,10 @@ def test_conv_float64():
 @pytest.mark.parametrize("budget, rows", [(3000, 3), (600, 1)])
 def test_conv_row_blocks(monkeypatch, budget, rows):
     """A tiny scratch budget forces im2col in blocks of output rows (full blocks, with and without a remainder)."""
-    monkeypatch.setattr(conv, "SCRATCH_BYTES", budget)
+    monkeypatch.setattr(conv_geometry, "SCRATCH_BYTES", budget)
     monkeypatch.setenv("GRAPHC_CACHE", "0")  # the cache key cannot see a patched budget: compile fresh
-    outputs, feeds = _conv_case((2, 4, 9, 8), (6, 2, 3, 3), stride=(1, 2), padding=(1, 2, 0, 1), groups=2)
+    outputs, feeds = _conv_case((2, 4, 9, 8), (6, 2, 3, 3), stride=(1, 2), padding=(1, 2, 0, 1), groups=2,
+                                algorithm="im2col")
     g = conv.geometry((2, 4, 9, 8), (6, 2, 3, 3), outputs["y"].shape, outputs["y"].attrs, "float32")
     assert g.block_rows() == rows
     _agree(outputs, feeds)

@@ -1,0 +1,145 @@
+"""Every convolution algorithm of the llvm backend, forced in turn (``algorithm="direct"`` / ``"im2col"`` and the
+per-layer ``"auto"`` choice), against the NumPy interpreter for the forward op and both gradient ops: depthwise
+(with and without a channel multiplier), grouped, dense, 1×1, stride, asymmetric padding, dilation, windows wider
+than the input, float64, fused epilogues, and bitwise agreement across thread counts."""
+
+import numpy as np
+import pytest
+
+import codegen.conv as conv
+import codegen.conv_direct as conv_direct
+import graphc as gc
+from graphc.errors import ShapeError
+from ops.registry import apply
+
+ALGORITHMS = ("direct", "im2col", "auto")
+
+GEOMETRIES = [  # (x shape, w shape, attrs)
+    ((2, 8, 9, 11), (8, 1, 3, 3), {"padding": 1, "groups": 8}),                      # depthwise 3×3
+    ((1, 6, 12, 10), (6, 1, 3, 3), {"padding": 1, "stride": 2, "groups": 6}),        # depthwise, stride 2
+    ((2, 4, 7, 9), (8, 1, 5, 5), {"padding": 2, "groups": 4}),                       # multiplier 2, 5×5
+    ((1, 3, 6, 7), (3, 1, 3, 3), {"padding": (2, 0, 1, 3), "dilation": (2, 1), "groups": 3}),
+    ((2, 6, 9, 7), (6, 2, 3, 3), {"stride": (2, 3), "padding": (1, 0, 2, 1), "groups": 3}),
+    ((1, 8, 8, 8), (16, 2, 3, 3), {"padding": 1, "groups": 4}),                      # ResNeXt-like groups
+    ((2, 3, 7, 5), (5, 3, 3, 2), {"stride": 2, "padding": (2, 1, 0, 3), "dilation": (1, 2)}),  # dense
+    ((1, 2, 4, 3), (3, 2, 5, 5), {"padding": 3}),                                    # window wider than x
+    ((2, 4, 5, 6), (6, 4, 1, 1), {}),                                                # pointwise
+    ((1, 4, 5, 6), (4, 1, 1, 1), {"groups": 4}),                                     # pointwise depthwise
+    ((1, 2, 3, 40), (2, 1, 3, 3), {"padding": 1, "groups": 2}),                      # long rows, short columns
+]
+
+
+def _case(x_shape, w_shape, algorithm, dtype="float32", bias=True, seed=0, **attrs):
+    rng = np.random.default_rng(seed)
+    g = gc.Graph("conv")
+    x = g.input("x", x_shape, dtype)
+    w = g.input("w", w_shape, dtype)
+    b = g.input("b", (w_shape[0],), dtype) if bias else None
+    y = gc.conv2d(x, w, b, algorithm=algorithm, **attrs)
+    gy = g.input("gy", y.shape, dtype)
+    geom = {k: y.attrs[k] for k in ("stride", "padding", "dilation", "groups")}
+    dx = apply("conv2d_backward_input", gy, w, input_size=x_shape[2:], algorithm=algorithm, **geom)
+    dw = apply("conv2d_backward_weight", x, gy, kernel_size=w_shape[2:], algorithm=algorithm, **geom)
+    feeds = {"x": rng.standard_normal(x_shape), "w": rng.standard_normal(w_shape), "gy": rng.standard_normal(y.shape)}
+    if bias:
+        feeds["b"] = rng.standard_normal(w_shape[0])
+    return {"y": y, "dx": dx, "dw": dw}, {k: v.astype(dtype) for k, v in feeds.items()}
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("x_shape, w_shape, attrs", GEOMETRIES)
+def test_forced_algorithm_matches_interpreter(x_shape, w_shape, attrs, algorithm):
+    outputs, feeds = _case(x_shape, w_shape, algorithm, **attrs)
+    gc.testing.assert_backends_agree(outputs, feeds, rtol=2e-5, atol=2e-6, scale_atol=True)
+
+
+@pytest.mark.parametrize("algorithm", ["direct", "im2col"])
+def test_float64_depthwise(algorithm):
+    outputs, feeds = _case((2, 5, 8, 7), (10, 1, 3, 3), algorithm, dtype="float64", padding=1, stride=(1, 2),
+                           groups=5)
+    gc.testing.assert_backends_agree(outputs, feeds, rtol=1e-12, atol=1e-12)
+
+
+def test_algorithms_agree_with_each_other():
+    """The forced algorithms compute the same function: direct vs im2col outputs within float32 rounding."""
+    results = {}
+    for algorithm in ("direct", "im2col"):
+        outputs, feeds = _case((2, 6, 10, 9), (12, 2, 3, 3), algorithm, padding=1, groups=3, seed=3)
+        prog = gc.compile(list(outputs.values()), backend="llvm")
+        results[algorithm] = prog(**feeds)
+    for a, b in zip(results["direct"], results["im2col"]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(b).max())
+
+
+@pytest.mark.parametrize("algorithm", ["direct", "im2col"])
+def test_fused_epilogue(algorithm):
+    """relu(conv(x) · scale[c] + shift[c]) fused into the conv kernel, on each algorithm."""
+    rng = np.random.default_rng(1)
+    g = gc.Graph("epi")
+    x = g.input("x", (2, 6, 7, 7))
+    w = g.input("w", (6, 1, 3, 3))
+    scale = g.input("scale", (1, 6, 1, 1))
+    shift = g.input("shift", (1, 6, 1, 1))
+    y = gc.relu(gc.conv2d(x, w, padding=1, groups=6, algorithm=algorithm) * scale + shift)
+    feeds = {"x": rng.standard_normal((2, 6, 7, 7)), "w": rng.standard_normal((6, 1, 3, 3)),
+             "scale": rng.standard_normal((1, 6, 1, 1)), "shift": rng.standard_normal((1, 6, 1, 1))}
+    feeds = {k: v.astype("float32") for k, v in feeds.items()}
+    gc.testing.assert_backends_agree([y], feeds, rtol=2e-5, atol=2e-6, scale_atol=True)
+
+
+def test_depthwise_training_gradients():
+    """A depthwise conv inside a graph differentiated symbolically: every gradient on the direct kernels."""
+    rng = np.random.default_rng(2)
+    g = gc.Graph("dw")
+    x = g.input("x", (3, 4, 8, 8))
+    w = g.param("w", rng.standard_normal((4, 1, 3, 3)).astype("float32"))
+    b = g.param("b", rng.standard_normal(4).astype("float32"))
+    y = gc.relu(gc.conv2d(x, w, b, padding=1, stride=2, groups=4))
+    loss = gc.mean(y * y)
+    grads = gc.grad(loss, [x, w, b])
+    feeds = {"x": rng.standard_normal((3, 4, 8, 8)).astype("float32")}
+    gc.testing.assert_backends_agree([loss, *grads], feeds, rtol=2e-5, atol=2e-6, scale_atol=True)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, attrs", [GEOMETRIES[0], GEOMETRIES[2], GEOMETRIES[5]])
+def test_direct_is_bitwise_equal_across_thread_counts(x_shape, w_shape, attrs):
+    outputs, feeds = _case(x_shape, w_shape, "direct", **attrs)
+    runs = [gc.compile(list(outputs.values()), backend="llvm", threads=t)(**feeds) for t in (1, 2, 3)]
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            assert np.array_equal(a, b)
+
+
+def test_auto_choice_per_layer():
+    """auto: depthwise and thin groups direct, 1×1 pointwise, dense im2col; forced choices are kept."""
+    def geom(x, w, **attrs):
+        g = gc.Graph("g")
+        y = gc.conv2d(g.input("x", x), g.input("w", w), **attrs)
+        return conv.geometry(x, w, y.shape, y.attrs, "float32")
+
+    depthwise = geom((1, 32, 56, 56), (32, 1, 3, 3), padding=1, groups=32)
+    dense = geom((1, 64, 56, 56), (64, 64, 3, 3), padding=1)
+    pointwise = geom((1, 64, 56, 56), (256, 64, 1, 1))
+    assert conv_direct.choose_algorithm(depthwise, "auto") == "direct"
+    assert conv_direct.choose_algorithm(dense, "auto") == "im2col"
+    assert conv_direct.choose_algorithm(pointwise, "auto") == "pointwise"
+    assert conv_direct.choose_algorithm(dense, "direct") == "direct"
+    assert conv_direct.choose_algorithm(pointwise, "im2col") == "im2col"
+
+
+def test_unknown_algorithm_is_a_clear_error():
+    g = gc.Graph("bad")
+    x, w = g.input("x", (1, 2, 5, 5)), g.input("w", (2, 2, 3, 3))
+    with pytest.raises(ShapeError, match="algorithm must be one of 'auto', 'direct', 'im2col', got 'winograd'"):
+        gc.conv2d(x, w, algorithm="winograd")
+
+
+def test_auto_leaves_the_attributes_unchanged():
+    """"auto" is not stored, so graphs built without the argument print and hash as before."""
+    g = gc.Graph("attrs")
+    y = gc.conv2d(g.input("x", (1, 2, 5, 5)), g.input("w", (2, 2, 3, 3)))
+    assert "algorithm" not in y.attrs
+    forced = gc.conv2d(g.input("x2", (1, 2, 5, 5)), g.input("w2", (2, 2, 3, 3)), algorithm="direct")
+    assert forced.attrs["algorithm"] == "direct"
+    dx, dw = gc.grad(gc.sum(forced), [forced.inputs[0], forced.inputs[1]])
+    assert {n.attrs.get("algorithm") for n in dx.graph.nodes if n.op.startswith("conv2d_backward")} == {"direct"}
