@@ -8,7 +8,7 @@ import numpy as np
 
 import ops.fn as fn
 from graphc.ir import Node
-from graphc.onnx.registry import ImportContext, OnnxNode, translator
+from graphc.onnx.registry import ImportContext, OnnxNode, optional_input, translator
 
 _PLAIN: dict[str, Callable[[Node], Node]] = {"Relu": fn.relu, "Sigmoid": fn.sigmoid, "Tanh": fn.tanh,
                                              "HardSwish": fn.hard_swish}
@@ -46,3 +46,20 @@ def _softmax(ctx: ImportContext, n: OnnxNode, xs: list) -> list:
     rows = int(np.prod(x.shape[:axis], dtype=np.int64))
     flat = fn.reshape(x, (rows, -1))
     return [fn.reshape(func(flat, axis=1), x.shape)]
+
+
+@translator("Clip")
+def _clip(ctx: ImportContext, n: OnnxNode, xs: list) -> list:
+    """Clip → clip(x, lo, hi) (ReLU6 in MobileNets): the bounds are the ``min``/``max`` attributes before opset 11,
+    optional inputs 1 and 2 from it on (import-time constants); an omitted bound is unbounded."""
+    x = ctx.tensor(xs[0])
+    if n.opset < 11:
+        lo, hi = n.attr("min", None), n.attr("max", None)
+    else:
+        bounds = [optional_input(xs, i) for i in (1, 2)]
+        lo, hi = (None if v is None else ctx.static(v, f"{n.label}: {what}")
+                  for v, what in zip(bounds, ("min", "max")))
+    lo, hi = (None if v is None else float(np.asarray(v).reshape(-1)[0]) for v in (lo, hi))
+    if lo is not None and hi is not None and lo > hi:  # min(max(x, lo), hi) is hi everywhere (ONNX, NumPy)
+        lo = hi
+    return [fn.clip(x, lo=lo, hi=hi)]

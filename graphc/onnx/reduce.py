@@ -22,7 +22,8 @@ def _reduce(ctx: ImportContext, n: OnnxNode, xs: list) -> list:
     x = ctx.tensor(xs[0])
     keep = bool(n.attr("keepdims", 1))
     axes = _reduce_axes(ctx, n, xs)
-    if axes is None and n.attr("noop_with_empty_axes", 0):
+    noop = n.attr("noop_with_empty_axes", 0)  # read whether or not axes are given (the dynamo exporter sets it)
+    if axes is None and noop:
         return [x]
     axis = None if axes is None else tuple(axes)
     if n.op_type == "ReduceMin":

@@ -17,7 +17,7 @@ SUPPORTED_OPS = (
     "Add", "Sub", "Mul", "Div", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Exp", "Log", "Gemm", "MatMul", "Conv",
     "MaxPool", "AveragePool", "GlobalAveragePool", "Softmax", "LogSoftmax", "ReduceSum", "ReduceMean", "Reshape",
     "Transpose", "Flatten", "Concat", "BatchNormalization", "Dropout", "SoftmaxCrossEntropyLoss",
-    "NegativeLogLikelihoodLoss", "HardSwish", "HardSigmoid",
+    "NegativeLogLikelihoodLoss", "HardSwish", "HardSigmoid", "Clip",
 )
 
 

@@ -88,3 +88,31 @@ def test_shape_input_must_be_static_or_given():
     assert imported.inputs == ["x"]  # the shape was consumed at import time
     x = np.arange(6, dtype=np.float32).reshape(2, 3)
     np.testing.assert_array_equal(imported.compile(backend="numpy")(x=x)["y"], x.reshape(3, 2))
+
+
+def _single_node_model(node, inputs, inits, out_shape, opset):
+    graph = helper.make_graph([node], "single", [helper.make_tensor_value_info(n, TensorProto.FLOAT, s)
+                                                 for n, s in inputs],
+                              [helper.make_tensor_value_info(node.output[0], TensorProto.FLOAT, out_shape)],
+                              [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def test_clip_bounds_as_inputs_relu6():
+    """MobileNet's ReLU6 as exported: Clip with min/max as initializer inputs (opset >= 11)."""
+    node = helper.make_node("Clip", ["x", "lo", "hi"], ["y"])
+    model = _single_node_model(node, [("x", [3, 4])], {"lo": np.array(0, "f4"), "hi": np.array(6, "f4")}, [3, 4], 17)
+    x = np.linspace(-9, 9, 12, dtype="f4").reshape(3, 4)
+    for backend in ("numpy", "llvm"):
+        got = gc.onnx.import_model(model).compile(backend=backend)(x=x)["y"]
+        np.testing.assert_array_equal(got, np.clip(x, 0, 6))
+
+
+def test_reduce_mean_axes_input_with_noop_attribute():
+    """The dynamo exporter's global pool: ReduceMean (opset 18) with an axes input and noop_with_empty_axes=0."""
+    node = helper.make_node("ReduceMean", ["x", "axes"], ["y"], keepdims=0, noop_with_empty_axes=0)
+    model = _single_node_model(node, [("x", [2, 3, 4, 5])], {}, [2, 3], 18)
+    model.graph.initializer.append(numpy_helper.from_array(np.array([2, 3], "int64"), "axes"))
+    x = np.random.default_rng(0).standard_normal((2, 3, 4, 5)).astype("f4")
+    got = gc.onnx.import_model(model).compile()(x=x)["y"]
+    np.testing.assert_allclose(got, x.mean(axis=(2, 3)), rtol=1e-5, atol=1e-6)
