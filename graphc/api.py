@@ -24,6 +24,9 @@ def compile(outputs: Any, backend: str | None = None, updates: Any = None, dump_
     ``updates`` maps params to their new values ({param: tensor} or [(param, tensor)]); a program call computes
     every output and update from the current state, then writes the updates into ``graph.state`` in place.
     ``dump_dir``: write every compiler stage there as text and DOT (see :mod:`graphc.dump`).
+    ``freeze=True``: an inference program whose params are constant snapshots of their current values — batch
+    norms after a conv/dense fold into its weights, constant subgraphs are evaluated once (``passes.freeze``);
+    later changes to the params do not reach it. Other ``options``: ``threads`` (all backends), ``cache`` (llvm).
     """
     program = make_program(outputs, backend=backend, updates=updates, **options)
     if dump_dir is not None:

@@ -10,6 +10,9 @@ What lives where:
   with ``numpy.matmul``);
 - :mod:`graphc.bench.runner`: running the workloads, thread control, ratios, the table and the JSON document (its
   docstring states the method);
+- ``graphc bench models`` (whole networks on graphc, onnxruntime and PyTorch from one ONNX file):
+  :mod:`graphc.bench.zoo` (torchvision models, their cached ONNX export, ``--onnx`` inputs) and
+  :mod:`graphc.bench.zoo_run` (building, interleaved timing, the check, the table and the JSON);
 - the command line (arguments, validation) is :mod:`graphc.cli.bench`.
 
 Adding a workload: write a function ``name(ctx: Context) -> None`` in :mod:`graphc.bench.workloads` whose

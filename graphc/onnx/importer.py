@@ -22,36 +22,53 @@ from graphc.onnx.registry import (
 class ImportedModel:
     """The result of :func:`import_model`: the graph, its runtime input names and its outputs by ONNX name."""
 
-    def __init__(self, graph: Graph, inputs: list[str], outputs: dict[str, Node], opset: int) -> None:
+    def __init__(self, graph: Graph, inputs: list[str], outputs: dict[str, Node], opset: int,
+                 inference: bool = False) -> None:
         self.graph = graph
         self.inputs = inputs
         self.outputs = outputs
         self.opset = opset
+        self.inference = inference
 
     def compile(self, backend: str | None = None, **options: Any) -> Any:
-        """A program returning ``{onnx output name: array}``; feed it the arrays named by ``inputs``."""
+        """A program returning ``{onnx output name: array}``; feed it the arrays named by ``inputs``. A model
+        imported with ``inference=True`` compiles frozen (``freeze=True``) unless told otherwise."""
         from graphc.api import compile as compile_graph
 
+        if self.inference:
+            options.setdefault("freeze", True)
         return compile_graph(dict(self.outputs), backend=backend, **options)
 
     def __repr__(self) -> str:
         return f"ImportedModel({self.graph.name!r}, inputs={self.inputs}, outputs={list(self.outputs)})"
 
 
-def import_model(model_or_path: Any, *, initializers: str = "params", static_inputs: Mapping[str, Any] | None = None,
-                 input_shapes: Mapping[str, Any] | None = None, name: str | None = None) -> ImportedModel:
+def import_model(model_or_path: Any, *, initializers: str | None = None,
+                 static_inputs: Mapping[str, Any] | None = None, input_shapes: Mapping[str, Any] | None = None,
+                 name: str | None = None, inference: bool = False) -> ImportedModel:
     """Translate an ONNX model (a ``ModelProto``, bytes or a file path) into a graphc graph.
 
-    ``initializers``: ``"params"`` (float initializers become trainable params; integer ones consts) or
-    ``"consts"``. ``static_inputs``: values of graph inputs that the model uses as shapes, axes or indices (an input
-    that an op also consumes as a tensor still becomes a runtime input). ``input_shapes`` fixes dynamic dimensions.
+    ``initializers``: ``"params"`` (float initializers become trainable params; integer ones consts; the default)
+    or ``"consts"``. ``inference=True``: for inference only — initializers are constants (``"consts"``, the only
+    choice then) and ``compile`` freezes the program (batch norms folded into the preceding conv/dense weights,
+    constant subgraphs evaluated once; see ``gc.compile(freeze=True)``). ``static_inputs``: values of graph
+    inputs that the model uses as shapes, axes or indices (an input that an op also consumes as a tensor still
+    becomes a runtime input). ``input_shapes`` fixes dynamic dimensions.
     """
+    if not isinstance(inference, bool):
+        raise GraphcError(f"import_model: inference must be True or False, got {inference!r}")
+    if inference and initializers not in (None, "consts"):
+        raise GraphcError(f"import_model: inference=True makes the initializers constants; initializers="
+                          f"{initializers!r} contradicts it")
+    initializers = initializers or ("consts" if inference else "params")
     onnx = require_onnx()
     model = _load(onnx, model_or_path)
     if initializers not in ("params", "consts"):
         raise GraphcError(f"import_model: initializers must be 'params' or 'consts', got {initializers!r}")
     try:
-        return _import(onnx, model, initializers, static_inputs, input_shapes, name)
+        imported = _import(onnx, model, initializers, static_inputs, input_shapes, name)
+        imported.inference = inference
+        return imported
     except _MALFORMED as err:  # a damaged or hostile file: fields of the wrong type, missing or out of range
         raise UnsupportedOnnx(f"the model is malformed ({type(err).__name__}: {err})") from None
 
