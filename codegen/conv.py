@@ -36,6 +36,7 @@ from collections.abc import Callable
 
 import llvmlite.ir as ir
 
+import codegen.conv_depthwise as conv_depthwise
 import codegen.conv_direct as conv_direct
 import codegen.loops as loops
 from codegen.conv_geometry import SCRATCH_BYTES, Geometry, geometry, zero_fill, zero_range
@@ -49,6 +50,8 @@ from graphc.ir import Node
 
 MAX_SLABS = 32  # partial weight gradients at most (see weight_gradient_slabs)
 PARTIALS_BYTES = 8 << 20  # and at most this much memory for them
+FLIP_MAX_POSITIONS = 256  # transposed forward products only for this few output positions (see transposed_forward)
+FLIP_GAIN = 1.08  # ... and only when they fill the register tiles this much better
 
 
 def _ceil_pos(b: ir.IRBuilder, a: ir.Value, s: int) -> ir.Value:
@@ -172,10 +175,12 @@ def lower_conv2d(ctx: KernelContext) -> None:
     if node.size == 0:
         return
     if algorithm == "direct":
-        conv_direct.forward(ctx, node, g, x, w, bias)
+        blocked = conv_depthwise.forward_blocks(ctx, node, g, x, w, bias) if conv_depthwise.blocked_applies(g) else 0
+        conv_direct.forward(ctx, node, g, x, w, bias, first_channel=blocked)
         return
 
     rows = g.block_rows()
+    flip = rows == g.ho and transposed_forward(g, node.dtype)
 
     def blocks_of(c: KernelContext, n: ir.Value) -> Callable[[ir.Value, int], None]:
         """Set up image n (its scratch, pointers); returns block(row0, r), which computes output rows
@@ -186,6 +191,7 @@ def lower_conv2d(ctx: KernelContext) -> None:
         single = rows == g.ho or g.pointwise  # pointwise: the GEMM reads x and writes y in place, block by block
         cols = None if g.pointwise else _scratch(c, node.dtype, g.k * rows * g.wo)
         out = None if single else _scratch(c, node.dtype, g.o * rows * g.wo)
+        flipped = _scratch(c, node.dtype, g.p * g.o) if flip else None
         bias_ptr = None if bias is None else c.ptr(bias)
         pixels = c.elem(x, b.mul(n, i64(g.c * g.h * g.w)))
         y_base = b.mul(n, i64(g.o * g.p))
@@ -193,6 +199,17 @@ def lower_conv2d(ctx: KernelContext) -> None:
 
         def block(row0: ir.Value, r: int) -> None:
             pb = r * g.wo
+            if flipped is not None:  # yᵀ = colsᵀ · Wᵀ (P × O, in scratch), then y = its transpose + b, epilogue
+                if not g.pointwise:
+                    im2col(b, g, pixels, cols, row0, r)
+                gemm = _gemm(c, "fwdt", g, g.p, g.o, g.k, node.dtype, (0, 0, 0), lds=(g.p, g.k, g.o), trans_a=True,
+                             trans_b=True)
+                gemm(pixels if g.pointwise else cols, c.ptr(w), flipped)
+                if epi:
+                    _epilogue_rows(b, epi, g, flipped, 1, y_base, g.p, bias_ptr, column_stride=g.o)
+                else:
+                    _copy_rows(b, g.o, g.p, flipped, 1, y_n, g.p, bias_ptr, column_stride=g.o)
+                return
             if g.pointwise:  # y[n][:, block] = W · x[n][:, block], both with row stride P
                 at = b.mul(row0, i64(g.wo))
                 here = b.gep(y_n, [at], inbounds=True)
@@ -251,16 +268,16 @@ def _images(ctx: KernelContext, g: Geometry, image: Callable[[KernelContext, ir.
 
 
 def _epilogue_rows(b: ir.IRBuilder, epi: Epilogue, g: Geometry, src: ir.Value, src_ld: int, base: ir.Value,
-                   width: int, bias: ir.Value | None) -> None:
-    """For ch < O, e < width: v = src[ch·src_ld + e] (+ bias[ch]); the epilogue stores chain(v) into every kernel
-    output at base + ch·P + e (the per-channel inputs are loaded once per channel)."""
+                   width: int, bias: ir.Value | None, column_stride: int = 1) -> None:
+    """For ch < O, e < width: v = src[ch·src_ld + e·column_stride] (+ bias[ch]); the epilogue stores chain(v) into
+    every kernel output at base + ch·P + e (the per-channel inputs are loaded once per channel)."""
     with for_range(b, 0, g.o, name="ch") as ch:
         s = b.gep(src, [b.mul(ch, i64(src_ld))], inbounds=True)
         row = b.add(base, b.mul(ch, i64(g.p)))
         add = None if bias is None else b.load(b.gep(bias, [ch], inbounds=True))
         per_channel = epi.load(b, ch)
         with for_range(b, 0, width, name="e") as e:
-            v = b.load(b.gep(s, [e], inbounds=True))
+            v = b.load(b.gep(s, [e if column_stride == 1 else b.mul(e, i64(column_stride))], inbounds=True))
             epi.store(b, v if add is None else b.fadd(v, add, flags=FAST), b.add(row, e), per_channel)
 
 
@@ -325,6 +342,16 @@ def _tile_use(m: int, n: int, dtype: str) -> float:
     """Fraction of the micro-kernel tiles' lanes an m × n GEMM output fills (edge tiles waste the rest)."""
     cfg = default_config(dtype, host_vector_bits())
     return m / (-(-m // cfg.mr) * cfg.mr) * n / (-(-n // cfg.nr) * cfg.nr)
+
+
+def transposed_forward(g: Geometry, dtype: str) -> bool:
+    """Whether the forward runs as yᵀ = colsᵀ · Wᵀ (P × O into scratch, transposed back with the epilogue): one
+    group, few output positions (P ≤ FLIP_MAX_POSITIONS) and clearly better use of the GEMM's register tiles — at
+    batch 1, ResNet's 7×7 layers fill 49 of 64 tile columns as an O × 49 product but 49 of 56 tile rows as
+    49 × O."""
+    if g.groups != 1 or g.p > FLIP_MAX_POSITIONS or g.o * g.p * g.itemsize > SCRATCH_BYTES:
+        return False
+    return _tile_use(g.p, g.o, dtype) > FLIP_GAIN * _tile_use(g.o, g.p, dtype)
 
 
 def transposed_weight_gradient(g: Geometry, dtype: str) -> bool:

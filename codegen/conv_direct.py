@@ -20,24 +20,30 @@ in bounds by construction and no padded copy is made.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import llvmlite.ir as ir
 
 from codegen.conv_geometry import Geometry, zero_fill
 from codegen.epilogue import Epilogue
-from codegen.llvm import float_intrinsic, fold, for_range, i64
+from codegen.llvm import float_intrinsic, fold, for_range, i64, intrinsic
 from codegen.lowering import KernelContext
 from codegen.scalar import FAST
 from graphc.ir import Node
 
 
-def _fma(b: ir.IRBuilder, a: ir.Value, x: ir.Value, acc: ir.Value) -> ir.Value:
+def fma(b: ir.IRBuilder, a: ir.Value, x: ir.Value, acc: ir.Value) -> ir.Value:
     """a·x + acc with one rounding (``llvm.fma``): per-element sums in a fixed order, the same bits on every build
-    (contraction flags leave FMA fusion to the optimizer, which may fuse a different set per build)."""
+    (contraction flags leave FMA fusion to the optimizer, which may fuse a different set per build). Scalars or
+    vectors."""
+    if isinstance(a.type, ir.VectorType):
+        suffix = f"v{a.type.count}{'f64' if isinstance(a.type.element, ir.DoubleType) else 'f32'}"
+        return b.call(intrinsic(b.module, f"llvm.fma.{suffix}", a.type, [a.type] * 3), [a, x, acc])
     return b.call(float_intrinsic(b, "llvm.fma", a.type, 3), [a, x, acc])
 
+
 MAX_DIRECT_TAPS = 32  # "auto" takes the direct algorithm when C/G · kh · kw is at most this (see choose_algorithm)
-MAX_EDGE_COLUMNS = 8  # rows computed in registers unroll their edge columns: at most this many
+FLAT_SCRATCH_BYTES = 4 << 20  # the flat kernel's padded planes + output run per thread: at most this much
 
 
 def choose_algorithm(g: Geometry, requested: str) -> str:
@@ -98,40 +104,60 @@ def _chunks(ctx: KernelContext, name: str, count: int, body: Callable[[KernelCon
         body(ctx, index)
 
 
-def _interior_rows(g: Geometry) -> tuple[int, int]:
-    """Output rows [I0, I1) whose every kernel row lies inside x (empty, I0 == I1, when none does)."""
-    i0 = min(-(-g.top // g.sh), g.ho)
-    last = g.h - 1 + g.top - (g.kh - 1) * g.dh  # i·sh must not exceed this
-    i1 = min(g.ho, last // g.sh + 1) if last >= 0 else 0
-    return i0, max(i1, i0)
+@dataclass(frozen=True)
+class Padded:
+    """The zero-padded copy of one plane that the flat direct kernel reads: ``rows`` × ``pitch`` elements, x's
+    pixel (h, w) at row h + top, column w + left; ``span`` flat output positions t = i·pitch + j (j < Wo valid,
+    the others wrap into the next row and are discarded)."""
+
+    rows: int
+    pitch: int
+    span: int
+
+    @classmethod
+    def of(cls, g: Geometry) -> Padded:
+        rows = (g.ho - 1) * g.sh + (g.kh - 1) * g.dh + 1
+        pitch = (g.wo - 1) * g.sw + (g.kw - 1) * g.dw + 1
+        return cls(rows, pitch, (g.ho - 1) * pitch + g.wo)
+
+    def scratch_elements(self, g: Geometry) -> int:
+        return g.cg * self.rows * self.pitch + self.span
 
 
-def forward(ctx: KernelContext, node: Node, g: Geometry, x: Node, w: Node, bias: Node | None) -> None:
-    """y = conv2d(x, w) (+ b), then the kernel's epilogue: one (image, output channel) plane per chunk.
+def flat_applies(g: Geometry) -> bool:
+    """Whether the flat kernel runs this geometry: few taps (all in registers), equal strides (so that a flat
+    index t = i·pitch + j maps to the input as sw·t + p·dh·pitch + q·dw) and a padded plane that fits the budget."""
+    return g.kg <= MAX_DIRECT_TAPS and g.sh == g.sw and \
+        Padded.of(g).scratch_elements(g) * g.itemsize <= FLAT_SCRATCH_BYTES
 
-    Rows whose window lies inside x (all kernel rows valid) with few taps (Cg·kh·kw ≤ MAX_DIRECT_TAPS) and few
-    edge columns are computed in registers: every tap of an interior column in one chain of FMAs, the epilogue
-    applied as the value is stored (one write per output). Other rows accumulate tap rows into y's row first.
-    Both run each output's FMAs in the same order (bias, then c, p, q), so they give the same bits."""
-    ranges, j0, j1 = _columns(g)
-    i0, i1 = _interior_rows(g)
-    edge_columns = [j for j in range(g.wo) if not j0 <= j < j1]
-    fused = g.kg <= MAX_DIRECT_TAPS and len(edge_columns) <= MAX_EDGE_COLUMNS and i0 < i1
+
+def forward(ctx: KernelContext, node: Node, g: Geometry, x: Node, w: Node, bias: Node | None,
+            first_channel: int = 0) -> None:
+    """y = conv2d(x, w) (+ b), then the kernel's epilogue: one (image, output channel) plane per chunk, for the
+    output channels from ``first_channel`` on (those before it: ``codegen.conv_depthwise``).
+
+    Flat kernel (``flat_applies``): the group's input planes are copied zero-padded into scratch (``Padded``), so
+    every window is inside; then one loop over the flat positions t sums all Cg·kh·kw taps in registers
+    (out[t] = b + Σ_{c,p,q} w[o,c,p,q] · pad_c[sw·t + p·dh·pitch + q·dw] — long, fully vectorized runs even for
+    7×7 planes), and the valid positions go through the epilogue into y. Otherwise each output row accumulates
+    its tap rows in y's row (``_accumulated_row``). Both run each output's FMAs in the same order (bias, then c,
+    p, q)."""
+    flat = flat_applies(g)
+    padded = Padded.of(g)
+    count = g.o - first_channel  # output channels per image on these kernels
 
     def plane(c: KernelContext, index: ir.Value) -> None:
         b = c.builder
         epi = Epilogue.of(c, node)
         target = epi.target() if epi else node
-        n, o = b.udiv(index, i64(g.o)), b.urem(index, i64(g.o))
+        n = b.udiv(index, i64(count))
+        o = b.add(b.urem(index, i64(count)), i64(first_channel))
+        plane_index = b.add(b.mul(n, i64(g.o)), o)
         first = b.mul(b.udiv(o, i64(g.og)), i64(g.cg))  # the group's first input channel
-        start = ir.Constant(ir.FloatType() if g.itemsize == 4 else ir.DoubleType(), 0.0)
+        start = ir.Constant(scalar_type(g), 0.0)
         if bias is not None:
             start = b.load(c.elem(bias, o))
         per_channel = epi.load(b, o) if epi else None
-        plane_of = [b.mul(b.add(b.mul(n, i64(g.c)), b.add(first, i64(ch))), i64(g.h * g.w)) for ch in range(g.cg)] \
-            if fused else []
-        weights = c.elem(w, b.mul(o, i64(g.kg)))
-        taps = [b.load(b.gep(weights, [i64(t)], inbounds=True)) for t in range(g.kg)] if fused else []
 
         def emit(v: ir.Value, at: ir.Value) -> None:
             if epi:
@@ -139,66 +165,96 @@ def forward(ctx: KernelContext, node: Node, g: Geometry, x: Node, w: Node, bias:
             else:
                 b.store(v, c.elem(target, at))
 
-        def fused_row(i: ir.Value) -> None:
-            row_at = b.add(b.mul(index, i64(g.p)), b.mul(i, i64(g.wo)))
-            rows = [[c.elem(x, b.add(plane_of[ch], b.mul(b.add(b.mul(i, i64(g.sh)), i64(p * g.dh - g.top)),
-                                                          i64(g.w)))) for p in range(g.kh)] for ch in range(g.cg)]
+        if not flat:
+            with for_range(b, 0, g.ho, name="i") as i:
+                _accumulated_row(c, g, x, w, n, o, first, i, b.add(b.mul(plane_index, i64(g.p)), b.mul(i, i64(g.wo))),
+                                 target, start, epi, per_channel)
+            return
+        scratch = c.scratch(padded.scratch_elements(g) * g.itemsize, scalar_type(g))
+        size = padded.rows * padded.pitch
+        pads = [b.gep(scratch, [i64(ch * size)], inbounds=True) for ch in range(g.cg)]
+        out = b.gep(scratch, [i64(g.cg * size)], inbounds=True)
+        for ch in range(g.cg):
+            source = c.elem(x, b.mul(b.add(b.mul(n, i64(g.c)), b.add(first, i64(ch))), i64(g.h * g.w)))
+            _pad_plane(b, g, padded, source, pads[ch])
+        weights = c.elem(w, b.mul(o, i64(g.kg)))
+        taps = [b.load(b.gep(weights, [i64(t)], inbounds=True)) for t in range(g.kg)]
+        with for_range(b, 0, padded.span, name="t") as t:
+            base = b.mul(t, i64(g.sw))
+            v = start
+            for ch in range(g.cg):
+                for p in range(g.kh):
+                    for q in range(g.kw):
+                        xv = b.load(b.gep(pads[ch], [b.add(base, i64(p * g.dh * padded.pitch + q * g.dw))],
+                                          inbounds=True))
+                        v = fma(b, taps[(ch * g.kh + p) * g.kw + q], xv, v)
+            b.store(v, b.gep(out, [t], inbounds=True))
+        with for_range(b, 0, g.ho, name="i") as i:
+            row = b.gep(out, [b.mul(i, i64(padded.pitch))], inbounds=True)
+            row_at = b.add(b.mul(plane_index, i64(g.p)), b.mul(i, i64(g.wo)))
+            with for_range(b, 0, g.wo, name="j") as j:
+                emit(b.load(b.gep(row, [j], inbounds=True)), b.add(row_at, j))
 
-            def window(j: ir.Value, qs: list[int]) -> ir.Value:
-                v = start
-                for ch in range(g.cg):
-                    for p in range(g.kh):
-                        for q in qs:
-                            xv = b.load(b.gep(rows[ch][p], [_column(b, g, j, q)], inbounds=True))
-                            v = _fma(b, taps[(ch * g.kh + p) * g.kw + q], xv, v)
-                return v
+    if count > 0:
+        _chunks(ctx, "planes", g.n * count, plane)
+
+
+def scalar_type(g: Geometry) -> ir.Type:
+    return ir.FloatType() if g.itemsize == 4 else ir.DoubleType()
+
+
+def _pad_plane(b: ir.IRBuilder, g: Geometry, padded: Padded, source: ir.Value, dst: ir.Value) -> None:
+    """dst (rows × pitch) = the plane at ``source`` (H × W) shifted by (top, left), zero elsewhere; only the
+    columns and rows the windows reach are copied (static bounds)."""
+    lo_c, hi_c = min(g.left, padded.pitch), min(g.left + g.w, padded.pitch)  # padded columns holding x
+    lo_r, hi_r = min(g.top, padded.rows), min(g.top + g.h, padded.rows)
+    if lo_r > 0 or hi_r < padded.rows or lo_c > 0 or hi_c < padded.pitch or lo_c >= hi_c:
+        zero_fill(b, dst, padded.rows * padded.pitch)
+    if lo_r < hi_r and lo_c < hi_c:
+        with for_range(b, lo_r, hi_r, name="r") as r:
+            src_row = b.gep(source, [b.mul(b.sub(r, i64(g.top)), i64(g.w))], inbounds=True)
+            dst_row = b.gep(dst, [b.mul(r, i64(padded.pitch))], inbounds=True)
+            with for_range(b, lo_c, hi_c, name="cc") as col:
+                b.store(b.load(b.gep(src_row, [b.sub(col, i64(g.left))], inbounds=True)),
+                        b.gep(dst_row, [col], inbounds=True))
+
+
+def _accumulated_row(c: KernelContext, g: Geometry, x: Node, w: Node, n: ir.Value, o: ir.Value, first: ir.Value,
+                     i: ir.Value, row_at: ir.Value, target: Node, start: ir.Value, epi: Epilogue,
+                     per_channel: dict | None) -> None:
+    """Output row i of plane (n, o): y's row = start, then + each tap row (valid kernel rows only; per kernel
+    column its valid output columns), then the epilogue over the row."""
+    b = c.builder
+    ranges, j0, j1 = _columns(g)
+    acc = c.elem(target, row_at)
+    with for_range(b, 0, g.wo, name="init") as j:
+        b.store(start, b.gep(acc, [j], inbounds=True))
+    with for_range(b, 0, g.cg, name="c") as ch, for_range(b, 0, g.kh, name="p") as p:
+        hi, ok = _input_row(b, g, i, p)
+        with b.if_then(ok):
+            plane_at = b.mul(b.add(b.mul(n, i64(g.c)), b.add(first, ch)), i64(g.h * g.w))
+            xrow = c.elem(x, b.add(plane_at, b.mul(hi, i64(g.w))))
+            wrow = c.elem(w, b.mul(b.add(b.mul(b.add(b.mul(o, i64(g.cg)), ch), i64(g.kh)), p), i64(g.kw)))
+            row_taps = [b.load(b.gep(wrow, [i64(q)], inbounds=True)) for q in range(g.kw)]
+
+            def add(j: ir.Value, qs: range) -> None:
+                ptr = b.gep(acc, [j], inbounds=True)
+                v = b.load(ptr)
+                for q in qs:
+                    xv = b.load(b.gep(xrow, [_column(b, g, j, q)], inbounds=True))
+                    v = fma(b, row_taps[q], xv, v)
+                b.store(v, ptr)
 
             if j0 < j1:
                 with for_range(b, j0, j1, name="j") as j:
-                    emit(window(j, list(range(g.kw))), b.add(row_at, j))
-            for j in edge_columns:
-                emit(window(i64(j), [q for q, (lo, hi) in enumerate(ranges) if lo <= j < hi]), b.add(row_at, i64(j)))
-
-        def accumulated_row(i: ir.Value) -> None:
-            row_at = b.add(b.mul(index, i64(g.p)), b.mul(i, i64(g.wo)))
-            acc = c.elem(target, row_at)
-            with for_range(b, 0, g.wo, name="init") as j:
-                b.store(start, b.gep(acc, [j], inbounds=True))
-            with for_range(b, 0, g.cg, name="c") as ch, for_range(b, 0, g.kh, name="p") as p:
-                hi, ok = _input_row(b, g, i, p)
-                with b.if_then(ok):
-                    plane_at = b.mul(b.add(b.mul(n, i64(g.c)), b.add(first, ch)), i64(g.h * g.w))
-                    xrow = c.elem(x, b.add(plane_at, b.mul(hi, i64(g.w))))
-                    wrow = c.elem(w, b.mul(b.add(b.mul(b.add(b.mul(o, i64(g.cg)), ch), i64(g.kh)), p), i64(g.kw)))
-                    row_taps = [b.load(b.gep(wrow, [i64(q)], inbounds=True)) for q in range(g.kw)]
-
-                    def add(j: ir.Value, qs: range) -> None:
-                        ptr = b.gep(acc, [j], inbounds=True)
-                        v = b.load(ptr)
-                        for q in qs:
-                            xv = b.load(b.gep(xrow, [_column(b, g, j, q)], inbounds=True))
-                            v = _fma(b, row_taps[q], xv, v)
-                        b.store(v, ptr)
-
-                    if j0 < j1:
-                        with for_range(b, j0, j1, name="j") as j:
-                            add(j, range(g.kw))
-                    for q, (lo, hi_q) in enumerate(ranges):
-                        for a, z in _edges(lo, hi_q, j0, j1):
-                            with for_range(b, a, z, name="je") as j:
-                                add(j, range(q, q + 1))
-            if epi:
-                with for_range(b, 0, g.wo, name="e") as j:
-                    epi.store(b, b.load(b.gep(acc, [j], inbounds=True)), b.add(row_at, j), per_channel)
-
-        spans = [(0, i0, accumulated_row), (i0, i1, fused_row), (i1, g.ho, accumulated_row)] if fused \
-            else [(0, g.ho, accumulated_row)]
-        for lo, hi, row in spans:
-            if lo < hi:
-                with for_range(b, lo, hi, name="i") as i:
-                    row(i)
-
-    _chunks(ctx, "planes", g.n * g.o, plane)
+                    add(j, range(g.kw))
+            for q, (lo, hi_q) in enumerate(ranges):
+                for a, z in _edges(lo, hi_q, j0, j1):
+                    with for_range(b, a, z, name="je") as j:
+                        add(j, range(q, q + 1))
+    if epi:
+        with for_range(b, 0, g.wo, name="e") as j:
+            epi.store(b, b.load(b.gep(acc, [j], inbounds=True)), b.add(row_at, j), per_channel)
 
 
 def backward_input(ctx: KernelContext, node: Node, g: Geometry, gy: Node, w: Node) -> None:
@@ -228,7 +284,7 @@ def backward_input(ctx: KernelContext, node: Node, g: Geometry, gy: Node, w: Nod
                     with for_range(b, lo, hi_q, name="j") as j:
                         ptr = b.gep(dxrow, [_column(b, g, j, q)], inbounds=True)
                         gv = b.load(b.gep(grow, [j], inbounds=True))
-                        b.store(_fma(b, tap, gv, b.load(ptr)), ptr)
+                        b.store(fma(b, tap, gv, b.load(ptr)), ptr)
 
     _chunks(ctx, "planes", g.n * g.c, plane)
 

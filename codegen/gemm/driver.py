@@ -42,6 +42,7 @@ import llvmlite.ir as ir
 from codegen.gemm.config import GemmConfig, default_config, host_vector_bits
 from codegen.gemm.microkernel import microkernel
 from codegen.gemm.pack import pack_a, pack_b
+from codegen.gemm.skinny import SKINNY_ROWS, emit_skinny
 from codegen.llvm import I1, I8, PTR, VOID, for_range, gep, i64
 from codegen.parallel import Claim, region
 
@@ -159,6 +160,10 @@ def emit_gemm(module: ir.Module, name: str, m: int, n: int, k: int, dtype: str =
         b.ret_void()
         return fn
     layout = Layout(ld_a, ld_b, ld_c, trans_a, trans_b, accumulate)
+    if m <= SKINNY_ROWS:  # matrix-vector products: no packing (codegen.gemm.skinny)
+        emit_skinny(module, b, name, cfg, list(fn.args[:3]), m, n, k, batch, strides, layout, threads, fn.args[3])
+        b.ret_void()
+        return fn
     grid = partition(m, n, k, batch, cfg, threads)
     if grid is None:
         a, bm, c, w = fn.args

@@ -26,6 +26,15 @@ GEOMETRIES = [  # (x shape, w shape, attrs)
     ((2, 4, 5, 6), (6, 4, 1, 1), {}),                                                # pointwise
     ((1, 4, 5, 6), (4, 1, 1, 1), {"groups": 4}),                                     # pointwise depthwise
     ((1, 2, 3, 40), (2, 1, 3, 3), {"padding": 1, "groups": 2}),                      # long rows, short columns
+    # channel blocks (conv_depthwise): a full block of vector lanes and a remainder on the plane kernels
+    ((2, 20, 7, 7), (20, 1, 3, 3), {"padding": 1, "groups": 20}),
+    ((1, 32, 9, 13), (32, 1, 5, 5), {"padding": 2, "stride": 2, "groups": 32}),
+    ((1, 18, 10, 10), (18, 1, 3, 3), {"padding": (2, 1, 0, 3), "dilation": 2, "groups": 18}),
+    ((1, 40, 3, 2), (40, 1, 3, 3), {"padding": 1, "groups": 40}),                     # tiny planes, all border
+    ((1, 16, 21, 5), (16, 1, 2, 3), {"stride": (2, 1), "groups": 16}),                # unequal strides
+    # few positions, many output channels: the transposed product yᵀ = colsᵀ·Wᵀ (conv.transposed_forward)
+    ((2, 16, 7, 7), (64, 16, 3, 3), {"padding": 1}),
+    ((1, 32, 7, 7), (128, 32, 1, 1), {}),
 ]
 
 
@@ -54,9 +63,12 @@ def test_forced_algorithm_matches_interpreter(x_shape, w_shape, attrs, algorithm
 
 
 @pytest.mark.parametrize("algorithm", ["direct", "im2col"])
-def test_float64_depthwise(algorithm):
-    outputs, feeds = _case((2, 5, 8, 7), (10, 1, 3, 3), algorithm, dtype="float64", padding=1, stride=(1, 2),
-                           groups=5)
+@pytest.mark.parametrize("x_shape, w_shape, attrs", [
+    ((2, 5, 8, 7), (10, 1, 3, 3), {"padding": 1, "stride": (1, 2), "groups": 5}),
+    ((1, 12, 6, 6), (12, 1, 3, 3), {"padding": 1, "groups": 12}),  # a block of 8 float64 lanes and 4 more
+])
+def test_float64_depthwise(algorithm, x_shape, w_shape, attrs):
+    outputs, feeds = _case(x_shape, w_shape, algorithm, dtype="float64", **attrs)
     gc.testing.assert_backends_agree(outputs, feeds, rtol=1e-12, atol=1e-12)
 
 
@@ -101,13 +113,27 @@ def test_depthwise_training_gradients():
     gc.testing.assert_backends_agree([loss, *grads], feeds, rtol=2e-5, atol=2e-6, scale_atol=True)
 
 
-@pytest.mark.parametrize("x_shape, w_shape, attrs", [GEOMETRIES[0], GEOMETRIES[2], GEOMETRIES[5]])
+@pytest.mark.parametrize("x_shape, w_shape, attrs", [GEOMETRIES[0], GEOMETRIES[2], GEOMETRIES[5], GEOMETRIES[11],
+                                                     GEOMETRIES[12]])
 def test_direct_is_bitwise_equal_across_thread_counts(x_shape, w_shape, attrs):
     outputs, feeds = _case(x_shape, w_shape, "direct", **attrs)
     runs = [gc.compile(list(outputs.values()), backend="llvm", threads=t)(**feeds) for t in (1, 2, 3)]
     for other in runs[1:]:
         for a, b in zip(runs[0], other):
             assert np.array_equal(a, b)
+
+
+def test_transposed_forward_is_chosen_for_few_positions():
+    """ResNet's 7×7 stage at batch 1 (49 positions, 512 channels) runs as the transposed product; 56×56 does not."""
+    def geom(x, w, **attrs):
+        g = gc.Graph("g")
+        y = gc.conv2d(g.input("x", x), g.input("w", w), **attrs)
+        return conv.geometry(x, w, y.shape, y.attrs, "float32")
+
+    assert conv.transposed_forward(geom((1, 512, 7, 7), (512, 512, 3, 3), padding=1), "float32")
+    assert conv.transposed_forward(geom((2, 16, 7, 7), (64, 16, 3, 3), padding=1), "float32")
+    assert not conv.transposed_forward(geom((1, 64, 56, 56), (64, 64, 3, 3), padding=1), "float32")
+    assert not conv.transposed_forward(geom((1, 8, 7, 7), (8, 4, 3, 3), padding=1, groups=2), "float32")
 
 
 def test_auto_choice_per_layer():

@@ -29,6 +29,10 @@ CASES = [  # (m, n, k, batch, options): each at least PARALLEL_MIN_MACS multiply
     (61, 130, 90, 2, dict(dtype="float64", trans_b=True)),
     (16, 1568, 10, 1, {}),  # on 3 threads the narrower last slice blocks wider than the others (more workspace)
     (9, 1000, 16, 1, dict(trans_b=True)),
+    (1, 1000, 1280, 1, {}),  # matrix-vector products (codegen.gemm.skinny): column blocks are the chunks
+    (2, 777, 300, 1, dict(trans_b=True)),
+    (1, 515, 333, 2, dict(trans_a=True, accumulate=True)),
+    (2, 65, 2000, 1, dict(dtype="float64", trans_b=True, accumulate=True)),
 ]
 
 

@@ -58,6 +58,11 @@ for _m, _n, _k in [(1, 1, 1), (7, 13, 5), (13, 21, 300), (MR + 1, NR // 2 + 1, 9
 for _m, _n, _k in [(7, 13, 5), (9, 33, 17), (17, 70, 300)]:
     CASES.append(("avx512", _m, _n, _k, dict(config=AVX512_F32)))
     CASES.append(("avx512", _m, _n, _k, dict(config=AVX512_F32, trans_a=True, trans_b=True, accumulate=True)))
+for _m, _n, _k in [(1, 1000, 1280), (2, 77, 300), (1, 65, 17), (2, 5, 33)]:  # codegen.gemm.skinny (no packing)
+    for _ta in (False, True):
+        for _tb in (False, True):
+            CASES.append(("skinny", _m, _n, _k, dict(trans_a=_ta, trans_b=_tb, accumulate=_ta != _tb)))
+    CASES.append(("skinny", _m, _n, _k, dict(dtype="float64", trans_b=True)))
 CASES += [("kzero", 3, 5, 0, {}), ("kzero", 3, 5, 0, dict(accumulate=True)), ("empty", 0, 5, 4, {}),
           ("empty", 4, 0, 3, {})]
 
@@ -132,7 +137,7 @@ def _guarded(values: np.ndarray, at_end: bool) -> tuple[np.ndarray, mmap.mmap]:
     return array, region
 
 
-GUARDED = [i for i, c in enumerate(CASES) if c[0] in ("plain", "trans", "f64", "avx512") and c[1] * c[2] * c[3] < 10**6]
+GUARDED = [i for i, c in enumerate(CASES) if c[0] in ("plain", "trans", "f64", "avx512", "skinny") and c[1] * c[2] * c[3] < 10**6]
 
 
 @pytest.mark.parametrize("at_end", [True, False], ids=["guard-after", "guard-before"])
