@@ -72,3 +72,11 @@ def test_threads_example_is_bitwise_identical_across_thread_counts(tmp_path):
     assert "bitwise identical = 1" in out
     assert values["step_ms_1"] > 0 and values["speedup"] > 0
     assert "profile: " in out and "conv2d_backward_weight" in out
+
+
+def test_frozen_inference_example_agrees_and_folds(tmp_path):
+    out = run_example("frozen_inference.py", tmp_path, "--size", "32")
+    values = printed(out)
+    assert values["folded"] == 3
+    assert values["relative_difference"] < 1e-5
+    assert "k0_fused_conv2d_clip" in out and "froze 17 params" in out
