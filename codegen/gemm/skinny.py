@@ -2,17 +2,16 @@
 
 Packing op(B) costs about as much per element as the few multiply-adds each packed element then feeds when C has
 one or two rows (a 1 × 1280 · 1280 × 1000 classifier ran at 4 GFLOP/s through the blocked GEMM), so here op(B) is
-read once, where it lies. C is cut into blocks of ``BLOCK`` vectors of columns, one chunk each (parallel over the
-program's threads; every element's sum has the same order whatever the thread count):
+read once, where it lies. C is cut into column blocks, one chunk each (parallel over the program's threads; every
+element's sum has the same order whatever the blocks, so results are the same for every thread count):
 
 - untransposed B (``B[p, j]`` at ``p·ld + j``): per row i of C, the block of C (zeroed, or kept with
   ``accumulate``) gets ``C += A[i, p] · B[p, block]`` for p = 0 .. K-1 (``llvm.fma``), B's row segments read
-  one after the other as contiguous streams (1.28 M-element classifier: memory-bound, not packing-bound);
+  one after the other (whole rows when one thread takes them all: one sequential stream, memory-bound);
 - transposed B (``op(B)[p, j] = B[j, p]``, rows of B contiguous along p): per (i, j), a vector of partial sums
   over p in steps of one vector (a masked last step), then the lanes added in a fixed order.
 
-  Then C = that (or C + it with ``accumulate``). The last partial vector of a block is loaded and stored with a
-  lane mask.
+Then C = that (or C + it with ``accumulate``). A partial last vector is loaded and stored with a lane mask.
 """
 
 from __future__ import annotations
@@ -24,7 +23,8 @@ from codegen.llvm import I1, I32, PTR, VOID, for_range, gep, i64, intrinsic
 from codegen.parallel import Claim, region
 
 SKINNY_ROWS = 2  # C with at most this many rows goes here
-BLOCK = 16  # vectors of C columns per chunk (256 float32 columns: 1 KiB contiguous per row of B)
+BLOCK = 16  # vectors of C columns per chunk of dot products
+C_BLOCK_BYTES = 32 << 10  # a streamed chunk's block of C (it stays in L1 while B streams past)
 
 
 def _suffix(cfg: GemmConfig) -> str:
@@ -74,7 +74,7 @@ def emit_skinny(module: ir.Module, b: ir.IRBuilder, name: str, cfg: GemmConfig, 
     """C (+)= op(A) · op(B) for ``m <= SKINNY_ROWS`` (see the module docstring); ``layout`` is the driver's
     :class:`~codegen.gemm.driver.Layout`."""
     a_rs, a_cs, b_rs, b_cs = layout.strides()  # type: ignore[attr-defined]
-    width = BLOCK * cfg.vec
+    width = _chunk_width(cfg, n, threads, streamed=b_cs == 1)
     blocks = -(-n // width)
     vectors = _Vectors(module, cfg)
 
@@ -96,6 +96,17 @@ def emit_skinny(module: ir.Module, b: ir.IRBuilder, name: str, cfg: GemmConfig, 
                 _block(bb, cfg, vectors, a, bm, c, col0, width, m, k, a_rs, a_cs, b_rs, b_cs, layout)
 
     region(module, b, f"{name}.rows", batch * blocks, threads, operands, chunk, lambda nbytes: workspace)
+
+
+def _chunk_width(cfg: GemmConfig, n: int, threads: int, streamed: bool) -> int:
+    """Columns of C per chunk. Streamed B: as wide as the threads allow (whole rows of B read one after the other
+    are one sequential stream; a 1 × 9216 · 9216 × 4096 product ran at 11.5 GB/s in 1 KiB row pieces), with the
+    C block at most C_BLOCK_BYTES; dot products: BLOCK vectors."""
+    if not streamed:
+        return BLOCK * cfg.vec
+    share = -(-n // max(threads, 1))
+    width = -(-share // cfg.vec) * cfg.vec
+    return max(cfg.vec, min(width, C_BLOCK_BYTES // cfg.itemsize))
 
 
 def _block(b: ir.IRBuilder, cfg: GemmConfig, vectors: _Vectors, a: ir.Value, bm: ir.Value, c: ir.Value,
