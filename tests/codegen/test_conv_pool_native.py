@@ -234,3 +234,29 @@ def test_indexing_and_losses_other_dtypes():
              "t": rng.uniform(0, 1, (5, 3))}
     feeds["p"][0, :2] = (0.0, 1.0)  # clamped logs
     _agree(outputs, feeds, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("x_shape, attrs", [
+    ((2, 5, 28, 28), {"kernel_size": 3, "stride": 1, "padding": 1, "ceil_mode": True}),   # GoogLeNet's branch pool
+    ((1, 3, 13, 11), {"kernel_size": 3, "stride": 2, "ceil_mode": True}),                 # strided, short rows
+    ((1, 2, 9, 10), {"kernel_size": (2, 3), "stride": 1, "dilation": (2, 1), "padding": (1, 0, 2, 1)}),
+    ((2, 2, 7, 7), {"kernel_size": 5, "stride": 1, "padding": 2}),                        # windows wider than rows
+    ((1, 2, 3, 2), {"kernel_size": 3, "stride": 1, "padding": 1}),                        # every window at a border
+])
+def test_flat_max_pool(x_shape, attrs):
+    """Max pooling over a -inf-padded copy of each plane (codegen.pool_flat): bit-identical to the reference
+    with NaNs, -inf and ties, bitwise the same on 1, 2 and 3 threads."""
+    from codegen.pool import Window
+    from codegen.pool_flat import applies
+
+    rng = np.random.default_rng(7)
+    x = rng.integers(-3, 3, x_shape).astype(np.float32)
+    x.flat[rng.choice(x.size, 3, replace=False)] = np.nan
+    x.flat[rng.choice(x.size, 3, replace=False)] = -np.inf
+    g = gc.Graph("flat_pool")
+    y = gc.max_pool2d(g.input("x", x_shape), **attrs)
+    assert applies(Window(y.attrs, x_shape, y.shape), 4)
+    want = gc.compile(y, backend="numpy")(x=x)
+    runs = [gc.compile(y, backend="llvm", threads=t)(x=x) for t in (1, 2, 3)]
+    for got in runs:
+        np.testing.assert_array_equal(got, want)
