@@ -13,19 +13,25 @@ dtype or input at fault. The ``onnx`` package is optional: only this package nee
 
 Layout (each module imports only ``graphc.onnx.registry`` of this package, never the package itself):
 
-- ``registry``: the translator registry (``translator``, ``TRANSLATORS``) and what translators use: ``OnnxNode``
-  (attributes), ``ImportContext`` (graph, import-time values), ``UnsupportedOnnx`` and helpers (``as_array``,
-  ``np_dtype_of``, ``shape_of``, ``dtype_of``, ``optional_input``);
-- ``importer``: ``import_model`` and ``ImportedModel`` (graph inputs, initializers, node dispatch);
+- ``registry``: the translator registry (``translator``, ``TRANSLATORS``), the folder registry (``folder``,
+  ``FOLDERS``) and what translators use: ``OnnxNode`` (attributes), ``ImportContext`` (graph, import-time values),
+  ``UnsupportedOnnx`` and helpers (``as_array``, ``np_dtype_of``, ``shape_of``, ``dtype_of``, ``optional_input``,
+  ``check_import_time_size``);
+- ``importer``: ``import_model`` and ``ImportedModel`` (graph inputs, initializers, node dispatch: a node whose
+  inputs are all import-time constants runs its folder when it has one, else its translator);
 - translators by op family, listed in ``TRANSLATOR_MODULES`` below: ``arith`` (elementwise math, comparisons,
-  Where, Cast), ``activation`` (Relu ... HardSigmoid, Softmax), ``reduce`` (Reduce*), ``shape`` (Constant, Shape,
-  Reshape, Transpose, Concat, ...), ``indexing`` (Slice, Gather), ``linalg`` (MatMul, Gemm), ``nn`` (Conv, pooling,
-  BatchNormalization, Dropout), ``loss`` (NegativeLogLikelihoodLoss, SoftmaxCrossEntropyLoss).
+  logic, Where, Cast), ``activation`` (Relu ... HardSigmoid, PRelu, Elu, Softplus, Gelu (tanh), Softmax, Clip),
+  ``reduce`` (Reduce*), ``shape`` (Constant, ConstantOfShape, Range, Shape, Reshape, Transpose, Concat, Split,
+  Expand, Tile, Pad, ...), ``indexing`` (Slice, Gather, GatherElements, GatherND), ``linalg`` (MatMul, Gemm),
+  ``nn`` (Conv, pooling, BatchNormalization, Dropout), ``loss`` (NegativeLogLikelihoodLoss,
+  SoftmaxCrossEntropyLoss).
 
 Adding a translator: write a function ``(ctx, node, inputs) -> outputs`` in the module of its family, with a short
 docstring saying what it maps to, and decorate it with ``@translator("OpType")`` from ``graphc.onnx.registry``.
 It must read every attribute it supports through ``node.attr`` (an unread attribute raises UnsupportedOnnx) and
-raise ``node.unsupported(...)`` for what graphc cannot express. A new module must be imported here and added to
+raise ``node.unsupported(...)`` for what graphc cannot express. An op that shape arithmetic uses also gets a
+folder, ``@folder("OpType")``: ``(node, arrays) -> arrays`` in NumPy with ONNX's semantics, which bounds what it
+allocates with ``check_import_time_size``. A new module must be imported here and added to
 ``TRANSLATOR_MODULES``: registration happens by this explicit list, never by imports at the bottom of modules.
 """
 
@@ -40,10 +46,10 @@ import graphc.onnx.nn as nn
 import graphc.onnx.reduce as reduce
 import graphc.onnx.shape as shape
 from graphc.onnx.importer import ImportedModel, import_model
-from graphc.onnx.registry import TRANSLATORS, ImportContext, OnnxNode, UnsupportedOnnx, translator
+from graphc.onnx.registry import FOLDERS, TRANSLATORS, ImportContext, OnnxNode, UnsupportedOnnx, folder, translator
 
 # the translator modules; importing each registers its translators in TRANSLATORS
 TRANSLATOR_MODULES = (activation, arith, indexing, linalg, loss, nn, reduce, shape)
 
-__all__ = ["TRANSLATORS", "TRANSLATOR_MODULES", "ImportContext", "ImportedModel", "OnnxNode", "UnsupportedOnnx",
-           "import_model", "translator"]
+__all__ = ["FOLDERS", "TRANSLATORS", "TRANSLATOR_MODULES", "ImportContext", "ImportedModel", "OnnxNode",
+           "UnsupportedOnnx", "folder", "import_model", "translator"]

@@ -63,3 +63,65 @@ def _clip(ctx: ImportContext, n: OnnxNode, xs: list) -> list:
     if lo is not None and hi is not None and lo > hi:  # min(max(x, lo), hi) is hi everywhere (ONNX, NumPy)
         lo = hi
     return [fn.clip(x, lo=lo, hi=hi)]
+
+
+@translator("PRelu")
+def _prelu(ctx: ImportContext, n: OnnxNode, xs: list) -> list:
+    """PRelu(x, slope) → prelu, the slope broadcast to x by NumPy's rules (lifted to x's rank first, so a slope
+    of shape (C, 1, 1) lines up with the channels of an (N, C, H, W) input, and a (C,) one with the last axis)."""
+    x, slope = ctx.tensor(xs[0]), ctx.tensor(xs[1])
+    if slope.ndim < x.ndim:
+        slope = fn.reshape(slope, (1,) * (x.ndim - slope.ndim) + slope.shape)
+    return [fn.prelu(x, slope)]
+
+
+@translator("Elu", "Selu", "Celu")
+def _elu(ctx: ImportContext, n: OnnxNode, xs: list) -> list:
+    """Elu → elu(x, alpha); Selu → gamma·elu(x, alpha); Celu → alpha·elu(x/alpha, 1) (ONNX's default alphas)."""
+    x = ctx.tensor(xs[0])
+    if n.op_type == "Elu":
+        return [fn.elu(x, alpha=float(n.attr("alpha", 1.0)))]
+    if n.op_type == "Selu":
+        alpha = float(n.attr("alpha", 1.67326319217681884765625))
+        gamma = float(n.attr("gamma", 1.05070102214813232421875))
+        return [fn.mul(fn.elu(x, alpha=alpha), gamma)]
+    alpha = float(n.attr("alpha", 1.0))
+    if alpha == 0.0:
+        raise n.unsupported("alpha 0 is not supported (Celu divides by alpha)")
+    return [fn.elu(x) if alpha == 1.0 else fn.mul(fn.elu(fn.div(x, alpha)), alpha)]
+
+
+@translator("Softplus", "Softsign", "Mish")
+def _softplus(ctx: ImportContext, n: OnnxNode, xs: list) -> list:
+    """Softplus → softplus; Softsign → x / (1 + |x|); Mish → x·tanh(softplus(x))."""
+    x = ctx.tensor(xs[0])
+    if n.op_type == "Softplus":
+        return [fn.softplus(x)]
+    if n.op_type == "Softsign":
+        return [fn.div(x, fn.add(fn.abs(x), 1.0))]
+    return [fn.mul(x, fn.tanh(fn.softplus(x)))]
+
+
+@translator("ThresholdedRelu")
+def _thresholded_relu(ctx: ImportContext, n: OnnxNode, xs: list) -> list:
+    """ThresholdedRelu → where(x > alpha, x, 0) (ONNX's default alpha 1)."""
+    x = ctx.tensor(xs[0])
+    return [fn.where(fn.greater(x, float(n.attr("alpha", 1.0))), x, 0.0)]
+
+
+@translator("Swish")
+def _swish(ctx: ImportContext, n: OnnxNode, xs: list) -> list:
+    """Swish → x·sigmoid(alpha·x) (ONNX's default alpha 1)."""
+    x = ctx.tensor(xs[0])
+    alpha = float(n.attr("alpha", 1.0))
+    return [fn.mul(x, fn.sigmoid(x if alpha == 1.0 else fn.mul(x, alpha)))]
+
+
+@translator("Gelu")
+def _gelu(ctx: ImportContext, n: OnnxNode, xs: list) -> list:
+    """Gelu with approximate='tanh' → gelu (graphc's GELU is the tanh form); the exact form needs erf."""
+    approximate = n.attr("approximate", "none")
+    if approximate != "tanh":
+        raise n.unsupported(f"approximate={approximate!r} is not supported: the exact GELU needs an erf op, which "
+                            "graphc does not have (approximate='tanh' maps onto graphc's gelu)")
+    return [fn.gelu(ctx.tensor(xs[0]))]

@@ -6,8 +6,11 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from graphc.ir import Graph, GraphcError, Node, topo_ancestors
+import numpy as np
+
+from graphc.ir import Graph, GraphcError, Node, ShapeError, topo_ancestors
 from graphc.onnx.registry import (
+    FOLDERS,
     TRANSLATORS,
     ImportContext,
     OnnxNode,
@@ -173,7 +176,15 @@ def _translate_node(ctx: ImportContext, node: OnnxNode, values: dict[str, Value]
         inputs.append(values[name] if name else None)
     while inputs and inputs[-1] is None:
         inputs.pop()
-    results = func(ctx, node, inputs)
+    fold = FOLDERS.get(node.op_type)
+    if fold is not None and inputs and ctx.foldable(inputs):  # import-time constants: NumPy, ONNX semantics
+        with np.errstate(all="ignore"):
+            results = [None if r is None else as_array(r, f"{node.label}: output") for r in fold(node, inputs)]
+    else:
+        try:
+            results = func(ctx, node, inputs)
+        except ShapeError as err:  # a graphc op refused the operands: name the ONNX node, not graphc's internals
+            raise node.unsupported(str(err).split("\n  at ")[0]) from None
     node.check_attrs_used()
     for name, result in zip(node.proto.output, results):
         if name:

@@ -1,4 +1,4 @@
-"""Translators for neural-network layers: Conv, pooling, BatchNormalization and Dropout.
+"""Translators for neural-network layers: Conv, pooling, BatchNormalization, LayerNormalization and Dropout.
 
 ONNX geometry (``auto_pad``, ``pads`` as [x1_begin, x2_begin, ..., x1_end, x2_end], ``strides``, ``dilations``,
 ``ceil_mode``) maps onto graphc's 2-D ops; 1-D convolution and pooling run as 2-D with a height of 1.
@@ -103,8 +103,11 @@ def _global_max_pool(ctx: ImportContext, n: OnnxNode, xs: list) -> list:
 @translator("BatchNormalization")
 def _batch_norm(ctx: ImportContext, n: OnnxNode, xs: list) -> list:
     """Inference: batch_norm with the given statistics. Training (opset 14+ training_mode=1): Y with batch
-    statistics, and ONNX's running outputs ``m·input_mean + (1-m)·batch_mean`` (variance biased, as ONNX)."""
-    x, scale, bias, mean, var = (ctx.tensor(v) for v in xs)
+    statistics, and ONNX's running outputs ``m·input_mean + (1-m)·batch_mean`` (variance biased, as ONNX).
+    Scale and bias become trainable params; the running mean and variance are state (non-trainable params), so
+    an optimizer never descends on them."""
+    x, scale, bias = (ctx.tensor(v) for v in xs[:3])
+    mean, var = (ctx.tensor(v, trainable=False) for v in xs[3:5])
     eps, momentum = float(n.attr("epsilon", 1e-5)), float(n.attr("momentum", 0.9))
     n.attr("spatial")  # opset < 9: 1 (per channel) is the only behaviour graphc has
     if n.attrs.get("spatial", 1) != 1:
@@ -121,6 +124,27 @@ def _batch_norm(ctx: ImportContext, n: OnnxNode, xs: list) -> list:
     new_mean = fn.add(fn.mul(mean, momentum), fn.mul(batch_mean, 1.0 - momentum))
     new_var = fn.add(fn.mul(var, momentum), fn.mul(batch_var, 1.0 - momentum))
     return [y, new_mean, new_var]
+
+
+@translator("LayerNormalization")
+def _layer_norm(ctx: ImportContext, n: OnnxNode, xs: list) -> list:
+    """LayerNormalization → a composition over the axes from ``axis`` on: d = x - mean(x), inv = 1/√(mean(d²) + ε),
+    y = d·inv·scale + bias; the optional Mean and InvStdDev outputs keep the reduced axes (size 1)."""
+    x, scale, bias = ctx.tensor(xs[0]), ctx.tensor(xs[1]), ctx.optional_tensor(xs, 2)
+    eps = float(n.attr("epsilon", 1e-5))
+    stash = int(n.attr("stash_type", 1))
+    if stash != 1:
+        raise n.unsupported(f"stash_type={stash} is not supported (1: statistics in float32 or wider)")
+    axis = int(n.attr("axis", -1))
+    axis = axis + x.ndim if axis < 0 else axis
+    if not 0 <= axis < x.ndim:
+        raise n.unsupported(f"axis {n.attrs.get('axis')} is out of range for an input of rank {x.ndim}")
+    axes = tuple(range(axis, x.ndim))
+    mean = fn.mean(x, axis=axes, keepdims=True)
+    centered = fn.sub(x, mean)
+    inv_std = fn.div(1.0, fn.sqrt(fn.add(fn.mean(fn.mul(centered, centered), axis=axes, keepdims=True), eps)))
+    y = fn.mul(fn.mul(centered, inv_std), scale)
+    return [y if bias is None else fn.add(y, bias), mean, inv_std]
 
 
 @translator("Dropout")

@@ -5,10 +5,17 @@ A translator is a function ``(ctx, node, inputs) -> outputs`` registered for one
 the :class:`OnnxNode` (typed attribute access) and ``inputs`` the node's inputs in ONNX order: graphc tensors
 (``Node``), NumPy arrays for import-time constants, ``None`` for an omitted optional input (trailing omitted inputs
 are dropped). It returns the outputs in ONNX order; an output it cannot produce is left off (or ``None``).
+
+A folder (:func:`folder`) is the NumPy evaluation of an op on import-time arrays, ``(node, arrays) -> arrays``:
+when every input of a node is an import-time constant (not an initializer that becomes a param), the importer
+runs the op's folder instead of its translator, so shape arithmetic (``Shape`` → ``Gather`` → ``Div`` →
+``Concat`` → ``Reshape``) stays a NumPy array with ONNX's semantics (integer ``Div`` truncates) and never
+reaches the graph.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -18,7 +25,9 @@ from graphc.ir import DTYPES, Graph, GraphcError, Node, topo_ancestors
 
 Value = Node | np.ndarray
 Translator = Callable[["ImportContext", "OnnxNode", list], list]
+Folder = Callable[["OnnxNode", list], list]
 TRANSLATORS: dict[str, Translator] = {}
+FOLDERS: dict[str, Folder] = {}
 
 
 class UnsupportedOnnx(GraphcError):
@@ -40,6 +49,17 @@ def translator(*op_types: str) -> Callable[[Translator], Translator]:
     def register(func: Translator) -> Translator:
         for op_type in op_types:
             TRANSLATORS[op_type] = func
+        return func
+
+    return register
+
+
+def folder(*op_types: str) -> Callable[[Folder], Folder]:
+    """Register the import-time NumPy evaluation of the given ONNX op types (each also needs a translator)."""
+
+    def register(func: Folder) -> Folder:
+        for op_type in op_types:
+            FOLDERS[op_type] = func
         return func
 
     return register
@@ -77,6 +97,22 @@ def shape_of(value: Value) -> tuple[int, ...]:
 def dtype_of(value: Value) -> str:
     """The dtype name of a tensor or an import-time array."""
     return value.dtype if isinstance(value, Node) else value.dtype.name
+
+
+IMPORT_TIME_BYTES = 1 << 30  # the largest array an import-time evaluation may create
+
+
+def check_import_time_size(n: OnnxNode, shape: Any, dtype: Any) -> tuple[int, ...]:
+    """``shape`` as a tuple of ints, or UnsupportedOnnx when an import-time array of it would be negative-sized or
+    larger than IMPORT_TIME_BYTES (a hostile file must not exhaust memory while it is read)."""
+    shape = tuple(int(d) for d in shape)
+    if any(d < 0 for d in shape):
+        raise n.unsupported(f"negative dimension in the import-time shape {shape}")
+    nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+    if nbytes > IMPORT_TIME_BYTES:
+        raise n.unsupported(f"the import-time constant of shape {shape} ({nbytes} bytes) is larger than "
+                            f"{IMPORT_TIME_BYTES} bytes")
+    return shape
 
 
 def optional_input(xs: list, index: int) -> Value | None:
@@ -145,19 +181,30 @@ class ImportContext:
         self._materialized: dict[int, Node] = {}
         self._folded: dict[int, np.ndarray] = {}
 
-    def tensor(self, value: Value) -> Node:
-        """A graph node for ``value`` (arrays become consts, float initializers params when asked)."""
+    def tensor(self, value: Value, trainable: bool = True) -> Node:
+        """A graph node for ``value`` (arrays become consts, float initializers params when asked).
+        ``trainable=False``: a float initializer becomes a param that optimizers leave alone (state such as
+        BatchNormalization's running statistics); the first use of an initializer decides."""
         if isinstance(value, Node):
             return value
         key = id(value)
         if key not in self._materialized:
-            name, _ = self.initializers.get(key, (None, None))
-            if name is not None and self.params and value.dtype.kind == "f":
-                node = self.graph.param(name, value, dtype=value.dtype)
+            if self.becomes_param(value):
+                name = self.initializers[key][0]
+                node = self.graph.param(name, value, dtype=value.dtype, trainable=trainable)
             else:
                 node = self.graph.const(value, dtype=value.dtype)
             self._materialized[key] = node
         return self._materialized[key]
+
+    def becomes_param(self, value: Value | None) -> bool:
+        """True for a float initializer that this import turns into a param."""
+        return (isinstance(value, np.ndarray) and self.params and value.dtype.kind == "f"
+                and id(value) in self.initializers)
+
+    def foldable(self, values: list) -> bool:
+        """True when every given value is an import-time array that may be folded (no param, no tensor)."""
+        return all(v is None or (isinstance(v, np.ndarray) and not self.becomes_param(v)) for v in values)
 
     def optional_tensor(self, xs: list, index: int) -> Node | None:
         """A graph node for input ``index``, or None when it is omitted."""

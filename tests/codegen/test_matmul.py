@@ -137,7 +137,8 @@ def _guarded(values: np.ndarray, at_end: bool) -> tuple[np.ndarray, mmap.mmap]:
     return array, region
 
 
-GUARDED = [i for i, c in enumerate(CASES) if c[0] in ("plain", "trans", "f64", "avx512", "skinny") and c[1] * c[2] * c[3] < 10**6]
+GUARDED = [i for i, c in enumerate(CASES)
+           if c[0] in ("plain", "trans", "f64", "avx512", "skinny") and c[1] * c[2] * c[3] < 10**6]
 
 
 @pytest.mark.parametrize("at_end", [True, False], ids=["guard-after", "guard-before"])

@@ -18,6 +18,12 @@ SUPPORTED_OPS = (
     "MaxPool", "AveragePool", "GlobalAveragePool", "Softmax", "LogSoftmax", "ReduceSum", "ReduceMean", "Reshape",
     "Transpose", "Flatten", "Concat", "BatchNormalization", "Dropout", "SoftmaxCrossEntropyLoss",
     "NegativeLogLikelihoodLoss", "HardSwish", "HardSigmoid", "Clip",
+    # issue 10 (real models): translators onto existing graphc ops, shape ops that fold at import time
+    "PRelu", "Elu", "Selu", "Celu", "Softplus", "Softsign", "Mish", "ThresholdedRelu", "Swish", "Gelu",
+    "Equal", "Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Not", "And", "Or", "Xor", "Where", "Mean",
+    "Expand", "Tile", "ConstantOfShape", "Range", "Split", "Pad", "Gather", "GatherND", "Slice", "Squeeze",
+    "Unsqueeze", "Shape", "Size", "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "LayerNormalization",
+    "Mod", "ScatterND",
 )
 
 

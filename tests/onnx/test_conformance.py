@@ -5,7 +5,9 @@ within the case's own rtol/atol, or is skipped because the importer raised ``Uns
 unsupported dtype, attribute or output) or because the case draws a random dropout mask. The per-op table of
 passes and skip reasons prints at the end of the session (tests/onnx/conftest.py).
 
-Backends: ``GRAPHC_ONNX_BACKENDS`` (comma-separated) or ``DEFAULT_BACKENDS`` (the interpreter and LLVM).
+Backends: ``GRAPHC_ONNX_BACKENDS`` (comma-separated) or ``DEFAULT_BACKENDS`` (the interpreter and LLVM). The cases
+of an op with an import-time folder also run folded (``[fold]`` in the table): the inputs become initializers, so
+the importer evaluates the node with the folder's NumPy code, checked against ONNX's expected outputs as well.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 import pytest
 from onnx_node_cases import onnx_cases
 
-pytest.importorskip("onnx")
+onnx = pytest.importorskip("onnx")
 
 import graphc as gc  # noqa: E402
 
@@ -37,7 +39,7 @@ def test_onnx_node_case(name: str, backend: str, record_property) -> None:
     op, case = CASES[name]
     record_property("onnx_op", op)
     record_property("onnx_backend", backend)
-    inputs, expected = case.data_sets[0]
+    inputs = case.data_sets[0][0]
     model = case.model
     init_names = {init.name for init in model.graph.initializer}
     input_names = [vi.name for vi in model.graph.input if vi.name not in init_names]
@@ -50,7 +52,36 @@ def test_onnx_node_case(name: str, backend: str, record_property) -> None:
         pytest.skip("Dropout training_mode=1 with ratio > 0 draws a random mask (the expected output used the "
                     "NumPy RNG of the ONNX reference; graphc dropout has its own generator)")
     program = imported.compile(backend=backend)
-    got = program(**{k: values[k] for k in imported.inputs})
+    _compare(model, case, program(**{k: values[k] for k in imported.inputs}))
+
+
+FOLDED = [name for name, (op, _) in CASES.items() if op in gc.onnx.FOLDERS]
+
+
+@pytest.mark.parametrize("name", FOLDED)
+def test_onnx_node_case_folded(name: str, record_property) -> None:
+    """The case with its inputs as initializers (constants): the node runs through the op's folder."""
+    op, case = CASES[name]
+    record_property("onnx_op", op)
+    record_property("onnx_backend", "fold")
+    inputs = case.data_sets[0][0]
+    model = onnx.ModelProto()
+    model.CopyFrom(case.model)
+    init_names = {init.name for init in model.graph.initializer}
+    runtime = [vi for vi in model.graph.input if vi.name not in init_names]
+    for vi, value in zip(runtime, inputs):
+        model.graph.initializer.append(onnx.numpy_helper.from_array(np.asarray(value), vi.name))
+    try:
+        imported = gc.onnx.import_model(model, initializers="consts")
+    except gc.onnx.UnsupportedOnnx as err:
+        pytest.skip(str(err))
+    assert all(node.op == "const" for node in imported.outputs.values()), "the node was not folded"
+    _compare(model, case, imported.compile(backend="numpy")())
+
+
+def _compare(model, case, got: dict) -> None:
+    """Every output of ``model`` matches the case's expected output (dtype, shape, values within its tolerance)."""
+    expected = case.data_sets[0][1]
     names = [vi.name for vi in model.graph.output]
     assert len(names) == len(expected)
     for out_name, want in zip(names, expected):
