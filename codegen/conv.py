@@ -50,7 +50,7 @@ from graphc.ir import Node
 
 MAX_SLABS = 32  # partial weight gradients at most (see weight_gradient_slabs)
 PARTIALS_BYTES = 8 << 20  # and at most this much memory for them
-FLIP_MAX_POSITIONS = 256  # transposed forward products only for this few output positions (see transposed_forward)
+FLIP_MAX_POSITIONS = 128  # transposed forward products only for this few output positions (see transposed_forward)
 FLIP_GAIN = 1.08  # ... and only when they fill the register tiles this much better
 
 
@@ -348,7 +348,8 @@ def transposed_forward(g: Geometry, dtype: str) -> bool:
     """Whether the forward runs as yᵀ = colsᵀ · Wᵀ (P × O into scratch, transposed back with the epilogue): one
     group, few output positions (P ≤ FLIP_MAX_POSITIONS) and clearly better use of the GEMM's register tiles — at
     batch 1, ResNet's 7×7 layers fill 49 of 64 tile columns as an O × 49 product but 49 of 56 tile rows as
-    49 × O."""
+    49 × O (512-channel layer 3.4 → 2.8 ms). Not at 196 positions: the CNN benchmark's 64-channel 14×14 layer went
+    5.6 → 8.1 ms (packing the transposed operands costs more than the fuller tiles save)."""
     if g.groups != 1 or g.p > FLIP_MAX_POSITIONS or g.o * g.p * g.itemsize > SCRATCH_BYTES:
         return False
     return _tile_use(g.p, g.o, dtype) > FLIP_GAIN * _tile_use(g.o, g.p, dtype)
