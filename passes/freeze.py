@@ -8,9 +8,7 @@ its state are never changed; later changes to the params do not reach the frozen
    2-D ``matmul`` (+ a bias add) with constant weights is folded into those weights: with
    s = γ/√(σᵣ² + ε) per output channel o,  W'[o, ...] = W[o, ...]·s[o]  (matmul: W'[:, o] = W[:, o]·s[o])  and
    b'[o] = (b[o] − μᵣ[o])·s[o] + β[o]  (b = 0 without a bias) — computed in float64, stored in the weights' dtype;
-3. an inference batch norm that cannot fold (after a concat or a pool) gets its scale s evaluated once:
-   y = (x − μᵣ)·s + β with s a constant (the form ``passes.decompose`` uses, without recomputing s per call);
-4. every pure node whose inputs are all constants is evaluated once (its op's NumPy reference) into a constant,
+3. every pure node whose inputs are all constants is evaluated once (its op's NumPy reference) into a constant,
    with no size limit (weights transposed or reshaped by an exporter become the arrays the kernels read).
 
 A program with state updates (explicit, or the running statistics of a training-mode batch norm) cannot be
@@ -81,8 +79,6 @@ class _Freezer:
             return self.graph.add_node("const", (), n.attrs, n.type, name=n.name, site=n.site)
         if n.op == "batch_norm" and not n.attrs["training"]:
             folded = self.fold_batch_norm(n, inputs)
-            if folded is None and inputs[0].op != "const":
-                folded = self.constant_scale(n, inputs)
             if folded is not None:
                 return folded
         if inputs and all(x.op == "const" for x in inputs) and get_op(n.op).pure:
@@ -117,24 +113,6 @@ class _Freezer:
             new = self.add("add", (product, self.const(shift, bn.inputs[1])), {}, bn, name=bn.name)
         self.report.append(f"folded batch_norm {bn.name!r} into {layer.op} {layer.name!r}")
         return new
-
-    def constant_scale(self, bn: Node, inputs: tuple[Node, ...]) -> Node | None:
-        """A batch norm that cannot fold into a layer (after a concat, a pool, ...) with constant statistics:
-        (x − μ)·s + β with s = γ/√(σ² + ε) evaluated now (decompose would recompute it on every call), in the
-        same form as ``passes.decompose`` (None when a statistic is not constant)."""
-        x, gamma, beta, mean, var = inputs
-        if any(v.op != "const" for v in (gamma, beta, mean, var)):
-            return None
-        scale = np.asarray(gamma.attrs["value"], np.float64) / np.sqrt(
-            np.asarray(var.attrs["value"], np.float64) + bn.attrs["eps"])
-
-        def view(v: Node) -> Node:
-            return v if x.ndim == 2 else self.add("reshape", (v,), {"shape": (x.shape[1],) + (1,) * (x.ndim - 2)}, bn)
-
-        centered = self.add("sub", (x, view(mean)), {}, bn)
-        scaled = self.add("mul", (centered, view(self.const(scale, gamma))), {}, bn)
-        self.report.append(f"batch_norm {bn.name!r}: scale γ/√(σ²+ε) evaluated once")
-        return self.add("add", (scaled, view(beta)), {}, bn, name=bn.name)
 
     def _layer(self, y: Node) -> tuple[Node | None, Node | None]:
         """(conv2d or 2-D matmul with a constant weight, its constant bias or None) computing y, else (None, None)."""

@@ -157,18 +157,3 @@ def test_onnx_inference_contradicting_params(tmp_path):
     path, _ = _onnx_conv_bn(tmp_path)
     with pytest.raises(GraphcError, match="inference=True makes the initializers constants"):
         gc.onnx.import_model(path, inference=True, initializers="params")
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_unfoldable_batch_norm_gets_its_scale_once(backend):
-    """A batch norm after a pool (DenseNet's pre-activation form) cannot fold into a layer: its scale γ/√(σ²+ε)
-    becomes a constant, so the frozen program computes no square root."""
-    rng = np.random.default_rng(8)
-    g = gc.Graph("preact")
-    x = g.input("x", (2, 4, 6, 6))
-    y = gc.relu(gc.batch_norm(gc.max_pool2d(x, 2), *_bn_params(g, "bn", 4, rng), training=False))
-    prog = gc.compile(y, backend=backend, freeze=True)
-    assert not {"sqrt", "batch_norm", "param"} & {n.op for n in prog.nodes}
-    assert any("evaluated once" in line for line in prog.freeze_report)
-    feeds = {"x": rng.standard_normal((2, 4, 6, 6)).astype("f4")}
-    np.testing.assert_allclose(prog(**feeds), gc.compile(y, backend=backend)(**feeds), rtol=1e-5, atol=1e-6)
