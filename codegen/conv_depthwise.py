@@ -65,7 +65,7 @@ def forward_blocks(ctx: KernelContext, node: Node, g: Geometry, x: Node, w: Node
         size = padded.rows * padded.pitch
         xt = c.scratch((size + g.p) * v * g.itemsize, scalar)
         yt = b.gep(xt, [i64(size * v)], inbounds=True)
-        _pack(b, c, g, padded, x, n, c0, xt, v)
+        pack_planes(b, c, g, padded, x, n, c0, xt, v)
         taps = [_gather(b, c.elem(w, b.mul(c0, i64(g.kh * g.kw))), t, g.kh * g.kw, v, vector)
                 for t in range(g.kh * g.kw)]
         start = ir.Constant(vector, None) if bias is None else \
@@ -80,7 +80,7 @@ def forward_blocks(ctx: KernelContext, node: Node, g: Geometry, x: Node, w: Node
                     acc = fma(b, taps[p * g.kw + q], pixel, acc)
             out_at = b.mul(b.add(b.mul(i, i64(g.wo)), j), i64(v))
             b.store(acc, b.bitcast(b.gep(yt, [out_at], inbounds=True), vector.as_pointer()), align=64)
-        _unpack(b, c, g, node, n, c0, yt, v)
+        unpack_planes(b, c, g, node, n, c0, yt, v)
 
     if ctx.threads > 1 and g.n * blocks > 1:
         ctx.parallel("blocks", g.n * blocks, block)
@@ -142,14 +142,19 @@ def _chunked(b: ir.IRBuilder, total: int, v: int, body: Callable[[ir.Value, int]
         body(i64(full * v), total % v)
 
 
-def _pack(b: ir.IRBuilder, c: KernelContext, g: Geometry, padded: Padded, x: Node, n: ir.Value, c0: ir.Value,
-          xt: ir.Value, v: int) -> None:
-    """xt[(r·pitch + col)·v + k] = x[n, c0 + k, r - top, col - left], zero outside x: per input row, v columns of
-    the v planes at a time, loaded as v vectors and transposed in registers."""
+def pack_planes(b: ir.IRBuilder, c: KernelContext, g: Geometry, padded: Padded, x: Node, n: ir.Value,
+                c0: ir.Value, xt: ir.Value, v: int, fill: float = 0.0) -> None:
+    """xt[(r·pitch + col)·v + k] = x[n, c0 + k, r - top, col - left], ``fill`` outside x: per input row, v columns
+    of the v planes at a time, loaded as v vectors and transposed in registers."""
     lo_c, hi_c = min(g.left, padded.pitch), min(g.left + g.w, padded.pitch)
     lo_r, hi_r = min(g.top, padded.rows), min(g.top + g.h, padded.rows)
     if lo_r > 0 or hi_r < padded.rows or lo_c > 0 or hi_c < padded.pitch or lo_c >= hi_c:
-        zero_fill(b, xt, padded.rows * padded.pitch * v)
+        if fill == 0.0:
+            zero_fill(b, xt, padded.rows * padded.pitch * v)
+        else:
+            value = ir.Constant(scalar_type(g), fill)
+            with for_range(b, 0, padded.rows * padded.pitch * v, name="fill") as k:
+                b.store(value, b.gep(xt, [k], inbounds=True))
     if lo_r >= hi_r or lo_c >= hi_c:
         return
     vector = ir.VectorType(scalar_type(g), v)
@@ -167,8 +172,8 @@ def _pack(b: ir.IRBuilder, c: KernelContext, g: Geometry, padded: Padded, x: Nod
         _chunked(b, hi_c - lo_c, v, columns, "col")
 
 
-def _unpack(b: ir.IRBuilder, c: KernelContext, g: Geometry, node: Node, n: ir.Value, c0: ir.Value, yt: ir.Value,
-            v: int) -> None:
+def unpack_planes(b: ir.IRBuilder, c: KernelContext, g: Geometry, node: Node, n: ir.Value, c0: ir.Value,
+                  yt: ir.Value, v: int) -> None:
     """y[n, c0 + k] at t = epilogue(yt[t·v + k]) for t < Ho·Wo: v outputs of the v channels at a time,
     transposed in registers into the planes of y's target, then the epilogue over each plane."""
     epi = Epilogue.of(c, node)

@@ -260,3 +260,28 @@ def test_flat_max_pool(x_shape, attrs):
     runs = [gc.compile(y, backend="llvm", threads=t)(x=x) for t in (1, 2, 3)]
     for got in runs:
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("x_shape, attrs, dtype", [
+    ((2, 32, 14, 14), {"kernel_size": 3, "stride": 1, "padding": 1, "ceil_mode": True}, "float32"),
+    ((1, 16, 9, 9), {"kernel_size": 2, "stride": 2, "ceil_mode": True}, "float32"),
+    ((1, 32, 7, 6), {"kernel_size": (3, 2), "stride": 1, "dilation": (1, 2), "padding": (1, 0, 2, 1)}, "float32"),
+    ((1, 16, 2, 3), {"kernel_size": 3, "stride": 1, "padding": 1}, "float32"),               # every window at a border
+    ((2, 16, 11, 10), {"kernel_size": 3, "stride": 2, "padding": 1}, "float64"),
+])
+def test_channel_block_max_pool(x_shape, attrs, dtype):
+    """Max pooling on blocks of one vector of channels (codegen.pool_blocks): bit-identical to the reference with
+    NaNs, -inf and ties, bitwise the same on 1, 2 and 3 threads."""
+    from codegen import pool_blocks
+    from codegen.pool import Window
+
+    rng = np.random.default_rng(9)
+    x = rng.integers(-3, 3, x_shape).astype(dtype)
+    x.flat[rng.choice(x.size, 4, replace=False)] = np.nan
+    x.flat[rng.choice(x.size, 4, replace=False)] = -np.inf
+    g = gc.Graph("block_pool")
+    y = gc.max_pool2d(g.input("x", x_shape, dtype), **attrs)
+    assert pool_blocks.applies(pool_blocks.geometry(Window(y.attrs, x_shape, y.shape), x_shape, x.itemsize))
+    want = gc.compile(y, backend="numpy")(x=x)
+    for threads in (1, 2, 3):
+        np.testing.assert_array_equal(gc.compile(y, backend="llvm", threads=threads)(x=x), want)
