@@ -50,8 +50,15 @@ def blocked_applies(g: Geometry) -> bool:
     return g.cg == 1 and g.og == 1 and g.c >= v and short and scratch <= FLAT_SCRATCH_BYTES
 
 
-def forward_blocks(ctx: KernelContext, node: Node, g: Geometry, x: Node, w: Node, bias: Node | None) -> int:
-    """Emit the blocked kernel for the full blocks of channels; returns how many channels it covers."""
+Combine = Callable[[ir.Value, int, ir.Value], ir.Value]  # (acc, tap index p·kw + q, pixel vector) -> acc
+Prepare = Callable[[KernelContext, ir.Value], tuple[ir.Value, Combine]]  # (ctx, first channel) -> (start, combine)
+
+
+def run_blocks(ctx: KernelContext, node: Node, g: Geometry, x: Node, fill: float, prepare: Prepare) -> int:
+    """The channel-block kernel over every (image, block of V channels): pack the block's planes (``fill``
+    outside x), then per output pixel acc = start, combined with each window tap's V-channel vector in the order
+    (p, q), then unpack into y's planes. ``prepare(ctx, c0)`` gives the block's start vector and combine step.
+    Returns how many channels of each image it covers (whole blocks)."""
     v = lanes(g)
     blocks = g.c // v
     padded = Padded.of(g)
@@ -65,11 +72,8 @@ def forward_blocks(ctx: KernelContext, node: Node, g: Geometry, x: Node, w: Node
         size = padded.rows * padded.pitch
         xt = c.scratch((size + g.p) * v * g.itemsize, scalar)
         yt = b.gep(xt, [i64(size * v)], inbounds=True)
-        pack_planes(b, c, g, padded, x, n, c0, xt, v)
-        taps = [_gather(b, c.elem(w, b.mul(c0, i64(g.kh * g.kw))), t, g.kh * g.kw, v, vector)
-                for t in range(g.kh * g.kw)]
-        start = ir.Constant(vector, None) if bias is None else \
-            b.load(b.bitcast(c.elem(bias, c0), vector.as_pointer()), align=g.itemsize)
+        pack_planes(b, c, g, padded, x, n, c0, xt, v, fill=fill)
+        start, combine = prepare(c, c0)
         with for_range(b, 0, g.ho, name="i") as i, for_range(b, 0, g.wo, name="j") as j:
             base = b.add(b.mul(b.mul(i, i64(g.sh)), i64(padded.pitch)), b.mul(j, i64(g.sw)))
             acc = start
@@ -77,7 +81,7 @@ def forward_blocks(ctx: KernelContext, node: Node, g: Geometry, x: Node, w: Node
                 for q in range(g.kw):
                     at = b.mul(b.add(base, i64(p * g.dh * padded.pitch + q * g.dw)), i64(v))
                     pixel = b.load(b.bitcast(b.gep(xt, [at], inbounds=True), vector.as_pointer()), align=64)
-                    acc = fma(b, taps[p * g.kw + q], pixel, acc)
+                    acc = combine(acc, p * g.kw + q, pixel)
             out_at = b.mul(b.add(b.mul(i, i64(g.wo)), j), i64(v))
             b.store(acc, b.bitcast(b.gep(yt, [out_at], inbounds=True), vector.as_pointer()), align=64)
         unpack_planes(b, c, g, node, n, c0, yt, v)
@@ -88,6 +92,23 @@ def forward_blocks(ctx: KernelContext, node: Node, g: Geometry, x: Node, w: Node
         with for_range(ctx.builder, 0, g.n * blocks, name="blk") as index:
             block(ctx, index)
     return blocks * v
+
+
+def forward_blocks(ctx: KernelContext, node: Node, g: Geometry, x: Node, w: Node, bias: Node | None) -> int:
+    """y = conv(x, w) (+ b) on channel blocks: acc = b[c0:c0+V], then acc = fma(w[c0:c0+V, p, q], pixel, acc);
+    returns how many channels it covers."""
+    v = lanes(g)
+    vector = ir.VectorType(scalar_type(g), v)
+
+    def prepare(c: KernelContext, c0: ir.Value) -> tuple[ir.Value, Combine]:
+        b = c.builder
+        taps = [_gather(b, c.elem(w, b.mul(c0, i64(g.kh * g.kw))), t, g.kh * g.kw, v, vector)
+                for t in range(g.kh * g.kw)]
+        start = ir.Constant(vector, None) if bias is None else \
+            b.load(b.bitcast(c.elem(bias, c0), vector.as_pointer()), align=g.itemsize)
+        return start, lambda acc, tap, pixel: fma(b, taps[tap], pixel, acc)
+
+    return run_blocks(ctx, node, g, x, 0.0, prepare)
 
 
 def _gather(b: ir.IRBuilder, first: ir.Value, tap: int, stride: int, v: int, vector: ir.VectorType) -> ir.Value:

@@ -14,10 +14,10 @@ from typing import Any
 import llvmlite.ir as ir
 import numpy as np
 
-from codegen.conv_depthwise import lanes, pack_planes, unpack_planes
+from codegen.conv_depthwise import Combine, lanes, run_blocks
 from codegen.conv_direct import FLAT_SCRATCH_BYTES, Padded, scalar_type
 from codegen.conv_geometry import Geometry
-from codegen.llvm import for_range, i64, intrinsic
+from codegen.llvm import intrinsic
 from codegen.lowering import KernelContext
 from graphc.ir import Node
 
@@ -43,38 +43,13 @@ def applies(g: Geometry) -> bool:
 
 def max_pool(ctx: KernelContext, node: Node, g: Geometry) -> None:
     """y = max over each window, V channels at a time (see the module docstring)."""
-    x = node.inputs[0]
     v = lanes(g)
-    blocks = g.c // v
-    padded = Padded.of(g)
-    scalar = scalar_type(g)
-    vector = ir.VectorType(scalar, v)
+    vector = ir.VectorType(scalar_type(g), v)
     suffix = f"v{v}{'f64' if g.itemsize == 8 else 'f32'}"
-    low = ir.Constant(vector, [-np.inf] * v)
 
-    def block(c: KernelContext, index: ir.Value) -> None:
+    def prepare(c: KernelContext, _c0: ir.Value) -> tuple[ir.Value, Combine]:
         b = c.builder
         maximum = intrinsic(b.module, f"llvm.maximum.{suffix}", vector, [vector, vector])
-        n, blk = b.udiv(index, i64(blocks)), b.urem(index, i64(blocks))
-        c0 = b.mul(blk, i64(v))
-        size = padded.rows * padded.pitch
-        xt = c.scratch((size + g.p) * v * g.itemsize, scalar)
-        yt = b.gep(xt, [i64(size * v)], inbounds=True)
-        pack_planes(b, c, g, padded, x, n, c0, xt, v, fill=-np.inf)
-        with for_range(b, 0, g.ho, name="i") as i, for_range(b, 0, g.wo, name="j") as j:
-            base = b.add(b.mul(b.mul(i, i64(g.sh)), i64(padded.pitch)), b.mul(j, i64(g.sw)))
-            acc = low
-            for p in range(g.kh):
-                for q in range(g.kw):
-                    at = b.mul(b.add(base, i64(p * g.dh * padded.pitch + q * g.dw)), i64(v))
-                    pixel = b.load(b.bitcast(b.gep(xt, [at], inbounds=True), vector.as_pointer()), align=64)
-                    acc = b.call(maximum, [acc, pixel])
-            out_at = b.mul(b.add(b.mul(i, i64(g.wo)), j), i64(v))
-            b.store(acc, b.bitcast(b.gep(yt, [out_at], inbounds=True), vector.as_pointer()), align=64)
-        unpack_planes(b, c, g, node, n, c0, yt, v)
+        return ir.Constant(vector, [-np.inf] * v), lambda acc, _tap, pixel: b.call(maximum, [acc, pixel])
 
-    if ctx.threads > 1 and g.n * blocks > 1:
-        ctx.parallel("blocks", g.n * blocks, block)
-    else:
-        with for_range(ctx.builder, 0, g.n * blocks, name="blk") as index:
-            block(ctx, index)
+    run_blocks(ctx, node, g, node.inputs[0], -np.inf, prepare)
