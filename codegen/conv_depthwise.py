@@ -25,6 +25,7 @@ from codegen.conv_direct import FLAT_SCRATCH_BYTES, Padded, fma, scalar_type
 from codegen.conv_geometry import Geometry, zero_fill
 from codegen.epilogue import Epilogue
 from codegen.gemm.config import host_vector_bits
+from codegen.gemm.microkernel import lane_mask
 from codegen.gemm.pack import transpose_block
 from codegen.llvm import F32, I1, I32, PTR, VOID, for_range, i64, intrinsic
 from codegen.lowering import KernelContext
@@ -86,11 +87,7 @@ def run_blocks(ctx: KernelContext, node: Node, g: Geometry, x: Node, fill: float
             b.store(acc, b.bitcast(b.gep(yt, [out_at], inbounds=True), vector.as_pointer()), align=64)
         unpack_planes(b, c, g, node, n, c0, yt, v)
 
-    if ctx.threads > 1 and g.n * blocks > 1:
-        ctx.parallel("blocks", g.n * blocks, block)
-    else:
-        with for_range(ctx.builder, 0, g.n * blocks, name="blk") as index:
-            block(ctx, index)
+    ctx.parallel("blocks", g.n * blocks, block)
     return blocks * v
 
 
@@ -131,16 +128,12 @@ def _itemsize(vector: ir.VectorType) -> int:
     return 4 if vector.element == F32 else 8
 
 
-def _lanes_mask(count: int, v: int) -> ir.Constant:
-    return ir.Constant(ir.VectorType(I1, v), [1 if k < count else 0 for k in range(v)])
-
-
 def _load(b: ir.IRBuilder, ptr: ir.Value, vector: ir.VectorType, count: int) -> ir.Value:
     """The first ``count`` elements at ``ptr`` as a vector (zero lanes past them; nothing past them is read)."""
     if count == vector.count:
         return b.load(b.bitcast(ptr, vector.as_pointer()), align=_itemsize(vector))
     return b.call(_masked(b, "load", vector), [b.bitcast(ptr, PTR), ir.Constant(I32, _itemsize(vector)),
-                                              _lanes_mask(count, vector.count), ir.Constant(vector, None)])
+                                              lane_mask(count, vector.count), ir.Constant(vector, None)])
 
 
 def _store(b: ir.IRBuilder, value: ir.Value, ptr: ir.Value, count: int) -> None:
@@ -150,7 +143,7 @@ def _store(b: ir.IRBuilder, value: ir.Value, ptr: ir.Value, count: int) -> None:
         b.store(value, b.bitcast(ptr, vector.as_pointer()), align=_itemsize(vector))
         return
     b.call(_masked(b, "store", vector), [value, b.bitcast(ptr, PTR), ir.Constant(I32, _itemsize(vector)),
-                                         _lanes_mask(count, vector.count)])
+                                         lane_mask(count, vector.count)])
 
 
 def _chunked(b: ir.IRBuilder, total: int, v: int, body: Callable[[ir.Value, int], None], name: str) -> None:

@@ -7,10 +7,11 @@ j in [lo_q, hi_q) = [⌈(left - q·dw)/sw⌉⁺, ⌈(W + left - q·dw)/sw⌉⁺)
 Columns in [J0, J1) = ∩_q [lo_q, hi_q) are interior: there all kw taps of a kernel row are summed in one pass
 (kw loads, kw FMAs, one read-modify-write of the accumulator row); the edge columns of each tap run on their own.
 Input rows hi = i·sh + p·dh - top outside [0, H) are skipped (zero padding contributes nothing), so every read is
-in bounds by construction and no padded copy is made.
+in bounds by construction.
 
 - forward, per (image, output channel) plane: y[n,o,i,:] = b[o] + Σ_{c,p,q} w[o,c,p,q] · x[n, g·Cg + c, hi, wi],
-  accumulated in y's row, then the fused epilogue over that row;
+  either over a zero-padded copy of the plane in one flat loop (``Padded``, ``flat_applies``) or accumulated tap
+  row by tap row in y's row as above, then the fused epilogue;
 - input gradient, per (image, input channel) plane (each written by its own chunk): dx[n,c,hi,wi] +=
   w[o,c,p,q] · ḡ[n,o,i,j] over the group's output channels, in a fixed order;
 - weight gradient, per output channel: dw[o,c,p,q] = Σ_{n,i,j} ḡ[n,o,i,j] · x[n, g·Cg + c, hi, wi], one
@@ -95,15 +96,6 @@ def _column(b: ir.IRBuilder, g: Geometry, j: ir.Value, q: int) -> ir.Value:
     return b.add(b.mul(j, i64(g.sw)), i64(q * g.dw - g.left))
 
 
-def _chunks(ctx: KernelContext, name: str, count: int, body: Callable[[KernelContext, ir.Value], None]) -> None:
-    """body(c, index) for index < count: parallel chunks with several threads, else a loop."""
-    if ctx.threads > 1 and count > 1:
-        ctx.parallel(name, count, body)
-        return
-    with for_range(ctx.builder, 0, count, name=name) as index:
-        body(ctx, index)
-
-
 @dataclass(frozen=True)
 class Padded:
     """The zero-padded copy of one plane that the flat direct kernel reads: ``rows`` × ``pitch`` elements, x's
@@ -116,9 +108,14 @@ class Padded:
 
     @classmethod
     def of(cls, g: Geometry) -> Padded:
-        rows = (g.ho - 1) * g.sh + (g.kh - 1) * g.dh + 1
-        pitch = (g.wo - 1) * g.sw + (g.kw - 1) * g.dw + 1
-        return cls(rows, pitch, (g.ho - 1) * pitch + g.wo)
+        return cls.window(g.ho, g.wo, g.sh, g.sw, g.kh, g.kw, g.dh, g.dw)
+
+    @classmethod
+    def window(cls, ho: int, wo: int, sh: int, sw: int, kh: int, kw: int, dh: int, dw: int) -> Padded:
+        """The rows and columns that Ho × Wo windows of kh × kw (strides, dilations) reach, and the flat span."""
+        rows = (ho - 1) * sh + (kh - 1) * dh + 1
+        pitch = (wo - 1) * sw + (kw - 1) * dw + 1
+        return cls(rows, pitch, (ho - 1) * pitch + wo)
 
     def scratch_elements(self, g: Geometry) -> int:
         return g.cg * self.rows * self.pitch + self.span
@@ -176,7 +173,7 @@ def forward(ctx: KernelContext, node: Node, g: Geometry, x: Node, w: Node, bias:
         out = b.gep(scratch, [i64(g.cg * size)], inbounds=True)
         for ch in range(g.cg):
             source = c.elem(x, b.mul(b.add(b.mul(n, i64(g.c)), b.add(first, i64(ch))), i64(g.h * g.w)))
-            _pad_plane(b, g, padded, source, pads[ch])
+            pad_plane(b, padded, source, pads[ch], g.h, g.w, g.top, g.left, ir.Constant(scalar_type(g), 0.0))
         weights = c.elem(w, b.mul(o, i64(g.kg)))
         taps = [b.load(b.gep(weights, [i64(t)], inbounds=True)) for t in range(g.kg)]
         with for_range(b, 0, padded.span, name="t") as t:
@@ -195,28 +192,38 @@ def forward(ctx: KernelContext, node: Node, g: Geometry, x: Node, w: Node, bias:
             with for_range(b, 0, g.wo, name="j") as j:
                 emit(b.load(b.gep(row, [j], inbounds=True)), b.add(row_at, j))
 
-    if count > 0:
-        _chunks(ctx, "planes", g.n * count, plane)
+    ctx.parallel("planes", g.n * count, plane)
 
 
 def scalar_type(g: Geometry) -> ir.Type:
     return ir.FloatType() if g.itemsize == 4 else ir.DoubleType()
 
 
-def _pad_plane(b: ir.IRBuilder, g: Geometry, padded: Padded, source: ir.Value, dst: ir.Value) -> None:
-    """dst (rows × pitch) = the plane at ``source`` (H × W) shifted by (top, left), zero elsewhere; only the
-    columns and rows the windows reach are copied (static bounds)."""
-    lo_c, hi_c = min(g.left, padded.pitch), min(g.left + g.w, padded.pitch)  # padded columns holding x
-    lo_r, hi_r = min(g.top, padded.rows), min(g.top + g.h, padded.rows)
-    if lo_r > 0 or hi_r < padded.rows or lo_c > 0 or hi_c < padded.pitch or lo_c >= hi_c:
-        zero_fill(b, dst, padded.rows * padded.pitch)
-    if lo_r < hi_r and lo_c < hi_c:
-        with for_range(b, lo_r, hi_r, name="r") as r:
-            src_row = b.gep(source, [b.mul(b.sub(r, i64(g.top)), i64(g.w))], inbounds=True)
-            dst_row = b.gep(dst, [b.mul(r, i64(padded.pitch))], inbounds=True)
-            with for_range(b, lo_c, hi_c, name="cc") as col:
-                b.store(b.load(b.gep(src_row, [b.sub(col, i64(g.left))], inbounds=True)),
-                        b.gep(dst_row, [col], inbounds=True))
+def pad_plane(b: ir.IRBuilder, padded: Padded, source: ir.Value, dst: ir.Value, h: int, w: int, top: int,
+              left: int, fill: ir.Constant) -> None:
+    """dst (rows × pitch) = the h × w plane at ``source`` shifted by (top, left), ``fill`` elsewhere: only the rows
+    and columns the windows reach are written (static bounds), each once."""
+    rows, pitch = padded.rows, padded.pitch
+    lo_c, hi_c = min(left, pitch), min(left + w, pitch)  # padded columns holding the plane
+    lo_r, hi_r = min(top, rows), min(top + h, rows)
+
+    def fill_range(row: ir.Value, start: int, stop: int) -> None:
+        if start < stop:
+            with for_range(b, start, stop, name="fill") as k:
+                b.store(fill, b.gep(row, [k], inbounds=True))
+
+    fill_range(dst, 0, lo_r * pitch)
+    fill_range(dst, max(hi_r, lo_r) * pitch, rows * pitch)
+    if lo_r >= hi_r:
+        return
+    with for_range(b, lo_r, hi_r, name="r") as r:
+        row = b.gep(dst, [b.mul(r, i64(pitch))], inbounds=True)
+        src = b.gep(source, [b.mul(b.sub(r, i64(top)), i64(w))], inbounds=True)
+        fill_range(row, 0, lo_c)
+        fill_range(row, max(hi_c, lo_c), pitch)
+        if lo_c < hi_c:
+            with for_range(b, lo_c, hi_c, name="cp") as col:
+                b.store(b.load(b.gep(src, [b.sub(col, i64(left))], inbounds=True)), b.gep(row, [col], inbounds=True))
 
 
 def _accumulated_row(c: KernelContext, g: Geometry, x: Node, w: Node, n: ir.Value, o: ir.Value, first: ir.Value,
@@ -286,7 +293,7 @@ def backward_input(ctx: KernelContext, node: Node, g: Geometry, gy: Node, w: Nod
                         gv = b.load(b.gep(grow, [j], inbounds=True))
                         b.store(fma(b, tap, gv, b.load(ptr)), ptr)
 
-    _chunks(ctx, "planes", g.n * g.c, plane)
+    ctx.parallel("planes", g.n * g.c, plane)
 
 
 def _when(b: ir.IRBuilder, cond: ir.Value, inits: list[ir.Value],
@@ -315,7 +322,7 @@ def backward_weight(ctx: KernelContext, node: Node, g: Geometry, x: Node, gy: No
     images' rows with kw accumulators (the interior columns feed all of them in one loop, each tap's edge columns
     its own)."""
     ranges, j0, j1 = _columns(g)
-    zero = ir.Constant(ir.FloatType() if g.itemsize == 4 else ir.DoubleType(), 0.0)
+    zero = ir.Constant(scalar_type(g), 0.0)
 
     def channel(c: KernelContext, o: ir.Value) -> None:
         b = c.builder
@@ -358,4 +365,4 @@ def backward_weight(ctx: KernelContext, node: Node, g: Geometry, x: Node, gy: No
             for q in range(g.kw):
                 b.store(sums[q], b.gep(dw, [i64(q)], inbounds=True))
 
-    _chunks(ctx, "channels", g.o, channel)
+    ctx.parallel("channels", g.o, channel)

@@ -22,6 +22,7 @@ from typing import Any
 import llvmlite.ir as ir
 import numpy as np
 
+from codegen.conv_direct import Padded, pad_plane
 from codegen.llvm import float_intrinsic, for_range, i64
 from codegen.lowering import KernelContext
 from codegen.scalar import value_type
@@ -31,11 +32,9 @@ SCRATCH_LIMIT = 4 << 20  # padded plane + flat output per thread, bytes
 SHORT_ROWS = 32  # strided pools take this kernel only for output rows shorter than this
 
 
-def geometry(win: Any) -> tuple[int, int, int]:
-    """(rows, pitch, span) of the padded plane and the flat output run for a ``codegen.pool.Window``."""
-    rows = (win.ho - 1) * win.sh + (win.kh - 1) * win.dh + 1
-    pitch = (win.wo - 1) * win.sw + (win.kw - 1) * win.dw + 1
-    return rows, pitch, (win.ho - 1) * pitch + win.wo
+def geometry(win: Any) -> Padded:
+    """The padded plane and the flat output run of a ``codegen.pool.Window``."""
+    return Padded.window(win.ho, win.wo, win.sh, win.sw, win.kh, win.kw, win.dh, win.dw)
 
 
 def applies(win: Any, itemsize: int) -> bool:
@@ -43,8 +42,8 @@ def applies(win: Any, itemsize: int) -> bool:
     wins: stride 1, or output rows shorter than SHORT_ROWS elements (with stride s the flat loop computes s× the
     positions; on wide rows the window-by-window kernel's row loops vectorize well). Measured (one thread):
     192 ch 28×28 3×3 s1 0.91 → 0.17 ms, 192 ch 56×56 s2 0.98 → 0.38 ms, but 64 ch 112×112 s2 0.31 → 0.58 ms."""
-    rows, pitch, span = geometry(win)
-    fits = (rows * pitch + span) * itemsize <= SCRATCH_LIMIT and win.ho > 0 and win.wo > 0
+    padded = geometry(win)
+    fits = (padded.rows * padded.pitch + padded.span) * itemsize <= SCRATCH_LIMIT and win.ho > 0 and win.wo > 0
     return win.sh == win.sw and fits and (win.sw == 1 or win.wo < SHORT_ROWS)
 
 
@@ -53,7 +52,8 @@ def max_pool(ctx: KernelContext, node: Node, win: Any) -> None:
     x = node.inputs[0]
     ty = value_type(node.dtype)
     itemsize = 8 if node.dtype == "float64" else 4
-    rows, pitch, span = geometry(win)
+    padded = geometry(win)
+    rows, pitch, span = padded.rows, padded.pitch, padded.span
     low = ir.Constant(ty, -np.inf)
 
     def plane(c: KernelContext, index: ir.Value) -> None:
@@ -62,7 +62,7 @@ def max_pool(ctx: KernelContext, node: Node, win: Any) -> None:
         scratch = c.scratch((rows * pitch + span) * itemsize, ty)
         pad = scratch
         out = b.gep(scratch, [i64(rows * pitch)], inbounds=True)
-        _fill_padded(b, c, x, win, index, pad, rows, pitch, low)
+        pad_plane(b, padded, c.elem(x, b.mul(index, i64(win.h * win.w))), pad, win.h, win.w, win.top, win.left, low)
         with for_range(b, 0, span, name="t") as t:
             corner = b.mul(t, i64(win.sw))
             value = low
@@ -78,40 +78,4 @@ def max_pool(ctx: KernelContext, node: Node, win: Any) -> None:
             with for_range(b, 0, win.wo, name="j") as j:
                 b.store(b.load(b.gep(src, [j], inbounds=True)), c.elem(node, b.add(dst, j)))
 
-    if ctx.threads > 1 and win.planes > 1:
-        ctx.parallel("planes", win.planes, plane)
-    else:
-        with for_range(ctx.builder, 0, win.planes, name="plane") as index:
-            plane(ctx, index)
-
-
-def _fill_padded(b: ir.IRBuilder, c: KernelContext, x: Node, win: Any, index: ir.Value, pad: ir.Value, rows: int,
-                 pitch: int, low: ir.Constant) -> None:
-    """pad[r·pitch + col] = x[plane, r - top, col - left], -inf outside x."""
-    lo_c, hi_c = min(win.left, pitch), min(win.left + win.w, pitch)
-    lo_r, hi_r = min(win.top, rows), min(win.top + win.h, rows)
-
-    def fill(start: int, stop: int) -> None:
-        if start < stop:
-            with for_range(b, start, stop, name="f") as k:
-                b.store(low, b.gep(pad, [k], inbounds=True))
-
-    fill(0, lo_r * pitch)
-    fill(hi_r * pitch, rows * pitch)
-    if lo_r >= hi_r:
-        return
-    source = c.elem(x, b.mul(index, i64(win.h * win.w)))
-    with for_range(b, lo_r, hi_r, name="r") as r:
-        row = b.gep(pad, [b.mul(r, i64(pitch))], inbounds=True)
-        src = b.gep(source, [b.mul(b.sub(r, i64(win.top)), i64(win.w))], inbounds=True)
-        if lo_c > 0:
-            with for_range(b, 0, lo_c, name="fl") as k:
-                b.store(low, b.gep(row, [k], inbounds=True))
-        if hi_c < pitch:
-            with for_range(b, max(hi_c, lo_c), pitch, name="fr") as k:
-                b.store(low, b.gep(row, [k], inbounds=True))
-        if lo_c < hi_c:
-            with for_range(b, lo_c, hi_c, name="cp") as col:
-                b.store(b.load(b.gep(src, [b.sub(col, i64(win.left))], inbounds=True)),
-                        b.gep(row, [col], inbounds=True))
-
+    ctx.parallel("planes", win.planes, plane)

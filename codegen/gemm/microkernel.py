@@ -24,15 +24,18 @@ from codegen.gemm.config import GemmConfig, helper_function, shared_name
 from codegen.llvm import I1, I32, I64, PTR, VOID, fold, gep, i64, intrinsic
 
 
-def _vsuffix(cfg: GemmConfig) -> str:
+def vector_suffix(cfg: GemmConfig) -> str:
+    """The intrinsic suffix of ``cfg``'s vector type (``v16f32``)."""
     return f"v{cfg.vec}{'f32' if cfg.dtype == 'float32' else 'f64'}"
 
 
-def _mask(lanes: int, vec: int) -> ir.Constant:
+def lane_mask(lanes: int, vec: int) -> ir.Constant:
+    """The i1 vector selecting the first ``lanes`` of ``vec`` lanes."""
     return ir.Constant(ir.VectorType(I1, vec), [1 if i < lanes else 0 for i in range(vec)])
 
 
-def _splat(builder: ir.IRBuilder, cfg: GemmConfig, scalar: ir.Value) -> ir.Value:
+def splat(builder: ir.IRBuilder, cfg: GemmConfig, scalar: ir.Value) -> ir.Value:
+    """``scalar`` in every lane of ``cfg``'s vector type."""
     one = builder.insert_element(ir.Constant(cfg.vector, ir.Undefined), scalar, ir.Constant(I32, 0))
     zeros = ir.Constant(ir.VectorType(I32, cfg.vec), [0] * cfg.vec)
     return builder.shuffle_vector(one, ir.Constant(cfg.vector, ir.Undefined), zeros)
@@ -53,7 +56,7 @@ def microkernel(module: ir.Module, cfg: GemmConfig, rows: int, cols: int) -> ir.
     a_ptr, b_ptr, c_ptr, ldc, kc, load_c = fn.args
     scalar, vector, vec = cfg.scalar, cfg.vector, cfg.vec
     nvec = -(-cols // vec)
-    fma = intrinsic(module, f"llvm.fma.{_vsuffix(cfg)}", vector, [vector, vector, vector])
+    fma = intrinsic(module, f"llvm.fma.{vector_suffix(cfg)}", vector, [vector, vector, vector])
 
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     prefetch = intrinsic(module, "llvm.prefetch.p0", VOID, [PTR, I32, I32, I32])
@@ -71,7 +74,7 @@ def microkernel(module: ir.Module, cfg: GemmConfig, rows: int, cols: int) -> ir.
         a_col = b.mul(p, i64(rows))
         out = []
         for r in range(rows):
-            a_vec = _splat(b, cfg, b.load(gep(b, a_ptr, b.add(a_col, i64(r)), scalar), typ=scalar))
+            a_vec = splat(b, cfg, b.load(gep(b, a_ptr, b.add(a_col, i64(r)), scalar), typ=scalar))
             out += [b.call(fma, [a_vec, bvecs[v], acc[r * nvec + v]]) for v in range(nvec)]
         return out
 
@@ -81,9 +84,9 @@ def microkernel(module: ir.Module, cfg: GemmConfig, rows: int, cols: int) -> ir.
     masked_load = masked_store = None
     if last_lanes < vec:
         vt = ir.VectorType(I1, vec)
-        masked_load = intrinsic(module, f"llvm.masked.load.{_vsuffix(cfg)}.p0", vector, [PTR, I32, vt, vector])
-        masked_store = intrinsic(module, f"llvm.masked.store.{_vsuffix(cfg)}.p0", VOID, [vector, PTR, I32, vt])
-    mask = _mask(last_lanes, vec)
+        masked_load = intrinsic(module, f"llvm.masked.load.{vector_suffix(cfg)}.p0", vector, [PTR, I32, vt, vector])
+        masked_store = intrinsic(module, f"llvm.masked.store.{vector_suffix(cfg)}.p0", VOID, [vector, PTR, I32, vt])
+    mask = lane_mask(last_lanes, vec)
     salign = ir.Constant(I32, cfg.itemsize)
 
     def store_all(builder: ir.IRBuilder, add_c: bool) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import llvmlite.ir as ir
 
 from codegen.gemm.config import GemmConfig
+from codegen.gemm.microkernel import lane_mask, splat, vector_suffix
 from codegen.llvm import I1, I32, PTR, VOID, for_range, gep, i64, intrinsic
 from codegen.parallel import Claim, region
 
@@ -27,29 +28,16 @@ BLOCK = 16  # vectors of C columns per chunk of dot products
 C_BLOCK_BYTES = 32 << 10  # a streamed chunk's block of C (it stays in L1 while B streams past)
 
 
-def _suffix(cfg: GemmConfig) -> str:
-    return f"v{cfg.vec}{'f32' if cfg.dtype == 'float32' else 'f64'}"
-
-
-def _mask(lanes: int, vec: int) -> ir.Constant:
-    return ir.Constant(ir.VectorType(I1, vec), [1 if k < lanes else 0 for k in range(vec)])
-
-
-def _splat(b: ir.IRBuilder, cfg: GemmConfig, value: ir.Value) -> ir.Value:
-    one = b.insert_element(ir.Constant(cfg.vector, None), value, ir.Constant(I32, 0))
-    return b.shuffle_vector(one, ir.Constant(cfg.vector, None), ir.Constant(ir.VectorType(I32, cfg.vec), [0] * cfg.vec))
-
-
 class _Vectors:
     """Vector loads and stores of ``cfg``'s type, whole or the first ``lanes`` lanes (nothing past them touched)."""
 
     def __init__(self, module: ir.Module, cfg: GemmConfig) -> None:
         self.cfg = cfg
         mask_t = ir.VectorType(I1, cfg.vec)
-        self.fma = intrinsic(module, f"llvm.fma.{_suffix(cfg)}", cfg.vector, [cfg.vector] * 3)
-        self.masked_load = intrinsic(module, f"llvm.masked.load.{_suffix(cfg)}.p0", cfg.vector,
+        self.fma = intrinsic(module, f"llvm.fma.{vector_suffix(cfg)}", cfg.vector, [cfg.vector] * 3)
+        self.masked_load = intrinsic(module, f"llvm.masked.load.{vector_suffix(cfg)}.p0", cfg.vector,
                                      [PTR, I32, mask_t, cfg.vector])
-        self.masked_store = intrinsic(module, f"llvm.masked.store.{_suffix(cfg)}.p0", VOID,
+        self.masked_store = intrinsic(module, f"llvm.masked.store.{vector_suffix(cfg)}.p0", VOID,
                                       [cfg.vector, PTR, I32, mask_t])
 
     def load(self, b: ir.IRBuilder, ptr: ir.Value, lanes: int) -> ir.Value:
@@ -57,7 +45,7 @@ class _Vectors:
         if lanes == cfg.vec:
             return b.load(ptr, typ=cfg.vector, align=cfg.itemsize)
         return b.call(self.masked_load, [b.bitcast(ptr, PTR), ir.Constant(I32, cfg.itemsize),
-                                         _mask(lanes, cfg.vec), ir.Constant(cfg.vector, None)])
+                                         lane_mask(lanes, cfg.vec), ir.Constant(cfg.vector, None)])
 
     def store(self, b: ir.IRBuilder, value: ir.Value, ptr: ir.Value, lanes: int) -> None:
         cfg = self.cfg
@@ -65,7 +53,7 @@ class _Vectors:
             b.store(value, ptr, align=cfg.itemsize)
         else:
             b.call(self.masked_store, [value, b.bitcast(ptr, PTR), ir.Constant(I32, cfg.itemsize),
-                                       _mask(lanes, cfg.vec)])
+                                       lane_mask(lanes, cfg.vec)])
 
 
 def emit_skinny(module: ir.Module, b: ir.IRBuilder, name: str, cfg: GemmConfig, operands: list[ir.Value],
@@ -145,7 +133,7 @@ def _stream_rows(b: ir.IRBuilder, cfg: GemmConfig, vectors: _Vectors, a_row: ir.
         if tail:
             vectors.store(b, zero, gep(b, c_row, i64(full * cfg.vec), cfg.scalar), tail)
     with for_range(b, 0, k, name="p", nonempty=True) as p:
-        a_val = _splat(b, cfg, b.load(gep(b, a_row, b.mul(p, i64(a_cs)), cfg.scalar), typ=cfg.scalar))
+        a_val = splat(b, cfg, b.load(gep(b, a_row, b.mul(p, i64(a_cs)), cfg.scalar), typ=cfg.scalar))
         row = gep(b, bm, b.add(b.mul(p, i64(b_rs)), col0), cfg.scalar)
 
         def update(at: ir.Value, n_: int) -> None:
