@@ -23,6 +23,7 @@ Layout (each module imports only ``graphc.onnx.registry`` of this package, never
   logic, Where, Cast), ``activation`` (Relu ... HardSigmoid, PRelu, Elu, Softplus, Gelu (tanh), Softmax, Clip),
   ``reduce`` (Reduce*), ``shape`` (Constant, ConstantOfShape, Range, Shape, Reshape, Transpose, Concat, Split,
   Expand, Tile, Pad, ...), ``indexing`` (Slice, Gather, GatherElements, GatherND), ``linalg`` (MatMul, Gemm),
+  ``einsum`` (Einsum of one or two operands),
   ``nn`` (Conv, pooling, BatchNormalization, Dropout), ``loss`` (NegativeLogLikelihoodLoss,
   SoftmaxCrossEntropyLoss).
 
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import graphc.onnx.activation as activation
 import graphc.onnx.arith as arith
+import graphc.onnx.einsum as einsum
 import graphc.onnx.indexing as indexing
 import graphc.onnx.linalg as linalg
 import graphc.onnx.loss as loss
@@ -49,7 +51,7 @@ from graphc.onnx.importer import ImportedModel, import_model
 from graphc.onnx.registry import FOLDERS, TRANSLATORS, ImportContext, OnnxNode, UnsupportedOnnx, folder, translator
 
 # the translator modules; importing each registers its translators in TRANSLATORS
-TRANSLATOR_MODULES = (activation, arith, indexing, linalg, loss, nn, reduce, shape)
+TRANSLATOR_MODULES = (activation, arith, einsum, indexing, linalg, loss, nn, reduce, shape)
 
 __all__ = ["FOLDERS", "TRANSLATORS", "TRANSLATOR_MODULES", "ImportContext", "ImportedModel", "OnnxNode",
            "UnsupportedOnnx", "folder", "import_model", "translator"]

@@ -23,7 +23,7 @@ SUPPORT_MODULES = {"graphc.onnx.importer", "graphc.onnx.registry"}
 FAMILIES = {
     "graphc.onnx.arith": "Add", "graphc.onnx.activation": "HardSwish", "graphc.onnx.reduce": "ReduceSum",
     "graphc.onnx.shape": "Reshape", "graphc.onnx.indexing": "Gather", "graphc.onnx.linalg": "Gemm",
-    "graphc.onnx.nn": "Conv", "graphc.onnx.loss": "SoftmaxCrossEntropyLoss",
+    "graphc.onnx.nn": "Conv", "graphc.onnx.loss": "SoftmaxCrossEntropyLoss", "graphc.onnx.einsum": "Einsum",
 }
 
 
