@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,12 +27,17 @@ class ImportedModel:
     """The result of :func:`import_model`: the graph, its runtime input names and its outputs by ONNX name."""
 
     def __init__(self, graph: Graph, inputs: list[str], outputs: dict[str, Node], opset: int,
-                 inference: bool = False) -> None:
+                 inference: bool = False, eval_outputs: dict[str, Node] | None = None) -> None:
         self.graph = graph
         self.inputs = inputs
         self.outputs = outputs
         self.opset = opset
         self.inference = inference
+        # training=True: the same model with inference-mode batch norms (running statistics), sharing the params;
+        # otherwise the outputs themselves
+        self.eval_outputs = eval_outputs if eval_outputs is not None else outputs
+        self._values: dict[str, Any] = {}
+        self._eval_values: dict[str, Any] = {}
 
     def compile(self, backend: str | None = None, **options: Any) -> Any:
         """A program returning ``{onnx output name: array}``; feed it the arrays named by ``inputs``. A model
@@ -42,13 +48,23 @@ class ImportedModel:
             options.setdefault("freeze", True)
         return compile_graph(dict(self.outputs), backend=backend, **options)
 
+    def tensor(self, onnx_name: str, eval: bool = False) -> Node:  # noqa: A002 - mirrors eval_outputs
+        """The graph node of the ONNX value ``onnx_name`` (any intermediate result, e.g. the features before a
+        classifier to replace); ``eval=True``: the one of ``eval_outputs``' translation."""
+        values = self._eval_values if eval else self._values
+        if onnx_name not in values:
+            close = [k for k in values if onnx_name.lower() in k.lower()][:8]
+            raise GraphcError(f"the model has no ONNX value {onnx_name!r}" + (f"; similar: {close}" if close else ""))
+        value = values[onnx_name]
+        return value if isinstance(value, Node) else self.graph.const(value)
+
     def __repr__(self) -> str:
         return f"ImportedModel({self.graph.name!r}, inputs={self.inputs}, outputs={list(self.outputs)})"
 
 
 def import_model(model_or_path: Any, *, initializers: str | None = None,
                  static_inputs: Mapping[str, Any] | None = None, input_shapes: Mapping[str, Any] | None = None,
-                 name: str | None = None, inference: bool = False) -> ImportedModel:
+                 name: str | None = None, inference: bool = False, training: bool = False) -> ImportedModel:
     """Translate an ONNX model (a ``ModelProto``, bytes or a file path) into a graphc graph.
 
     ``initializers``: ``"params"`` (float initializers become trainable params; integer ones consts; the default)
@@ -57,9 +73,22 @@ def import_model(model_or_path: Any, *, initializers: str | None = None,
     constant subgraphs evaluated once; see ``gc.compile(freeze=True)``). ``static_inputs``: values of graph
     inputs that the model uses as shapes, axes or indices (an input that an op also consumes as a tensor still
     becomes a runtime input). ``input_shapes`` fixes dynamic dimensions.
+
+    ``training=True`` (for fine-tuning): every BatchNormalization of the file normalizes with the batch's
+    statistics, and any program computing an output updates its running mean and variance in place
+    (PyTorch's rule: running ← (1 − m)·running + m·batch, m = 1 − the node's ONNX momentum, unbiased variance),
+    as ``model.train()`` does in PyTorch. ``eval_outputs`` then holds the same model with inference-mode batch
+    norms (running statistics), sharing every param: train on ``outputs``, evaluate ``eval_outputs``.
     """
-    if not isinstance(inference, bool):
-        raise GraphcError(f"import_model: inference must be True or False, got {inference!r}")
+    for key, flag in (("inference", inference), ("training", training)):
+        if not isinstance(flag, bool):
+            raise GraphcError(f"import_model: {key} must be True or False, got {flag!r}")
+    if inference and training:
+        raise GraphcError("import_model: inference=True and training=True contradict each other (inference "
+                          "freezes the weights; training=True is for fine-tuning)")
+    if training and initializers == "consts":
+        raise GraphcError("import_model: training=True needs the initializers as params (the running statistics "
+                          "are state the program updates); initializers='consts' contradicts it")
     if inference and initializers not in (None, "consts"):
         raise GraphcError(f"import_model: inference=True makes the initializers constants; initializers="
                           f"{initializers!r} contradicts it")
@@ -69,7 +98,7 @@ def import_model(model_or_path: Any, *, initializers: str | None = None,
     if initializers not in ("params", "consts"):
         raise GraphcError(f"import_model: initializers must be 'params' or 'consts', got {initializers!r}")
     try:
-        imported = _import(onnx, model, initializers, static_inputs, input_shapes, name)
+        imported = _import(onnx, model, initializers, static_inputs, input_shapes, name, training)
         imported.inference = inference
         return imported
     except _MALFORMED as err:  # a damaged or hostile file: fields of the wrong type, missing or out of range
@@ -81,8 +110,9 @@ _MALFORMED = (TypeError, ValueError, KeyError, IndexError, AttributeError, Overf
 
 
 def _import(onnx: Any, model: Any, initializers: str, static_inputs: Mapping[str, Any] | None,
-            input_shapes: Mapping[str, Any] | None, name: str | None) -> ImportedModel:
-    """The translation proper (see :func:`import_model`)."""
+            input_shapes: Mapping[str, Any] | None, name: str | None, training: bool) -> ImportedModel:
+    """The translation proper (see :func:`import_model`); with ``training`` the nodes are translated twice into
+    one graph, once with training-mode batch norms and once for evaluation, the params shared."""
     opset = _default_opset(model)
     onnx_graph = model.graph
     graph = Graph(name or onnx_graph.name or "onnx")
@@ -90,12 +120,46 @@ def _import(onnx: Any, model: Any, initializers: str, static_inputs: Mapping[str
     values: dict[str, Value] = {}
     init_names = {init.name for init in onnx_graph.initializer}
     for init in onnx_graph.initializer:
-        array = as_array(onnx.numpy_helper.to_array(init), f"initializer {init.name!r}")
+        array = as_array(_initializer_array(onnx, init), f"initializer {init.name!r}")
         ctx.initializers[id(array)] = (init.name, array)
         values[init.name] = array
     for vi in onnx_graph.input:
         if vi.name not in init_names:
             values[vi.name] = _graph_input(graph, vi, (input_shapes or {}).get(vi.name))
+    ctx.training = ctx.untie_state = training
+    train_values = dict(values)
+    outputs = _translate_graph(ctx, onnx_graph, opset, train_values)
+    if training:
+        _warn_shared_params(graph, outputs)
+    eval_values, eval_outputs = train_values, None
+    if training:
+        ctx.training = False
+        eval_values = dict(values)
+        eval_outputs = _translate_graph(ctx, onnx_graph, opset, eval_values)
+    used = {n.name for n in topo_ancestors(list(outputs.values())) if n.op == "input"}
+    inputs = [name for name in graph.inputs if name in used]
+    imported = ImportedModel(graph, inputs, outputs, opset, eval_outputs=eval_outputs)
+    imported._values, imported._eval_values = train_values, eval_values
+    return imported
+
+
+def _warn_shared_params(graph: Graph, outputs: dict[str, Node]) -> None:
+    """Warn about trainable params that several ops read: trained, they stay one param. Legitimately tied
+    weights are read that way, but so are the parameters an exporter merged because their values were equal."""
+    readers: dict[str, list[str]] = {}
+    for node in topo_ancestors(list(outputs.values())):
+        for name in {x.name for x in node.inputs if x.op == "param" and x.name in graph.trainable}:
+            readers.setdefault(name, []).append(node.name)
+    for name, nodes in readers.items():
+        if len(nodes) > 1 and graph.state[name].size > 1:
+            warnings.warn(f"import_model(training=True): initializer {name!r} is read by {len(nodes)} ops "
+                          f"({', '.join(nodes[:4])}) and trains as one param; if the exporter merged parameters of "
+                          "equal value (TorchScript's eval export does), export from weights that differ or in "
+                          "training mode", stacklevel=4)
+
+
+def _translate_graph(ctx: ImportContext, onnx_graph: Any, opset: int, values: dict[str, Value]) -> dict[str, Node]:
+    """Translate every node in order; the graph outputs by ONNX name."""
     for proto in onnx_graph.node:
         _translate_node(ctx, OnnxNode(proto, opset), values)
     outputs = {}
@@ -103,9 +167,22 @@ def _import(onnx: Any, model: Any, initializers: str, static_inputs: Mapping[str
         if vi.name not in values:
             raise UnsupportedOnnx(f"graph output {vi.name!r} is produced by no node")
         outputs[vi.name] = ctx.tensor(values[vi.name])
-    used = {n.name for n in topo_ancestors(list(outputs.values())) if n.op == "input"}
-    inputs = [name for name in graph.inputs if name in used]
-    return ImportedModel(graph, inputs, outputs, opset)
+    return outputs
+
+
+_RAW_DTYPES = {1: "<f4", 11: "<f8", 7: "<i8"}  # TensorProto FLOAT, DOUBLE, INT64: raw_data is little-endian
+
+
+def _initializer_array(onnx: Any, init: Any) -> np.ndarray:
+    """An initializer's value: a read-only view of its raw bytes for the common dtypes (the graph copies it once
+    when it becomes a param; a const keeps the view), else ONNX's own conversion."""
+    dtype = _RAW_DTYPES.get(init.data_type)
+    if dtype is not None and init.raw_data and init.data_location != onnx.TensorProto.EXTERNAL:
+        raw = init.raw_data
+        count = int(np.prod(init.dims, dtype=np.int64)) if len(init.dims) else 1
+        if len(raw) == count * np.dtype(dtype).itemsize:
+            return np.frombuffer(raw, dtype=dtype).reshape(tuple(init.dims)).astype(dtype[1:], copy=False)
+    return onnx.numpy_helper.to_array(init)
 
 
 def _load(onnx: Any, model_or_path: Any) -> Any:

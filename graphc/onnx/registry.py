@@ -128,6 +128,22 @@ def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
+def _shortest(value: float) -> float:
+    """The float32 attribute ``value`` as the shortest decimal that rounds to it (0.8999999761581421 → 0.9): what
+    the exporter was given, so float64 models compute with PyTorch's 1 - 0.9 and 1e-5, not their float32
+    roundings (float32 models are unaffected: the decimal rounds back to the same float32)."""
+    return float(str(np.float32(value))) if np.isfinite(value) else float(value)
+
+
+def _decimal_floats(proto: Any, value: Any) -> Any:
+    """Float attributes (ONNX stores them as float32) through :func:`_shortest`; other values unchanged."""
+    if proto.type == 1:  # AttributeProto.FLOAT
+        return _shortest(value)
+    if proto.type == 6:  # AttributeProto.FLOATS
+        return [_shortest(v) for v in value]
+    return value
+
+
 class OnnxNode:
     """One ONNX NodeProto with typed attribute access; every attribute must be read by its translator."""
 
@@ -136,7 +152,7 @@ class OnnxNode:
         self.proto = proto
         self.op_type: str = proto.op_type
         self.opset = opset
-        self.attrs = {_text(a.name): onnx.helper.get_attribute_value(a) for a in proto.attribute}
+        self.attrs = {_text(a.name): _decimal_floats(a, onnx.helper.get_attribute_value(a)) for a in proto.attribute}
         self.used: set[str] = set()
         self.label = f"{self.op_type} node {proto.name!r}" if proto.name else f"{self.op_type} node"
 
@@ -177,6 +193,10 @@ class ImportContext:
         self.graph = graph
         self.static_inputs = {k: np.asarray(v) for k, v in static_inputs.items()}
         self.params = params
+        self.training = False  # import_model(training=True): file batch norms normalize with batch statistics
+        self.untie_state = False  # import_model(training=True): each node owns the state it updates
+        self._node_state: dict[tuple[tuple[str, ...], int], Node] = {}
+        self._state_owners: set[str] = set()
         self.initializers: dict[int, tuple[str, np.ndarray]] = {}
         self._materialized: dict[int, Node] = {}
         self._folded: dict[int, np.ndarray] = {}
@@ -196,6 +216,24 @@ class ImportContext:
                 node = self.graph.const(value, dtype=value.dtype)
             self._materialized[key] = node
         return self._materialized[key]
+
+    def node_state(self, n: OnnxNode, position: int, value: Value) -> Node:
+        """Input ``position`` of ``n`` as non-trainable state (running statistics). With ``untie_state``, a param
+        that another node already owns is copied into a param of this node's own: exporters merge initializers of
+        equal value (fresh BatchNorms' zeros and ones), but each layer must update its own statistics. The same
+        node of a second translation pass (``eval_outputs``) gets the same param."""
+        node = self.tensor(value, trainable=False)
+        if not self.untie_state or node.op != "param":
+            return node
+        key = (tuple(n.proto.output), position)
+        if key not in self._node_state:
+            if node.name in self._state_owners:
+                base = f"{node.name}/{n.proto.name or n.op_type}"
+                value = self.graph.state[node.name]
+                node = self.graph.param(self.graph.unique_name(base), value, dtype=value.dtype, trainable=False)
+            self._state_owners.add(node.name)
+            self._node_state[key] = node
+        return self._node_state[key]
 
     def becomes_param(self, value: Value | None) -> bool:
         """True for a float initializer that this import turns into a param."""
