@@ -18,7 +18,8 @@ import ops.norm
 import ops.pool
 import ops.random
 import ops.reduce
-import ops.shape  # noqa: F401  (each family registers its ops on import)
+import ops.shape
+import ops.special  # noqa: F401  (each family registers its ops on import)
 from ops.base import ErrorCase, Op, OpError, Sample
 from ops.registry import REGISTRY, apply, get_op, register
 

@@ -3,6 +3,8 @@ softmax log_softmax (along one axis)."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 import ops.fn as fn
@@ -10,6 +12,7 @@ from graphc.ir import TensorType
 from ops.base import ErrorCase, Op, OpError, Sample, away_from_zero, normalize_axis, require_float
 from ops.elementwise import Binary, Unary
 from ops.registry import register
+from ops.special import gelu_exact_formula
 
 
 @register
@@ -209,30 +212,56 @@ class Softplus(Unary):
 
 _GELU_C = float(np.sqrt(2.0 / np.pi))
 _GELU_K = 0.044715
+_SQRT_HALF = math.sqrt(0.5)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
 @register
 class Gelu(Unary):
-    """GELU, tanh form: y = ½x(1 + tanh u), u = c(x + kx³), c = √(2/π), k = 0.044715;
-    dy/dx = ½(1 + tanh u) + ½x(1 - tanh²u)·c(1 + 3kx²)."""
+    """GELU. ``approximate="tanh"`` (the default): y = ½x(1 + tanh u), u = c(x + kx³), c = √(2/π), k = 0.044715;
+    dy/dx = ½(1 + tanh u) + ½x(1 - tanh²u)·c(1 + 3kx²). ``approximate="none"``: y = x·Φ(x), Φ(x) = ½(1 + erf(x/√2));
+    dy/dx = Φ(x) + x·e^(−x²/2)/√(2π)."""
 
     name = "gelu"
     cost = 30
 
+    def normalize(self, attrs, x):
+        approximate = attrs.get("approximate", "tanh")
+        if approximate not in ("tanh", "none"):
+            raise OpError(f"approximate must be 'tanh' or 'none', got {approximate!r}")
+        return {"approximate": approximate}
+
     def reference(self, attrs, x):
+        if attrs["approximate"] == "none":  # Φ(x) = ½erfc(−x/√2): no cancellation in the negative tail
+            phi = np.vectorize(lambda v: 0.5 * math.erfc(-v / math.sqrt(2.0)), otypes=[np.float64])(x)
+            return (x * phi).astype(x.dtype)
         # ½(1 + tanh u) = sigmoid(2u): an independent formulation of the same function, split by sign
         u2 = 2 * _GELU_C * (x + _GELU_K * x**3)
         e = np.exp(-np.abs(u2))
         return (x * np.where(u2 >= 0, 1 / (1 + e), e / (1 + e))).astype(x.dtype)
 
+    def samples(self, rng):
+        wide = np.concatenate([rng.uniform(-9.0, 9.0, 12), [0.0, -1.2, 1.7, -30.0, 30.0]])
+        return super().samples(rng) + [Sample([rng.standard_normal((3, 4))], {"approximate": "none"}),
+                                       Sample([wide], {"approximate": "none"})]
+
+    def error_cases(self):
+        return super().error_cases() + [ErrorCase([((3,), "float32")], {"approximate": "erf"}, "'tanh' or 'none'")]
+
     def vjp(self, node, g):
         x = node.inputs[0]
+        if node.attrs["approximate"] == "none":
+            phi = fn.mul(fn.add(fn.erf(fn.mul(x, _SQRT_HALF)), 1.0), 0.5)
+            density = fn.mul(fn.exp(fn.mul(fn.mul(x, x), -0.5)), _INV_SQRT_2PI)
+            return (fn.mul(g, fn.add(phi, fn.mul(x, density))),)
         t = fn.tanh(fn.mul(fn.add(x, fn.mul(fn.mul(fn.mul(x, x), x), _GELU_K)), _GELU_C))
         du = fn.mul(fn.add(fn.mul(fn.mul(x, x), 3 * _GELU_K), 1.0), _GELU_C)
         dy = fn.add(fn.mul(fn.add(t, 1.0), 0.5), fn.mul(fn.mul(fn.mul(x, 0.5), fn.sub(1.0, fn.mul(t, t))), du))
         return (fn.mul(g, dy),)
 
     def scalar(self, b, attrs, x):
+        if attrs["approximate"] == "none":  # x·½(1 + erf(x/√2)), 1 + erf without cancellation
+            return gelu_exact_formula(b, x)
         c, k, half, one = (b.const(v, like=x) for v in (_GELU_C, _GELU_K, 0.5, 1.0))
         u = b.mul(c, b.add(x, b.mul(k, b.mul(b.mul(x, x), x))))
         return b.mul(b.mul(half, x), b.add(one, b.tanh(u)))

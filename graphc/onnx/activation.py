@@ -119,9 +119,32 @@ def _swish(ctx: ImportContext, n: OnnxNode, xs: list) -> list:
 
 @translator("Gelu")
 def _gelu(ctx: ImportContext, n: OnnxNode, xs: list) -> list:
-    """Gelu with approximate='tanh' → gelu (graphc's GELU is the tanh form); the exact form needs erf."""
+    """Gelu → gelu(x, approximate): 'none' (ONNX's default) the exact x·½(1 + erf(x/√2)), 'tanh' the tanh form."""
     approximate = n.attr("approximate", "none")
-    if approximate != "tanh":
-        raise n.unsupported(f"approximate={approximate!r} is not supported: the exact GELU needs an erf op, which "
-                            "graphc does not have (approximate='tanh' maps onto graphc's gelu)")
-    return [fn.gelu(ctx.tensor(xs[0]))]
+    if approximate not in ("none", "tanh"):
+        raise n.unsupported(f"attribute approximate={approximate!r} is not supported (only 'none' and 'tanh')")
+    return [fn.gelu(ctx.tensor(xs[0]), approximate=approximate)]
+
+
+@translator("Erf")
+def _erf(ctx: ImportContext, n: OnnxNode, xs: list) -> list:
+    """Erf → erf (float inputs; torch exporters write exact GELU as x·½(1 + Erf(x/√2)))."""
+    x = ctx.tensor(xs[0])
+    if not x.type.is_float:
+        raise n.unsupported(f"Erf of a {x.dtype} input is not supported (graphc's erf takes float32/float64)")
+    return [fn.erf(x)]
+
+
+@translator("Shrink")
+def _shrink(ctx: ImportContext, n: OnnxNode, xs: list) -> list:
+    """Shrink → where(x < −λ, x + bias, where(x > λ, x − bias, 0)) (ONNX's defaults λ = 0.5, bias = 0); integer
+    inputs take integral λ and bias."""
+    x = ctx.tensor(xs[0])
+    lambd, bias = float(n.attr("lambd", 0.5)), float(n.attr("bias", 0.0))
+    if not x.type.is_float:
+        if x.dtype == "bool" or lambd != int(lambd) or bias != int(bias):
+            raise n.unsupported(f"attribute lambd={lambd}/bias={bias} on a {x.dtype} input is not supported "
+                                "(integer inputs need integral values)")
+        lambd, bias = int(lambd), int(bias)
+    upper = fn.where(fn.greater(x, lambd), fn.sub(x, bias), 0)
+    return [fn.where(fn.greater(-lambd, x), fn.add(x, bias), upper)]

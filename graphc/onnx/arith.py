@@ -42,10 +42,28 @@ def _require_float(n: OnnxNode, *xs: Node) -> None:
                                 f"{_FLOAT_ONLY[n.op_type]} is floating-point)")
 
 
+def _legacy_broadcast(n: OnnxNode, a_rank: int, b_shape: tuple[int, ...]) -> tuple[int, ...] | None:
+    """Opset < 7 Add/Sub/Mul/Div with ``broadcast=1``: B's shape lifted to A's rank with B's axes starting at
+    ``axis`` (default: aligned to the end, as NumPy), or None when no reshape is needed."""
+    if n.opset >= 7 or n.op_type not in ("Add", "Sub", "Mul", "Div"):
+        return None
+    broadcast, axis = int(n.attr("broadcast", 0)), n.attr("axis", None)
+    if not broadcast:
+        return None
+    start = a_rank - len(b_shape) if axis is None else int(axis) % max(a_rank, 1)
+    if start < 0 or start + len(b_shape) > a_rank:
+        raise n.unsupported(f"attribute axis={axis}: B of shape {b_shape} does not fit A's rank {a_rank}")
+    return (1,) * start + tuple(b_shape) + (1,) * (a_rank - start - len(b_shape))
+
+
 @translator(*_BINARY)
 def _binary(ctx: ImportContext, n: OnnxNode, xs: list) -> list:
-    """Add, Sub, Mul, Div, Pow, Equal, Greater → the graphc op of the same name (Pow's exponent cast to x's dtype)."""
+    """Add, Sub, Mul, Div, Pow, Equal, Greater → the graphc op of the same name (Pow's exponent cast to x's dtype;
+    opset < 7 ``broadcast``/``axis`` place B's axes in A's)."""
     a, b = (ctx.tensor(x) for x in xs)
+    lifted = _legacy_broadcast(n, a.ndim, b.shape)
+    if lifted is not None:
+        b = fn.reshape(b, lifted)
     if n.op_type == "Pow" and b.dtype != a.dtype:
         b = fn.cast(b, a.dtype)
     if n.op_type in _FLOAT_ONLY:
@@ -185,6 +203,8 @@ def _check_broadcast(n: OnnxNode, xs: list, dtype: object) -> None:
 @folder(*_NP_ARITH, "Div")
 def _fold_arith(n: OnnxNode, xs: list) -> list:
     """Elementwise math on constants, in the first input's dtype."""
+    if len(xs) == 2 and (lifted := _legacy_broadcast(n, xs[0].ndim, xs[1].shape)) is not None:
+        xs = [xs[0], xs[1].reshape(lifted)]
     _check_broadcast(n, xs, xs[0].dtype)
     out = _divide(n, *xs) if n.op_type == "Div" else _NP_ARITH[n.op_type](*xs)
     return [np.asarray(out).astype(xs[0].dtype, copy=False)]

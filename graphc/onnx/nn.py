@@ -13,6 +13,7 @@ import numpy as np
 import ops.fn as fn
 from graphc.ir import Node
 from graphc.onnx.registry import ImportContext, OnnxNode, optional_input, translator
+from ops.conv_transpose import conv_transpose2d
 from ops.registry import apply
 
 # ---------------------------------------------------------------------------------------------- geometry
@@ -107,14 +108,20 @@ def _batch_norm(ctx: ImportContext, n: OnnxNode, xs: list) -> list:
     Scale and bias become trainable params; the running mean and variance are state (non-trainable params), so
     an optimizer never descends on them."""
     x, scale, bias = (ctx.tensor(v) for v in xs[:3])
-    mean, var = (ctx.tensor(v, trainable=False) for v in xs[3:5])
+    mean, var = (ctx.node_state(n, i, xs[i]) for i in (3, 4))
     eps, momentum = float(n.attr("epsilon", 1e-5)), float(n.attr("momentum", 0.9))
     n.attr("spatial")  # opset < 9: 1 (per channel) is the only behaviour graphc has
+    if n.opset < 7 and n.attr("is_test", 0) == 0 and len(n.proto.output) > 1 and any(n.proto.output[1:]):
+        raise n.unsupported("attribute is_test=0 (training outputs of opset < 7) is not supported")
+    n.attr("is_test")  # opset < 7: inference (the only outputs used) is what graphc computes
+    n.attr("consumed_inputs")  # opset < 6: in-place hints, no effect on the values
     if n.attrs.get("spatial", 1) != 1:
         raise n.unsupported("spatial=0 (per-activation statistics) is not supported")
     if len(n.proto.output) > 1 and any(n.proto.output[1:]) and n.opset < 14:
         raise n.unsupported("the mean/var/saved outputs of opset < 14 are not supported")
     if not n.attr("training_mode", 0):
+        if ctx.training and len([o for o in n.proto.output if o]) == 1:  # fine-tuning: PyTorch's model.train()
+            return [fn.batch_norm(x, scale, bias, mean, var, training=True, momentum=1.0 - momentum, eps=eps)]
         return [fn.batch_norm(x, scale, bias, mean, var, training=False, eps=eps)]
     y = apply("batch_norm", x, scale, bias, mean, var, training=True, eps=eps)
     axes = (0,) + tuple(range(2, x.ndim))
@@ -145,6 +152,77 @@ def _layer_norm(ctx: ImportContext, n: OnnxNode, xs: list) -> list:
     inv_std = fn.div(1.0, fn.sqrt(fn.add(fn.mean(fn.mul(centered, centered), axis=axes, keepdims=True), eps)))
     y = fn.mul(fn.mul(centered, inv_std), scale)
     return [y if bias is None else fn.add(y, bias), mean, inv_std]
+
+
+@translator("ConvTranspose")
+def _conv_transpose(ctx: ImportContext, n: OnnxNode, xs: list) -> list:
+    """ConvTranspose (1-D or 2-D) → conv_transpose2d (conv2d's input gradient) with strides, dilations, group,
+    pads, output_padding, output_shape and auto_pad (ONNX's reference: the total padding
+    s·(in − 1) + output_padding + (k − 1)·d + 1 − output_shape split floor-half first for SAME_UPPER)."""
+    x, w, b = ctx.tensor(xs[0]), ctx.tensor(xs[1]), ctx.optional_tensor(xs, 2)
+    spatial = x.ndim - 2
+    if spatial not in (1, 2) or w.ndim != x.ndim:
+        raise n.unsupported(f"{spatial}-D spatial input (rank {x.ndim}) is not supported: graphc has 2-D "
+                            "transposed convolution (1-D runs as 2-D)")
+    kernel = list(n.attr("kernel_shape", None) or w.shape[2:])
+    if tuple(kernel) != tuple(w.shape[2:]):
+        raise n.unsupported(f"attribute kernel_shape {kernel} differs from the weight's spatial shape {w.shape[2:]}")
+    strides = list(n.attr("strides", None) or [1] * spatial)
+    dilations = list(n.attr("dilations", None) or [1] * spatial)
+    extra = list(n.attr("output_padding", None) or [0] * spatial)
+    auto_pad, shape = n.attr("auto_pad", "NOTSET"), n.attr("output_shape", None)
+    pads = n.attr("pads", None)
+    if auto_pad not in ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"):
+        raise n.unsupported(f"attribute auto_pad={auto_pad!r} is not supported")
+    if shape is not None or auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        shape = list(shape)[-spatial:] if shape is not None else [x.shape[2 + a] * strides[a] for a in range(spatial)]
+        total = [strides[a] * (x.shape[2 + a] - 1) + extra[a] + (kernel[a] - 1) * dilations[a] + 1 - shape[a]
+                 for a in range(spatial)]
+        first = [t // 2 if auto_pad == "SAME_UPPER" else t - t // 2 for t in total]
+        pads = first + [t - f for t, f in zip(total, first)]
+    elif pads is None or auto_pad == "VALID":
+        pads = [0] * (2 * spatial)
+    if spatial == 1:  # lift to 2-D with a unit height
+        x, w = (fn.reshape(v, v.shape[:2] + (1,) + v.shape[2:]) for v in (x, w))
+        strides, dilations, extra, pads = [1, *strides], [1, *dilations], [0, *extra], [0, pads[0], 0, pads[1]]
+    y = conv_transpose2d(x, w, b, stride=tuple(strides), pads=tuple(pads), output_padding=tuple(extra),
+                         dilation=tuple(dilations), groups=int(n.attr("group", 1)))
+    return [_lower(y, spatial == 1)]
+
+
+@translator("InstanceNormalization")
+def _instance_norm(ctx: ImportContext, n: OnnxNode, xs: list) -> list:
+    """InstanceNormalization → per (sample, channel) over the spatial axes: d = x − mean(x),
+    y = d/√(mean(d²) + ε)·scale[c] + B[c]."""
+    x, scale, bias = (ctx.tensor(v) for v in xs[:3])
+    if x.ndim < 3:
+        raise n.unsupported(f"an input of rank {x.ndim} is not supported (needs N, C and spatial axes)")
+    eps = float(n.attr("epsilon", 1e-5))
+    axes = tuple(range(2, x.ndim))
+    per_channel = (x.shape[1],) + (1,) * len(axes)
+    centered = fn.sub(x, fn.mean(x, axis=axes, keepdims=True))
+    inv_std = fn.div(1.0, fn.sqrt(fn.add(fn.mean(fn.mul(centered, centered), axis=axes, keepdims=True), eps)))
+    y = fn.mul(fn.mul(centered, inv_std), fn.reshape(scale, per_channel))
+    return [fn.add(y, fn.reshape(bias, per_channel))]
+
+
+@translator("LRN")
+def _lrn(ctx: ImportContext, n: OnnxNode, xs: list) -> list:
+    """LRN → y = x/(bias + α/size·Σ x²)^β, the sum over channels c − ⌊(size−1)/2⌋ … c + ⌈(size−1)/2⌉ (zeros
+    beyond the edges): the squares padded along axis 1 and ``size`` shifted slices added."""
+    x = ctx.tensor(xs[0])
+    size = int(n.attr("size"))
+    alpha, beta, bias = float(n.attr("alpha", 1e-4)), float(n.attr("beta", 0.75)), float(n.attr("bias", 1.0))
+    if size < 1 or x.ndim < 2:
+        raise n.unsupported(f"size={size} on an input of rank {x.ndim} is not supported")
+    before, after = (size - 1) // 2, size - 1 - (size - 1) // 2
+    squares = fn.pad(fn.mul(x, x), [(0, 0), (before, after)] + [(0, 0)] * (x.ndim - 2))
+    channels = x.shape[1]
+    window = None
+    for k in range(size):
+        part = fn.getitem(squares, (slice(None), slice(k, k + channels)))
+        window = part if window is None else fn.add(window, part)
+    return [fn.div(x, fn.pow(fn.add(fn.mul(window, alpha / size), bias), beta))]
 
 
 @translator("Dropout")

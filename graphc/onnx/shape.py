@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 import ops.fn as fn
+from graphc.ir import Node
 from graphc.onnx.registry import (
     ImportContext,
     OnnxNode,
@@ -293,9 +294,6 @@ def _fold_tile(n: OnnxNode, xs: list) -> list:
 
 def _pad_args(ctx: ImportContext | None, n: OnnxNode, xs: list, rank: int) -> tuple[list, tuple, float]:
     """Pad's (before, after) pairs per axis (negative counts become crops), the crop index and the value."""
-    mode = n.attr("mode", "constant")
-    if mode != "constant":
-        raise n.unsupported(f"mode {mode!r} is not supported (graphc's pad is constant padding)")
     if n.opset < 11:
         pads, value, axes = list(n.attr("pads")), float(n.attr("value", 0.0)), None
     else:
@@ -315,19 +313,69 @@ def _pad_args(ctx: ImportContext | None, n: OnnxNode, xs: list, rank: int) -> tu
     return [(max(a, 0), max(b, 0)) for a, b in pairs], crop, value
 
 
+_PAD_MODES = ("constant", "reflect", "edge", "wrap")
+
+
+def _pad_mode(n: OnnxNode, shape: tuple[int, ...], pairs: list) -> str:
+    """Pad's mode, checked against the (cropped) shape: reflect needs pads < the axis size, wrap ≤ it."""
+    mode = n.attr("mode", "constant")
+    if mode not in _PAD_MODES or (mode == "wrap" and n.opset < 19):
+        raise n.unsupported(f"attribute mode={mode!r} is not supported (constant, reflect, edge, wrap)")
+    for axis, ((a, b), d) in enumerate(zip(pairs, shape)):
+        if (a or b) and mode != "constant" and (d == 0 or (mode == "reflect" and max(a, b) >= d)
+                                                or (mode == "wrap" and max(a, b) > d)):
+            raise n.unsupported(f"attribute mode={mode!r}: pads {(a, b)} on axis {axis} of size {d} are not "
+                                "supported (reflect needs pads < the size, wrap pads ≤ the size)")
+    return mode
+
+
+def _pad_axis(x: Node, axis: int, before: int, after: int, mode: str) -> Node:
+    """x padded along ``axis`` by slices of itself: edge repeats the end rows, reflect mirrors x[1..before] and
+    x[d-1-after..d-2], wrap takes x[d-before..] and x[..after]."""
+    d = x.shape[axis]
+
+    def part(index: slice, count: int) -> Node:
+        piece = fn.getitem(x, (slice(None),) * axis + (index,))
+        if mode == "edge":
+            piece = fn.broadcast_to(piece, x.shape[:axis] + (count,) + x.shape[axis + 1:])
+        return piece
+
+    if mode == "edge":
+        pieces = [part(slice(0, 1), before), x, part(slice(d - 1, d), after)]
+    elif mode == "reflect":
+        pieces = [part(slice(before, 0, -1), before), x, part(slice(d - 2, d - 2 - after if d - 2 - after >= 0
+                                                                    else None, -1), after)]
+    else:
+        pieces = [part(slice(d - before, d), before), x, part(slice(0, after), after)]
+    keep = [p for p, count in zip(pieces, (before, 1, after)) if count]
+    return fn.concat(keep, axis=axis)
+
+
 @translator("Pad")
 def _pad(ctx: ImportContext, n: OnnxNode, xs: list) -> list:
-    """Pad (mode constant) → pad with the import-time value; negative pads crop the axis first (x[a:-b])."""
+    """Pad → pad with the import-time value (mode constant), or for reflect, edge and wrap a concatenation of
+    slices of x per padded axis (whose gradients are slice_backward); negative pads crop the axis first."""
     x = ctx.tensor(xs[0])
     pairs, crop, value = _pad_args(ctx, n, xs, x.ndim)
     if any(s != slice(0, None) for s in crop):
         x = fn.getitem(x, crop)
-    return [x if all(p == (0, 0) for p in pairs) else fn.pad(x, pairs, value=value)]
+    mode = _pad_mode(n, x.shape, pairs)
+    if all(p == (0, 0) for p in pairs):
+        return [x]
+    if mode == "constant":
+        return [fn.pad(x, pairs, value=value)]
+    for axis, (a, b) in enumerate(pairs):
+        if a or b:
+            x = _pad_axis(x, axis, a, b, mode)
+    return [x]
 
 
 @folder("Pad")
 def _fold_pad(n: OnnxNode, xs: list) -> list:
     pairs, crop, value = _pad_args(None, n, xs, xs[0].ndim)
     cropped = xs[0][crop]
+    mode = _pad_mode(n, cropped.shape, pairs)
     check_import_time_size(n, [d + a + b for d, (a, b) in zip(cropped.shape, pairs)], cropped.dtype)
+    if mode != "constant":
+        return [np.pad(cropped, pairs, mode=mode)]
     return [np.pad(cropped, pairs, constant_values=np.asarray(value, cropped.dtype))]

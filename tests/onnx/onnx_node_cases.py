@@ -24,6 +24,8 @@ SUPPORTED_OPS = (
     "Expand", "Tile", "ConstantOfShape", "Range", "Split", "Pad", "Gather", "GatherND", "Slice", "Squeeze",
     "Unsqueeze", "Shape", "Size", "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "LayerNormalization",
     "Mod", "ScatterND",
+    # issue 10 item 2: new graphc ops
+    "Erf", "InstanceNormalization", "LRN", "ConvTranspose", "Shrink", "Einsum",
 )
 
 
