@@ -33,7 +33,7 @@ _NAMES: dict[str, str] = {
     **{name: "graphc.ir" for name in ("FeedError", "GradientError", "Graph", "GraphcError", "Node", "ShapeError",
                                       "Tensor", "TensorType")},
     "compile": "graphc.api", "grad": "graphc.api", "verify": "passes.verify", "render": "graphc.viz",
-    "l1": "graphc.regularizers", "l2": "graphc.regularizers",
+    "l1": "graphc.regularizers", "l2": "graphc.regularizers", "name_scope": "graphc.ir",
 }
 _SUBMODULES = ("api", "bench", "cli", "data", "dump", "init", "ir", "nn", "onnx", "optim", "regularizers", "testing",
                "viz")

@@ -10,6 +10,7 @@ import contextlib
 import math
 import threading
 from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -285,6 +286,44 @@ class Node:
 Tensor = Node
 
 
+# ---------------------------------------------------------------------------------------------- name scopes
+
+_SCOPE: ContextVar[str] = ContextVar("graphc_name_scope", default="")  # "" or "outer/inner/"
+
+
+@contextlib.contextmanager
+def name_scope(name: str) -> Iterator[str]:
+    """``with gc.name_scope("layer1"):`` prefixes the names of nodes built inside with ``layer1/``; yields the full
+    scope (nested scopes join with "/": ``outer/inner``).
+
+    Explicit names (``name="h"`` → ``layer1/h``) and generated ones (``layer1/mul_1``) get the prefix; inputs and
+    params keep their names as given (they are programs' feed and state keys). Scopes belong to the current thread
+    (and asyncio task)."""
+    if not isinstance(name, str) or not name.strip("/"):
+        raise GraphcError(f"name_scope: a scope name must be a non-empty string, got {name!r}")
+    full = f"{_SCOPE.get()}{name.strip('/')}/"
+    token = _SCOPE.set(full)
+    try:
+        yield full[:-1]
+    finally:
+        _SCOPE.reset(token)
+
+
+@contextlib.contextmanager
+def root_name_scope() -> Iterator[None]:
+    """No name-scope prefix inside (for code that copies nodes under their existing names)."""
+    token = _SCOPE.set("")
+    try:
+        yield
+    finally:
+        _SCOPE.reset(token)
+
+
+def current_name_scope() -> str:
+    """The current name scope, e.g. ``"outer/inner"`` ("" outside any)."""
+    return _SCOPE.get().rstrip("/")
+
+
 # ---------------------------------------------------------------------------------------------- graph
 
 
@@ -344,12 +383,19 @@ class Graph:
 
     def add_node(self, op: str, inputs: tuple[Node, ...], attrs: Mapping[str, Any] | Attrs, type: TensorType,
                  name: str | None = None, site: str | None = None) -> Node:
-        """Append a node whose type was already inferred (callers: leaf constructors and ``ops.apply``)."""
+        """Append a node whose type was already inferred (callers: leaf constructors and ``ops.apply``).
+
+        Nodes built from user code (no ``site`` given) other than inputs and params get the current
+        :func:`name_scope` prefix, on explicit and generated names alike; passes copying a node pass
+        its ``site`` and keep its name."""
         for x in inputs:
             if x.graph is not self:
                 raise GraphcError(f"{op}: input {x.name!r} belongs to graph {x.graph.name!r}, not {self.name!r}")
+        prefix = _SCOPE.get() if site is None and op not in ("input", "param") else ""
         if name is None:
-            name = self.unique_name(op)
+            name = self.unique_name(prefix + op)
+        elif prefix and isinstance(name, str) and name:
+            name = prefix + name
         self._claim(name, op)
         node = Node(self, op, tuple(inputs), attrs if isinstance(attrs, Attrs) else Attrs(attrs), type, name,
                     site or creation_site(), len(self.nodes), self._backward_depth > 0)
@@ -431,7 +477,7 @@ def _as_shape(shape: Any) -> tuple[int, ...]:
 def _as_array(value: Any, dtype: Any) -> np.ndarray:
     if isinstance(value, Node):
         raise GraphcError(f"expected a concrete value, got the symbolic tensor {value!r}\n  at {creation_site()}")
-    array = np.array(value)
+    array = np.asarray(value)  # the one copy is made below (a large initializer is copied once, not twice)
     if dtype is None:
         if array.dtype.kind == "f":
             dtype = "float32"

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from graphc.ir import GraphcError, Node, ShapeError, TensorType, creation_site
+from graphc.ir import GraphcError, Node, ShapeError, TensorType, creation_site, current_name_scope
 from ops.base import Op, OpError
 
 REGISTRY: dict[str, Op] = {}
@@ -89,6 +89,14 @@ def _without_site(err: Exception) -> str:
     return str(err).split("\n  at ")[0]
 
 
+def _naming(name: str | None) -> str:
+    """How an error names the node being built: `` as 'scope/name'``, `` in scope 'scope'`` or nothing."""
+    scope = current_name_scope()
+    if isinstance(name, str) and name:
+        return f" as {(scope + '/' if scope else '') + name!r}"
+    return f" in scope {scope!r}" if scope else ""
+
+
 def apply(op_name: str, *operands: Any, name: str | None = None, **attrs: Any) -> Node:
     """Build the node ``op_name(*operands, **attrs)`` in the operands' graph."""
     op = get_op(op_name)
@@ -103,11 +111,11 @@ def apply(op_name: str, *operands: Any, name: str | None = None, **attrs: Any) -
         out_type = op.infer(normalized, *types)
     except (OpError, ShapeError) as err:  # ShapeError: an invalid TensorType built during inference
         shown = ", ".join(str(t) for t in types)
-        raise ShapeError(f"{op_name}({shown}): {_without_site(err)}\n  at {creation_site()}") from None
+        raise ShapeError(f"{op_name}({shown}){_naming(name)}: {_without_site(err)}\n  at {creation_site()}") from None
     except (TypeError, ValueError, ArithmeticError, MemoryError) as err:  # an attribute of the wrong kind or size
         shown = ", ".join(str(t) for t in types)
-        raise ShapeError(f"{op_name}({shown}): invalid attributes {dict(attrs)!r}: {type(err).__name__}: {err}\n"
-                         f"  at {creation_site()}") from None
+        raise ShapeError(f"{op_name}({shown}){_naming(name)}: invalid attributes {dict(attrs)!r}: "
+                         f"{type(err).__name__}: {err}\n  at {creation_site()}") from None
     if not isinstance(out_type, TensorType):
         raise TypeError(f"{op_name}.infer returned {out_type!r}, not a TensorType")
     return graph.add_node(op_name, inputs, normalized, out_type, name=name)
