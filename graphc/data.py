@@ -83,8 +83,9 @@ def _dataset(x: np.ndarray, y: np.ndarray, val: float, test: float, seed: int) -
     return Dataset(*split(x, y, val, test, seed), num_classes=int(y.max()) + 1)
 
 
-def iris(val: float = 0.0, test: float = 0.2, seed: int = 0) -> Dataset:
-    """Fisher's iris: 150 flowers, 4 features, 3 classes (features not standardized)."""
+def iris(val: float = 0.1, test: float = 0.2, seed: int = 0) -> Dataset:
+    """Fisher's iris: 150 flowers, 4 features, 3 classes (features not standardized); by default 105 train, 15
+    validation and 30 test examples, stratified (the test split is the same for any ``val``)."""
     bunch = _sklearn().load_iris()
     return _dataset(bunch.data, bunch.target, val, test, seed)
 

@@ -3,8 +3,10 @@
 ``opt.minimize(loss)`` differentiates ``loss`` symbolically and returns ``{param: new_value}`` for every trainable
 param and every piece of optimizer state (velocities, moments, the step counter), all held as non-trainable graph
 state. Compile it with ``gc.compile({"loss": loss}, updates=updates)``: one program call then does the forward
-pass, the backward pass and the update. The learning rate is state too (``opt.lr_value``): a schedule changes it
-between calls without recompiling.
+pass, the backward pass and the update. The learning rate is state too (``opt.learning_rate``, also ``opt.lr``
+and ``opt.lr_value``): a schedule or a callback (``ReduceLROnPlateau``) changes it between calls without
+recompiling. Constructors take Keras' spellings too: ``learning_rate=`` for ``lr=``, ``epsilon=`` for ``eps=``,
+Adam's ``beta_1=``/``beta_2=`` for ``beta1``/``beta2``.
 
 Update rules (g is the gradient, plus ``weight_decay``·p when set; η the learning rate):
 - SGD: p ← p − η g; with momentum μ: v ← μv − η g, p ← p + v; Nesterov: p ← p + μv − η g (v already updated).
@@ -41,7 +43,9 @@ class Optimizer:
     name = "optimizer"
     hyper: tuple[str, ...] = ()  # constructor arguments besides lr and weight_decay, saved by get_config
 
-    def __init__(self, lr: float | Schedule = 0.01, weight_decay: float = 0.0) -> None:
+    def __init__(self, lr: float | Schedule | None = None, weight_decay: float = 0.0, *,
+                 learning_rate: float | Schedule | None = None, default_lr: float = 0.01) -> None:
+        lr = _alias(type(self).__name__, "lr", lr, "learning_rate", learning_rate, default_lr)
         self.schedule: Schedule | None = lr if callable(lr) else None
         self.initial_lr = float(self.schedule(0) if self.schedule else lr)
         if self.initial_lr <= 0 or not math.isfinite(self.initial_lr):
@@ -158,6 +162,27 @@ class Optimizer:
         return int(self.graph.state[self._step.name])
 
     @property
+    def learning_rate(self) -> float:
+        """The current learning rate η (Keras' ``optimizer.learning_rate``); settable unless a schedule drives it.
+
+        Before the first training step it is the initial rate; after, the graph state the programs read, so a new
+        value takes effect at the next step without recompiling (and is saved with the model)."""
+        return self.lr_value if self.graph is not None else self.initial_lr
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        if self.schedule is not None:
+            raise GraphcError(f"{type(self).__name__}: the learning rate follows the schedule {self.schedule!r} and "
+                              "cannot be set; create the optimizer with a number instead")
+        value = _in_range(type(self).__name__, "learning_rate", value, 0.0, math.inf, low_open=True)
+        if self.graph is None:
+            self.initial_lr = value
+        else:
+            self.lr_value = value
+
+    lr = learning_rate  # Keras 2's spelling
+
+    @property
     def lr_value(self) -> float:
         self._require_bound()
         return float(self.graph.state[self._lr.name])
@@ -183,9 +208,9 @@ class SGD(Optimizer):
 
     name = "sgd"
 
-    def __init__(self, lr: float | Schedule = 0.01, momentum: float = 0.0, nesterov: bool = False,
-                 weight_decay: float = 0.0) -> None:
-        super().__init__(lr, weight_decay)
+    def __init__(self, lr: float | Schedule | None = None, momentum: float = 0.0, nesterov: bool = False,
+                 weight_decay: float = 0.0, *, learning_rate: float | Schedule | None = None) -> None:
+        super().__init__(lr, weight_decay, learning_rate=learning_rate, default_lr=0.01)
         if not 0.0 <= momentum < 1.0:
             raise GraphcError(f"SGD: momentum must be in [0, 1), got {momentum}")
         if nesterov and momentum == 0.0:
@@ -213,8 +238,10 @@ class Adagrad(Optimizer):
 
     name = "adagrad"
 
-    def __init__(self, lr: float | Schedule = 0.01, eps: float = 1e-7, weight_decay: float = 0.0) -> None:
-        super().__init__(lr, weight_decay)
+    def __init__(self, lr: float | Schedule | None = None, eps: float | None = None, weight_decay: float = 0.0, *,
+                 learning_rate: float | Schedule | None = None, epsilon: float | None = None) -> None:
+        super().__init__(lr, weight_decay, learning_rate=learning_rate, default_lr=0.01)
+        eps = _alias("Adagrad", "eps", eps, "epsilon", epsilon, 1e-7)
         self.eps = _in_range("Adagrad", "eps", eps, 0.0, math.inf, low_open=True)
 
     hyper = ("eps",)
@@ -231,9 +258,11 @@ class RMSProp(Optimizer):
 
     name = "rmsprop"
 
-    def __init__(self, lr: float | Schedule = 0.001, rho: float = 0.9, eps: float = 1e-7,
-                 weight_decay: float = 0.0) -> None:
-        super().__init__(lr, weight_decay)
+    def __init__(self, lr: float | Schedule | None = None, rho: float = 0.9, eps: float | None = None,
+                 weight_decay: float = 0.0, *, learning_rate: float | Schedule | None = None,
+                 epsilon: float | None = None) -> None:
+        super().__init__(lr, weight_decay, learning_rate=learning_rate, default_lr=0.001)
+        eps = _alias("RMSProp", "eps", eps, "epsilon", epsilon, 1e-7)
         self.rho = _in_range("RMSProp", "rho", rho, 0.0, 1.0, high_open=True)
         self.eps = _in_range("RMSProp", "eps", eps, 0.0, math.inf, low_open=True)
 
@@ -251,9 +280,13 @@ class Adam(Optimizer):
 
     name = "adam"
 
-    def __init__(self, lr: float | Schedule = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
-                 weight_decay: float = 0.0) -> None:
-        super().__init__(lr, weight_decay)
+    def __init__(self, lr: float | Schedule | None = None, beta1: float | None = None, beta2: float | None = None,
+                 eps: float | None = None, weight_decay: float = 0.0, *, learning_rate: float | Schedule | None = None,
+                 beta_1: float | None = None, beta_2: float | None = None, epsilon: float | None = None) -> None:
+        super().__init__(lr, weight_decay, learning_rate=learning_rate, default_lr=0.001)
+        beta1 = _alias("Adam", "beta1", beta1, "beta_1", beta_1, 0.9)
+        beta2 = _alias("Adam", "beta2", beta2, "beta_2", beta_2, 0.999)
+        eps = _alias("Adam", "eps", eps, "epsilon", epsilon, 1e-8)
         self.beta1 = _in_range("Adam", "beta1", beta1, 0.0, 1.0, low_open=True, high_open=True)
         self.beta2 = _in_range("Adam", "beta2", beta2, 0.0, 1.0, low_open=True, high_open=True)
         self.eps = _in_range("Adam", "eps", eps, 0.0, math.inf, low_open=True)
@@ -270,6 +303,9 @@ class Adam(Optimizer):
         correction2 = fn.sub(1.0, fn.exp(fn.mul(t, math.log(self.beta2))))  # 1 - β₂ᵗ
         m_hat, v_hat = fn.div(m_new, correction1), fn.div(v_new, correction2)
         return {m: m_new, v: v_new, p: fn.sub(p, fn.div(fn.mul(m_hat, lr), fn.add(fn.sqrt(v_hat), self.eps)))}
+
+
+RMSprop = RMSProp  # Keras' spelling
 
 
 # ------------------------------------------------------------------------------------------ schedules
@@ -332,6 +368,13 @@ class CosineDecay(_Schedule):
 
 # the functional names of the schedules (``gc.optim.step_decay(0.1, step_size=2, gamma=0.5)``)
 step_decay, exponential_decay, cosine_decay = StepDecay, ExponentialDecay, CosineDecay
+
+
+def _alias(owner: str, name: str, value: Any, keras_name: str, keras_value: Any, default: Any) -> Any:
+    """The argument given as ``name`` or as its Keras spelling ``keras_name`` (not both), else ``default``."""
+    if value is not None and keras_value is not None:
+        raise GraphcError(f"{owner}: give {name}= or {keras_name}= (the same setting), not both")
+    return default if value is None and keras_value is None else (value if value is not None else keras_value)
 
 
 def _number(owner: str, key: str, value: Any) -> float:

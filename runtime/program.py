@@ -47,7 +47,16 @@ class Program:
         self.params = {n.name: n for n in self.nodes if n.op == "param"}
 
     # -- calling ---------------------------------------------------------------------------------------
-    def __call__(self, **feeds: Any) -> Any:
+    def __call__(self, named: Mapping[str, Any] | None = None, /, **feeds: Any) -> Any:
+        """Run on ``feeds`` given as keywords, ``prog(x=a)``, or as one dict, ``prog({"x": a})``."""
+        if named is not None:
+            if not isinstance(named, Mapping):
+                raise FeedError(f"a program takes its inputs by name: prog(x=...) or prog({{'x': ...}}), got a "
+                                f"positional {type(named).__name__}")
+            both = sorted(set(named) & set(feeds))
+            if both:
+                raise FeedError(f"input {both[0]!r} is given twice (in the dict and as a keyword)")
+            feeds = {**named, **feeds}
         arrays = validate_feeds(self.graph, self.inputs, feeds)
         with self.graph.state_lock:
             self._check_state()

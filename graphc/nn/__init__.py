@@ -15,7 +15,18 @@ and state). ``load_model`` validates the whole file first and raises one :class:
 and the offending entry. Each model keeps at most ``Sequential.MAX_PROGRAMS`` compiled programs (LRU).
 """
 
-from graphc.nn.callbacks import Callback, EarlyStopping, History, ModelCheckpoint
+from graphc.nn import metrics
+from graphc.nn.callbacks import (
+    Callback,
+    CSVLogger,
+    EarlyStopping,
+    History,
+    LambdaCallback,
+    LearningRateScheduler,
+    ModelCheckpoint,
+    ReduceLROnPlateau,
+    TerminateOnNaN,
+)
 from graphc.nn.fileformat import ModelFileError
 from graphc.nn.layers import (
     Activation,
@@ -26,6 +37,10 @@ from graphc.nn.layers import (
     Dense,
     Dropout,
     Flatten,
+    GlobalAveragePooling2D,
+    GlobalAvgPool2D,
+    Input,
+    InputLayer,
     Layer,
     LeakyReLU,
     MaxPool2D,
@@ -35,12 +50,16 @@ from graphc.nn.layers import (
     Softmax,
     Tanh,
 )
+from graphc.nn.layout import image_data_format, set_image_data_format
 from graphc.nn.losses import accuracy, confusion_matrix
 from graphc.nn.model import Sequential, TrainingError, load_model
+from graphc.nn.plots import plot_histories
 
 __all__ = [
+    "CSVLogger", "LambdaCallback", "LearningRateScheduler", "ReduceLROnPlateau", "TerminateOnNaN", "metrics",
     "Activation", "AveragePooling2D", "AvgPool2D", "BatchNormalization", "Callback", "Conv2D", "Dense", "Dropout",
     "EarlyStopping", "Flatten", "History", "Layer", "LeakyReLU", "MaxPool2D", "MaxPooling2D", "ModelCheckpoint",
     "ModelFileError", "ReLU", "Sequential", "Sigmoid", "Softmax", "Tanh", "TrainingError", "accuracy",
-    "confusion_matrix", "load_model",
+    "confusion_matrix", "load_model", "plot_histories",
+    "GlobalAveragePooling2D", "GlobalAvgPool2D", "Input", "InputLayer", "image_data_format", "set_image_data_format",
 ]

@@ -48,6 +48,18 @@ class ModelFileError(GraphcError):
     """A model file that cannot be written, or read as a graphc model (the message names the file and entry)."""
 
 
+KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
+
+
+def check_suffix(path: str, action: str) -> None:
+    """Refuse a Keras file name (``.h5``, ``.hdf5``, ``.keras``): graphc's files are ``.npz`` archives, and one
+    written under a Keras name would mislead every tool (and person) that opens it."""
+    stem, suffix = os.path.splitext(os.fspath(path))
+    if suffix.lower() in KERAS_SUFFIXES:
+        raise ModelFileError(f"cannot {action} {path!r}: {suffix} is a Keras format; graphc's model and weight "
+                             f"files are .npz archives (numpy.load reads them). Use {stem + '.npz'!r}")
+
+
 # ------------------------------------------------------------------------------------------ writing
 
 
@@ -122,6 +134,7 @@ def _fsync_directory(folder: str) -> None:
 
 def write_archive(path: str, arrays: dict[str, np.ndarray]) -> None:
     """Write ``arrays`` as an uncompressed ``.npz`` at ``path`` atomically and durably (module docstring)."""
+    check_suffix(path, "save to")
     folder = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)
@@ -177,6 +190,7 @@ class Archive:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        check_suffix(path, "load")
         try:
             self._zip = zipfile.ZipFile(path)
         except FileNotFoundError:

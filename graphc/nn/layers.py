@@ -1,4 +1,10 @@
-"""Keras-like layers. Activations are NCHW for images (graphc's convention), not Keras' NHWC.
+"""Keras-like layers. Layers compute on NCHW images (graphc's convention); a model built with
+``data_format="channels_last"`` takes NHWC data and converts it once at its input (:mod:`graphc.nn.layout`).
+
+Weights (``get_weights`` / ``set_weights``, Keras' order): Dense ``[kernel (in, units), bias (units,)]`` — the same
+shapes as Keras; Conv2D ``[kernel (filters, in_channels, kh, kw), bias (filters,)]`` — Keras' kernel is
+(kh, kw, in_channels, filters): convert with ``np.transpose(k, (3, 2, 0, 1))``; BatchNormalization
+``[gamma, beta, moving_mean, moving_variance]``.
 
 A layer is built once (``build`` creates its params in the model's graph from the input shape without the
 batch axis) and then called any number of times (``call``): once per compiled variant (training/inference,
@@ -18,58 +24,34 @@ from typing import Any
 import numpy as np
 
 import graphc.init as initializers
+import graphc.nn.layout as layout
 import graphc.regularizers as regularizers
 from graphc.ir import Graph, GraphcError, Node
+from graphc.nn.layer_utils import (  # noqa: F401 - Input(Layer): Keras-style re-export
+    Input,
+    InputLayer,
+    _flag,
+    _number,
+    _pair,
+    _positive_int,
+    activation_fn,
+    checked_weights,
+    shape_tuple,
+)
+from graphc.nn.layer_utils import initializer as _initializer
+from graphc.nn.layer_utils import padding as _padding
 from ops import fn
-
-ACTIVATIONS = {
-    None: lambda x: x, "linear": lambda x: x, "relu": fn.relu, "sigmoid": fn.sigmoid, "tanh": fn.tanh,
-    "softmax": lambda x: fn.softmax(x, axis=-1), "leaky_relu": fn.leaky_relu,
-    "elu": lambda x: fn.elu(x), "gelu": lambda x: fn.gelu(x), "softplus": lambda x: fn.softplus(x),
-}
-
-
-def activation_fn(name: Any):
-    if callable(name):
-        return name
-    if not isinstance(name, (str, type(None))) or name not in ACTIVATIONS:
-        raise GraphcError(f"unknown activation {name!r}; choose one of {', '.join(str(k) for k in ACTIVATIONS if k)}")
-    return ACTIVATIONS[name]
-
-
-def _pair(value: Any, what: str) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, (int, np.integer)) else value
-    pair = pair.tolist() if isinstance(pair, np.ndarray) else pair
-    if not isinstance(pair, (list, tuple)) or len(pair) != 2 \
-            or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0 for v in pair):
-        raise GraphcError(f"{what} must be a positive int or a pair of them, got {value!r}")
-    return int(pair[0]), int(pair[1])
-
-
-def _positive_int(owner: str, key: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise GraphcError(f"{owner}: {key} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _flag(owner: str, key: str, value: Any) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise GraphcError(f"{owner}: {key} must be True or False, got {value!r}")
-    return bool(value)
-
-
-def _number(owner: str, key: str, value: Any, low: float, high: float) -> float:
-    """``value`` as a finite float in [low, high]."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not low <= value <= high \
-            or not math.isfinite(value):
-        raise GraphcError(f"{owner}: {key} must be a finite number in [{low:g}, {high:g}], got {value!r}")
-    return float(value)
 
 
 def _regularizer_config(layer: Layer) -> dict[str, Any]:
     """The saved form of a layer's kernel and bias regularizers (a custom callable cannot be saved)."""
     return {key: regularizers.serialize(getattr(layer, key), f"layer {layer.name!r} {key}")
             for key in ("kernel_regularizer", "bias_regularizer")}
+
+
+def _format_config(layer: Layer) -> dict[str, Any]:
+    """``data_format`` in a layer's config only when it was given (files written before it existed stay valid)."""
+    return {} if layer.data_format is None else {"data_format": layer.data_format}
 
 
 def _penalties(layer: Layer) -> list[Node]:
@@ -87,7 +69,7 @@ class Layer:
         if name is not None and (not isinstance(name, str) or not name):
             raise GraphcError(f"{type(self).__name__}: name must be a non-empty string, got {name!r}")
         self.name = name
-        self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
+        self.input_shape = None if input_shape is None else shape_tuple(input_shape, type(self).__name__)
         self.output_shape: tuple[int, ...] | None = None
         self.params: dict[str, Node] = {}
         self.graph: Graph | None = None
@@ -133,6 +115,23 @@ class Layer:
         trainable = sum(p.size for p in self.params.values() if p.name in self.graph.trainable)
         return trainable, sum(p.size for p in self.params.values()) - trainable
 
+    def get_weights(self) -> list[np.ndarray]:
+        """Copies of this layer's params in Keras' order (module docstring); [] before the model is built."""
+        if self.graph is None:
+            return []
+        with self.graph.state_lock:
+            return [self.graph.state[p.name].copy() for p in self.params.values()]
+
+    def set_weights(self, weights: list[Any]) -> None:
+        """Overwrite this layer's params from a list in ``get_weights``' order and shapes (checked first, so a
+        wrong list changes nothing)."""
+        if self.graph is None:
+            raise GraphcError(f"layer {self.name!r} has no weights yet: build the model first (model.build(...))")
+        params, values = list(self.params.values()), checked_weights(self.name, self.params, weights)
+        with self.graph.state_lock:
+            for param, value in zip(params, values):
+                self.graph.state[param.name][...] = value
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
 
@@ -142,11 +141,17 @@ class Dense(Layer):
 
     def __init__(self, units: int, activation: Any = None, use_bias: bool = True,
                  kernel_initializer: Any = "glorot_uniform", bias_initializer: Any = "zeros",
-                 kernel_regularizer: Any = None, bias_regularizer: Any = None, **kwargs: Any) -> None:
+                 kernel_regularizer: Any = None, bias_regularizer: Any = None, input_dim: int | None = None,
+                 **kwargs: Any) -> None:
+        if input_dim is not None:
+            if kwargs.get("input_shape") is not None:
+                raise GraphcError("Dense: give input_dim or input_shape, not both")
+            kwargs["input_shape"] = (_positive_int("Dense", "input_dim", input_dim),)
         super().__init__(**kwargs)
         self.units, self.activation = _positive_int("Dense", "units", units), activation
         self.use_bias = _flag("Dense", "use_bias", use_bias)
-        self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
+        self.kernel_initializer = _initializer(kernel_initializer, "Dense kernel_initializer")
+        self.bias_initializer = _initializer(bias_initializer, "Dense bias_initializer")
         self.kernel_regularizer = regularizers.get(kernel_regularizer, "Dense kernel_regularizer")
         self.bias_regularizer = regularizers.get(bias_regularizer, "Dense bias_regularizer")
         activation_fn(activation)
@@ -183,15 +188,15 @@ class Conv2D(Layer):
     def __init__(self, filters: int, kernel_size: Any, strides: Any = 1, padding: str = "valid",
                  activation: Any = None, use_bias: bool = True, kernel_initializer: Any = "glorot_uniform",
                  bias_initializer: Any = "zeros", kernel_regularizer: Any = None, bias_regularizer: Any = None,
-                 **kwargs: Any) -> None:
+                 data_format: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if padding not in ("valid", "same"):
-            raise GraphcError(f"Conv2D: padding must be 'valid' or 'same', got {padding!r}")
         self.filters = _positive_int("Conv2D", "filters", filters)
         self.kernel_size = _pair(kernel_size, "Conv2D kernel_size")
-        self.strides, self.padding = _pair(strides, "Conv2D strides"), padding
+        self.strides, self.padding = _pair(strides, "Conv2D strides"), _padding(padding, "Conv2D")
         self.activation, self.use_bias = activation, _flag("Conv2D", "use_bias", use_bias)
-        self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
+        self.data_format = layout.check_format(data_format, "Conv2D")
+        self.kernel_initializer = _initializer(kernel_initializer, "Conv2D kernel_initializer")
+        self.bias_initializer = _initializer(bias_initializer, "Conv2D bias_initializer")
         self.kernel_regularizer = regularizers.get(kernel_regularizer, "Conv2D kernel_regularizer")
         self.bias_regularizer = regularizers.get(bias_regularizer, "Conv2D bias_regularizer")
         activation_fn(activation)
@@ -199,17 +204,19 @@ class Conv2D(Layer):
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": list(self.kernel_size),
                 "strides": list(self.strides), "padding": self.padding, "activation": self.activation,
-                "use_bias": self.use_bias, **_regularizer_config(self)}
+                "use_bias": self.use_bias, **_regularizer_config(self), **_format_config(self)}
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 3:
-            raise GraphcError(f"Conv2D {self.name!r} needs an image input (channels, height, width), got {input_shape}")
+            raise GraphcError(f"Conv2D {self.name!r} needs an image input (height, width, channels) or "
+                              f"(channels, height, width), got {input_shape}")
         c, h, w = input_shape
         (kh, kw), (sh, sw) = self.kernel_size, self.strides
         if self.padding == "same":
             return self.filters, -(-h // sh), -(-w // sw)
         if kh > h or kw > w:
-            raise GraphcError(f"Conv2D {self.name!r}: kernel {self.kernel_size} is larger than the input {(h, w)}")
+            raise GraphcError(f"Conv2D {self.name!r}: kernel {self.kernel_size} is larger than the input {(h, w)} "
+                              "(height, width); padding='same' keeps the size")
         return self.filters, (h - kh) // sh + 1, (w - kw) // sw + 1
 
     def param_specs(self, input_shape):
@@ -228,19 +235,21 @@ class Conv2D(Layer):
 
 
 class _Pool2D(Layer):
-    def __init__(self, pool_size: Any = 2, strides: Any = None, padding: str = "valid", **kwargs: Any) -> None:
+    def __init__(self, pool_size: Any = 2, strides: Any = None, padding: str = "valid", data_format: str | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if padding != "valid":
-            raise GraphcError(f"{type(self).__name__}: only padding='valid' is supported, got {padding!r}")
+        _padding(padding, type(self).__name__, ("valid",))
         self.pool_size = _pair(pool_size, "pool_size")
         self.strides = self.pool_size if strides is None else _pair(strides, "strides")
+        self.data_format = layout.check_format(data_format, type(self).__name__)
 
     def get_config(self):
-        return {**super().get_config(), "pool_size": list(self.pool_size), "strides": list(self.strides)}
+        return {**super().get_config(), "pool_size": list(self.pool_size), "strides": list(self.strides),
+                **_format_config(self)}
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 3:
-            raise GraphcError(f"{type(self).__name__} needs (channels, height, width), got {input_shape}")
+            raise GraphcError(f"{type(self).__name__} needs an image input, got {input_shape}")
         c, h, w = input_shape
         (ph, pw), (sh, sw) = self.pool_size, self.strides
         if ph > h or pw > w:
@@ -265,8 +274,37 @@ class AvgPool2D(_Pool2D):
 MaxPooling2D, AveragePooling2D = MaxPool2D, AvgPool2D
 
 
+class GlobalAveragePooling2D(Layer):
+    """Mean over each channel's height and width: images → (N, channels)."""
+
+    def __init__(self, data_format: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.data_format = layout.check_format(data_format, "GlobalAveragePooling2D")
+
+    def get_config(self):
+        return {**super().get_config(), **_format_config(self)}
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise GraphcError(f"GlobalAveragePooling2D {self.name!r} needs an image input, got {input_shape}")
+        return (input_shape[0],)
+
+    def call(self, x, training):
+        return fn.reshape(fn.global_avg_pool2d(x), (x.shape[0], x.shape[1]))
+
+
+GlobalAvgPool2D = GlobalAveragePooling2D
+
+
 class Flatten(Layer):
-    """(N, d1, d2, ...) → (N, d1·d2·...)."""
+    """(N, d1, d2, ...) → (N, d1·d2·...); images flatten in graphc's (C, H, W) order in either data format."""
+
+    def __init__(self, data_format: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.data_format = layout.check_format(data_format, "Flatten")
+
+    def get_config(self):
+        return {**super().get_config(), **_format_config(self)}
 
     def compute_output_shape(self, input_shape):
         return (math.prod(input_shape),)
@@ -382,5 +420,5 @@ class LeakyReLU(Layer):
         return fn.leaky_relu(x, alpha=self.alpha)
 
 
-LAYERS = {cls.__name__: cls for cls in (Dense, Conv2D, MaxPool2D, AvgPool2D, Flatten, Dropout, BatchNormalization,
-                                        Activation, ReLU, Sigmoid, Tanh, Softmax, LeakyReLU)}
+LAYERS = {cls.__name__: cls for cls in (Dense, Conv2D, MaxPool2D, AvgPool2D, GlobalAveragePooling2D, Flatten, Dropout,
+                                        BatchNormalization, Activation, ReLU, Sigmoid, Tanh, Softmax, LeakyReLU)}

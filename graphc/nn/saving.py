@@ -4,11 +4,13 @@ settings, weights and optimizer state in one uncompressed ``.npz`` (container: :
 Format 2. Entries:
 - ``__graphc_model__``: the JSON description as UTF-8 bytes (uint8)::
 
-    {"format": 2, "name": str, "input_shape": [int, ...],
+    {"format": 2, "name": str, "input_shape": [int, ...], ("data_format": "channels_last",)
      "layers": [{"class": <a LAYERS name>, "config": layer.get_config()}, ...],
      "compile": null | {"loss": str, "metrics": [str, ...],
                         "optimizer": {"class": <an OPTIMIZER_CLASSES name>, "config": opt.get_config()}}}
 
+  ``data_format`` is present only for a channels_last model (``input_shape`` is then (H, W, C)); a file without it
+  is channels_first whatever the current ``gc.nn.image_data_format()``.
 - ``state/<layer>/<param>`` (float32) for every layer param; ``state/__dropout_step`` (int64, scalar) once the
   model has trained with dropout;
 - ``optimizer/lr``, ``optimizer/step`` (float64 scalars) and ``optimizer/<layer>/<param>/<slot>`` once the optimizer
@@ -38,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+import graphc.nn.layout as layout
 import graphc.nn.losses as L
 import graphc.optim as optim
 from graphc.ir import GraphcError
@@ -60,6 +63,7 @@ class SavedModel:
     name: str
     input_shape: tuple[int, ...]
     layers: list[Layer]
+    data_format: str = "channels_first"
     loss: str | None = None
     metrics: list[str] = field(default_factory=list)
     optimizer: optim.Optimizer | None = None
@@ -88,8 +92,11 @@ def describe(model: Any) -> dict[str, Any]:
         spec = {"class": type(opt).__name__, "config": opt.get_config()}
         compiled = {"loss": model.loss, "metrics": list(model.metrics), "optimizer": spec}
         _check_json(spec, "the optimizer")
-    return {"format": FORMAT, "name": model.name, "input_shape": list(model.input_shape), "layers": layers,
-            "compile": compiled}
+    described = {"format": FORMAT, "name": model.name, "input_shape": list(model.input_shape), "layers": layers,
+                 "compile": compiled}
+    if model.data_format == "channels_last":
+        described["data_format"] = "channels_last"
+    return described
 
 
 def _check_json(value: Any, what: str) -> None:
@@ -182,7 +189,10 @@ def _parse(path: str, description: Any) -> SavedModel:
     if description.get("format") != FORMAT:
         raise ModelFileError(f"{path}: unsupported model format {description.get('format')!r}; this graphc reads "
                              f"format {FORMAT}")
-    _object(path, "the description", description, _TOP_KEYS)
+    data_format = description.get("data_format", "channels_first")
+    _object(path, "the description", {k: v for k, v in description.items() if k != "data_format"}, _TOP_KEYS)
+    if data_format not in layout.FORMATS:
+        raise ModelFileError(f"{path}: data_format must be one of {', '.join(layout.FORMATS)}, got {data_format!r}")
     name = _field(path, "name", description["name"], str, "a string")
     shape = _field(path, "input_shape", description["input_shape"], list, "a list of positive integers")
     if not shape or any(isinstance(d, bool) or not isinstance(d, int) or d <= 0 for d in shape):
@@ -190,7 +200,7 @@ def _parse(path: str, description: Any) -> SavedModel:
     entries = _field(path, "layers", description["layers"], list, "a list")
     if not entries:
         raise ModelFileError(f"{path}: the model has no layers")
-    saved = SavedModel(name, tuple(shape), [_layer(path, i, entry) for i, entry in enumerate(entries)])
+    saved = SavedModel(name, tuple(shape), [_layer(path, i, entry) for i, entry in enumerate(entries)], data_format)
     names = [layer.name for layer in saved.layers]
     duplicate = next((n for n in names if names.count(n) > 1), None)
     if duplicate is not None:
@@ -243,7 +253,15 @@ def _parse_compile(path: str, compiled: dict[str, Any], saved: SavedModel) -> No
     if not all(isinstance(m, str) for m in metrics):
         raise ModelFileError(f"{path}: compile.metrics must be a list of strings, got {metrics!r}")
     saved.loss = _checked(path, "compile.loss", L.check_loss, loss)
-    saved.metrics = _checked(path, "compile.metrics", L.check_metrics, metrics)
+    from graphc.nn.metrics import from_saved
+
+    builtin, custom = from_saved(metrics)
+    if custom:  # names of custom metric functions: a function cannot be saved, so the model loads without it
+        import warnings
+
+        warnings.warn(f"{path}: metrics {', '.join(map(repr, custom))} were custom functions and are not restored; "
+                      "compile the loaded model again with metrics=[...] to compute them", stacklevel=4)
+    saved.metrics = _checked(path, "compile.metrics", L.check_metrics, builtin)
     saved.optimizer = _checked(path, "compile.optimizer", optim.from_config, compiled["optimizer"])
 
 
@@ -260,7 +278,8 @@ def expected_specs(saved: SavedModel) -> tuple[dict[str, Spec], list[dict[str, S
     layer configs without allocating anything; layer errors (incompatible shapes) are GraphcErrors."""
     required: dict[str, Spec] = {}
     trainable: dict[str, Spec] = {}
-    shape = saved.input_shape
+    layout.resolve(saved.data_format, saved.layers)  # the layers' own formats must agree with the model's
+    shape = layout.to_internal(saved.input_shape, saved.data_format)
     for layer in saved.layers:
         output = layer.compute_output_shape(shape)
         for key, (param_shape, is_trainable) in layer.param_specs(shape).items():
@@ -337,3 +356,50 @@ def apply_saved_state(model: Any, saved: SavedModel) -> None:
                                           for key, name in entries.items()):
         raise GraphcError(f"internal error: the rebuilt model's state {sorted(entries)} differs from the file's "
                           f"{sorted(loaded)}")
+
+
+# ------------------------------------------------------------------------------------------ weights only
+
+WEIGHTS_MARK = "__graphc_weights__"
+
+
+def save_weights(model: Any, path: str) -> None:
+    """Write the layers' weights (entries ``<layer>/<param>``, float32) to the ``.npz`` ``path`` atomically."""
+    path = os.fspath(path)
+    model._require_built()
+    with model.graph.state_lock:
+        arrays = {name: model.graph.state[name].copy() for name in model.layer_param_names()}
+    bad = first_nonfinite(arrays, arrays)
+    if bad is not None:
+        raise GraphcError(f"cannot save weights to {path}: {bad} holds {describe_nonfinite(arrays[bad])}")
+    arrays[WEIGHTS_MARK] = np.zeros((), np.uint8)
+    write_archive(path, arrays)
+
+
+def load_weights(model: Any, path: str) -> None:
+    """Set the layers' weights from ``save_weights``' file (or a whole model file's weights); every weight must be
+    there with its exact shape, nothing else, all finite — checked before anything is changed."""
+    path = os.fspath(path)
+    model._require_built()
+    names = model.layer_param_names()
+    with Archive(path) as archive:
+        prefix = "state/" if DESCRIPTION in archive.members else ""
+        if not prefix and WEIGHTS_MARK not in archive.members:
+            raise ModelFileError(f"{path} is not a graphc weights or model file (no {WEIGHTS_MARK} entry)")
+        for name in names:
+            member = archive.members.get(prefix + name)
+            expected = model.graph.state[name]
+            if member is None:
+                raise ModelFileError(f"{path}: no weight {name!r}; the file was saved from another architecture")
+            if member.shape != expected.shape or member.dtype != expected.dtype:
+                raise ModelFileError(f"{path}: weight {name!r} is {member.dtype} {member.shape}; this model needs "
+                                     f"{expected.dtype} {expected.shape}")
+        extra = [k for k in archive.members if k != WEIGHTS_MARK and not prefix and k not in names]
+        if extra:
+            raise ModelFileError(f"{path}: weight {extra[0]!r} is not part of this model")
+        arrays = {name: archive.read(prefix + name) for name in names}
+    for name, array in arrays.items():
+        _check_values(path, name, array)
+    with model.graph.state_lock:
+        for name, array in arrays.items():
+            model.graph.state[name][...] = array

@@ -1,0 +1,103 @@
+"""The course notes' Keras examples (../shared/seeds) translated by changing only the import lines.
+
+Each test body below the imports is the Keras code as a reader writes it (the notes' layers, compile and fit
+calls, Keras' argument spellings, channels-last images); only the data sizes and epochs are cut down for the
+test suite. Results at full size are in the README's "Coming from Keras" section.
+"""
+
+import numpy as np
+
+# -- the only lines that differ from the Keras code ------------------------------------------------------
+import graphc as gc
+from graphc import optim as optimizers  # from tensorflow.keras import optimizers
+from graphc import regularizers  # from tensorflow.keras import regularizers
+from graphc.data import one_hot as to_categorical  # from tensorflow.keras.utils import to_categorical
+from graphc.nn import layers, models  # from tensorflow.keras import models, layers
+from graphc.nn.callbacks import EarlyStopping  # from tensorflow.keras.callbacks import EarlyStopping
+from graphc.nn.initializers import HeNormal  # from tensorflow.keras.initializers import HeNormal
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_xor_mlp():
+    X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype="float32")
+    y = np.array([0, 1, 1, 0])  # shape (4,), integer 0/1 targets
+
+    model = models.Sequential()
+    model.add(layers.Dense(8, input_dim=2, activation="tanh"))
+    model.add(layers.Dense(1, activation="sigmoid"))
+    model.compile(loss="binary_crossentropy", optimizer=optimizers.Adam(learning_rate=0.1), metrics=["accuracy"])
+    history = model.fit(X, y, epochs=200, batch_size=4, verbose=0)
+
+    assert history.history["accuracy"][-1] == 1.0
+    np.testing.assert_array_equal((model.predict(X, verbose=0) > 0.5).ravel(), y == 1)
+
+
+def test_iris_from_the_notes():
+    data = gc.data.iris()  # 105 train / 15 validation / 30 test, as the notes' split
+    X_train, X_test = data.x_train, data.x_test
+    X_train, X_test = (X_train - X_train.mean(0)) / X_train.std(0), (X_test - X_train.mean(0)) / X_train.std(0)
+    y_train, y_test = to_categorical(data.y_train), to_categorical(data.y_test)
+
+    Model_iris = models.Sequential()
+    Model_iris.add(layers.Dense(16, activation="relu", input_shape=(4,)))
+    Model_iris.add(layers.Dense(8, activation="relu"))
+    Model_iris.add(layers.Dense(3, activation="softmax"))
+    Model_iris.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    History_iris = Model_iris.fit(X_train, y_train, epochs=60, batch_size=7, validation_data=(X_test, y_test),
+                                  verbose=0)
+    loss, accuracy = Model_iris.evaluate(X_test, y_test)
+
+    assert len(History_iris.history["val_accuracy"]) == 60
+    assert accuracy >= 0.85, accuracy
+
+
+def test_mnist_mlp_he_normal_l2_and_early_stopping():
+    data = gc.data.mnist()
+    X_train, y_train = data.x_train[:4000], to_categorical(data.y_train[:4000], 10)
+    X_valid, y_valid = data.x_val[:1000], to_categorical(data.y_val[:1000], 10)
+
+    initializer = HeNormal()
+    mnist = models.Sequential()
+    mnist.add(layers.Dense(512, activation="relu", input_shape=(28 * 28,), kernel_initializer=initializer,
+                           kernel_regularizer=regularizers.l2(0.00001)))
+    mnist.add(layers.Dropout(0.4))
+    mnist.add(layers.Dense(256, activation="relu", kernel_initializer=initializer))
+    mnist.add(layers.Dense(10, activation="softmax", kernel_initializer=initializer))
+    mnist.compile(loss="categorical_crossentropy", optimizer="rmsprop", metrics=["accuracy"])
+    es = EarlyStopping(monitor="val_loss", mode="min", patience=3)
+    hist = mnist.fit(X_train, y_train, epochs=3, batch_size=128, validation_data=(X_valid, y_valid),
+                     callbacks=[es], verbose=0)
+    loss, accuracy = mnist.evaluate(X_valid, y_valid)
+
+    assert mnist.count_params() == 784 * 512 + 512 + 512 * 256 + 256 + 2570
+    assert len(hist.history["loss"]) == 3 and accuracy >= 0.88, accuracy
+
+
+def test_cifar_style_cnn_channels_last(monkeypatch):
+    monkeypatch.setattr(gc.nn.layout, "_global_format", None)  # the setting below is undone after the test
+    gc.nn.set_image_data_format("channels_last")  # Keras' default image layout, said once for the program
+
+    model = models.Sequential()
+    model.add(layers.Conv2D(filters=128, kernel_size=(3, 3), padding="same", activation="relu",
+                            input_shape=(32, 32, 3)))
+    model.add(layers.MaxPool2D(pool_size=(2, 2)))
+    model.add(layers.Conv2D(filters=128, kernel_size=(3, 3), activation="relu"))
+    model.add(layers.MaxPool2D(pool_size=(2, 2)))
+    model.add(layers.Conv2D(filters=128, kernel_size=(3, 3), activation="relu"))
+    model.add(layers.Flatten())
+    model.add(layers.Dense(units=256, activation="relu"))
+    model.add(layers.Dropout(0.5))
+    model.add(layers.Dense(units=100, activation="softmax"))
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 32, 32, 3), dtype=np.float32)  # NHWC, as Keras' image generators give them
+    y = rng.integers(0, 100, 64)
+    history = model.fit(x, y, epochs=1, batch_size=32, verbose=0)
+    predictions = model.predict(x[:5], verbose=0)
+
+    assert model.count_params() == 1_143_908  # Keras' summary() total for this network
+    assert model.layers[4].output_shape == (128, 5, 5) and model.output_shape == (100,)
+    assert np.isfinite(history.history["loss"][0]) and predictions.shape == (5, 100)
+    np.testing.assert_allclose(predictions.sum(axis=1), 1.0, rtol=1e-5)
