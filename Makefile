@@ -9,7 +9,7 @@ STAMP := $(VENV)/.graphc-installed
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[test,plot]"
 	@touch $@
 
 setup: $(STAMP) graphviz openmp
@@ -40,7 +40,8 @@ test: setup
 	$(PY) -m pytest
 
 # The demo: the apple-purchase graph, then a CNN trained on the 8x8 digits with the LLVM backend (test accuracy,
-# one compiled training step checked against the interpreter, graph renderings written to out/).
+# one compiled training step checked against the interpreter, graph renderings and learning curves written to out/;
+# the curves need matplotlib, the `plot` extra the set-up installs).
 run: setup
 	$(PY) examples/apple.py out/apple.svg
 	$(PY) examples/digits_cnn.py --out out

@@ -1,9 +1,31 @@
-"""SGD, Momentum, NAG, Adagrad, RMSProp and Adam on one model: loss curves as a PNG (matplotlib) or a table."""
+"""SGD, Momentum, NAG, Adagrad, RMSProp and Adam on one model: a table of the training loss per epoch and the
+loss curves compared in one picture (``gc.nn.plot_histories``; needs matplotlib: ``pip install 'graphc[plot]'``).
+"""
 
 import argparse
+import time
 
 import graphc as gc
 from graphc import nn
+
+
+class Progress(nn.Callback):
+    """A line when a model finishes and, while it trains (``verbose=0``), at most one every ``every`` seconds."""
+
+    def __init__(self, index: int, total: int, label: str, epochs: int, every: float = 10.0) -> None:
+        self.head, self.epochs, self.every = f"[{index}/{total}] {label}", epochs, every
+
+    def on_train_begin(self, logs=None):
+        self.start = self.last = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs):
+        now = time.perf_counter()
+        if epoch + 1 < self.epochs and now - self.last < self.every:
+            return
+        self.last = now
+        shown = ", ".join(f"{key} {value:.4g}" for key, value in logs.items())
+        print(f"{self.head}: epoch {epoch + 1}/{self.epochs}, {shown} ({now - self.start:.1f} s)", flush=True)
+
 
 OPTIMIZERS = {
     "SGD": lambda: gc.optim.SGD(0.05),
@@ -19,34 +41,23 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--backend", default=None, help="llvm (default) or numpy")
     parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--plot", default="optimizers.png", help="where to write the loss curves")
+    parser.add_argument("--plot", default="out/optimizers.png", help="where to write the loss curves (png, svg, pdf)")
     args = parser.parse_args(argv)
     data = gc.data.digits()
-    curves = {}
-    for name, make in OPTIMIZERS.items():
+    histories = {}
+    for index, (name, make) in enumerate(OPTIMIZERS.items(), 1):
         model = nn.Sequential([nn.Dense(64, activation="relu", input_shape=(64,)), nn.Dense(10, activation="softmax")])
         model.compile(loss="sparse_categorical_crossentropy", optimizer=make(), backend=args.backend)
-        curves[name] = model.fit(data.x_train, data.y_train, epochs=args.epochs, batch_size=32, verbose=0,
-                                 seed=0).history["loss"]
+        histories[name] = model.fit(data.x_train, data.y_train, epochs=args.epochs, batch_size=32, verbose=0, seed=0,
+                                    callbacks=[Progress(index, len(OPTIMIZERS), name, args.epochs)])
+    curves = {name: history.history["loss"] for name, history in histories.items()}
     print("epoch " + "".join(f"{name:>10}" for name in curves))
     for epoch in range(args.epochs):
         print(f"{epoch + 1:5d} " + "".join(f"{curves[name][epoch]:10.4f}" for name in curves))
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("(install matplotlib for a plot of these curves)")
-        return
-    for name, losses in curves.items():
-        plt.plot(range(1, args.epochs + 1), losses, label=name)
-    plt.xlabel("epoch")
-    plt.ylabel("training loss")
-    plt.yscale("log")
-    plt.legend()
-    plt.savefig(args.plot, dpi=100)
-    print(f"wrote {args.plot}")
+        print(f"loss curves: {nn.plot_histories(histories, args.plot, metric='loss', logy=True)}")
+    except nn.plots.PlotError as err:  # matplotlib is missing: say how to get it, the table is the result
+        print(f"(no picture: {str(err).splitlines()[0]})")
 
 
 if __name__ == "__main__":

@@ -2,13 +2,34 @@
 BatchNorm, L2 + Dropout, L2 + BatchNorm, Dropout + BatchNorm — train / validation / test loss and test accuracy.
 
 Default data: MNIST (the notes' setting, 784-512-256-10). ``--dataset digits`` runs the same comparison on
-scikit-learn's 8x8 digits in seconds (64-512-256-10).
+scikit-learn's 8x8 digits in seconds (64-512-256-10). Each model prints its progress while it trains, and the
+training and validation loss curves of all of them are drawn in one picture (``gc.nn.plot_histories``; needs
+matplotlib: ``pip install 'graphc[plot]'``).
 """
 
 import argparse
+import time
 
 import graphc as gc
 from graphc import nn
+
+
+class Progress(nn.Callback):
+    """A line when a model finishes and, while it trains (``verbose=0``), at most one every ``every`` seconds."""
+
+    def __init__(self, index: int, total: int, label: str, epochs: int, every: float = 10.0) -> None:
+        self.head, self.epochs, self.every = f"[{index}/{total}] {label}", epochs, every
+
+    def on_train_begin(self, logs=None):
+        self.start = self.last = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs):
+        now = time.perf_counter()
+        if epoch + 1 < self.epochs and now - self.last < self.every:
+            return
+        self.last = now
+        shown = ", ".join(f"{key} {value:.4g}" for key, value in logs.items())
+        print(f"{self.head}: epoch {epoch + 1}/{self.epochs}, {shown} ({now - self.start:.1f} s)", flush=True)
 
 
 def variants(inputs: int) -> dict:
@@ -43,26 +64,32 @@ def main(argv=None):
     parser.add_argument("--backend", default=None, help="llvm (default) or numpy")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--limit", type=int, default=None, help="train on the first N examples only")
+    parser.add_argument("--plot", default="out/regularization.png", help="where to write the loss curves")
     args = parser.parse_args(argv)
     if args.dataset == "mnist":
         data = gc.data.mnist()
     else:
         data = gc.data.digits(val=0.15, test=0.2)
     x, y = data.x_train[:args.limit], data.y_train[:args.limit]
-    rows = []
-    for name, layers in variants(x.shape[1]).items():
+    rows, histories = [], {}
+    models = variants(x.shape[1])
+    for index, (name, layers) in enumerate(models.items(), 1):
         model = nn.Sequential(layers)
         model.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"],
                       backend=args.backend)
         history = model.fit(x, y, epochs=args.epochs, batch_size=128, validation_data=(data.x_val, data.y_val),
-                            verbose=0)
+                            verbose=0, callbacks=[Progress(index, len(models), name, args.epochs)])
         test_loss, test_accuracy = model.evaluate(data.x_test, data.y_test, batch_size=500)
         rows.append((name, history.history["loss"][-1], history.history["val_loss"][-1], test_loss, test_accuracy))
-        print(f"{name:<20} done", flush=True)
+        histories[name] = history
     print(f"\n| {'':<20} | train_loss | validation_loss | eval_loss | eval_accuracy |")
     print(f"|{'-' * 22}|:----------:|:---------------:|:---------:|:-------------:|")
     for name, train, val, test, acc in rows:
         print(f"| {name:<20} | {train:10.4g} | {val:15.4f} | {test:9.5f} | {acc:13.5f} |")
+    try:  # solid: training loss, dashed: validation loss (overfitting shows as the gap between them)
+        print(f"\nloss curves: {nn.plot_histories(histories, args.plot, metric='loss')}")
+    except nn.plots.PlotError as err:  # matplotlib is missing: say how to get it, the table is the result
+        print(f"\n(no picture: {str(err).splitlines()[0]})")
 
 
 if __name__ == "__main__":

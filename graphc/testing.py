@@ -1,5 +1,7 @@
-"""Testing helpers for users: gradient checks against finite differences, backend agreement, and structural
-equality of two computations (``assert_graphs_equal``, with ``canonical_text`` to print one).
+"""Testing helpers for users: gradient checks against finite differences, backend agreement of outputs and
+gradients (``assert_backends_agree``) and of training steps (``assert_step_agrees``; both in
+:mod:`graphc.agreement`), and structural equality of two computations (``assert_graphs_equal``, with
+``canonical_text`` to print one).
 
 ``check_grads`` copies the graph into float64 (inputs, params, constants and dtype attributes promoted), builds
 the symbolic gradients there and compares them with central differences (f(x+h) - f(x-h)) / 2h, so a float32
@@ -13,10 +15,14 @@ from typing import Any
 
 import numpy as np
 
+from graphc.agreement import StepAgreement, assert_backends_agree, assert_step_agrees
 from graphc.api import compile as compile_program
 from graphc.api import grad
-from graphc.ir import FeedError, Graph, GraphcError, Node, TensorType, topo_ancestors
+from graphc.ir import FeedError, Graph, GraphcError, Node, TensorType, root_name_scope, topo_ancestors
 from ops.registry import apply
+
+__all__ = ["StepAgreement", "assert_backends_agree", "assert_graphs_equal", "assert_step_agrees", "canonical_text",
+           "check_grads", "promote_to_float64"]
 
 
 def promote_to_float64(outputs: Sequence[Node]) -> tuple[Graph, dict[int, Node]]:
@@ -28,17 +34,18 @@ def promote_to_float64(outputs: Sequence[Node]) -> tuple[Graph, dict[int, Node]]
     def wider(dtype: str) -> str:
         return "float64" if dtype == "float32" else dtype
 
-    for n in topo_ancestors(list(outputs)):
-        if n.op == "input":
-            copy = new.input(n.name, n.shape, wider(n.dtype))
-        elif n.op == "param":
-            copy = new.param(n.name, graph.state[n.name], dtype=wider(n.dtype))
-        elif n.op == "const":
-            copy = new.const(n.attrs["value"], dtype=wider(n.dtype), name=n.name)
-        else:  # names are kept (unique in the source graph, so unique here) so reports match the user's graph
-            attrs = {k: wider(v) if k == "dtype" and isinstance(v, str) else v for k, v in n.attrs.items()}
-            copy = apply(n.op, *(mapping[x.id] for x in n.inputs), name=n.name, **attrs)
-        mapping[n.id] = copy
+    with root_name_scope():  # the copies keep their names exactly, inside any gc.name_scope
+        for n in topo_ancestors(list(outputs)):
+            if n.op == "input":
+                copy = new.input(n.name, n.shape, wider(n.dtype))
+            elif n.op == "param":
+                copy = new.param(n.name, graph.state[n.name], dtype=wider(n.dtype))
+            elif n.op == "const":
+                copy = new.const(n.attrs["value"], dtype=wider(n.dtype), name=n.name)
+            else:  # names are kept (unique in the source graph, so unique here) so reports match the user's graph
+                attrs = {k: wider(v) if k == "dtype" and isinstance(v, str) else v for k, v in n.attrs.items()}
+                copy = apply(n.op, *(mapping[x.id] for x in n.inputs), name=n.name, **attrs)
+            mapping[n.id] = copy
     return new, mapping
 
 
@@ -101,31 +108,6 @@ def check_grads(y: Node, xs: Sequence[Node], feeds: Mapping[str, Any], eps: floa
 def _widen(value: Any) -> Any:
     array = np.asarray(value)
     return array.astype(np.float64) if array.dtype == np.float32 else array
-
-
-def assert_backends_agree(outputs: Any, feeds: Mapping[str, Any], rtol: float = 1e-4, atol: float = 1e-5,
-                          backends: tuple[str, str] = ("numpy", "llvm"), scale_atol: bool = False) -> None:
-    """Compile ``outputs`` with two backends, run both on ``feeds`` and assert the results agree.
-
-    Floating outputs agree within ``rtol``/``atol`` (with ``scale_atol``, ``atol`` is multiplied by
-    max(1, max |reference output|), so large-magnitude outputs are held to float precision at their scale);
-    integer and bool outputs must be equal. Shapes and dtypes must match. Programs with state updates are compared
-    on the outputs only; state is not touched (no updates compiled).
-    """
-    results = [compile_program(outputs, backend=b)(**feeds) for b in backends]
-    first, second = (r if isinstance(r, dict) else dict(enumerate(r if isinstance(r, list) else [r]))
-                     for r in results)
-    for key in first:
-        a, b = np.asarray(first[key]), np.asarray(second[key])
-        where = f"output {key!r}: {backends[1]} vs {backends[0]}"
-        if a.shape != b.shape or a.dtype != b.dtype:
-            raise AssertionError(f"output {key!r}: {backends[0]} gives {a.dtype}{list(a.shape)}, "
-                                 f"{backends[1]} gives {b.dtype}{list(b.shape)}")
-        if a.dtype.kind != "f":
-            np.testing.assert_array_equal(b, a, err_msg=where)
-            continue
-        scale = max(1.0, float(np.max(np.abs(a), initial=0.0))) if scale_atol else 1.0
-        np.testing.assert_allclose(b, a, rtol=rtol, atol=atol * scale, err_msg=where)
 
 
 # ------------------------------------------------------------------------------------- graph equality

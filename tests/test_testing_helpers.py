@@ -1,5 +1,6 @@
-"""gc.testing: assert_backends_agree (what it accepts and catches; the second backend is faked) and
-assert_graphs_equal / canonical_text (structural equality up to node ids and names, and its messages)."""
+"""gc.testing: assert_backends_agree (what it accepts and catches, outputs and gradients; the second backend is
+faked, except where both real backends must agree) and assert_graphs_equal / canonical_text (structural equality
+up to node ids and names, and its messages)."""
 
 import re
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-import graphc.testing as testing
+import graphc.agreement as agreement
 from ops.registry import apply
 
 
@@ -18,15 +19,16 @@ def _graph():
 
 
 def _perturbed(monkeypatch, dy: float = 0.0, dk: int = 0):
-    real = testing.compile_program
+    """The second backend is the interpreter with ``dy`` added to float results and ``dk`` to integer ones."""
+    real = agreement.compile_program
 
     def fake(outputs, backend=None, **kw):
         program = real(outputs, backend="numpy", **kw)
         if backend == "numpy":
             return program
-        return lambda **feeds: {k: v + (dy if k == "y" else dk) for k, v in program(**feeds).items()}
+        return lambda **feeds: {k: v + (dy if v.dtype.kind == "f" else dk) for k, v in program(**feeds).items()}
 
-    monkeypatch.setattr(testing, "compile_program", fake)
+    monkeypatch.setattr(agreement, "compile_program", fake)
 
 
 def test_agreeing_backends_pass():
@@ -47,6 +49,65 @@ def test_scale_atol_scales_by_magnitude(monkeypatch):
     with pytest.raises(AssertionError, match="output 'y'"):
         gc.testing.assert_backends_agree(outputs, feeds, rtol=0.0, atol=1e-5)
     gc.testing.assert_backends_agree(outputs, feeds, rtol=0.0, atol=1e-5, scale_atol=True)
+
+
+def _layer():
+    g = gc.Graph("grads")
+    x = g.input("x", (4, 3))
+    w = g.param("w", np.linspace(-1.0, 1.0, 6).reshape(3, 2))
+    with gc.name_scope("layer1"):
+        h = gc.tanh(gc.matmul(x, w), name="h")
+    feeds = {"x": np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)}
+    return {"h": h, "n": gc.cast(gc.greater(h, 0.0), "int64")}, x, w, feeds
+
+
+def test_gradients_of_the_summed_outputs_agree_across_real_backends():
+    outputs, x, w, feeds = _layer()
+    gc.testing.assert_backends_agree(outputs, feeds, wrt=[w, x])
+    gc.testing.assert_backends_agree([outputs["h"]], feeds, wrt=w)  # one tensor, a list of outputs
+
+
+def _skewed_gradients(monkeypatch, delta: float):
+    """The second backend is the interpreter with ``delta`` added to every gradient (backward) result only."""
+    real = agreement.compile_program
+
+    def fake(outputs, backend=None, **kw):
+        program = real(outputs, backend="numpy", **kw)
+        if backend == "numpy":
+            return program
+        backward = {k for k, node in outputs.items() if node.backward}
+        return lambda **feeds: {k: v + (delta if k in backward else 0) for k, v in program(**feeds).items()}
+
+    monkeypatch.setattr(agreement, "compile_program", fake)
+
+
+def test_a_gradient_difference_is_caught_and_named(monkeypatch):
+    outputs, x, w, feeds = _layer()
+    _skewed_gradients(monkeypatch, 1e-3)
+    gc.testing.assert_backends_agree(outputs, feeds)  # the outputs agree: without wrt nothing is caught
+    with pytest.raises(AssertionError) as info:
+        gc.testing.assert_backends_agree(outputs, feeds, wrt=[w])
+    message = str(info.value)
+    assert "gradient of the summed outputs w.r.t. 'w': llvm vs numpy differ at 6 of 6 elements" in message
+    assert "output 'h'" not in message
+    gc.testing.assert_backends_agree(outputs, feeds, wrt=[w], atol=2e-3)
+
+
+def test_outputs_are_named_by_key_and_by_the_users_node_name(monkeypatch):
+    outputs, x, w, feeds = _layer()
+    _perturbed(monkeypatch, dy=1.0)
+    with pytest.raises(AssertionError, match=r"output 0 \(node 'layer1/h'\): llvm vs numpy differ"):
+        gc.testing.assert_backends_agree([outputs["h"]], feeds)
+    with pytest.raises(AssertionError, match=r"output 'layer1/h': llvm vs numpy differ"):
+        gc.testing.assert_backends_agree(outputs["h"], feeds)
+
+
+def test_wrt_errors_are_clear():
+    outputs, x, w, feeds = _layer()
+    with pytest.raises(gc.GraphcError, match="needs a floating-point output"):
+        gc.testing.assert_backends_agree({"n": outputs["n"]}, feeds, wrt=[w])
+    with pytest.raises(gc.GraphcError, match="wrt must hold tensors"):
+        gc.testing.assert_backends_agree(outputs, feeds, wrt=["w"])
 
 
 # ------------------------------------------------------------------------------------ assert_graphs_equal
