@@ -6,7 +6,8 @@ an identity), one small image. The models cover different op sets: plain residua
 ceil-mode pooling (SqueezeNet), Split/shape arithmetic and channel shuffles (ShuffleNet-v2), HardSwish/
 HardSigmoid squeeze-excitation (MobileNet-v3), BatchNormalization that no conv absorbs (DenseNet), and the dynamo
 exporter's adaptive average pooling at sizes that do not divide (GatherND, Where; VGG's and AlexNet's head on small
-images). Skipped without torch, torchvision or, for dynamo=True, onnxscript.
+images), and the transformer architectures (ViT, Swin, ConvNeXt, MaxViT at small widths). Skipped without torch,
+torchvision or, for dynamo=True, onnxscript; ``make test`` installs them (the ``oracle`` extra), so CI runs them.
 """
 
 from __future__ import annotations
@@ -112,3 +113,42 @@ def test_dynamo_adaptive_average_pool_that_does_not_divide(tmp_path):
     path = str(tmp_path / "adaptive.onnx")
     _export(model, x, path, "dynamo")
     _check(model, x, path)
+
+
+def _transformer(name: str):
+    """torchvision's transformer architectures at small widths and depths (the op patterns of vit_b_16, swin_t,
+    convnext_tiny and maxvit_t: patch embedding, multi-head attention as batched matmuls, exact GELU through Erf,
+    LayerNormalization, Swin's shifted windows and relative position bias, MaxViT's Einsum attention and
+    squeeze-excitation), random weights from a fixed seed, the classifier not zero."""
+    from torchvision.models import convnext, maxvit, swin_transformer, vision_transformer
+
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if name == "vit":
+            model = vision_transformer.VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2,
+                                                         hidden_dim=32, mlp_dim=64, num_classes=10)
+            torch.nn.init.normal_(model.heads.head.weight, std=0.5)
+        elif name == "swin":
+            model = swin_transformer.SwinTransformer(patch_size=[4, 4], embed_dim=16, depths=[2, 2], num_heads=[2, 2],
+                                                     window_size=[4, 4], num_classes=10)
+        elif name == "convnext":
+            model = convnext.ConvNeXt([convnext.CNBlockConfig(16, 32, 2), convnext.CNBlockConfig(32, None, 2)],
+                                      num_classes=10)
+        else:
+            model = maxvit.MaxVit(input_size=(32, 32), stem_channels=16, partition_size=2, block_channels=[16, 32],
+                                  block_layers=[1, 1], head_dim=8, stochastic_depth_prob=0.0, num_classes=10)
+    return model.eval()
+
+
+@pytest.mark.parametrize("exporter", EXPORTERS)
+@pytest.mark.parametrize("name", ["vit", "swin", "convnext", "maxvit"])
+def test_torchvision_transformer_matches_pytorch(name, exporter, tmp_path):
+    model = _transformer(name)
+    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    path = str(tmp_path / f"{name}-{exporter}.onnx")
+    _export(model, x, path, exporter)
+    imported = _check(model, x, path)
+    ops = {n.op for n in gc.ir.topo_ancestors(list(imported.outputs.values()))}
+    assert "erf" in ops or any(n.op == "gelu" and n.attrs.get("approximate") == "none"
+                               for n in gc.ir.topo_ancestors(list(imported.outputs.values())))
