@@ -41,6 +41,11 @@ def set_image_data_format(data_format: str) -> None:
     _global_format = check_format(data_format, "set_image_data_format")
 
 
+def explicit_image_data_format() -> str | None:
+    """The layout :func:`set_image_data_format` set, or None when it was never called."""
+    return _global_format
+
+
 def image_data_format() -> str:
     """The default image layout: ``"channels_first"`` unless :func:`set_image_data_format` changed it."""
     return _global_format or "channels_first"

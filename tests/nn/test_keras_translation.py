@@ -8,13 +8,11 @@ test suite. Results at full size are in the README's "Coming from Keras" section
 import numpy as np
 
 # -- the only lines that differ from the Keras code ------------------------------------------------------
-import graphc as gc
-from graphc import optim as optimizers  # from tensorflow.keras import optimizers
-from graphc import regularizers  # from tensorflow.keras import regularizers
-from graphc.data import one_hot as to_categorical  # from tensorflow.keras.utils import to_categorical
-from graphc.nn import layers, models  # from tensorflow.keras import models, layers
-from graphc.nn.callbacks import EarlyStopping  # from tensorflow.keras.callbacks import EarlyStopping
-from graphc.nn.initializers import HeNormal  # from tensorflow.keras.initializers import HeNormal
+import graphc as gc  # the data sets (the notes load theirs from files or tf.keras.datasets)
+from graphc.keras import layers, models, optimizers, regularizers  # from tensorflow.keras import ...
+from graphc.keras.callbacks import EarlyStopping  # from tensorflow.keras.callbacks import EarlyStopping
+from graphc.keras.initializers import HeNormal  # from tensorflow.keras.initializers import HeNormal
+from graphc.keras.utils import to_categorical  # from tensorflow.keras.utils import to_categorical
 
 # ---------------------------------------------------------------------------------------------------------
 
@@ -74,10 +72,7 @@ def test_mnist_mlp_he_normal_l2_and_early_stopping():
     assert len(hist.history["loss"]) == 3 and accuracy >= 0.88, accuracy
 
 
-def test_cifar_style_cnn_channels_last(monkeypatch):
-    monkeypatch.setattr(gc.nn.layout, "_global_format", None)  # the setting below is undone after the test
-    gc.nn.set_image_data_format("channels_last")  # Keras' default image layout, said once for the program
-
+def test_cifar_style_cnn_channels_last():
     model = models.Sequential()
     model.add(layers.Conv2D(filters=128, kernel_size=(3, 3), padding="same", activation="relu",
                             input_shape=(32, 32, 3)))
@@ -101,3 +96,34 @@ def test_cifar_style_cnn_channels_last(monkeypatch):
     assert model.layers[4].output_shape == (128, 5, 5) and model.output_shape == (100,)
     assert np.isfinite(history.history["loss"][0]) and predictions.shape == (5, 100)
     np.testing.assert_allclose(predictions.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_the_same_cnn_from_graphc_nn_is_refused_with_the_fix():
+    """graphc.nn's models are channels-first; the notes' (32, 32, 3) there is refused, never read as 32 channels."""
+    import pytest
+
+    model = gc.nn.Sequential()
+    model.add(gc.nn.Conv2D(8, (3, 3), padding="same", activation="relu", input_shape=(32, 32, 3)))
+    model.add(gc.nn.Flatten())
+    model.add(gc.nn.Dense(10, activation="softmax"))
+    with pytest.raises(gc.GraphcError, match="channels_last"):
+        model.build()
+
+
+def test_keras_namespace_cnn_matches_its_channels_first_twin():
+    """The channels-last model of graphc.keras and a graphc.nn channels-first model with the same weights predict
+    the same on transposed images."""
+    def net(module, shape, **kw):
+        model = module.Sequential(**kw)
+        model.add(layers.Conv2D(4, (3, 3), padding="same", activation="relu", input_shape=shape))
+        model.add(layers.MaxPool2D((2, 2)))
+        model.add(layers.Flatten())
+        model.add(layers.Dense(3, activation="softmax"))
+        return model.build()
+
+    last = net(models, (8, 8, 3))
+    first = net(gc.nn, (3, 8, 8), data_format="channels_first")
+    first.set_weights(last.get_weights())
+    x = np.random.default_rng(0).random((5, 8, 8, 3), dtype=np.float32)
+    np.testing.assert_allclose(last.predict(x, verbose=0), first.predict(x.transpose(0, 3, 1, 2), verbose=0),
+                               rtol=1e-6, atol=1e-7)
