@@ -63,8 +63,10 @@ class KernelContext:
         return self.pointers[node]
 
     def const_value(self, node: Node) -> np.ndarray | None:
-        """The array of a ``const`` input (lets lowerers embed scalars), else None."""
-        return node.attrs["value"] if node.op == "const" else None
+        """The value of a single-element ``const`` input (lets lowerers embed scalars), else None: a kernel's code
+        never depends on a larger constant's values, so kernels differing only in those share one function
+        (``codegen.module.kernel_signature``)."""
+        return node.attrs["value"] if node.op == "const" and node.attrs["value"].size == 1 else None
 
     def error_code(self, node: Node) -> int:
         """A status code that makes the runtime raise an error naming ``node``."""

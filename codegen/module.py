@@ -105,12 +105,20 @@ def _function_name(kernel: Kernel, index: int) -> str:
     return f"gk{index}_{safe}"
 
 
+def _embeddable(node: Node) -> bool:
+    """A constant whose value a kernel may bake into its code (a single element, see
+    ``KernelContext.const_value``); larger constants — a frozen program's weights — are pointer arguments like any
+    buffer, so the convolutions of a frozen network's repeated blocks still share one function."""
+    return node.op == "const" and node.attrs["value"].size == 1
+
+
 def kernel_signature(kernel: Kernel, args: list[Node], shared: dict[Node, Node], noalias: list[bool]) -> str | None:
     """What decides the code of ``kernel``'s function, independent of where its buffers live: every node's op,
-    type, attributes and operands (as positions within the kernel), the argument types and constant values, which
-    output takes over which input's buffer, and the ``noalias`` flags. Two kernels with the same signature compile
-    to the same function (a chain's repeated fused groups, a network's repeated blocks), so it is generated once
-    and called for each. None when an attribute has no canonical form (then the kernel gets its own function)."""
+    type, attributes and operands (as positions within the kernel), the argument types and single-element constant
+    values, which output takes over which input's buffer, and the ``noalias`` flags. Two kernels with the same
+    signature compile to the same function (a chain's repeated fused groups, a network's repeated blocks), so it is
+    generated once and called for each. None when an attribute has no canonical form (then the kernel gets its own
+    function)."""
     position = {n: f"a{i}" for i, n in enumerate(args)}
     local: dict[Node, str] = {}
     parts = [kernel.kind]
@@ -119,7 +127,7 @@ def kernel_signature(kernel: Kernel, args: list[Node], shared: dict[Node, Node],
             operands = ",".join(local.get(x) or position[x] for x in n.inputs)
             parts.append(f"{n.op}|{n.type}|{_canon(n.attrs)}|{operands}")
             local[n] = f"n{len(local)}"
-        parts.append("args " + " ".join(f"{x.type}" + (_canon(x.attrs["value"]) if x.op == "const" else "")
+        parts.append("args " + " ".join(f"{x.type}" + (_canon(x.attrs["value"]) if _embeddable(x) else "")
                                         for x in args))
     except _Uncacheable:
         return None

@@ -64,3 +64,18 @@ def test_kernels_that_report_errors_are_never_shared():
     prog = gc.compile({"first": first, "second": second})
     with pytest.raises(gc.GraphcError, match=rf"{second.name}.*outside \[0, 3\)"):
         prog(z=np.zeros((4, 3), np.float32), la=np.array([0, 1, 2, 0]), lb=np.array([0, 5, 2, 0]))
+
+
+def test_frozen_weights_do_not_keep_functions_apart():
+    """A frozen network's weights are constants of different values; only a single-element constant is baked into
+    code, so two equal conv blocks still share one function (frozen ResNet-50 compiled twice as slowly before)."""
+    g = gc.Graph("frozen_blocks")
+    x = g.input("x", (1, 4, 6, 6))
+    rng = np.random.default_rng(0)
+    w1, w2 = (g.const(rng.standard_normal((4, 4, 3, 3)).astype(np.float32)) for _ in range(2))
+    h = gc.relu(gc.conv2d(x, w1, padding=1))
+    y = gc.relu(gc.conv2d(h, w2, padding=1))
+    kernels, functions = functions_of([y])
+    assert functions < kernels
+    feeds = {"x": rng.standard_normal((1, 4, 6, 6)).astype(np.float32)}
+    np.testing.assert_allclose(gc.compile(y)(**feeds), gc.compile(y, backend="numpy")(**feeds), rtol=1e-5, atol=1e-5)
