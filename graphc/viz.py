@@ -6,171 +6,33 @@ its source node, as in the textbook apple-purchase figure: forward values on for
 edges, and every output gets a final arrow carrying its value. All quoting and escaping comes from the
 ``graphviz`` package (:func:`dot_label`), so any node name gives valid DOT; ``to_dot`` is its ``.source``.
 
-``render`` returns the Picture. In Jupyter it displays inline: ``gc.render(g)`` as the last expression of a cell
-(or the returned object) is shown through ``graphviz``'s ``_repr_mimebundle_``, which pipes the DOT through
-Graphviz's ``dot`` executable into SVG. Given a path, ``render`` also writes ``.dot``/``.gv`` as DOT text and
-``.svg``/``.png``/``.pdf`` through ``dot``; without ``dot`` it writes the ``.dot`` file and prints one line of hint.
+``style="textbook"`` draws the course's figure instead: forward ops only, each edge with its value above and the
+gradient flowing back below (:mod:`graphc.viz_textbook`).
+
+``render`` returns the Picture and, without a path, writes nothing. In Jupyter it displays inline: ``gc.render(g)``
+as the last expression of a cell is shown through ``Picture._repr_mimebundle_`` (SVG piped through Graphviz's
+``dot``, plus the DOT text as ``text/plain``; without a runnable ``dot``, the DOT text only, never an error). Given
+a path, ``render`` also writes ``.dot``/``.gv`` as DOT text and ``.svg``/``.png``/``.pdf`` through ``dot``; without
+``dot`` it writes the ``.dot`` file and prints one line of hint.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import sys
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import graphviz
 import numpy as np
 
-from graphc.ir import Graph, GraphcError, Node, topo_ancestors
-from runtime.interpreter import evaluate
-
-FORMATS = ("dot", "gv", "svg", "png", "pdf")
+import graphc.viz_textbook as viz_textbook
+from graphc.ir import Node
+from graphc.picture import FORMATS, Picture, collect, dot_label, format_value, node_values, write_picture
 
 # colours: forward ops blue, backward ops orange, inputs green, params yellow, consts grey
 FORWARD_EDGE, BACKWARD_EDGE = "#2c4f7c", "#c0504d"
 FILL = {"input": "#d6f0d6", "param": "#fff0a8", "const": "#ececec", "forward": "#dce8f7", "backward": "#fbdcc8"}
 SHAPE = {"input": "ellipse", "param": "box3d", "const": "note"}
-
-
-# ------------------------------------------------------------------------------------------- targets
-
-
-def _collect(target: Any) -> tuple[Graph, list[Node], list[tuple[str, Node]]]:
-    """The graph, the nodes to draw (topological order) and the named outputs of ``target``."""
-    if isinstance(target, Graph):
-        return target, list(target.nodes), []
-    if isinstance(target, Node):
-        named = [(target.name, target)]
-    elif isinstance(target, Mapping):
-        named = [(str(k), v) for k, v in target.items()]
-    elif isinstance(target, (list, tuple)):
-        named = [(getattr(v, "name", str(i)), v) for i, v in enumerate(target)]
-    else:
-        raise GraphcError(f"render: expected a Graph, a tensor, or a dict/list of tensors, got {type(target).__name__}")
-    if not named:
-        raise GraphcError("render: nothing to draw (no outputs given)")
-    for name, node in named:
-        if not isinstance(node, Node):
-            raise GraphcError(f"render: output {name!r} is a {type(node).__name__}, not a graphc tensor")
-    graphs = {id(n.graph): n.graph for _, n in named}
-    if len(graphs) > 1:
-        raise GraphcError("render: all tensors must belong to one graph")
-    return named[0][1].graph, topo_ancestors([n for _, n in named]), named
-
-
-# -------------------------------------------------------------------------------------------- values
-
-
-def _evaluable(nodes: list[Node], feeds: Mapping[str, np.ndarray], state: Mapping[str, np.ndarray]) -> list[Node]:
-    """The nodes among ``nodes`` (and their ancestors) whose value follows from ``feeds`` and ``state``."""
-    ok: dict[int, bool] = {}
-    out = []
-    for n in topo_ancestors(nodes):
-        if n.op == "input":
-            good = n.name in feeds
-        elif n.op == "param":
-            good = n.name in state
-        else:
-            good = all(ok[id(x)] for x in n.inputs)
-        ok[id(n)] = good
-        if good:
-            out.append(n)
-    return out
-
-
-def _as_feed(node: Node, value: Any) -> np.ndarray | None:
-    """``value`` as an array of ``node``'s type, or None when it does not fit (it is then not used as a feed)."""
-    try:
-        array = np.asarray(value, dtype=node.type.np_dtype)
-    except (TypeError, ValueError):
-        return None
-    return array if array.shape == node.shape else None
-
-
-def node_values(graph: Graph, nodes: list[Node], named: list[tuple[str, Node]], values: Any) -> dict[int, Any]:
-    """Values of the drawn nodes (keyed by ``id(node)``) recomputed from what ``values`` provides.
-
-    A program's :class:`~runtime.program.Results` brings the feeds of its call: every node that follows from
-    them and ``graph.state`` is re-evaluated with the NumPy interpreter (returned outputs take precedence).
-    A plain mapping is read by output name and node name; its entries named like graph inputs are used as
-    feeds too, so everything computable from them is annotated. Params are read from ``graph.state`` now: after
-    a program that updates them, intermediate values reflect the updated weights.
-    """
-    if values is None:
-        return {}
-    if not isinstance(values, Mapping):
-        raise GraphcError(f"render: values must be a mapping (e.g. what a compiled program returned), "
-                          f"got {type(values).__name__}")
-    feeds: dict[str, np.ndarray] = {}
-    program = getattr(values, "program", None)
-    by_name: dict[str, Node] = {n.name: n for n in nodes}
-    by_name.update({name: n for name, n in named})
-    if program is not None:
-        by_name.update(zip(program.output_names, program.output_nodes))
-    raw = dict(getattr(values, "feeds", {}) or {})
-    raw.update({k: v for k, v in values.items() if k in graph.inputs and k not in raw})
-    for name, value in raw.items():
-        array = _as_feed(graph.inputs[name], value) if name in graph.inputs else None
-        if array is not None:
-            feeds[name] = array
-    result: dict[int, Any] = {}
-    computable = _evaluable(nodes, feeds, graph.state)
-    if computable:
-        drawn = {id(n) for n in nodes}
-        wanted = [n for n in computable if id(n) in drawn]
-        with np.errstate(all="ignore"):
-            for n, v in zip(wanted, evaluate(computable, feeds, graph.state, wanted)):
-                result[id(n)] = v
-    for key, value in values.items():
-        node = by_name.get(str(key))
-        if node is not None:
-            result[id(node)] = value
-    return result
-
-
-def format_value(value: Any) -> str:
-    """Compact text for an edge label: scalars as ``220`` or ``2.2``, small arrays listed, others summarized."""
-    array = np.asarray(value)
-    if array.dtype.kind not in "biuf":
-        return type(value).__name__
-    if array.size == 1:
-        return _scalar(array.reshape(()).item())
-    if array.size == 0:
-        return f"[{'x'.join(map(str, array.shape))}] empty"
-    if array.size <= 4:
-        return "[" + ", ".join(_scalar(x) for x in array.ravel().tolist()) + "]"
-    dims = "x".join(map(str, array.shape))
-    if array.dtype.kind == "b":
-        return f"[{dims}] {int(array.sum())} true"
-    return f"[{dims}] {_scalar(array.min().item())}..{_scalar(array.max().item())}"
-
-
-def _scalar(x: Any) -> str:
-    if isinstance(x, bool):
-        return str(x)
-    if isinstance(x, int):
-        return str(x)
-    return f"{x + 0.0:.5g}"  # + 0.0 turns -0.0 into 0.0
-
-
-# ------------------------------------------------------------------------------------------- picture
-
-
-def dot_label(text: str) -> str:
-    """``text`` as a label for the ``graphviz`` package: backslashes and ``<...>`` literal, line breaks as DOT's
-    ``\\n``; the package adds the quotes (and escapes ``"``)."""
-    return graphviz.nohtml(graphviz.escape(text).replace("\n", "\\n"))
-
-
-class Picture(graphviz.Digraph):
-    """The ``graphviz.Digraph`` that :func:`to_graphviz` and :func:`render` return (SVG by default, so Jupyter shows
-    it inline); ``path`` is the file ``render`` wrote (None when it wrote none; the ``.dot`` fallback when Graphviz's
-    ``dot`` is missing)."""
-
-    path: str | None = None
 
 
 def _type_text(node: Node) -> str:
@@ -216,9 +78,12 @@ def _edge_style(src: Node, dst: Node | None, vals: Mapping[int, Any]) -> dict[st
     return style
 
 
-def to_graphviz(graph_or_outputs: Any, values: Any = None) -> Picture:
-    """The picture of ``graph_or_outputs`` (a Graph: all its nodes; tensors: their ancestors), see module doc."""
-    graph, nodes, named = _collect(graph_or_outputs)
+def to_graphviz(graph_or_outputs: Any, values: Any = None, style: str = "graph") -> Picture:
+    """The picture of ``graph_or_outputs`` (a Graph: all its nodes; tensors: their ancestors), see module doc;
+    ``style="textbook"``: the course's figure instead (:mod:`graphc.viz_textbook`)."""
+    if viz_textbook.check_style(style) == "textbook":
+        return viz_textbook.to_textbook(graph_or_outputs, values)
+    graph, nodes, named = collect(graph_or_outputs)
     program = getattr(values, "program", None)
     if program is not None and program.graph is graph:
         have = {name for name, _ in named}
@@ -246,9 +111,9 @@ def to_graphviz(graph_or_outputs: Any, values: Any = None) -> Picture:
     return dot
 
 
-def to_dot(graph_or_outputs: Any, values: Any = None) -> str:
-    """DOT text of ``graph_or_outputs``: ``to_graphviz(graph_or_outputs, values).source``."""
-    return to_graphviz(graph_or_outputs, values).source
+def to_dot(graph_or_outputs: Any, values: Any = None, style: str = "graph") -> str:
+    """DOT text of ``graph_or_outputs``: ``to_graphviz(graph_or_outputs, values, style).source``."""
+    return to_graphviz(graph_or_outputs, values, style).source
 
 
 def _output_arrows(dot: graphviz.Digraph, nodes: list[Node], named: list[tuple[str, Node]],
@@ -272,43 +137,21 @@ def _output_arrows(dot: graphviz.Digraph, nodes: list[Node], named: list[tuple[s
 # -------------------------------------------------------------------------------------------- render
 
 
-def render(graph_or_outputs: Any, path: str | os.PathLike[str] | None = None, values: Any = None) -> Picture:
+def render(graph_or_outputs: Any, path: str | os.PathLike[str] | None = None, values: Any = None,
+           style: str = "graph") -> Picture:
     """The picture of ``graph_or_outputs`` (displays inline in Jupyter); with ``path`` also written there.
+
+    ``style="graph"``: forward and backward nodes (module doc); ``style="textbook"``: the forward ops only, each
+    edge with its value above and the gradient flowing back below, as in the course's figures
+    (:mod:`graphc.viz_textbook`). Without ``path`` nothing is written.
 
     The format follows the extension: ``.dot``/``.gv`` (DOT text), ``.svg``, ``.png``, ``.pdf`` (through
     Graphviz's ``dot``). Without ``dot`` an image request writes the ``.dot`` next to it and prints one hint line.
     The returned picture's ``path`` is the file written.
     """
-    picture = to_graphviz(graph_or_outputs, values)
-    if path is None:
-        return picture
-    path = Path(path)
-    fmt = path.suffix.lower().lstrip(".")
-    if fmt not in FORMATS:
-        raise GraphcError(f"render: cannot write {str(path)!r}: choose an extension among "
-                          f"{', '.join('.' + f for f in FORMATS)}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if fmt in ("dot", "gv"):
-        path.write_text(picture.source)
-        picture.path = str(path)
-        return picture
-    try:
-        if shutil.which("dot") is None:
-            raise graphviz.ExecutableNotFound(["dot"])
-        data = picture.pipe(format=fmt, quiet=True)
-    except graphviz.ExecutableNotFound:
-        dot_path = path.with_suffix(".dot")
-        dot_path.write_text(picture.source)
-        print(f"graphc: Graphviz 'dot' not found, wrote {dot_path} instead of {path} "
-              f"(install Graphviz, e.g. 'apt-get install graphviz', to render .{fmt})", file=sys.stderr)
-        picture.path = str(dot_path)
-        return picture
-    except graphviz.CalledProcessError as e:
-        stderr = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else str(e.stderr or "")
-        raise GraphcError(f"render: Graphviz 'dot' failed writing {path}: {stderr.strip()}") from e
-    path.write_bytes(data)
-    picture.path = str(path)
-    return picture
+    picture = to_graphviz(graph_or_outputs, values, style)
+    return picture if path is None else write_picture(picture, path)
 
 
-__all__ = ["Picture", "dot_label", "format_value", "node_label", "node_values", "render", "to_dot", "to_graphviz"]
+__all__ = ["FORMATS", "Picture", "dot_label", "format_value", "node_label", "node_values", "render", "to_dot",
+           "to_graphviz"]

@@ -31,12 +31,24 @@ def test_apple(tmp_path):
     assert values == pytest.approx({"price": 220.0, "d_apple": 2.2, "d_num": 110.0, "d_tax": 200.0}, rel=1e-6)
     written = tmp_path / ("apple.svg" if shutil.which("dot") else "apple.dot")
     assert written.exists() and f"graph written to {written.name}" in out
+    textbook = tmp_path / ("apple_textbook.svg" if shutil.which("dot") else "apple_textbook.dot")
+    assert textbook.exists() and f"textbook picture written to {textbook.name}" in out
 
 
 def test_apple_renders_to_a_given_path(tmp_path):
     run_example("apple.py", tmp_path, "graph/apple.dot")
     dot = (tmp_path / "graph" / "apple.dot").read_text()
     assert "cluster_forward" in dot and "cluster_backward" in dot and re.search(r'label="?2\.2"?[ \]]', dot)
+    textbook = (tmp_path / "graph" / "apple_textbook.dot").read_text()
+    assert "cluster_backward" not in textbook and "rankdir=LR" in textbook
+    for value, gradient in (("100", "2.2"), ("2", "110"), ("200", "1.1"), ("1.1", "200"), ("220", "1")):
+        assert re.search(rf">{re.escape(value)}</font><br/><font [^>]*>← {re.escape(gradient)}<", textbook), value
+
+
+def test_apple_textbook_only(tmp_path):
+    out = run_example("apple.py", tmp_path, "--textbook", "docs/apple.gv")
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["apple.gv"]
+    assert "textbook picture written to docs/apple.gv" in out and "graph written" not in out
 
 
 def test_apple_orange(tmp_path):
@@ -44,6 +56,17 @@ def test_apple_orange(tmp_path):
     expected = {"price": 715.0, "d_apple": 2.2, "d_apple_num": 110.0, "d_orange": 3.3, "d_orange_num": 165.0,
                 "d_tax": 650.0}
     assert values == pytest.approx(expected, rel=1e-6)
+    assert list(tmp_path.iterdir()) == []  # no picture unless asked for
+
+
+def test_apple_orange_textbook(tmp_path):
+    out = run_example("apple_orange.py", tmp_path, "fruit.dot")
+    assert "graph written to fruit.dot" in out and "textbook picture written to fruit_textbook.dot" in out
+    textbook = (tmp_path / "fruit_textbook.dot").read_text()
+    for value, gradient in (("100", "2.2"), ("2", "110"), ("150", "3.3"), ("3", "165"), ("200", "1.1"),
+                            ("450", "1.1"), ("650", "1.1"), ("1.1", "650"), ("715", "1")):
+        assert re.search(rf">{re.escape(value)}</font><br/><font [^>]*>← {re.escape(gradient)}<", textbook), value
+    assert "xlabel=all_price" in textbook
 
 
 def test_chain_rule(tmp_path):
@@ -53,6 +76,15 @@ def test_chain_rule(tmp_path):
     assert values["z"] == pytest.approx((x + y) ** 2)
     assert values["dz_dx"] == pytest.approx(2 * (x + y))
     assert values["dz_dy"] == pytest.approx(2 * (x + y))
+
+
+def test_chain_rule_textbook(tmp_path):
+    out = run_example("chain_rule.py", tmp_path, "chain.dot")
+    assert "textbook picture written to chain.dot" in out
+    dot = (tmp_path / "chain.dot").read_text()
+    for value, gradient in (("1.5", "7"), ("2", "7"), ("3.5", "7"), ("12.25", "1")):  # dz/dt = 2t = 7
+        assert re.search(rf">{re.escape(value)}</font><br/><font [^>]*>← {re.escape(gradient)}<", dot), value
+    assert ">**2<" in dot
 
 
 def test_logistic_loss_decreases(tmp_path):
