@@ -14,6 +14,7 @@ import llvmlite.ir as ir
 
 import codegen.loops as loops
 from codegen.lowering import KernelContext, lowerer
+from codegen.nodemap import computing, positions
 from codegen.scalar import LLVMScalarBuilder, load, store, value_type
 from graphc.ir import Node
 from ops.registry import get_op
@@ -46,6 +47,7 @@ def lower_elementwise(ctx: KernelContext) -> None:
     strides = [loops.broadcast_strides(shp, domain) for _, _, shp in loaded]
     strides += [loops.contiguous_strides(domain) for _ in kernel.outputs]
     shape, strides = loops.collapse(domain, strides)
+    where = positions(kernel)
 
     def body(c: KernelContext, b: ir.IRBuilder, offsets: list[ir.Value], _indices: list[ir.Value]) -> None:
         sb = LLVMScalarBuilder(b)
@@ -54,8 +56,10 @@ def lower_elementwise(ctx: KernelContext) -> None:
             values[x] = load(b, c.elem(buf, off), buf.dtype)
         for n in kernel.nodes:
             if n not in views:
-                values[n] = get_op(n.op).scalar(sb, n.attrs, *(values[x] for x in n.inputs))
+                with computing(c.module, b, n, where[n]):
+                    values[n] = get_op(n.op).scalar(sb, n.attrs, *(values[x] for x in n.inputs))
         for out, off in zip(kernel.outputs, offsets[len(loaded):]):
-            store(b, values[out], c.elem(out, off), out.dtype)
+            with computing(c.module, b, out, where[out]):
+                store(b, values[out], c.elem(out, off), out.dtype)
 
     loops.parallel_nest(ctx, shape, strides, body, name=kernel.name)

@@ -23,6 +23,7 @@ import llvmlite.ir as ir
 from codegen.elementwise import embedded_constant
 from codegen.llvm import i64
 from codegen.lowering import KernelContext
+from codegen.nodemap import computing, positions
 from codegen.scalar import LLVMScalarBuilder, load, store
 from graphc.ir import Node
 from ops.registry import get_op
@@ -82,8 +83,11 @@ class Epilogue:
         values = dict(loaded)
         values[self.anchor] = value
         sb = LLVMScalarBuilder(b)
+        where = positions(self.ctx.kernel)
         for n in self.nodes:
             if n not in values:
-                values[n] = get_op(n.op).scalar(sb, n.attrs, *(values[x] for x in n.inputs))
+                with computing(self.ctx.module, b, n, where[n]):
+                    values[n] = get_op(n.op).scalar(sb, n.attrs, *(values[x] for x in n.inputs))
         for out in self.outputs:
-            store(b, values[out], self.ctx.elem(out, offset), out.dtype)
+            with computing(self.ctx.module, b, out, where[out]):
+                store(b, values[out], self.ctx.elem(out, offset), out.dtype)

@@ -8,17 +8,54 @@ Algorithm:
    contributions its consumers sent it (reused nodes get summed gradients); ``op.vjp(node, ḡ)`` returns one
    contribution per input, already summed back to the input's shape when the op broadcast it;
 4. nodes created here are marked ``backward``; those no returned gradient needs are dropped again.
+
+Every node created here is remembered with its :class:`GradOrigin` (:func:`origin`): the forward node whose VJP
+built it, the op class and the input position the contribution is for (``graphc explain`` reads it). The map
+holds the nodes weakly, so dropped nodes leave it.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from graphc.ir import GradientError, Node
 from ops import fn
 from ops.registry import get_op
+
+
+@dataclass(frozen=True)
+class GradOrigin:
+    """Why autodiff built a node: ``role`` ``vjp`` (a node of ``op``'s VJP for ``forward``; ``input`` is the
+    position of the forward input when the node is that input's contribution), ``sum`` (the total of the
+    contributions to ``forward``'s gradient), ``seed`` (dy/dy = 1) or ``zero`` (y does not depend on ``forward``)."""
+
+    role: str
+    forward: Node
+    op: str
+    vjp: str
+    input: int | None = None
+
+
+_ORIGINS: weakref.WeakKeyDictionary[Node, GradOrigin] = weakref.WeakKeyDictionary()
+
+
+def origin(node: Node) -> GradOrigin | None:
+    """How autodiff produced ``node`` (None for a node it did not create)."""
+    return _ORIGINS.get(node)
+
+
+def _remember(graph, start: int, role: str, forward: Node, contributions: Sequence[Node | None] = ()) -> None:
+    """Record the origin of the nodes created since ``graph.nodes[start]`` (the contributions by input position)."""
+    position = {id(gx): i for i, gx in enumerate(contributions) if gx is not None}
+    op = get_op(forward.op) if not forward.is_leaf else None
+    vjp = f"{type(op).__name__}.vjp" if op is not None else "-"
+    for n in graph.nodes[start:]:
+        if n not in _ORIGINS:
+            _ORIGINS[n] = GradOrigin(role, forward, forward.op, vjp, position.get(id(n)))
 
 
 def _path(y: Node, xs: Sequence[Node]) -> list[Node]:
@@ -84,16 +121,22 @@ def _backward(graph, y: Node, xs: list[Node], path: list[Node]) -> list[Node]:
     totals: dict[int, Node] = {}
     with graph.backward_scope():
         contributions[y.id] = [graph.const(1.0, dtype=y.dtype)]
+        _remember(graph, len(graph.nodes) - 1, "seed", y)
         for node in reversed(path):
             parts = contributions.pop(node.id, None)
             if parts is None:
                 continue
+            start = len(graph.nodes)
             g = _total(parts)
+            _remember(graph, start, "sum", node)
             if node.id in wanted:
                 totals[node.id] = g
             if node.is_leaf:
                 continue
-            for x, gx in zip(node.inputs, get_op(node.op).vjp(node, g)):
+            start = len(graph.nodes)
+            grads = get_op(node.op).vjp(node, g)
+            _remember(graph, start, "vjp", node, grads)
+            for x, gx in zip(node.inputs, grads):
                 if gx is None or x.id not in on_path:
                     continue
                 if gx.shape != x.shape or gx.dtype != x.dtype:
@@ -101,7 +144,12 @@ def _backward(graph, y: Node, xs: list[Node], path: list[Node]) -> list[Node]:
                                         f"of type {x.type} ({node.name!r} at {node.site})")
                 contributions.setdefault(x.id, []).append(gx)
         # y not depending on x (or only through integer values) means a zero gradient
-        return [totals[x.id] if x.id in totals else graph.const(np.zeros(x.shape), dtype=x.dtype) for x in xs]
+        results = []
+        for x in xs:
+            start = len(graph.nodes)
+            results.append(totals[x.id] if x.id in totals else graph.const(np.zeros(x.shape), dtype=x.dtype))
+            _remember(graph, start, "zero", x)
+        return results
 
 
 def _total(parts: list[Node]) -> Node:

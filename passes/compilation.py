@@ -14,6 +14,7 @@ from typing import Any
 
 from graphc.ir import Graph, Node, topo_ancestors
 from passes.plan import Buffer, Kernel
+from passes.provenance import Provenance
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ class Compilation:
     the values to compute, in the caller's order. ``node_map``: each user node whose value survives → the current
     node computing it. ``kernels``: set by fusion, reordered by scheduling. ``buffers``/``arena_bytes``/``inplace``:
     set by memory planning. ``report``: each pass's report by key (``simplify``, ``decompose``, ``fusion``,
-    ``schedule``, ``memory``).
+    ``schedule``, ``memory``). ``provenance``: what each pass did to each node (shared by every copy).
     """
 
     graph: Graph
@@ -36,6 +37,7 @@ class Compilation:
     arena_bytes: int = 0
     inplace: dict[Node, Node] = field(default_factory=dict)
     report: dict[str, Any] = field(default_factory=dict)
+    provenance: Provenance = field(default_factory=Provenance)
 
     @classmethod
     def start(cls, outputs: list[Node], updates: list[tuple[Node, Node]]) -> Compilation:
@@ -52,6 +54,7 @@ class Compilation:
                  mapping: dict[Node, Node], **changes: Any) -> Compilation:
         """The computation moved to ``graph`` by a pass whose old → new node map is ``mapping``."""
         node_map = {user: mapping[n] for user, n in self.node_map.items() if n in mapping}
+        self.provenance.moved(mapping)
         return self.but(graph=graph, outputs=outputs, updates=updates, node_map=node_map, **changes)
 
     @property

@@ -27,6 +27,7 @@ import numpy as np
 from graphc.ir import Attrs, Graph, Node, TensorType, topo_ancestors
 from ops.registry import get_op
 from passes.compilation import Compilation, Pass
+from passes.provenance import Provenance
 
 
 @dataclass
@@ -102,8 +103,10 @@ class _Copier:
             self.origin = None
 
 
-def run(graph: Graph, outputs: list[Node], updates: list[tuple[Node, Node]]) -> Decomposed:
-    """Rewrite every decomposable node the outputs and updates need (unchanged input when there is none)."""
+def run(graph: Graph, outputs: list[Node], updates: list[tuple[Node, Node]],
+        provenance: Provenance | None = None) -> Decomposed:
+    """Rewrite every decomposable node the outputs and updates need (unchanged input when there is none); each
+    decomposition is recorded in ``provenance``."""
     roots = list(outputs) + [v for _, v in updates] + [p for p, _ in updates]
     nodes = topo_ancestors(roots)
     report = [line for n in nodes if (line := decomposition(n)) is not None]
@@ -113,13 +116,16 @@ def run(graph: Graph, outputs: list[Node], updates: list[tuple[Node, Node]]) -> 
     mapping: dict[Node, Node] = {}
     for n in nodes:
         inputs = tuple(mapping[x] for x in n.inputs)
-        mapping[n] = copier.decompose(n, inputs) if decomposition(n) is not None else copier.copy(n, inputs)
+        how = decomposition(n)
+        mapping[n] = copier.decompose(n, inputs) if how is not None else copier.copy(n, inputs)
+        if how is not None and provenance is not None:
+            provenance.record(n, "decompose", "decompose", f"decomposed: {how}", into=mapping[n])
     return Decomposed(copier.graph, [mapping[n] for n in outputs], [(mapping[p], mapping[v]) for p, v in updates],
                       mapping, report)
 
 
 def _run(c: Compilation) -> Compilation:
-    result = run(c.graph, c.outputs, c.updates)
+    result = run(c.graph, c.outputs, c.updates, c.provenance)
     return c.remapped(result.graph, result.outputs, result.updates, result.mapping,
                       report={**c.report, "decompose": result.report})
 

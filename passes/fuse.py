@@ -42,6 +42,7 @@ from graphc.ir import Node
 from ops.registry import get_op
 from passes.compilation import Compilation, Pass
 from passes.plan import Kernel
+from passes.provenance import Provenance
 
 FUSION_BUDGET = 1024  # summed Op.cost of one fused group (≈ 40 tanh or 1,000 adds)
 
@@ -245,9 +246,10 @@ def _kind(members: list[Node], anchor: Node | None) -> str:
     return "broadcast" if "broadcast" in kinds else "elementwise"
 
 
-def run(nodes: list[Node], outputs: list[Node],
-        updates: list[tuple[Node, Node]]) -> tuple[list[Kernel], list[str]]:
-    """Group ``nodes`` (topologically ordered; leaves are skipped) into kernels; return them and the report."""
+def run(nodes: list[Node], outputs: list[Node], updates: list[tuple[Node, Node]],
+        provenance: Provenance | None = None) -> tuple[list[Kernel], list[str]]:
+    """Group ``nodes`` (topologically ordered; leaves are skipped) into kernels; return them and the report
+    (its per-kernel lines are also recorded in ``provenance``, boundaries by the value crossing them)."""
     compute = [n for n in nodes if not n.is_leaf]
     groups = _Groups(compute)
     for c in compute:
@@ -280,24 +282,35 @@ def run(nodes: list[Node], outputs: list[Node],
         anchor = _anchor(members)
         kernels.append(Kernel(_kernel_name(i, members), _kind(members, anchor), tuple(members),
                               tuple(dict.fromkeys(inputs)), tuple(outs), anchor))
-    return kernels, _report(kernels, kernel_of, groups, external)
+    return kernels, _report(kernels, kernel_of, groups, external, provenance or Provenance())
 
 
-def _report(kernels: list[Kernel], kernel_of: dict[Node, int], groups: _Groups, external: set[int]) -> list[str]:
+def _report(kernels: list[Kernel], kernel_of: dict[Node, int], groups: _Groups, external: set[int],
+            provenance: Provenance) -> list[str]:
     """One line per kernel boundary (producer value → consuming kernel), saying why fusion stopped there."""
     fused = sum(1 for k in kernels if len(k.nodes) > 1)
     nodes = sum(len(k.nodes) for k in kernels)
     lines = [f"{nodes} nodes -> {len(kernels)} kernels ({fused} fused groups)"]
+
+    def note(k: Kernel, line: str, value: Node | None = None) -> None:
+        """A report line about kernel ``k`` (and the kernel producing ``value``, the value crossing a boundary)."""
+        lines.append(line)
+        provenance.kernel_note(k.name, line.strip())
+        if value is not None:
+            provenance.record(value, "fuse", "boundary", line.strip())
+            if kernels[kernel_of[value]] is not k:
+                provenance.kernel_note(kernels[kernel_of[value]].name, line.strip())
+
     for k in kernels:
         lines.append(f"{k.name} [{k.kind}]: {' -> '.join(n.op for n in k.nodes)}")
         views = [n.name for n in k.nodes if is_view(n)]
         if views and k.anchor is None:
-            lines.append(f"  {k.name}: unit-axis reshapes read in place (not materialized): {', '.join(views)}")
+            note(k, f"  {k.name}: unit-axis reshapes read in place (not materialized): {', '.join(views)}")
         if k.kind == "matmul" and any(get_op(n.op).swaps_last_two_axes(n) for n in k.nodes):
-            lines.append(f"  {k.name}: transposed operands read in place by the GEMM (transpose not materialized)")
+            note(k, f"  {k.name}: transposed operands read in place by the GEMM (transpose not materialized)")
         epilogue = [n.op for n in k.nodes if fusible(n)]
         if k.anchor is not None and epilogue_axis(k.anchor) is not None and epilogue:
-            lines.append(f"  {k.name}: {k.anchor.op} epilogue: {', '.join(epilogue)} (applied before the store)")
+            note(k, f"  {k.name}: {k.anchor.op} epilogue: {', '.join(epilogue)} (applied before the store)")
         for x in k.inputs:
             if x.is_leaf:
                 continue
@@ -305,19 +318,19 @@ def _report(kernels: list[Kernel], kernel_of: dict[Node, int], groups: _Groups, 
             reasons = dict.fromkeys(r for r in (_why_not(x, c, groups) for c in readers) if r)
             if not reasons:  # every pair was fusible on its own, a larger merge was not
                 reasons = {f"{x.name} is in {kernels[kernel_of[x]].name} (merged with other nodes first)": None}
-            lines.append(f"  boundary {kernels[kernel_of[x]].name} -> {k.name} via {x.name}: " + "; ".join(reasons))
+            note(k, f"  boundary {kernels[kernel_of[x]].name} -> {k.name} via {x.name}: " + "; ".join(reasons), x)
     for k in kernels:
         for x in k.outputs:
             used = sorted({kernels[kernel_of[u]].name for u in groups.users[x] if kernel_of[u] != kernel_of[x]})
             used += ["a program output/update"] if id(x) in external else []
             if len(used) > 1:
-                lines.append(f"  {x.name} is an output of {k.name}: value used by {len(used)} consumers "
-                             f"({', '.join(used)}); computed once and shared, never recomputed")
+                note(k, f"  {x.name} is an output of {k.name}: value used by {len(used)} consumers "
+                        f"({', '.join(used)}); computed once and shared, never recomputed", x)
     return lines
 
 
 def _run(c: Compilation) -> Compilation:
-    kernels, report = run(c.nodes(), c.outputs, c.updates)
+    kernels, report = run(c.nodes(), c.outputs, c.updates, c.provenance)
     return c.but(kernels=kernels, report={**c.report, "fusion": report})
 
 

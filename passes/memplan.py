@@ -40,6 +40,7 @@ from graphc.ir import Node
 from ops.registry import get_op
 from passes.compilation import Compilation, Pass
 from passes.plan import Buffer, Kernel, PlanError, align, intervals, verify_plan
+from passes.provenance import Provenance
 
 # largest-first placement costs time proportional to the interfering pairs; beyond this many (thousands of values
 # live at once) only the online best-fit runs, which is O(n) allocations over a short list of holes
@@ -209,8 +210,10 @@ def _place_by_size(slots: list[_Slot]) -> tuple[list[int], int]:
     return offsets, top
 
 
-def run(kernels: list[Kernel], outputs: list[Node], updates: list[tuple[Node, Node]]) -> MemoryPlan:
-    """Assign arena offsets to every kernel output of the scheduled ``kernels`` (see the module docstring)."""
+def run(kernels: list[Kernel], outputs: list[Node], updates: list[tuple[Node, Node]],
+        provenance: Provenance | None = None) -> MemoryPlan:
+    """Assign arena offsets to every kernel output of the scheduled ``kernels`` (see the module docstring); the
+    in-place pairs are recorded in ``provenance``."""
     keep = set(outputs) | {v for _, v in updates}
     live = intervals(kernels, keep)
     inplace = choose_inplace(kernels, live)
@@ -232,6 +235,12 @@ def run(kernels: list[Kernel], outputs: list[Node], updates: list[tuple[Node, No
               + ("" if len(candidates) > 1 else f"; largest first skipped: {pairs} interfering pairs") + ")",
               f"saved {naive - arena_bytes} bytes ({100.0 * (naive - arena_bytes) / naive if naive else 0.0:.1f}%)"]
     report += [f"  in place: {v.name} ({v.op}) takes the buffer of {x.name}" for v, x in inplace.items()]
+    for v, x in inplace.items() if provenance is not None else ():
+        at = f"kernel {live[v][0]} ({kernels[live[v][0]].name})"
+        provenance.record(v, "memplan", "inplace", f"in place: overwrites the buffer of {x.name!r} ({x.op}), "
+                          f"which dies at {at}", into=x)
+        provenance.record(x, "memplan", "donor", f"its buffer is reused in place by {v.name!r} ({v.op}) at {at}",
+                          into=v)
     return MemoryPlan(buffers, arena_bytes, inplace, report)
 
 
@@ -251,7 +260,7 @@ def _peak_live(live: dict[Node, tuple[int, int]], steps: int, inplace: dict[Node
 
 def _run(c: Compilation) -> Compilation:
     assert c.kernels is not None, "memplan runs after fuse and schedule"
-    mem = run(c.kernels, c.outputs, c.updates)
+    mem = run(c.kernels, c.outputs, c.updates, c.provenance)
     return c.but(buffers=mem.buffers, arena_bytes=mem.arena_bytes, inplace=mem.inplace,
                  report={**c.report, "memory": mem.report})
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from graphc.ir import Graph, GraphcError, Node
+from passes.provenance import Provenance
 
 ALIGN = 64
 
@@ -68,6 +69,8 @@ class Plan:
     node_map: dict[Node, Node] = field(default_factory=dict)
     # seconds each pipeline stage took to build this plan, in pipeline order (``graphc passes --timings``)
     timings: dict[str, float] = field(default_factory=dict)
+    # what each pass did to each node (rewrites, CSE, folds, fusion boundaries, in-place reuse): ``graphc explain``
+    provenance: Provenance = field(default_factory=Provenance)
 
     def verify(self) -> Plan:
         """Check the memory invariants (see :func:`verify_plan`); return self."""

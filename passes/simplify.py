@@ -45,6 +45,7 @@ import numpy as np
 from graphc.ir import LEAF_OPS, Attrs, Graph, GraphcError, Node, TensorType, topo_ancestors
 from ops.registry import get_op
 from passes.compilation import Compilation, Pass
+from passes.provenance import Provenance, describe
 
 FOLD_LIMIT = 1 << 20     # bytes: larger constants are neither folded nor keyed by value
 FOLD_GROWTH_FREE = 256   # bytes: a folded result may be larger than its inputs up to this size
@@ -129,8 +130,9 @@ def rewrite(e: Expr) -> tuple[str, Node | Expr] | None:
 class _Builder:
     """Builds the scratch graph: rewrites each expression, then reuses (CSE) or creates its node."""
 
-    def __init__(self, user: Graph) -> None:
+    def __init__(self, user: Graph, provenance: Provenance) -> None:
         self.graph = Graph(user.name)
+        self.provenance = provenance
         self.graph.state = user.state  # the same dict: params bind to the user's arrays
         self.graph.trainable = set(user.trainable)
         self.counts: Counter[str] = Counter()
@@ -157,6 +159,7 @@ class _Builder:
                 raise GraphcError(f"internal error: simplify rule {name} changed the type of {n.name!r} "
                                   f"({e.type} -> {result.type}, created at {n.site})")
             self.counts[name] += 1
+            self._note(n, name, e, result)
             if isinstance(result, Node):
                 return result
             e = result
@@ -178,12 +181,23 @@ class _Builder:
         key = self._key(e)
         if key is not None and key in self.table:
             self.counts["cse"] += 1
-            return self.table[key]
+            found = self.table[key]
+            self.provenance.record(origin, "simplify", "cse", f"CSE: {_show(e)} is already computed as "
+                                   f"{found.name!r}; that node is reused", into=found)
+            return found
         with self._scope(origin):
             new = self.graph.add_node(e.op, e.inputs, e.attrs, e.type, name=origin.name, site=origin.site)
         if key is not None:
             self.table[key] = new
         return new
+
+    def _note(self, n: Node, rule: str, e: Expr, result: Node | Expr) -> None:
+        """Record rule ``rule`` rewriting ``n`` (as expression ``e``) into ``result``."""
+        if rule == "fold":
+            text = f"constant-folded: {_show(e)} = {_show(result)} evaluated at compile time"
+        else:
+            text = f"simplified by rule {rule}: {_show(e)} → {_show(result)}"
+        self.provenance.record(n, "simplify", rule, text, into=result if isinstance(result, Node) else None)
 
     def _scope(self, origin: Node) -> contextlib.AbstractContextManager[None]:
         """Nodes standing for a backward node are marked backward too (for rendering)."""
@@ -198,14 +212,24 @@ class _Builder:
                 del table[name]
 
 
-def run(outputs: list[Node], updates: list[tuple[Node, Node]]) -> Simplified:
-    """Simplify the computation of ``outputs`` and ``updates`` (param → new value) into a new scratch graph."""
+def _show(e: Node | Expr) -> str:
+    """An expression or node for a reader: ``mul(h, 1.0)``, a small constant by value, else a node's name."""
+    if e.op == "const":
+        value = e.attrs["value"]
+        return repr(value.item()) if value.size == 1 else f"const {e.type}"
+    return e.name if isinstance(e, Node) else describe(e.op, e.inputs)
+
+
+def run(outputs: list[Node], updates: list[tuple[Node, Node]],
+        provenance: Provenance | None = None) -> Simplified:
+    """Simplify the computation of ``outputs`` and ``updates`` (param → new value) into a new scratch graph;
+    every rewrite, fold and CSE hit is recorded in ``provenance`` (by user node)."""
     outputs, updates = list(outputs), list(updates)
     roots = outputs + [v for _, v in updates] + [p for p, _ in updates]
     if not roots:
         raise GraphcError("simplify: nothing to compute (no outputs and no updates)")
     nodes = topo_ancestors(roots)
-    builder = _Builder(roots[0].graph)
+    builder = _Builder(roots[0].graph, provenance if provenance is not None else Provenance())
     mapping: dict[Node, Node] = {}
     for n in nodes:
         mapping[n] = builder.node(n, mapping)
@@ -220,7 +244,7 @@ def run(outputs: list[Node], updates: list[tuple[Node, Node]]) -> Simplified:
 
 
 def _run(c: Compilation) -> Compilation:
-    result = run(c.outputs, c.updates)
+    result = run(c.outputs, c.updates, c.provenance)
     return c.remapped(result.graph, result.outputs, result.updates, result.mapping,
                       report={**c.report, "simplify": result.report})
 

@@ -102,9 +102,41 @@ class Program:
             return arrays[0]
         return arrays
 
+    # -- inspection ------------------------------------------------------------------------------------
+    @property
+    def provenance(self) -> Any:
+        """What each compiler pass did to each node (``passes.provenance.Provenance``); None without a Plan."""
+        plan = getattr(self, "plan", None)
+        return plan.provenance if isinstance(plan, Plan) else None
+
+    def explain(self, tensor: Node | str) -> Any:
+        """How this program computes ``tensor`` (a tensor or a node name), from its creation site through the
+        passes, its buffer, to the LLVM IR and assembly: an ``Explanation`` (see :mod:`runtime.explain`)."""
+        from runtime.explain import explain
+
+        return explain(self, tensor)
+
+    def render_memory(self, path: str | None = None) -> Any:
+        """The memory plan as a timeline (x: kernel order, y: arena offset, one rectangle per buffer): a matplotlib
+        Figure when ``path`` is None, else the file written (``graphc.memory_view``)."""
+        return _viewer("graphc.memory_view").render_memory(self, path)
+
+    def render_kernels(self, path: str | None = None) -> Any:
+        """The fused kernels as clusters over the op graph, each boundary labelled with the fusion report's reason:
+        a ``graphc.viz.Picture`` when ``path`` is None, else the file written (``graphc.pictures``)."""
+        return _viewer("graphc.pictures").render_kernels(self, path)
+
     def __repr__(self) -> str:
         return (f"<{type(self).__name__} backend={self.backend} outputs={self.output_names} "
                 f"inputs={list(self.inputs)} updates={[p.name for p, _ in self.updates]}>")
+
+
+def _viewer(module: str) -> Any:
+    """A picture module of the top layer (graphviz/matplotlib drawing), imported by name on first use: the runtime
+    layer keeps no import edge up to ``graphc`` (tests/test_architecture.py)."""
+    import importlib
+
+    return importlib.import_module(module)
 
 
 class Results(dict):

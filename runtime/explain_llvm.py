@@ -1,0 +1,115 @@
+"""The LLVM and assembly sections of ``prog.explain`` (llvm backend): the kernel's function, the IR lines tagged
+as computing the node (``codegen.nodemap``), and the function's host assembly with its vector width.
+
+It reads the program only through its ``module`` and ``asm()`` (importing ``runtime.native`` would close an import
+cycle through ``runtime.program``), so it splits the assembly into functions itself.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from codegen.nodemap import function_text, node_lines
+from passes.plan import Plan
+
+MAX_IR_LINES = 40
+MAX_ASM_LINES = 60
+
+WIDTHS = {"zmm": "512-bit vectors", "ymm": "256-bit vectors", "xmm": "128-bit vectors",
+          "scalar": "scalar (no packed vector instructions)"}
+
+
+def llvm_sections(ex: Any, plan: Plan, program: Any) -> list[tuple[str, list[str]]]:
+    """The ``LLVM`` and ``assembly`` sections of the explanation ``ex`` for ``program`` (a NativeProgram); sets
+    ``ex.function``, ``ex.ir_lines``, ``ex.asm`` and ``ex.vector_width``."""
+    k, p = ex.kernel, ex.computed_by
+    if k is None or p is None:
+        return [("LLVM", ["none: no kernel computes this value (it is bound memory or was simplified away)"])]
+    module = program.module
+    fn = module.kernel_functions[k.name]
+    ex.function = fn
+    text = module.ir_text
+    bodies = function_text(text, fn)
+    position = next(i for i, m in enumerate(k.nodes) if m is p)
+    sharing = sorted(name for name, f in module.kernel_functions.items() if f == fn and name != k.name)
+    lines = [f"function @{fn} (kernel {k.name})" + (f"; shared with {', '.join(sharing)} (same code, the tags "
+                                                      "name the first kernel's nodes)" if sharing else "")]
+    lines += [f"outlined parallel chunk body @{name}" for name in bodies if name != fn]
+    main = bodies.get(fn, [])
+    if main:
+        lines.append(f"signature: {main[0].rstrip(' {')}")
+    ex.ir_lines = [re.sub(r"\s+", " ", line) for line in node_lines(text, fn, position)]
+    if p is not k.anchor and not ex.ir_lines:
+        lines.append(f"no IR of its own: {p.op} {p.name!r} is read in place by the code of {k.anchor.name!r}"
+                     if k.anchor is not None else f"no IR lines are tagged as computing {p.name!r}")
+    elif ex.ir_lines:
+        lines.append(f"IR lines computing {p.name!r} (tagged !graphc.node, as emitted, before O3):")
+        lines += [f"  {line}" for line in ex.ir_lines[:MAX_IR_LINES]]
+        if len(ex.ir_lines) > MAX_IR_LINES:
+            lines.append(f"  ... {len(ex.ir_lines) - MAX_IR_LINES} more (explanation.ir_lines)")
+    else:
+        total = sum(len(b) for b in bodies.values())
+        ex.ir_lines = [line for b in bodies.values() for line in b]
+        lines.append(f"the whole function computes it ({p.op} is the kernel's structured node; {total} lines of IR "
+                     "as emitted, explanation.ir_lines)")
+    return [("LLVM", lines), ("assembly", _assembly(ex, program, fn, list(bodies)))]
+
+
+def callees(functions: dict[str, str], names: list[str]) -> list[str]:
+    """``names`` and every module function they call or take the address of, transitively (GEMM micro-kernels,
+    packing routines, parallel chunk bodies)."""
+    found = [n for n in names if n in functions]
+    for name in found:
+        for ref in re.findall(r"(?:\$|call[q]?\s+)([A-Za-z_.$][\w.$]*)", functions[name]):
+            if ref in functions and ref not in found:
+                found.append(ref)
+    return found
+
+
+def asm_functions(asm: str) -> dict[str, str]:
+    """Function label → its assembly lines (up to its ``.Lfunc_end`` label)."""
+    bodies: dict[str, list[str]] = {}
+    current: str | None = None
+    for line in asm.splitlines():
+        m = re.match(r"^([A-Za-z_.$][\w.$]*):", line)
+        if m and not m.group(1).startswith(".L"):
+            current = m.group(1)
+            bodies[current] = []
+        elif current is not None and line.startswith(".Lfunc_end"):
+            current = None
+        elif current is not None:
+            bodies[current].append(line)
+    return {k: "\n".join(v) for k, v in bodies.items()}
+
+
+def count_registers(asm: str) -> dict[str, int]:
+    """How many times ``asm`` names a zmm, ymm and xmm register."""
+    return {kind: len(re.findall(rf"%{kind}\d+", asm)) for kind in ("zmm", "ymm", "xmm")}
+
+
+def vector_width(asm: str) -> str:
+    """The widest SIMD registers ``asm`` uses: zmm, ymm, xmm (packed instructions only) or scalar."""
+    counts = count_registers(asm)
+    if counts["zmm"] or counts["ymm"]:
+        return "zmm" if counts["zmm"] else "ymm"
+    return "xmm" if re.search(r"\bv?\w+p[sd]\s+.*%xmm", asm) else "scalar"
+
+
+def _assembly(ex: Any, program: Any, fn: str, names: list[str]) -> list[str]:
+    functions = asm_functions(program.asm())
+    parts = [(name, functions[name]) for name in callees(functions, names)]
+    ex.asm = "\n".join(f"{name}:\n{body}" for name, body in parts)
+    counts = count_registers(ex.asm)
+    width = vector_width(ex.asm)
+    ex.vector_width = WIDTHS[width]
+    body_lines = [line for line in ex.asm.splitlines() if line.strip() and not line.lstrip().startswith(".")]
+    instructions = sum(1 for line in body_lines if line.startswith("\t") or line.startswith(" "))
+    helpers = [name for name, _ in parts if name not in names]
+    lines = [f"vector width: {WIDTHS[width]} ({', '.join(f'{k}: {v}' for k, v in counts.items())} register uses)",
+             f"{instructions} instructions in {len(parts)} function(s), host assembly after O3"
+             + (f"; it calls {', '.join(helpers)}" if helpers else "") + ":"]
+    lines += [f"  {line.strip()}" if not line.endswith(":") else line for line in body_lines[:MAX_ASM_LINES]]
+    if len(body_lines) > MAX_ASM_LINES:
+        lines.append(f"  ... {len(body_lines) - MAX_ASM_LINES} more lines (explanation.asm)")
+    return lines
