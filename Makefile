@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.graphc-installed
 
-.PHONY: test run setup oracles graphviz openmp lint bench clean
+.PHONY: test run setup oracles graphviz openmp lint docs bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -57,6 +57,13 @@ test: setup oracles
 run: setup
 	$(PY) examples/apple.py out/apple.svg
 	$(PY) examples/digits_cnn.py --out out
+
+# The README's pictures, committed as small SVGs under docs/ (one command per picture; needs Graphviz's `dot`).
+docs: setup
+	$(PY) examples/apple.py --textbook docs/apple_textbook.svg
+	$(PY) examples/apple_orange.py --textbook docs/apple_orange_textbook.svg
+	$(PY) examples/chain_rule.py docs/chain_rule_textbook.svg
+	$(PY) examples/pictures.py docs  # digits_cnn_layers.svg, mlp_memory.svg, mlp_kernels.svg
 
 bench: setup
 	$(VENV)/bin/graphc bench

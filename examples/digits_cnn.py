@@ -53,8 +53,10 @@ def main(argv=None):
         print(f"learning curves: {history.plot(os.path.join(args.out, 'digits_cnn_history.png'))}")
     except gc.nn.plots.PlotError as err:  # matplotlib is missing: say how to get it
         print(f"(no learning curves: {str(err).splitlines()[0]})")
-    path = model.render(os.path.join(args.out, "digits_cnn_train_step.svg"), batch_size=32)
-    print(f"forward and backward graph of the training step: {path}")
+    layers = model.render(os.path.join(args.out, "digits_cnn_layers.svg"))
+    print(f"the model, one box per layer: {layers}")
+    step = model.render(os.path.join(args.out, "digits_cnn_train_step.svg"), detail="graph", batch_size=32)
+    print(f"forward and backward graph of the training step: {step}")
 
 
 if __name__ == "__main__":
