@@ -107,6 +107,33 @@ class LLVMScalarBuilder:
             return self.b.fdiv(x, y, flags=("contract",))
         return self.b.sdiv(x, y)  # unreachable for registered ops (div is float-only)
 
+    def mod(self, x: ir.Value, y: ir.Value) -> ir.Value:
+        """NumPy's remainder, the sign of y: r = fmod(x, y), plus y when r ≠ 0 and r, y differ in sign; a zero r
+        takes y's sign (NumPy's npy_divmod). int64: x mod 0 = 0 and INT64_MIN mod −1 = 0 (see :meth:`fmod`)."""
+        b = self.b
+        r = self.fmod(x, y)
+        if _is_float(x):
+            zero = ir.Constant(x.type, 0.0)
+            differ = b.xor(b.fcmp_ordered("<", r, zero), b.fcmp_ordered("<", y, zero))
+            adjust = b.and_(b.fcmp_unordered("!=", r, zero), differ)  # NaN r: r + y stays NaN
+            signed_zero = b.call(float_intrinsic(b, "llvm.copysign", x.type, 2), [zero, y])
+            r = b.select(b.fcmp_ordered("==", r, zero), signed_zero, r)
+            return b.select(adjust, b.fadd(r, y), r)
+        zero = ir.Constant(x.type, 0)
+        differ = b.xor(b.icmp_signed("<", r, zero), b.icmp_signed("<", y, zero))
+        return b.select(b.and_(b.icmp_signed("!=", r, zero), differ), b.add(r, y), r)
+
+    def fmod(self, x: ir.Value, y: ir.Value) -> ir.Value:
+        """C's fmod, the sign of x. Floats: ``frem`` (LLVM lowers it to a call of libm's fmod per element: exact,
+        but the loop is not vectorized). int64: ``srem`` by y, or by 1 where y is 0 or −1 (srem would trap there;
+        x mod ±1 = 0 is the true remainder for −1 and NumPy's value for 0)."""
+        b = self.b
+        if _is_float(x):
+            return b.frem(x, y)
+        one, minus_one, zero = ir.Constant(x.type, 1), ir.Constant(x.type, -1), ir.Constant(x.type, 0)
+        unsafe = b.or_(b.icmp_signed("==", y, zero), b.icmp_signed("==", y, minus_one))
+        return b.srem(x, b.select(unsafe, one, y))
+
     def neg(self, x: ir.Value) -> ir.Value:
         if _is_float(x):
             return self.b.fneg(x)

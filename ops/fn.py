@@ -406,7 +406,7 @@ __all__ = [
     "abs", "add", "avg_pool2d", "batch_norm", "binary_cross_entropy", "broadcast_to", "cast", "clip", "concat",
     "conv2d", "div", "dropout", "elu", "equal", "erf", "exp", "flatten", "gelu", "global_avg_pool2d", "greater",
     "hard_sigmoid", "hard_swish", "leaky_relu", "log", "log_softmax", "mae", "matmul", "max", "max_pool2d",
-    "maximum", "mean", "minimum", "mse", "mul", "neg", "one_hot", "pad", "pow", "prelu", "relu", "reshape",
+    "maximum", "mean", "minimum", "mod", "mse", "mul", "neg", "one_hot", "pad", "pow", "prelu", "relu", "reshape",
     "sigmoid", "sigmoid_binary_cross_entropy", "sign", "softmax", "softmax_cross_entropy", "softplus", "sqrt", "sub",
     "sum", "tanh", "transpose", "where",
 ]
@@ -416,3 +416,10 @@ __all__ = [
 def erf(x: Node, *, name: str | None = None) -> Node:
     """The error function erf x = 2/√π ∫₀ˣ e^(−t²) dt."""
     return apply("erf", x, name=name)
+
+
+# -- remainder (ops/mod.py) ------------------------------------------------------------------------------
+def mod(x: Operand, y: Operand, fmod: bool = False, *, name: str | None = None) -> Node:
+    """x mod y (broadcasting): the sign of y (``np.mod``, Python's ``%``), or with ``fmod=True`` the sign of x
+    (``np.fmod``, C's fmod); int64 x mod 0 = 0, float x mod 0 = NaN."""
+    return apply("mod", x, y, fmod=fmod, name=name)

@@ -1,6 +1,6 @@
 """The abstract scalar builder that elementwise ops write their ``scalar`` formulas against.
 
-A builder offers ``const(value, like=x)``, arithmetic ``add sub mul div neg pow max min abs sqrt``,
+A builder offers ``const(value, like=x)``, arithmetic ``add sub mul div mod fmod neg pow max min abs sqrt``,
 transcendentals ``exp log log1p tanh sigmoid``, comparisons ``lt le gt ge eq`` (giving booleans), ``select(c, a, b)``
 and ``cast(x, dtype)``. Codegen implements it with LLVM instructions; :class:`NumpyScalarBuilder` implements it
 with NumPy arrays so the contract tests can check each formula against the op's independent ``reference``.
@@ -28,8 +28,8 @@ def convert(x: np.ndarray, dtype: str) -> np.ndarray:
     return np.where(high, INT64_MAX, np.where(nan | low, INT64_MIN, inside)).astype(np.int64)
 
 
-SCALAR_METHODS = ("const", "add", "sub", "mul", "div", "neg", "pow", "max", "min", "abs", "sqrt", "exp", "log", "log1p",
-                  "tanh", "sigmoid", "lt", "le", "gt", "ge", "eq", "select", "cast")
+SCALAR_METHODS = ("const", "add", "sub", "mul", "div", "mod", "fmod", "neg", "pow", "max", "min", "abs", "sqrt", "exp",
+                  "log", "log1p", "tanh", "sigmoid", "lt", "le", "gt", "ge", "eq", "select", "cast")
 
 
 class NumpyScalarBuilder:
@@ -42,6 +42,17 @@ class NumpyScalarBuilder:
     def sub(self, x, y): return np.subtract(x, y)
     def mul(self, x, y): return np.multiply(x, y)
     def div(self, x, y): return np.divide(x, y)
+
+    def mod(self, x, y):
+        """np.mod (the sign of y); int64 x mod 0 = 0 and INT64_MIN mod −1 = 0, without NumPy's warnings."""
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return np.mod(x, y)
+
+    def fmod(self, x, y):
+        """np.fmod (the sign of x, C's fmod); int64 x fmod 0 = 0, without NumPy's warnings."""
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return np.fmod(x, y)
+
     def neg(self, x): return np.negative(x)
     def pow(self, x, y): return np.power(x, y)
     def max(self, x, y): return np.maximum(x, y)

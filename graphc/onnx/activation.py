@@ -68,8 +68,11 @@ def _clip(ctx: ImportContext, n: OnnxNode, xs: list) -> list:
 @translator("PRelu")
 def _prelu(ctx: ImportContext, n: OnnxNode, xs: list) -> list:
     """PRelu(x, slope) → prelu, the slope broadcast to x by NumPy's rules (lifted to x's rank first, so a slope
-    of shape (C, 1, 1) lines up with the channels of an (N, C, H, W) input, and a (C,) one with the last axis)."""
+    of shape (C, 1, 1) lines up with the channels of an (N, C, H, W) input, and a (C,) one with the last axis).
+    Opset < 7 (no broadcasting yet): a (C,) slope is per channel, axis 1 of x, as PyTorch's PReLU(C) exports."""
     x, slope = ctx.tensor(xs[0]), ctx.tensor(xs[1])
+    if n.opset < 7 and slope.ndim == 1 and x.ndim >= 2 and slope.shape[0] == x.shape[1] > 1:
+        slope = fn.reshape(slope, (1, slope.shape[0]) + (1,) * (x.ndim - 2))
     if slope.ndim < x.ndim:
         slope = fn.reshape(slope, (1,) * (x.ndim - slope.ndim) + slope.shape)
     return [fn.prelu(x, slope)]

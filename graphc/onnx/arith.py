@@ -19,6 +19,7 @@ from graphc.onnx.registry import (
     np_dtype_of,
     translator,
 )
+from ops.mod import reference_mod
 from ops.scalar import convert
 
 _BINARY: dict[str, Callable[[Node, Node], Node]] = {
@@ -162,12 +163,14 @@ def _cast_like(ctx: ImportContext, n: OnnxNode, xs: list) -> list:
 
 @translator("Mod")
 def _mod(ctx: ImportContext, n: OnnxNode, xs: list) -> list:
-    """Mod folds on import-time constants only (shape checks such as ``size % patch``), float initializers
-    included (they are then constants, not params); graphc has no mod op."""
-    if all(isinstance(x, np.ndarray) for x in xs):
-        return _fold_mod(n, xs)
-    n.attr("fmod")
-    raise n.unsupported("Mod is supported only on import-time constants (graphc has no mod op)")
+    """Mod(a, b) → mod(a, b, fmod): the sign of b (fmod=0, integers) or of a (fmod=1, C's fmod; ONNX requires it
+    for floats, graphc also computes fmod=0 on floats as np.mod). Integer a mod 0 = 0 (ONNX leaves it undefined;
+    NumPy's value) and INT64_MIN mod −1 = 0."""
+    a, b = (ctx.tensor(x) for x in xs)
+    fmod = n.attr("fmod", 0)
+    if fmod not in (0, 1):
+        raise n.unsupported(f"attribute fmod={fmod} (must be 0 or 1)")
+    return [fn.mod(a, b, fmod=bool(fmod))]
 
 
 # ---------------------------------------------------------------------------------------------- import-time folds
@@ -234,10 +237,10 @@ def _fold_variadic(n: OnnxNode, xs: list) -> list:
 def _fold_mod(n: OnnxNode, xs: list) -> list:
     """Mod of constants: the sign of the divisor (Python's %) by default, of the dividend with fmod=1."""
     _check_broadcast(n, xs, xs[0].dtype)
-    fmod = int(n.attr("fmod", 0))
-    if xs[0].dtype.kind in "iu" and np.any(xs[1] == 0):
-        raise n.unsupported("integer modulo by zero in an import-time constant")
-    return [np.asarray(np.fmod(*xs) if fmod else np.mod(*xs)).astype(xs[0].dtype, copy=False)]
+    fmod = n.attr("fmod", 0)
+    if fmod not in (0, 1):
+        raise n.unsupported(f"attribute fmod={fmod} (must be 0 or 1)")
+    return [np.asarray(reference_mod(*xs, bool(fmod))).astype(xs[0].dtype, copy=False)]
 
 
 @folder("Where")

@@ -160,6 +160,7 @@ def _warn_shared_params(graph: Graph, outputs: dict[str, Node]) -> None:
 
 def _translate_graph(ctx: ImportContext, onnx_graph: Any, opset: int, values: dict[str, Value]) -> dict[str, Node]:
     """Translate every node in order; the graph outputs by ONNX name."""
+    ctx.values = values  # translators that name values in attributes (Gradient's y) read them here
     for proto in onnx_graph.node:
         _translate_node(ctx, OnnxNode(proto, opset), values)
     outputs = {}
@@ -241,7 +242,9 @@ def _graph_input(graph: Graph, vi: Any, shape: Any) -> Node:
 
 def _translate_node(ctx: ImportContext, node: OnnxNode, values: dict[str, Value]) -> None:
     """Run the node's translator on its inputs and record its outputs in ``values``."""
-    if node.proto.domain not in ("", "ai.onnx"):
+    # the one op of another domain graphc translates: Gradient of ai.onnx.preview.training (a gc.grad)
+    preview_gradient = node.proto.domain == "ai.onnx.preview.training" and node.op_type == "Gradient"
+    if node.proto.domain not in ("", "ai.onnx") and not preview_gradient:
         raise node.unsupported(f"domain {node.proto.domain!r} is not supported")
     func = TRANSLATORS.get(node.op_type)
     if func is None:

@@ -28,7 +28,8 @@ def _matmul(ctx: ImportContext, n: OnnxNode, xs: list) -> list:
 
 @translator("Gemm")
 def _gemm(ctx: ImportContext, n: OnnxNode, xs: list) -> list:
-    """Gemm → alpha·(A' @ B') + beta·C with transposes per transA/transB (C optional, broadcast)."""
+    """Gemm → alpha·(A' @ B') + beta·C with transposes per transA/transB (C optional, broadcast to (M, N);
+    opset < 7: C broadcasts only with ``broadcast=1``, else it must be (M, N))."""
     a, b = ctx.tensor(xs[0]), ctx.tensor(xs[1])
     if n.attr("transA", 0):
         a = fn.transpose(a)
@@ -39,6 +40,9 @@ def _gemm(ctx: ImportContext, n: OnnxNode, xs: list) -> list:
     if alpha != 1.0:
         out = fn.mul(out, alpha)
     c = ctx.optional_tensor(xs, 2)
+    if c is not None and n.opset < 7 and not n.attr("broadcast", 0) and c.shape != out.shape:
+        raise n.unsupported(f"attribute broadcast=0 with C of shape {c.shape}: opset {n.opset} needs C of shape "
+                            f"{out.shape} unless broadcast=1")
     if c is not None:
         out = fn.add(out, c if beta == 1.0 else fn.mul(c, beta))
     return [out]

@@ -1,9 +1,11 @@
-"""Translators for the losses: NegativeLogLikelihoodLoss and SoftmaxCrossEntropyLoss."""
+"""Translators for the losses (NegativeLogLikelihoodLoss, SoftmaxCrossEntropyLoss) and for training's
+``Gradient`` (domain ai.onnx.preview.training)."""
 
 from __future__ import annotations
 
 import ops.fn as fn
-from graphc.ir import Node
+from graphc.api import grad
+from graphc.ir import GraphcError, Node
 from graphc.onnx.registry import ImportContext, OnnxNode, translator
 
 
@@ -50,3 +52,28 @@ def _softmax_cross_entropy(ctx: ImportContext, n: OnnxNode, xs: list) -> list:
         return [fn.softmax_cross_entropy(scores, labels, reduction=n.attr("reduction", "mean"))]
     log_probs = fn.log_softmax(scores, axis=1)
     return [_nll(n, log_probs, labels, weights), log_probs]
+
+
+@translator("Gradient")
+def _gradient(ctx: ImportContext, n: OnnxNode, xs: list) -> list:
+    """Gradient(xs=[x₁, …], y) → [∂y/∂x₁, …] (gc.grad of the scalar y). Each input must be the value named by the
+    matching entry of ``xs`` (the gradient at the graph's own values, not at values fed to the node)."""
+    names, y_name, zs = list(n.attr("xs", [])), n.attr("y"), list(n.attr("zs", []))
+    if n.proto.domain != "ai.onnx.preview.training":
+        raise n.unsupported(f"domain {n.proto.domain!r} (Gradient is an ai.onnx.preview.training op)")
+    if zs:
+        raise n.unsupported(f"attribute zs={zs} is not supported (no values held constant)")
+    if list(n.proto.input) != names:
+        raise n.unsupported(f"inputs {list(n.proto.input)} must be the values named by attribute xs={names}")
+    if y_name not in ctx.values:
+        raise n.unsupported(f"attribute y={y_name!r} names no value defined before the node")
+    y = ctx.tensor(ctx.values[y_name])
+    if y.shape != ():
+        raise n.unsupported(f"attribute y={y_name!r} of shape {y.shape}: the gradient needs a scalar y")
+    wrt = [ctx.tensor(x) for x in xs]
+    if any(not x.type.is_float for x in wrt + [y]):
+        raise n.unsupported("gradients need floating-point xs and y")
+    try:
+        return list(grad(y, wrt))
+    except GraphcError as err:
+        raise n.unsupported(str(err).split("\n  at ")[0]) from None

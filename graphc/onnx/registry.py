@@ -200,6 +200,9 @@ class ImportContext:
         self.initializers: dict[int, tuple[str, np.ndarray]] = {}
         self._materialized: dict[int, Node] = {}
         self._folded: dict[int, np.ndarray] = {}
+        # the values translated so far by ONNX name (set by the importer), for translators whose attributes name
+        # values rather than take them as inputs (Gradient's y)
+        self.values: dict[str, Value] = {}
 
     def tensor(self, value: Value, trainable: bool = True) -> Node:
         """A graph node for ``value`` (arrays become consts, float initializers params when asked).
