@@ -4,10 +4,11 @@ One module per op family (the families of ``ops``): ``elementwise`` (every fused
 the ops' ``scalar`` formulas; ``epilogue`` applies such a chain inside an anchor kernel), ``activation``
 (softmax, log_softmax), ``reduce``, ``linalg`` (matmul, on ``codegen.gemm``), ``conv``, ``pool``, ``norm``
 (batch_norm), ``loss`` (the losses and one_hot), ``shape`` (reshape, transpose), ``indexing`` (slice, concat,
-pad), ``random`` (dropout). Adding a family means adding its import here.
+pad), ``random`` (dropout), ``collective`` (allreduce, a call into MPI). Adding a family means adding its import here.
 """
 
 import codegen.activation
+import codegen.collective
 import codegen.conv
 import codegen.elementwise
 import codegen.indexing

@@ -35,8 +35,8 @@ _NAMES: dict[str, str] = {
     "compile": "graphc.api", "grad": "graphc.api", "verify": "passes.verify", "render": "graphc.viz",
     "l1": "graphc.regularizers", "l2": "graphc.regularizers", "name_scope": "graphc.ir",
 }
-_SUBMODULES = ("api", "bench", "cli", "data", "dump", "init", "ir", "nn", "onnx", "optim", "regularizers", "testing",
-               "viz")
+_SUBMODULES = ("api", "bench", "cli", "data", "distributed", "dump", "init", "ir", "nn", "onnx", "optim",
+               "regularizers", "testing", "viz")
 
 
 def _builders() -> list[str]:

@@ -2,18 +2,20 @@
 
 Importing this package registers every op family and installs Node's operator overloads (``x + y`` builds an
 ``add`` node through ``ops.fn.add``). Families: ``arith``, ``activation``, ``reduce``, ``linalg``, ``conv``,
-``pool``, ``norm``, ``loss``, ``shape``, ``indexing``, ``random``; builders (``gc.add``, ``gc.conv2d``, ...) in
+``pool``, ``norm``, ``loss``, ``mod``, ``shape``, ``indexing``, ``random``; builders (``gc.add``, ``gc.conv2d``, ...) in
 ``ops.fn``; the scalar-formula interface elementwise ops are written against in ``ops.scalar``.
 """
 
 import graphc.ir as _ir
 import ops.activation
 import ops.arith
+import ops.collective
 import ops.conv
 import ops.fn
 import ops.indexing
 import ops.linalg
 import ops.loss
+import ops.mod
 import ops.norm
 import ops.pool
 import ops.random

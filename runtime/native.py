@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+import runtime.collective as collective
 import runtime.parallel as parallel
 from codegen.cache import cache_enabled, discard, load
 from codegen.module import (
@@ -52,6 +53,7 @@ class NativeProgram(Program):
         super().__init__(outputs, updates)
         self.threads = parallel.threads(threads)  # compiled in: kernels split their work into chunks for it
         self.plan = build_plan(self.output_nodes, self.updates)
+        collective.prepare(self.plan)  # MPI entry points bound before linking (runtime.collective)
         self._module: Module | None = None
         self.slots, direct = binding_slots(self.plan)
         key, nodes = plan_key(self.plan, self.graph.name, threads=self.threads) if cache and cache_enabled() \

@@ -235,9 +235,9 @@ SUBCOMMAND_MODULES = sorted(m.name for m in pkgutil.iter_modules(cli.__path__) i
 
 def test_the_subcommand_modules_are_the_commands():
     """Every module of graphc/cli but ``targets`` and ``__main__`` is one subcommand, listed in COMMANDS."""
-    assert SUBCOMMAND_MODULES == ["bench", "ir", "passes", "render", "run"]
+    assert SUBCOMMAND_MODULES == ["bench", "explain", "ir", "launch", "passes", "render", "run"]
     assert [f.__module__ for f in cli.COMMANDS] == [f"graphc.cli.{name}" for name in
-                                                    ("render", "run", "ir", "passes", "bench")]
+                                                    ("render", "run", "ir", "passes", "explain", "bench", "launch")]
     assert all(f.__name__ == "add_parser" for f in cli.COMMANDS)
 
 

@@ -7,7 +7,9 @@ What lives where:
 - :mod:`graphc.cli.targets`: ``FILE[:NAME]`` loading (:func:`~graphc.cli.targets.load_target`), ``--feed`` parsing,
   result formatting, :class:`~graphc.cli.targets.TargetError` and ``add_target_args`` (the shared arguments);
 - one module per subcommand: :mod:`~graphc.cli.render`, :mod:`~graphc.cli.run`, :mod:`~graphc.cli.ir`,
-  :mod:`~graphc.cli.passes`, :mod:`~graphc.cli.bench` (the benchmark itself lives in :mod:`graphc.bench`).
+  :mod:`~graphc.cli.passes`, :mod:`~graphc.cli.explain`, :mod:`~graphc.cli.bench` (the benchmark itself lives in
+  :mod:`graphc.bench`),
+  :mod:`~graphc.cli.launch` (``mpiexec`` for ``graphc.distributed``).
 
 Adding a subcommand: write ``graphc/cli/NAME.py`` with ``add_parser(subparsers) -> ArgumentParser`` that calls
 ``subparsers.add_parser("NAME", ...)`` exactly once and sets ``handler`` (a function ``Namespace -> int``, the exit
@@ -26,7 +28,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from graphc.cli import bench, ir, passes, render, run
+from graphc.cli import bench, explain, ir, launch, passes, render, run
 from graphc.cli.targets import DEFAULT_NAME, FEEDS_NAME, RUN_NAME
 from graphc.ir import GraphcError
 
@@ -34,7 +36,8 @@ Handler = Callable[[argparse.Namespace], int]
 AddParser = Callable[[Any], argparse.ArgumentParser]
 
 # the subcommands, in the order `graphc --help` lists them
-COMMANDS: list[AddParser] = [render.add_parser, run.add_parser, ir.add_parser, passes.add_parser, bench.add_parser]
+COMMANDS: list[AddParser] = [render.add_parser, run.add_parser, ir.add_parser, passes.add_parser, explain.add_parser,
+                             bench.add_parser, launch.add_parser]
 
 
 def register_command(add_parser: AddParser) -> AddParser:
@@ -52,6 +55,7 @@ examples:
   graphc run examples/apple.py --feed apple=150       override one feed
   graphc run examples/chain_rule.py --backend numpy
   graphc passes examples/apple.py --timings           every pass's output into apple_passes/, and its time
+  graphc explain examples/explain.py:step hidden      one node: passes, kernel, buffer, LLVM IR and assembly
 
 FILE[:NAME] names a Graph, a tensor, a dict/list of tensors, or a zero-argument function returning one;
 without NAME graphc uses `{DEFAULT_NAME}` (a variable or function), else the file's single Graph.

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from graphc.distributed.mpi import is_root
 from graphc.ir import GraphcError
 from graphc.nn.metrics import direction
 from graphc.nn.progress import ProgressBar  # noqa: F401 - its old home; kept importable from here
@@ -185,6 +186,8 @@ class ModelCheckpoint(_Monitor):
             raise GraphcError("ModelCheckpoint(save_weights_only=True) needs model.save_weights")
 
     def on_epoch_end(self, epoch, logs):
+        if not is_root():
+            return  # a distributed fit: rank 0 writes (every rank holds the same weights)
         if any(isinstance(v, (float, np.floating)) and not math.isfinite(v) for v in logs.values()):
             return  # never write a checkpoint of a diverged model
         path = self.path.format(epoch=epoch + 1, **logs)
@@ -307,6 +310,8 @@ class CSVLogger(Callback):
 
     def on_train_begin(self, logs=None):
         self.keys = None
+        if not is_root():
+            return  # a distributed fit: rank 0 writes the log
         if self.append and os.path.exists(self.filename):
             with open(self.filename, encoding="utf-8") as f:
                 self._header = not f.readline()
@@ -316,6 +321,8 @@ class CSVLogger(Callback):
             pass
 
     def on_epoch_end(self, epoch, logs):
+        if not is_root():
+            return
         if self.keys is None:
             self.keys = sorted(logs)
         row = {"epoch": epoch, **{k: logs.get(k, "NA") for k in self.keys}}

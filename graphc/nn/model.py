@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+import graphc.distributed.keras as distributed_fit
 import graphc.nn.layout as layout
 import graphc.nn.losses as L
 import graphc.nn.metrics as M
@@ -33,6 +34,7 @@ import graphc.nn.structure as structure
 import graphc.nn.training as T
 import graphc.optim as optim
 from graphc.api import compile as compile_program
+from graphc.distributed import DistributedOptimizer
 from graphc.ir import Graph, GraphcError, Node
 from graphc.nn.callbacks import Callback, CallbackList, History
 from graphc.nn.layers import InputLayer, Layer
@@ -67,6 +69,7 @@ class Sequential:
         self.backend: str | None = None
         self.threads: int | None = None
         self.stop_training = False
+        self._distributed = False  # fit(distributed=...): training programs average gradients over MPI ranks
         self._programs: OrderedDict[tuple[str, int], tuple[Any, str, str | None]] = OrderedDict()
         self._programs_lock = threading.RLock()
         self._pending_state: dict[str, np.ndarray] = {}
@@ -240,7 +243,8 @@ class Sequential:
             prog, y = compile_program({"output": out}, backend=self.backend, **self._options()), None
         else:
             y, loss = self._loss(batch, out, weighted=mode.endswith("_w"))
-            updates = self.optimizer.minimize(loss) if training else None
+            opt = DistributedOptimizer(self.optimizer) if self._distributed else self.optimizer
+            updates = opt.minimize(loss) if training else None
             prog = compile_program({"loss": loss, "output": out}, backend=self.backend, updates=updates,
                                    **self._options())
             if training:
@@ -271,7 +275,7 @@ class Sequential:
     def fit(self, x: Any, y: Any, epochs: int = 1, batch_size: int | None = None, validation_data: Any = None,
             validation_split: float = 0.0, shuffle: bool = True, callbacks: list[Callback] | None = None,
             verbose: int = 1, seed: int = 0, initial_epoch: int = 0, class_weight: dict | None = None,
-            sample_weight: Any = None) -> History:
+            sample_weight: Any = None, distributed: bool | None = None) -> History:
         """Train for ``epochs``; returns a History with per-epoch loss, metrics and val_* values.
 
         Keras' arguments: ``batch_size=None`` is 32; ``validation_data`` is ``(x, y)`` or ``(x, y, sample_weight)``;
@@ -286,14 +290,23 @@ class Sequential:
         start — weights, running statistics, optimizer moments, step count and learning rate, dropout counter —
         and is re-raised: the model is then exactly as after its last completed epoch, consistent with
         ``History`` and any checkpoint. An exception from an epoch-end callback keeps the completed epoch.
+
+        ``distributed=True`` (or ``None`` after ``graphc.distributed.init()``), under ``mpiexec``: data-parallel
+        training, each rank on its shard with ``batch_size`` examples per step and gradients averaged over the ranks;
+        logs averaged, printing and checkpoints on rank 0 (``graphc.distributed.keras``).
         """
         self._require_compiled()
+        shards = distributed_fit.begin(self, distributed)
+        verbose = verbose if shards is None or shards.rank == 0 else 0
         batch_size = T.batch_size(batch_size)
         T.check_initial_epoch(initial_epoch)
         x, y, weights, validation_data = T.fit_data(self._check_xy, self.loss, x, y, validation_data,
                                                     validation_split, sample_weight, class_weight)
         with compiling(verbose):  # "compiling… 1.3 s": the first epoch's speed is then the training speed
-            names = self._prepare_training(len(x), batch_size, "train" if weights is None else "train_w")
+            names = self._prepare_training(len(x) if shards is None else shards.shard_length(len(x)), batch_size,
+                                           "train" if weights is None else "train_w")
+        if shards is not None:
+            distributed_fit.broadcast_state(self.graph)  # every rank starts from rank 0's weights and optimizer state
         history = History()
         callbacks = CallbackList(callbacks, self, history)
         self.stop_training = False
@@ -303,6 +316,7 @@ class Sequential:
         for epoch in range(initial_epoch, epochs):
             start = snapshot(self.graph)
             order = rng.permutation(len(x)) if shuffle else np.arange(len(x))
+            order = order if shards is None else shards.shard(order)
             try:
                 callbacks.on_epoch_begin(epoch)
                 logs = self._run_epoch(x, y, order, (epoch, epochs), batch_size, names, verbose, validation_data,
@@ -340,7 +354,7 @@ class Sequential:
                    callbacks: CallbackList | None = None) -> dict[str, float]:
         """Train one epoch over ``order`` (then validate); the epoch's logs. Raises TrainingError on divergence.
         A batch callback setting ``stop_training`` ends the epoch after that step (then validation runs)."""
-        steps = math.ceil(len(x) / batch_size)
+        steps = math.ceil(len(order) / batch_size)
         bar = ProgressBar(*epoch_of, steps, verbose)
         totals: dict[str, float] = {}
         seen = done = 0
@@ -363,6 +377,8 @@ class Sequential:
                 if self.stop_training:
                     break
         logs = {k: v / seen for k, v in totals.items()}
+        if self._distributed:
+            logs = distributed_fit.average_logs(logs)
         if validation_data is not None:
             bar.validating()
             vx, vy, vw = validation_data
@@ -422,16 +438,15 @@ class Sequential:
         out = prog(**{x_name: x, y_name: y})
         return self._batch_logs(float(out["loss"]), out["output"], y)
 
-    def render(self, path: str, batch_size: int = 32) -> str:
-        """Draw the training step for ``batch_size`` (forward graph, backward graph and parameter updates) into
-        ``path``; returns the file written."""
-        from graphc.viz import render
+    def render(self, path: str | None = None, detail: str = "layers", backward: bool = False, updates: bool = False,
+               batch_size: int = 32) -> Any:
+        """The model's diagram (graphc.nn.diagram): ``detail="layers"`` one box per layer with its output shape and
+        parameter count; ``"ops"`` the training step's op graph, one cluster per layer; ``"graph"`` the whole
+        training step as ``gc.render`` draws it. ``backward``/``updates`` add the gradients / optimizer updates.
+        Returns the picture when ``path`` is None, else the file written."""
+        from graphc.nn.diagram import render_model
 
-        self._require_compiled()
-        prog = self._program("train", batch_size)[0]
-        outputs = {"loss": prog.output_nodes[0]}
-        outputs.update({f"new {param.name}": value for param, value in prog.updates})
-        return render(outputs, path).path
+        return render_model(self, path, detail, backward, updates, batch_size)
 
     # -- saving --------------------------------------------------------------------------------------
     def save(self, path: str) -> None:
