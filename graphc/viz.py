@@ -3,8 +3,11 @@
 ``to_graphviz`` builds a :class:`Picture` (a ``graphviz.Digraph``) with two clusters, "forward" and "backward"
 (backward nodes, the ones autodiff created, in their own colour). With ``values`` every edge carries the value of
 its source node, as in the textbook apple-purchase figure: forward values on forward edges, gradients on backward
-edges, and every output gets a final arrow carrying its value. All quoting and escaping comes from the
-``graphviz`` package (:func:`dot_label`), so any node name gives valid DOT; ``to_dot`` is its ``.source``.
+edges, and every output gets a final arrow carrying its value. The backward cluster is drawn simplified
+(:mod:`graphc.viz_simplify`): the noise of the literal chain rule (the seed's ``× 1``, ``2 − 1``, ``t¹``, ``+ 0``)
+is left out and constant-only nodes are drawn as the constant they compute; the graph itself is untouched. All
+quoting and escaping comes from the ``graphviz`` package (:func:`dot_label`), so any node name gives valid DOT;
+``to_dot`` is its ``.source``.
 
 ``style="textbook"`` draws the course's figure instead: forward ops only, each edge with its value above and the
 gradient flowing back below (:mod:`graphc.viz_textbook`).
@@ -28,6 +31,7 @@ import numpy as np
 import graphc.viz_textbook as viz_textbook
 from graphc.ir import Node
 from graphc.picture import FORMATS, Picture, collect, dot_label, format_value, node_values, write_picture
+from graphc.viz_simplify import simplify_backward
 
 # colours: forward ops blue, backward ops orange, inputs green, params yellow, consts grey
 FORWARD_EDGE, BACKWARD_EDGE = "#2c4f7c", "#c0504d"
@@ -91,6 +95,9 @@ def to_graphviz(graph_or_outputs: Any, values: Any = None, style: str = "graph")
         named += [(k, n) for k, n in zip(program.output_names, program.output_nodes)
                   if k not in have and id(n) in drawn]
     vals = node_values(graph, nodes, named, values)
+    nodes, stand_in, folded = simplify_backward(nodes, [n for _, n in named])
+    named = [(name, stand_in.get(id(n), n)) for name, n in named]
+    vals = {**vals, **{k: v for k, v in folded.items() if k not in vals}}
     ids = {id(n): f"n{i}" for i, n in enumerate(nodes)}
     font = {"fontname": "Helvetica", "fontsize": "10"}
     dot = Picture(dot_label(graph.name), format="svg", node_attr=font, edge_attr=font,
@@ -103,11 +110,16 @@ def to_graphviz(graph_or_outputs: Any, values: Any = None, style: str = "graph")
         with dot.subgraph(name=f"cluster_{cluster}") as sub:
             sub.attr(label=cluster, color=colour, fontcolor=colour, style="rounded")
             for n in members:
-                sub.node(ids[id(n)], label=dot_label(node_label(n)), **_node_style(n))
-    for n in nodes:
-        for x in n.inputs:
-            dot.edge(ids[id(x)], ids[id(n)], **_edge_style(x, n, vals))
-    _output_arrows(dot, nodes, named, ids, vals)
+                if id(n) in folded:  # a constant-only backward node, drawn as the constant it computes
+                    label = f"{format_value(folded[id(n)])}\nconst {_type_text(n)} (folded)"
+                    sub.node(ids[id(n)], label=dot_label(label), shape=SHAPE["const"], style="filled",
+                             fillcolor=FILL["const"], color=BACKWARD_EDGE)
+                else:
+                    sub.node(ids[id(n)], label=dot_label(node_label(n)), **_node_style(n))
+    edges = [(stand_in.get(id(x), x), n) for n in nodes if id(n) not in folded for x in n.inputs]
+    for x, n in edges:
+        dot.edge(ids[id(x)], ids[id(n)], **_edge_style(x, n, vals))
+    _output_arrows(dot, nodes, named, ids, vals, {id(x) for x, _ in edges})
     return dot
 
 
@@ -117,12 +129,12 @@ def to_dot(graph_or_outputs: Any, values: Any = None, style: str = "graph") -> s
 
 
 def _output_arrows(dot: graphviz.Digraph, nodes: list[Node], named: list[tuple[str, Node]],
-                   ids: Mapping[int, str], vals: Mapping[int, Any]) -> None:
-    """A final arrow out of every named output (and of every unused node that has a value)."""
+                   ids: Mapping[int, str], vals: Mapping[int, Any], used: set[int]) -> None:
+    """A final arrow out of every named output (and of every unused node that has a value); ``used``: the ids of
+    nodes an edge leaves."""
     names: dict[int, list[str]] = {}
     for name, n in named:
         names.setdefault(id(n), []).append(name)
-    used = {id(x) for n in nodes for x in n.inputs}
     for n in nodes:
         if id(n) not in names and (id(n) in used or id(n) not in vals or n.is_leaf):
             continue

@@ -52,8 +52,10 @@ def test_two_clusters_with_forward_and_backward_nodes():
     assert dot.startswith("digraph apple {") and dot.rstrip().endswith("}")
     forward, backward = cluster_body(dot, "forward"), cluster_body(dot, "backward")
     assert has_label(forward, "forward") and has_label(backward, "backward")
-    for n in g.nodes:
-        assert (n.name in backward) == n.backward or n.op == "const", n
+    for n in g.nodes:  # every forward node is drawn; a drawn node sits in its own cluster
+        if n.op != "const":
+            assert (n.name in backward) == (n.backward and n.name in dot), n
+            assert n.backward or n.name in forward, n
     # backward ops are filled with their own colour, forward ops with theirs
     assert FILL["backward"] in backward and FILL["backward"] not in forward
     assert FILL["forward"] in forward and FILL["forward"] not in backward
@@ -91,7 +93,7 @@ def test_apple_values_from_program_results():
     assert set(results.feeds) == {"apple", "num", "tax"}
     dot = viz.to_dot(g, values=results)
     labels = edge_labels(dot)
-    for value in ("100", "2", "1.1", "200", "220", "1", "2.2", "110"):
+    for value in ("100", "2", "1.1", "200", "220", "2.2", "110"):
         assert value in labels, (value, labels)
     # outputs get a final arrow with their name, carrying their value
     assert re.search(r'(n\d+) -> \1_out \[[^\]]*label="?220"?', dot)
@@ -116,8 +118,8 @@ def test_render_of_outputs_draws_only_ancestors():
 def test_plain_mapping_values_by_name_and_computed_from_inputs():
     g, outs = apple_graph()
     dot = viz.to_dot(outs, values={"price": 220.0})
-    # only the given output and the constant seed of the backward pass have values
-    assert sorted(edge_labels(dot)) == ["1", "1", "220"]
+    # only the given output has a value (the backward pass's seed 1 is not drawn: see the next tests)
+    assert sorted(edge_labels(dot)) == ["220"]
     dot = viz.to_dot(g, values=dict(APPLE_FEEDS))
     labels = edge_labels(dot)
     for value in ("220", "2.2", "110", "200"):
@@ -310,3 +312,33 @@ def test_dot_failure_is_a_graphc_error(tmp_path, monkeypatch):
     with pytest.raises(gc.GraphcError, match="failed writing .*syntax error"):
         gc.render(outs, tmp_path / "apple.svg")
     assert list(tmp_path.iterdir()) == []
+
+
+def _chain(power: float) -> tuple[dict[str, gc.Tensor], dict[str, float]]:
+    g = gc.Graph("chain")
+    x, y = g.input("x", (), "float64"), g.input("y", (), "float64")
+    z = gc.pow(gc.add(x, y, name="t"), power, name="z")
+    return {"z": z, "dz_dx": gc.grad(z, x)}, {"x": 1.5, "y": 2.0}
+
+
+def test_backward_noise_is_left_out_of_the_graph_picture():
+    """The power rule's literal 2·t^(2−1)·1 is drawn as what it is, 2 × t = 7: the seed's × 1, the folded 2 − 1
+    and t¹ are not drawn (the graph itself keeps them)."""
+    outs, feeds = _chain(2.0)
+    graph = outs["z"].graph
+    assert {n.op for n in graph.nodes if n.backward} >= {"sub", "pow", "mul"}  # what autodiff built
+    results = gc.compile(outs, backend="numpy")(**feeds)
+    dot = viz.to_dot(graph, values=results)
+    backward = cluster_body(dot, "backward")
+    drawn = re.findall(r"label=\"(\w+)\\n(\w+)\\n", backward)
+    assert [op for _, op in drawn] == ["mul"], backward
+    assert re.search(r'(n\d+) -> \1_out \[[^\]]*label="?7"?', dot)  # dz/dx = 2(x + y)
+    assert "1\\nconst" not in dot  # neither the seed nor the exponent's 1
+
+
+def test_constant_only_backward_nodes_are_drawn_folded():
+    outs, feeds = _chain(3.0)  # 3 · t^(3 − 1): 3 − 1 is folded to 2
+    results = gc.compile(outs, backend="numpy")(**feeds)
+    backward = cluster_body(viz.to_dot(outs["z"].graph, values=results), "backward")
+    assert "2\\nconst float64[] (folded)" in backward and "\\nsub\\n" not in backward
+    assert "\\npow\\n" in backward  # t² stays: its exponent is not 1
