@@ -1,5 +1,5 @@
 """Lowering of batch_norm (training; inference batch norm is decomposed into elementwise math by
-``passes.decompose`` and fused).
+``passes.decompose`` and fused) and layer_norm (one kernel: see :func:`lower_layer_norm`).
 
 batch_norm, x viewed as (N, C, S) (S = product of the axes after the channel axis), per channel c:
   training:  μ = (1/m) Σ x, σ² = (1/m) Σ (x - μ)² over the m = N·S values (two passes, float64 accumulation);
@@ -13,6 +13,7 @@ run in chunks, each channel computed as on one thread (the same bits for every t
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import llvmlite.ir as ir
 
@@ -99,3 +100,84 @@ def lower_batch_norm(ctx: KernelContext) -> None:
             channel(kc, ch)
 
     ctx.parallel("channels", chunks, channels)
+
+
+LN_BLOCK = 256  # elements per partial sum of a layer_norm row (summed in x's dtype, then added in float64)
+
+
+@lowerer("layer_norm")
+def lower_layer_norm(ctx: KernelContext) -> None:
+    """layer_norm, x viewed as (rows, n) with n = the product of the normalized axes, per row (one kernel):
+    μ = (1/n) Σ x, σ² = (1/n) Σ (x − μ)² (two stride-1 passes over the row, which stays in cache; each sum adds
+    float64 totals of blocks of LN_BLOCK elements summed in x's dtype by a reassociated loop that vectorizes at
+    x's width), r = 1/√(σ² + ε) in float64; then y = ((x − μ)·r)·γ + β in x's dtype, with r rounded to it and
+    x − μ as (x − μ_hi) − μ_lo (μ split into two values of x's dtype, so a large mean costs no precision),
+    γ and β read through broadcast strides over the normalized axes. For float32 that is within a few ulp of the
+    reference (float64 throughout, rounded once); a float64 pass per element would cost twice the time in
+    conversions. Rows run in chunks on the program's threads, each row computed as on one thread (the same bits
+    for every thread count)."""
+    (node,) = ctx.kernel.nodes
+    x, scale = node.inputs[0], node.inputs[1]
+    bias = node.inputs[2] if len(node.inputs) == 3 else None
+    axis, eps = node.attrs["axis"], node.attrs["eps"]
+    if node.size == 0:
+        return
+    norm = x.shape[axis:]
+    n, rows = math.prod(norm), math.prod(x.shape[:axis])
+    ty = value_type(node.dtype)
+    params = [scale] if bias is None else [scale, bias]
+    own = loops.contiguous_strides(norm)
+    strides = [own] + [loops.broadcast_strides(_trailing(p.shape, len(norm)), norm) for p in params]
+    shape, strides = loops.collapse(norm, strides)
+    count = ir.Constant(F64, float(n))
+
+    def row(c: KernelContext, b: ir.IRBuilder, offs: list[ir.Value], _i: list[ir.Value]) -> None:
+        base = offs[0]
+
+        def row_sum(term: Callable[[ir.IRBuilder, ir.Value], ir.Value], acc: ir.Type) -> ir.Value:
+            """Σ_j term(x_j) over the row in float64: partial sums in type ``acc`` over blocks of LN_BLOCK elements
+            (a reassociated stride-1 loop that vectorizes), added up in float64."""
+            def block(b: ir.IRBuilder, start: ir.Value, size: int) -> ir.Value:
+                def step(b: ir.IRBuilder, j: ir.Value, accs: list[ir.Value]) -> list[ir.Value]:
+                    v = b.load(c.elem(x, b.add(start, j)))
+                    return [b.fadd(accs[0], term(b, v), flags=FAST)]
+
+                return _to_f64(b, fold(b, size, [ir.Constant(acc, 0.0)], step, "ln_part")[0])
+
+            full, tail = divmod(n, LN_BLOCK)
+            total: ir.Value = ir.Constant(F64, 0.0)
+            if full:
+                total = fold(b, full, [total], lambda b, k, accs: [
+                    b.fadd(accs[0], block(b, b.add(base, b.mul(k, i64(LN_BLOCK))), LN_BLOCK))], "ln_blocks")[0]
+            if tail:
+                total = b.fadd(total, block(b, b.add(base, i64(full * LN_BLOCK)), tail))
+            return total
+
+        mu = b.fdiv(row_sum(lambda b, v: _to_f64(b, v), F64), count)  # float64: an error here shifts every x̂
+        # μ as hi + lo in x's dtype: (x − hi) − lo keeps x − μ to x's precision even when |μ| ≫ σ
+        mu_hi = _from_f64(b, mu, ty)
+        mu_lo = None if ty == F64 else b.fptrunc(b.fsub(mu, b.fpext(mu_hi, F64)), ty)
+
+        def centered(b: ir.IRBuilder, v: ir.Value) -> ir.Value:
+            d = b.fsub(v, mu_hi)
+            return d if mu_lo is None else b.fsub(d, mu_lo)
+
+        var = b.fdiv(row_sum(lambda b, v: _square(b, centered(b, v)), ty), count)  # x's dtype: only scales r
+        root = b.call(float_intrinsic(b, "llvm.sqrt", F64), [b.fadd(var, ir.Constant(F64, eps))])
+        inv_t = _from_f64(b, b.fdiv(ir.Constant(F64, 1.0), root), ty)
+
+        def put(b: ir.IRBuilder, o: list[ir.Value], _i: list[ir.Value]) -> None:
+            xhat = b.fmul(centered(b, b.load(c.elem(x, o[0]))), inv_t)
+            y = b.fmul(xhat, b.load(c.elem(scale, o[1])))
+            if bias is not None:
+                y = b.fadd(y, b.load(c.elem(bias, o[2])))
+            b.store(y, c.elem(node, o[0]))
+
+        loops.emit_nest(b, shape, strides, put, name="ln_put", bases=[base] + [i64(0)] * len(params))
+
+    loops.parallel_nest(ctx, (rows,), [(n,)], row, name="ln_rows", grain=max(1, loops.GRAIN // n))
+
+
+def _trailing(shape: tuple[int, ...], rank: int) -> tuple[int, ...]:
+    """``shape`` without the leading size-1 axes beyond ``rank`` (a γ/β of shape (1, n) over one normalized axis)."""
+    return shape[len(shape) - rank:] if len(shape) > rank else shape

@@ -423,3 +423,16 @@ def mod(x: Operand, y: Operand, fmod: bool = False, *, name: str | None = None) 
     """x mod y (broadcasting): the sign of y (``np.mod``, Python's ``%``), or with ``fmod=True`` the sign of x
     (``np.fmod``, C's fmod); int64 x mod 0 = 0, float x mod 0 = NaN."""
     return apply("mod", x, y, fmod=fmod, name=name)
+
+
+# -- layer normalization (ops/norm.py) -------------------------------------------------------------------
+def layer_norm(x: Node, scale: Operand, bias: Operand = None, axis: int = -1, eps: float = 1e-5, *,
+               name: str | None = None) -> Node:
+    """Layer normalization over the axes [axis, ndim) of x (ONNX LayerNormalization): per row
+    y = (x − μ)/√(σ² + ε)·scale + bias with μ, σ² the mean and biased variance over those axes; ``scale`` and
+    ``bias`` broadcast over the normalized axes. One kernel on the llvm backend."""
+    inputs = (x, scale) if bias is None else (x, scale, bias)
+    return apply("layer_norm", *inputs, axis=axis, eps=eps, name=name)
+
+
+__all__ += ["layer_norm"]

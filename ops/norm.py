@@ -1,7 +1,8 @@
-"""Normalization: batch_norm (one op for training and inference, so fusion can recognise and fold it).
+"""Normalization: batch_norm (one op for training and inference, so fusion can recognise and fold it) and
+layer_norm (statistics per row over the trailing axes, one kernel on the llvm backend).
 
-Conventions (PyTorch's): statistics per channel (axis 1) over every other axis (N for (N, C), N, H, W for NCHW);
-the batch variance that normalizes is the biased one (divide by n), the running variance is updated with the
+batch_norm's conventions (PyTorch's): statistics per channel (axis 1) over every other axis (N for (N, C), N, H, W
+for NCHW); the batch variance that normalizes is the biased one (divide by n), the running variance is updated with the
 unbiased one (divide by n - 1); ``momentum`` weighs the new batch statistic:
 ``running ← (1 - momentum)·running + momentum·batch``.
 """
@@ -147,3 +148,102 @@ class BatchNorm(Op):
                 ErrorCase([((4, 3), "float32"), vec, vec, vec, vec], {}, "needs training="),
                 ErrorCase([((4, 3), "float32"), vec, vec, vec, vec], {"training": True, "momentum": 2.0},
                           "momentum must be in [0, 1]")]
+
+
+# -- layer norm ----------------------------------------------------------------------------------------------
+
+
+def _normalized_shape(what: str, t, x, axis: int) -> tuple[int, ...]:
+    """``t``'s shape without leading size-1 axes beyond the normalized rank; an OpError unless it broadcasts to
+    the normalized shape x.shape[axis:]."""
+    norm = x.shape[axis:]
+    shape = tuple(t.shape)
+    while len(shape) > len(norm) and shape[0] == 1:
+        shape = shape[1:]
+    lead = len(norm) - len(shape)
+    if lead < 0 or any(d not in (1, norm[lead + i]) for i, d in enumerate(shape)) or t.dtype != x.dtype:
+        raise OpError(f"{what} must be a {x.dtype} tensor broadcastable to the normalized shape {norm} "
+                      f"(x {x.shape}, axis {axis}), got {t}")
+    return shape
+
+
+@register
+class LayerNorm(Op):
+    """Layer normalization over the trailing axes [axis, ndim) of x (inputs x, γ, optional β; ONNX
+    LayerNormalization): per row (the leading axes), μ = mean(x), σ² = mean((x − μ)²) (biased),
+    r = 1/√(σ² + ε), x̂ = (x − μ)·r, y = x̂·γ + β, γ and β broadcast over the normalized axes.
+
+    VJP, means over the n normalized elements of a row, gγ = g·γ:
+      dx = r·(gγ − mean(gγ) − x̂·mean(gγ·x̂)),  dγ = Σ_rows g·x̂,  dβ = Σ_rows g  (summed to γ's and β's shapes).
+    The reference computes in float64 and rounds y once to x's dtype; the llvm kernel accumulates the statistics
+    in float64 and writes y in x's dtype (within a few float32 ulp of the reference, see codegen.norm).
+    """
+
+    name = "layer_norm"
+    kind = "opaque"
+    arity = None
+    cost = 8
+
+    def normalize(self, attrs, x, *rest):
+        axis, eps = int(attrs.get("axis", -1)), float(attrs.get("eps", 1e-5))
+        if not -x.ndim <= axis < x.ndim:
+            raise OpError(f"axis {axis} is out of range for x of shape {x.shape}")
+        if not eps > 0.0:
+            raise OpError(f"eps must be positive, got {eps}")
+        return {"axis": axis % x.ndim, "eps": eps}
+
+    def infer(self, attrs, x, *rest):
+        require_float(self.name, x)
+        if len(rest) not in (1, 2):
+            raise OpError(f"takes x, scale and an optional bias, got {1 + len(rest)} operands")
+        for what, t in zip(("scale", "bias"), rest):
+            _normalized_shape(what, t, x, attrs["axis"])
+            if t.ndim > x.ndim:
+                raise OpError(f"{what} {t} has more axes than x {x.shape}")
+        return x
+
+    def reference(self, attrs, x, scale, bias=None):
+        axes = tuple(range(attrs["axis"], x.ndim))
+        x64 = x.astype(np.float64)
+        centered = x64 - x64.mean(axis=axes, keepdims=True)
+        inv = 1.0 / np.sqrt(np.square(centered).mean(axis=axes, keepdims=True) + attrs["eps"])
+        y = centered * inv * scale.astype(np.float64)
+        if bias is not None:
+            y = y + bias.astype(np.float64)
+        return y.astype(x.dtype)
+
+    def vjp(self, node, g):
+        x, scale = node.inputs[0], node.inputs[1]
+        axes = tuple(range(node.attrs["axis"], x.ndim))
+        centered = fn.sub(x, fn.mean(x, axis=axes, keepdims=True))
+        inv = fn.div(1.0, fn.sqrt(fn.add(fn.mean(fn.mul(centered, centered), axis=axes, keepdims=True),
+                                         node.attrs["eps"])))
+        xhat = fn.mul(centered, inv)
+        g_scaled = fn.mul(g, scale)
+        d_x = fn.mul(inv, fn.sub(fn.sub(g_scaled, fn.mean(g_scaled, axis=axes, keepdims=True)),
+                                 fn.mul(xhat, fn.mean(fn.mul(g_scaled, xhat), axis=axes, keepdims=True))))
+        d_scale = fn.sum_to(fn.mul(g, xhat), scale.shape)
+        if len(node.inputs) == 2:
+            return d_x, d_scale
+        return d_x, d_scale, fn.sum_to(g, node.inputs[2].shape)
+
+    def samples(self, rng):
+        def case(shape, scale, bias, **attrs):
+            arrays = [rng.standard_normal(shape) * 2 + 0.5, positive(rng, *scale)]
+            if bias is not None:
+                arrays.append(rng.standard_normal(bias))
+            return Sample(arrays, attrs)
+
+        return [case((4, 6), (6,), (6,)), case((2, 3, 4), (3, 4), (4,), axis=1), case((3, 5), (5,), None),
+                case((2, 3, 4), (4,), (3, 1), axis=-2, eps=1e-3), case((2, 5), (1, 5), (1,), axis=0),
+                case((3, 1, 4), (1, 1, 4), (1, 4), axis=1), case((2, 3, 4), (3, 1), (1, 4), axis=1)]
+
+    def error_cases(self):
+        x = ((4, 3, 5), "float32")
+        return [ErrorCase([x, ((3,), "float32")], {"axis": -1}, "scale must be a float32 tensor broadcastable"),
+                ErrorCase([x, ((5,), "float32"), ((2, 5), "float32")], {}, "bias must be a float32 tensor"),
+                ErrorCase([x, ((5,), "float64")], {}, "scale must be a float32 tensor"),
+                ErrorCase([x, ((5,), "float32")], {"axis": 3}, "axis 3 is out of range"),
+                ErrorCase([x, ((5,), "float32")], {"eps": 0.0}, "eps must be positive"),
+                ErrorCase([x], {}, "takes x, scale and an optional bias"),
+                ErrorCase([((4, 3), "int64"), ((3,), "int64")], {}, "needs floating-point operands")]

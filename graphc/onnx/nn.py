@@ -135,8 +135,9 @@ def _batch_norm(ctx: ImportContext, n: OnnxNode, xs: list) -> list:
 
 @translator("LayerNormalization")
 def _layer_norm(ctx: ImportContext, n: OnnxNode, xs: list) -> list:
-    """LayerNormalization → a composition over the axes from ``axis`` on: d = x - mean(x), inv = 1/√(mean(d²) + ε),
-    y = d·inv·scale + bias; the optional Mean and InvStdDev outputs keep the reduced axes (size 1)."""
+    """LayerNormalization → the fused layer_norm op over the axes from ``axis`` on (one kernel); when the optional
+    Mean or InvStdDev output is used, a composition instead: d = x - mean(x), inv = 1/√(mean(d²) + ε),
+    y = d·inv·scale + bias, Mean and InvStdDev keeping the reduced axes (size 1)."""
     x, scale, bias = ctx.tensor(xs[0]), ctx.tensor(xs[1]), ctx.optional_tensor(xs, 2)
     eps = float(n.attr("epsilon", 1e-5))
     stash = int(n.attr("stash_type", 1))
@@ -146,6 +147,8 @@ def _layer_norm(ctx: ImportContext, n: OnnxNode, xs: list) -> list:
     axis = axis + x.ndim if axis < 0 else axis
     if not 0 <= axis < x.ndim:
         raise n.unsupported(f"axis {n.attrs.get('axis')} is out of range for an input of rank {x.ndim}")
+    if not (n.wants_output(1) or n.wants_output(2)) and scale.ndim <= x.ndim and (bias is None or bias.ndim <= x.ndim):
+        return [fn.layer_norm(x, scale, bias, axis=axis, eps=eps)]
     axes = tuple(range(axis, x.ndim))
     mean = fn.mean(x, axis=axes, keepdims=True)
     centered = fn.sub(x, mean)
