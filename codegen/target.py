@@ -14,8 +14,11 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from typing import Any
 
@@ -23,6 +26,7 @@ import llvmlite.binding as llvm
 import llvmlite.ir as ir
 
 import codegen.cache as object_cache
+from codegen.split import split_module
 from graphc.ir import GraphcError
 
 _lock = threading.Lock()
@@ -104,6 +108,80 @@ def _optimize(module: llvm.ModuleRef, tm: llvm.TargetMachine) -> None:
     pb.getModulePassManager().run(module, pb)
 
 
+PARTS_META = "object_parts"  # cache metadata: the byte lengths of the parts' object files, concatenated
+PART_BYTES = 100_000  # IR text per part below which splitting does not pay for its threads
+MAX_PARTS = 8
+
+
+def default_parts(ir_bytes: int) -> int:
+    """How many parts a module of ``ir_bytes`` of IR text compiles as: one per ``PART_BYTES``, at most
+    ``MAX_PARTS`` (``GRAPHC_COMPILE_PARTS`` overrides). It does not depend on the machine's cores (they only decide
+    how many parts compile at once), so a program's machine code is the same everywhere."""
+    forced = os.environ.get("GRAPHC_COMPILE_PARTS")
+    if forced:
+        if not forced.isdigit() or int(forced) < 1:
+            raise GraphcError(f"GRAPHC_COMPILE_PARTS must be a positive integer, got {forced!r}")
+        return int(forced)
+    return max(1, min(MAX_PARTS, ir_bytes // PART_BYTES))
+
+
+def _unlocked(name: str) -> Any:
+    """llvmlite's ctypes function ``name`` without the process-wide lock llvmlite puts around every LLVM call
+    (None when this llvmlite wraps its functions differently: then the parts compile one at a time). Only the two
+    long calls of a part — its O3 pipeline and its machine code — run unlocked, on a module, pass builder and
+    TargetMachine of that part's own (LLVM compiles independent LLVMContexts concurrently, as its parallel
+    code generation does)."""
+    return getattr(getattr(llvm.ffi.lib, name, None), "_cfn", None)
+
+
+def _compile_part(text: str) -> bytes:
+    """One part's object code: parsed in an LLVMContext of its own, O3, machine code."""
+    try:
+        module = llvm.parse_assembly(text, context=llvm.create_context())
+        module.verify()
+    except RuntimeError as err:
+        raise CodegenError(f"LLVM rejected the generated IR: {err}") from None
+    tm = new_target_machine()
+    run, emit = _unlocked("LLVMPY_RunNewModulePassManager"), _unlocked("LLVMPY_TargetMachineEmitToMemory")
+    if run is None or emit is None:
+        _optimize(module, tm)
+        return tm.emit_object(module)
+    pto = llvm.create_pipeline_tuning_options(speed_level=3)
+    pto.loop_vectorization = pto.slp_vectorization = pto.loop_unrolling = True
+    pb = llvm.create_pass_builder(tm, pto)
+    run(pb.getModulePassManager(), module, pb)
+    with llvm.ffi.OutputString() as error:
+        buffer = emit(tm, module, 1, error)
+        if not buffer:
+            raise CodegenError(f"LLVM could not generate machine code: {error}")
+    try:
+        return ctypes.string_at(llvm.ffi.lib.LLVMPY_GetBufferStart(buffer), llvm.ffi.lib.LLVMPY_GetBufferSize(buffer))
+    finally:
+        llvm.ffi.lib.LLVMPY_DisposeMemoryBuffer(buffer)
+
+
+def compile_parts(llvm_ir: str, parts: int) -> list[bytes]:
+    """The object files of ``llvm_ir`` split into ``parts`` (``codegen.split``), compiled on parallel threads
+    (llvmlite releases the GIL inside LLVM)."""
+    texts = split_module(llvm_ir, parts)
+    if len(texts) == 1:
+        return [_compile_part(texts[0])]
+    with ThreadPoolExecutor(max_workers=min(len(texts), os.cpu_count() or 1)) as pool:
+        return list(pool.map(_compile_part, texts))
+
+
+def _unpack(data: bytes, lengths: Any) -> list[bytes] | None:
+    """The parts' object files from a cache entry (None when the lengths do not add up: a damaged entry)."""
+    if not isinstance(lengths, list) or not all(type(n) is int and n > 0 for n in lengths) \
+            or sum(lengths) != len(data):
+        return None
+    out, pos = [], 0
+    for n in lengths:
+        out.append(data[pos:pos + n])
+        pos += n
+    return out
+
+
 class Jit:
     """JIT-compiles one LLVM IR module for the host; ``address(symbol)`` gives callable entry points.
 
@@ -112,9 +190,10 @@ class Jit:
 
     def __init__(self, llvm_ir: str | Callable[[], str], name: str = "graphc", cache: bool = True,
                  key: str | None = None, meta: dict[str, Any] | None = None,
-                 entry: object_cache.Entry | None = None) -> None:
+                 entry: object_cache.Entry | None = None, parts: int | None = None) -> None:
         """``meta`` is stored with freshly compiled object code; ``entry`` an already loaded (verified) cache entry
-        for ``key``. After construction ``meta`` is the entry's metadata on a hit."""
+        for ``key``. After construction ``meta`` is the entry's metadata on a hit. ``parts``: compile the module as
+        that many parts in parallel (``codegen.split``; default :func:`default_parts`)."""
         _initialized()
         self.name = name
         self._ir = llvm_ir if isinstance(llvm_ir, str) else None
@@ -135,19 +214,36 @@ class Jit:
             self.meta = dict(entry.meta)
         self._optimized: str | None = None
         self._asm: str | None = None
+        objects: list[bytes] | None = None  # separately compiled parts (codegen.split), linked by MCJIT
+        if cached is not None and PARTS_META in self.meta:
+            objects = _unpack(cached, self.meta[PARTS_META])
+            if objects is None:  # a damaged entry: compile again
+                cached, self.meta = None, dict(meta or {})
         if cached is None:
+            count = parts if parts is not None else default_parts(len(self.llvm_ir))
+            if count > 1:
+                objects = compile_parts(self.llvm_ir, count)
+                if self.cache_key is not None:
+                    self.meta[PARTS_META] = [len(o) for o in objects]
+                    object_cache.store(self.cache_key, b"".join(objects), self.meta)
+        if objects is not None:  # MCJIT compiles an empty module and links the parts' object files
+            module = _parse(str(new_module(name)))
+        elif cached is None:
             module = _parse(self.llvm_ir)
             _optimize(module, new_target_machine())
-            self._optimized = str(module)
         else:  # MCJIT compiles nothing: the object cache hands it the object for this empty module
             module = _parse(str(new_module(name)))
         self._tm = new_target_machine()  # owned by this engine alone
         with _lock:
             self._engine = llvm.create_mcjit_compiler(module, self._tm)
-            if self.cache_path is not None:
+            if objects is not None:
+                for obj in objects:
+                    self._engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+            elif self.cache_path is not None:
                 self._engine.set_object_cache(self._notify, lambda _module: cached)
             self._engine.finalize_object()
         self.cache_hit = cached is not None
+        self.parts = len(objects) if objects is not None else 1
 
     @property
     def llvm_ir(self) -> str:
