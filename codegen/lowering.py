@@ -57,6 +57,7 @@ class KernelContext:
     scratch_base: ir.Value | None = None  # i8*: the program's scratch buffer (64-byte aligned), this call's own
     scratch_bytes: int = 0  # how much of it this kernel has claimed (module.scratch_bytes is the max over kernels)
     threads: int = 1  # the program's thread count (compile time): lowerers split their work into parallel chunks
+    in_place: frozenset[Node] = frozenset()  # outputs whose buffer is their donor input's (the memory plan's pairs)
     claim: Claim | None = None  # inside a parallel chunk: scratch from this thread's own slice
 
     def ptr(self, node: Node) -> ir.Value:

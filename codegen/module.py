@@ -157,7 +157,7 @@ def _kernel_function(module: ir.Module, plan: Plan, kernel: Kernel, index: int, 
     for out, src in shared.items():
         pointers[out] = builder.bitcast(pointers[src], pointer_type(out))
     ctx = KernelContext(module, kernel, fn, builder, pointers, fn.args[-2], error_nodes, scratch_base=fn.args[-1],
-                        threads=threads)
+                        threads=threads, in_place=frozenset(shared))
     lower(ctx)
     ctx.builder.ret_void()
     return fn, ctx.scratch_bytes

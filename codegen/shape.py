@@ -1,6 +1,7 @@
-"""Lowering of the shape ops that move elements: reshape (a contiguous copy) and transpose (a strided copy over
-the output, axes collapsed). Unit-axis reshapes inside fused groups are never copied (``codegen.elementwise``
-reads them in place), nor are transposes a GEMM folds (``codegen.linalg``)."""
+"""Lowering of the shape ops that move elements: reshape (a contiguous copy, or no code when the memory plan let it
+take over its input's buffer) and transpose (a strided copy over the output, axes collapsed). Unit-axis reshapes
+inside fused groups are never copied (``codegen.elementwise`` reads them in place), nor are transposes a GEMM folds
+(``codegen.linalg``)."""
 
 from __future__ import annotations
 
@@ -23,8 +24,11 @@ def _copy(ctx: KernelContext, domain: tuple[int, ...], src_strides: tuple[int, .
 
 @lowerer("reshape")
 def lower_reshape(ctx: KernelContext) -> None:
-    """y = x (same elements, row-major order): a copy."""
+    """y = x (same elements, row-major order): a copy, or nothing at all when the memory plan gave y the buffer of
+    x (x dies here: the reshape is a view of the same bytes)."""
     node = ctx.kernel.nodes[0]
+    if node in ctx.in_place:
+        return
     _copy(ctx, (node.size,), (1,))
 
 

@@ -19,6 +19,7 @@ class Reshape(Op):
     name = "reshape"
     kind = "shape"
     arity = 1
+    inplace = True  # y[i] is x[i] in row-major order: y may take over x's buffer, and then nothing is copied
 
     def normalize(self, attrs, x):
         shape = tuple(as_int(d, "a dimension of the target shape") for d in attrs["shape"])
