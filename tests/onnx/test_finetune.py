@@ -179,3 +179,17 @@ def test_running_statistics_merged_by_the_exporter_are_untied(tmp_path, backend:
     net.eval()
     with torch.no_grad():
         np.testing.assert_allclose(evaluated, net(torch.from_numpy(x)).numpy(), rtol=1e-10, atol=1e-10)
+
+
+def test_the_finetune_example_runs(tmp_path):
+    """examples/finetune_onnx.py: exports ResNet-18, replaces its classifier and trains (a few steps here)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "examples" / "finetune_onnx.py"
+    proc = subprocess.run([sys.executable, str(script), "--steps", "3", "--batch", "8"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    values = dict(line.split(" = ") for line in proc.stdout.splitlines() if " = " in line)
+    assert np.isfinite(float(values["final_loss"])) and 0.0 <= float(values["accuracy"]) <= 1.0
