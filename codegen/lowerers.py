@@ -3,8 +3,9 @@
 One module per op family (the families of ``ops``): ``elementwise`` (every fused elementwise/broadcast group, from
 the ops' ``scalar`` formulas; ``epilogue`` applies such a chain inside an anchor kernel), ``activation``
 (softmax, log_softmax), ``reduce``, ``linalg`` (matmul, on ``codegen.gemm``), ``conv``, ``pool``, ``norm``
-(batch_norm), ``loss`` (the losses and one_hot), ``shape`` (reshape, transpose), ``indexing`` (slice, concat,
-pad), ``random`` (dropout), ``collective`` (allreduce, a call into MPI). Adding a family means adding its import here.
+(batch_norm, layer_norm), ``loss`` (the losses and one_hot), ``shape`` (reshape, transpose), ``indexing`` (slice,
+concat, pad), ``random`` (dropout), ``collective`` (allreduce, a call into MPI). Adding a family means adding its
+import here.
 """
 
 import codegen.activation

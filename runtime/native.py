@@ -11,7 +11,6 @@ slot and the kernel writes into it, so the result is returned without the arena 
 from __future__ import annotations
 
 import ctypes
-import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -37,6 +36,7 @@ from codegen.target import Jit
 from graphc.ir import GraphcError, Node
 from ops.registry import get_op
 from passes.pipeline import build_plan
+from runtime.asm import asm_functions, callees, vector_width
 from runtime.profile import KernelTime, Profile, machine_peak, median_times
 from runtime.program import MAX_ARENA_BYTES, Program, aligned_bytes, allocate_arena
 
@@ -188,11 +188,11 @@ class NativeProgram(Program):
 
     def kernels_info(self) -> list[dict[str, Any]]:
         """Per kernel: name, LLVM function, ops, widest vector register seen in its asm, FLOPs and bytes moved."""
-        bodies = _asm_functions(self.asm())
+        bodies = asm_functions(self.asm())
         info = []
         for k in self.plan.kernels:
-            fn = self.module.kernel_functions[k.name]
-            width = vector_width(bodies.get(fn, ""))
+            fn = self.module.kernel_functions[k.name]  # with its chunk bodies and the GEMM helpers it calls
+            width = vector_width("\n".join(bodies[name] for name in callees(bodies, [fn])))
             info.append({"name": k.name, "function": fn, "kind": k.kind, "ops": [n.op for n in k.nodes],
                          "vector_width": width, "flops": sum(get_op(n.op).flops(n) for n in k.nodes),
                          "bytes": sum(x.type.nbytes for x in k.inputs) + sum(x.type.nbytes for x in k.outputs)})
@@ -215,29 +215,5 @@ def _contiguous(array: np.ndarray) -> np.ndarray:
     return array if array.flags.c_contiguous else np.array(array, order="C")
 
 
-def _asm_functions(asm: str) -> dict[str, str]:
-    """Function label → its assembly lines."""
-    bodies: dict[str, list[str]] = {}
-    current: str | None = None
-    for line in asm.splitlines():
-        m = re.match(r"^([A-Za-z_.$][\w.$]*):", line)
-        if m and not m.group(1).startswith(".L"):
-            current = m.group(1)
-            bodies[current] = []
-        elif current is not None:
-            if line.startswith(".Lfunc_end"):
-                current = None
-            else:
-                bodies[current].append(line)
-    return {k: "\n".join(v) for k, v in bodies.items()}
 
 
-def vector_width(asm: str) -> str:
-    """The widest SIMD use in ``asm``: zmm (512-bit), ymm (256), xmm (128, packed ops only) or scalar."""
-    if "%zmm" in asm:
-        return "zmm"
-    if "%ymm" in asm:
-        return "ymm"
-    if re.search(r"\bv?\w+p[sd]\s+.*%xmm", asm):
-        return "xmm"
-    return "scalar"

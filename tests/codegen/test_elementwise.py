@@ -8,7 +8,7 @@ import pytest
 
 import graphc as gc
 from codegen.target import has_avx512
-from runtime.native import _asm_functions
+from runtime.asm import asm_functions as _asm_functions
 
 
 def _both(outputs, feeds):

@@ -118,7 +118,7 @@ def test_both_vector_isas_cross_compile_the_threaded_gemm(cpu, config, reg, accu
     import llvmlite.binding as llvm
 
     from codegen.target import host
-    from runtime.native import _asm_functions
+    from runtime.asm import asm_functions as _asm_functions
 
     module = new_module("cross")
     emit_gemm(module, "g", 128, 512, 784, config=config, threads=2)

@@ -13,7 +13,7 @@ import pytest
 import codegen.loops as loops
 import graphc as gc
 from codegen.target import has_avx512
-from runtime.native import _asm_functions
+from runtime.asm import asm_functions as _asm_functions
 from runtime.parallel import runtime
 
 # (x shape, axis, scale shape, bias shape or None)
@@ -169,3 +169,12 @@ def test_onnx_layer_normalization_imports_as_one_op(axis, scale_shape, with_bias
         for backend in ("numpy", "llvm"):
             got = imported.compile(backend=backend)(**feeds)["y"]
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=backend)
+
+
+def test_kernels_info_sees_the_vector_width_of_the_chunk_bodies():
+    """The kernel's own function only hands rows to its chunk bodies; ``kernels_info`` reads those too."""
+    g = gc.Graph("ln_info")
+    x = g.input("x", (64, 256))
+    y = gc.layer_norm(x, g.param("s", np.ones(256)), g.param("b", np.zeros(256)))
+    info = [k for k in gc.compile(y, threads=2, cache=False).kernels_info() if k["ops"] == ["layer_norm"]]
+    assert [k["vector_width"] for k in info] == ["zmm" if has_avx512() else "ymm"]

@@ -22,7 +22,7 @@ from codegen.linalg import batch_layout, matmul_operands
 from codegen.lowering import KernelContext, LoweringError, find_lowerer, pointer_type
 from codegen.target import Jit, has_avx512, host, new_module
 from passes.plan import Kernel
-from runtime.native import _asm_functions
+from runtime.asm import asm_functions as _asm_functions
 
 SIG = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
 

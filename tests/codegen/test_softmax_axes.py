@@ -17,7 +17,7 @@ import codegen.activation as activation
 import codegen.loops as loops
 import graphc as gc
 from codegen.target import has_avx512
-from runtime.explain_llvm import asm_functions, count_registers
+from runtime.asm import asm_functions, count_registers
 from runtime.parallel import runtime
 
 OPS = ("softmax", "log_softmax")
