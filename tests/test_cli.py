@@ -157,9 +157,10 @@ def test_render_no_values_and_default_output(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     seen = []
     monkeypatch.setattr(render_command, "render",
-                        lambda obj, out, values=None: seen.append((out, values)) or SimpleNamespace(path=out))
+                        lambda obj, out, values=None, style="graph": seen.append((out, values, style))
+                        or SimpleNamespace(path=out))
     assert cli.main(["render", APPLE, "--no-values"]) == 0
-    assert seen == [("apple.svg", None)]
+    assert seen == [("apple.svg", None, "graph")]
     capsys.readouterr()
 
 
@@ -169,6 +170,18 @@ def test_render_a_graph_target(script, tmp_path):
     assert cli.main(["render", f"{path}:g", "-o", str(out)]) == 0
     dot = out.read_text()
     assert 'label="[1, 2]"' in dot and re.search(r'label="?5"?[ \]]', dot)  # x and y from FEEDS
+
+
+def test_render_textbook_style(script, tmp_path, capsys):
+    path = script(MODEL)
+    out = tmp_path / "y.dot"
+    assert cli.main(["render", f"{path}:y", "--style", "textbook", "-o", str(out)]) == 0
+    dot = out.read_text()
+    assert "cluster_backward" not in dot  # forward ops only
+    # y = Σ x·x at x = [1, 2]: each use of x gets its share [1, 2] of dy/dx = [2, 4]; the sum passes [1, 1]
+    for value in ("5", "← 1", "← [1, 2]", "← [1, 1]"):
+        assert value in dot, value
+    capsys.readouterr()
 
 
 def test_llvm_backend_request_reports_cleanly(capsys):

@@ -20,6 +20,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", metavar="OUT",
                         help="the file to write; format by extension (default: FILE's stem + .svg)")
     parser.add_argument("--no-values", action="store_true", help="do not compute values for the edges")
+    parser.add_argument("--style", choices=("graph", "textbook"), default="graph",
+                        help="graph: forward and backward nodes (default); textbook: the course's figure, forward "
+                             "ops only, each edge with its value above and the gradient flowing back below (a "
+                             "scalar target)")
     parser.set_defaults(handler=handle)
     return parser
 
@@ -32,6 +36,6 @@ def handle(args: argparse.Namespace) -> int:
         feeds = parse_feeds(args.feed, namespace.get(FEEDS_NAME))
         if feeds:  # run on the interpreter: its Results let render recompute every intermediate value
             values = compile_program(as_outputs(obj), backend="numpy")(**feeds)
-    picture = render(obj, out, values=values)
+    picture = render(obj, out, values=values, style=args.style)
     print(f"wrote {picture.path}")
     return 0
