@@ -2,6 +2,7 @@
 terminal, the validation phase, the compile time reported as such, tqdm in notebooks."""
 
 import io
+import re
 import sys
 import time
 import types
@@ -32,11 +33,16 @@ def _model():
     return model
 
 
+# the compile-time report fit prints first when building its programs took 0.05 s or more (a loaded machine can
+# take that long even on the numpy backend); the tests below that are about the epochs leave it out
+_COMPILE_REPORT = re.compile(r"compiling…(?: [0-9.]+ s\n|\rcompiling… [0-9.]+ s\n|\r {10}\r)")
+
+
 def _fit(monkeypatch, tty, **kwargs):
     stream = FakeStream(tty)
     monkeypatch.setattr(sys, "stdout", stream)
     _model().fit(X, Y, epochs=3, batch_size=8, validation_split=0.25, **kwargs)
-    return stream.getvalue()
+    return _COMPILE_REPORT.sub("", stream.getvalue(), count=1)
 
 
 def test_a_log_gets_exactly_one_line_per_epoch(monkeypatch):
@@ -78,7 +84,7 @@ def test_the_compile_time_is_reported_once_before_the_first_epoch(monkeypatch):
     monkeypatch.setattr(sys, "stdout", stream)
     model.fit(X, Y, epochs=2, batch_size=8, verbose=1)
     lines = stream.getvalue().splitlines()
-    assert lines[0].startswith("compiling… 0.") and lines[0].endswith(" s") and float(lines[0].split()[1]) >= 0.3
+    assert lines[0].startswith("compiling… ") and lines[0].endswith(" s") and float(lines[0].split()[1]) >= 0.3
     assert lines[1].startswith("Epoch 1/2") and len(lines) == 3
     monkeypatch.setattr(model, "_prepare_training", prepare)
     stream.truncate(0)
