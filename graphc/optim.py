@@ -58,8 +58,11 @@ class Optimizer:
         self._step: Node | None = None
 
     # -- building --------------------------------------------------------------------------------------
-    def minimize(self, loss: Node, params: Sequence[Node] | None = None) -> dict[Node, Node]:
-        """Gradient graph plus update rules for ``params`` (default: every trainable param ``loss`` uses)."""
+    def minimize(self, loss: Node, params: Sequence[Node] | None = None, *,
+                 reduce_gradients: Callable[[list[Node]], list[Node]] | None = None) -> dict[Node, Node]:
+        """Gradient graph plus update rules for ``params`` (default: every trainable param ``loss`` uses);
+        ``reduce_gradients`` maps the gradients to the ones the rules use (``graphc.distributed`` averages them over
+        ranks)."""
         if not isinstance(loss, Node) or loss.shape != ():
             raise GraphcError(f"{type(self).__name__}.minimize: the loss must be a scalar tensor, got {loss!r}")
         graph = loss.graph
@@ -76,6 +79,8 @@ class Optimizer:
         self._bind_graph(graph)
         grads = autodiff.grad(loss, params)
         with graph.backward_scope():
+            if reduce_gradients is not None:
+                grads = reduce_gradients(grads)
             return self._updates(params, grads)
 
     def _updates(self, params: list[Node], grads: list[Node]) -> dict[Node, Node]:

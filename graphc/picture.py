@@ -191,14 +191,14 @@ def _stderr(e: graphviz.CalledProcessError) -> str:
     return (e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else str(e.stderr or "")).strip()
 
 
-def write_picture(picture: Picture, path: str | os.PathLike[str]) -> Picture:
+def write_picture(picture: Picture, path: str | os.PathLike[str], what: str = "render") -> Picture:
     """Write ``picture`` to ``path`` in the format of its extension: ``.dot``/``.gv`` (DOT text), ``.svg``, ``.png``,
     ``.pdf`` (through Graphviz's ``dot``; without it the ``.dot`` next to it and one hint line). Sets and returns
-    the picture's ``path``."""
+    the picture's ``path``; errors name ``what`` was writing."""
     path = Path(path)
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in FORMATS:
-        raise GraphcError(f"render: cannot write {str(path)!r}: choose an extension among "
+        raise GraphcError(f"{what}: cannot write {str(path)!r}: choose an extension among "
                           f"{', '.join('.' + f for f in FORMATS)}")
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt in ("dot", "gv"):
@@ -217,7 +217,7 @@ def write_picture(picture: Picture, path: str | os.PathLike[str]) -> Picture:
         picture.path = str(dot_path)
         return picture
     except graphviz.CalledProcessError as e:
-        raise GraphcError(f"render: Graphviz 'dot' failed writing {path}: {_stderr(e)}") from e
+        raise GraphcError(f"{what}: Graphviz 'dot' failed writing {path}: {_stderr(e)}") from e
     path.write_bytes(data)
     picture.path = str(path)
     return picture

@@ -1,68 +1,33 @@
-"""Pictures of the compiler's decisions: the fused kernels over the op graph, and the writer shared by the diagrams.
+"""Pictures of the compiler's decisions: the fused kernels over the op graph, and ``finish`` (the diagrams' return).
 
 ``kernel_picture(program)`` draws every node of the program's Plan, one Graphviz cluster per kernel (labelled with
 its position in the schedule, name and kind); the edges that cross from one kernel into another carry the fusion
 report's reason for that boundary (why the producer's kernel ends there). ``prog.render_kernels(path)`` is
-:func:`render_kernels`. ``save_picture`` writes any ``graphviz`` picture by extension (``.dot``/``.gv`` as text,
-``.svg``/``.png``/``.pdf`` through Graphviz's ``dot``; without ``dot`` the ``.dot`` next to it and a hint line).
+:func:`render_kernels`. Files are written by ``graphc.picture.write_picture`` (format by extension).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import sys
 import textwrap
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import graphviz
-
 from graphc.dump import plan_of
-from graphc.ir import GraphcError, Node, topo_ancestors
-from graphc.viz import FORMATS, Picture, dot_label
+from graphc.ir import Node, topo_ancestors
+from graphc.picture import write_picture
+from graphc.viz import Picture, dot_label
 from passes.plan import Kernel, Plan
 
 KERNEL_COLOUR, BOUNDARY_COLOUR, LEAF_FILL = "#2c4f7c", "#c0504d", "#ececec"
 FILL = {"forward": "#dce8f7", "backward": "#fbdcc8", "update": "#d6f0d6"}
 
 
-def save_picture(picture: graphviz.Digraph, path: str | os.PathLike[str], what: str = "render") -> str:
-    """Write ``picture`` to ``path`` (format from the extension); the path written (the ``.dot`` fallback when
-    Graphviz's ``dot`` is missing)."""
-    path = Path(path)
-    fmt = path.suffix.lower().lstrip(".")
-    if fmt not in FORMATS:
-        raise GraphcError(f"{what}: cannot write {str(path)!r}: choose an extension among "
-                          f"{', '.join('.' + f for f in FORMATS)}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if fmt in ("dot", "gv"):
-        path.write_text(picture.source)
-        return str(path)
-    try:
-        if shutil.which("dot") is None:
-            raise graphviz.ExecutableNotFound(["dot"])
-        data = picture.pipe(format=fmt, quiet=True)
-    except graphviz.ExecutableNotFound:
-        dot_path = path.with_suffix(".dot")
-        dot_path.write_text(picture.source)
-        print(f"graphc: Graphviz 'dot' not found, wrote {dot_path} instead of {path} "
-              f"(install Graphviz, e.g. 'apt-get install graphviz', to render .{fmt})", file=sys.stderr)
-        return str(dot_path)
-    except graphviz.CalledProcessError as e:
-        stderr = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else str(e.stderr or "")
-        raise GraphcError(f"{what}: Graphviz 'dot' failed writing {path}: {stderr.strip()}") from e
-    path.write_bytes(data)
-    return str(path)
-
-
 def finish(picture: Picture, path: str | os.PathLike[str] | None, what: str) -> Picture | str:
     """``picture`` when ``path`` is None, else the path written (``picture.path`` is set to it too)."""
     if path is None:
         return picture
-    picture.path = save_picture(picture, path, what)
-    return picture.path
+    return write_picture(picture, path, what).path
 
 
 def node_kinds(nodes: list[Node], outputs: list[Node], trainable: set[str]) -> dict[Node, str]:
@@ -170,4 +135,4 @@ def render_kernels(program: Any, path: str | os.PathLike[str] | None = None) -> 
     return finish(kernel_picture(program), path, "render_kernels")
 
 
-__all__ = ["Boundary", "boundaries", "finish", "kernel_picture", "node_kinds", "render_kernels", "save_picture"]
+__all__ = ["Boundary", "boundaries", "finish", "kernel_picture", "node_kinds", "render_kernels"]

@@ -16,11 +16,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from graphc.ir import GraphcError, Node, topo_ancestors
+from graphc.ir import GraphcError, Node
 from graphc.optim import Optimizer
 from ops import fn
 from ops.registry import apply
-from passes import autodiff
 
 BUCKET_BYTES = 64 << 20  # Horovod's default fusion threshold (HOROVOD_FUSION_THRESHOLD)
 
@@ -82,24 +81,8 @@ class DistributedOptimizer:
     def minimize(self, loss: Node, params: Sequence[Node] | None = None) -> dict[Node, Node]:
         """The wrapped optimizer's updates for ``params`` (default: every trainable param ``loss`` uses), from the
         gradients allreduced over the ranks in fused buckets."""
-        opt = self.optimizer
-        who = f"DistributedOptimizer({type(opt).__name__}).minimize"
-        if not isinstance(loss, Node) or loss.shape != ():
-            raise GraphcError(f"{who}: the loss must be a scalar tensor, got {loss!r}")
-        graph = loss.graph
-        if params is None:
-            params = [n for n in topo_ancestors([loss]) if n.op == "param" and n.name in graph.trainable]
-        params = list(params)
-        if not params:
-            raise GraphcError(f"{who}: the loss {loss.name!r} depends on no trainable param")
-        for p in params:
-            if p.op != "param" or p.graph is not graph or not p.type.is_float:
-                raise GraphcError(f"{who}: {p!r} is not a float param of {graph.name!r}")
-        opt._bind_graph(graph)
-        grads = autodiff.grad(loss, params)
-        with graph.backward_scope():
-            averaged = fuse_allreduce(grads, self.op, self.bucket_bytes)
-            return opt._updates(params, averaged)
+        return self.optimizer.minimize(
+            loss, params, reduce_gradients=lambda grads: fuse_allreduce(grads, self.op, self.bucket_bytes))
 
     def allreduce_bytes(self, params: Sequence[Node]) -> int:
         """Bytes each step reduces for ``params`` (the gradients' total size)."""
