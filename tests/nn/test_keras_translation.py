@@ -6,6 +6,7 @@ test suite. Results at full size are in the README's "Coming from Keras" section
 """
 
 import numpy as np
+import pytest
 
 # -- the only lines that differ from the Keras code ------------------------------------------------------
 import graphc as gc  # the data sets (the notes load theirs from files or tf.keras.datasets)
@@ -127,3 +128,32 @@ def test_keras_namespace_cnn_matches_its_channels_first_twin():
     x = np.random.default_rng(0).random((5, 8, 8, 3), dtype=np.float32)
     np.testing.assert_allclose(last.predict(x, verbose=0), first.predict(x.transpose(0, 3, 1, 2), verbose=0),
                                rtol=1e-6, atol=1e-7)
+
+
+def test_boston_style_regression_with_early_stopping_and_checkpoint_on_val_mae(tmp_path, capsys):
+    """The notes' Boston callbacks: EarlyStopping and ModelCheckpoint on val_mae, verbose=1 (the checkpoint's file
+    name changed from best_boston.h5 to .npz, graphc's format; Boston itself is replaced by synthetic data)."""
+    from graphc.keras.callbacks import ModelCheckpoint  # from tensorflow.keras.callbacks import ModelCheckpoint
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((120, 13)).astype(np.float32)
+    y = (X @ rng.standard_normal(13) + 0.1 * rng.standard_normal(120)).astype(np.float32).reshape(-1, 1)
+    X_train, y_train, X_valid, y_valid = X[:90], y[:90], X[90:], y[90:]
+
+    model = models.Sequential()
+    model.add(layers.Dense(16, activation="relu", input_shape=(13,)))
+    model.add(layers.Dense(1))
+    model.compile(loss="mse", optimizer="adam", metrics=["mae"])
+    es = EarlyStopping(monitor="val_mae", mode="min", patience=3, verbose=1)
+    mc = ModelCheckpoint(str(tmp_path / "best_boston.npz"), monitor="val_mae", mode="min", save_best_only=True,
+                         verbose=1)
+    hist_model = model.fit(X_train, y_train, epochs=500, batch_size=1, validation_data=(X_valid, y_valid),
+                           callbacks=[es, mc], verbose=0)
+
+    out = capsys.readouterr().out
+    epochs = len(hist_model.history["val_mae"])
+    assert epochs < 500 and f"Epoch {epochs}: early stopping" in out  # it stopped, and said so as Keras does
+    assert "saving model to" in out and (tmp_path / "best_boston.npz").exists()
+    best = min(hist_model.history["val_mae"])
+    saved = gc.nn.load_model(str(tmp_path / "best_boston.npz"))
+    assert saved.evaluate(X_valid, y_valid, return_dict=True)["mae"] == pytest.approx(best, rel=1e-5)
