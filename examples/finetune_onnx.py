@@ -18,13 +18,10 @@ backward, the update of every weight and the running statistics.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import os
 import sys
 import tempfile
 import time
-import warnings
 
 import numpy as np
 
@@ -38,7 +35,7 @@ def export_resnet18(path: str, batch: int) -> None:
     try:
         import torch
 
-        from graphc.bench.zoo import import_torchvision
+        from graphc.bench.zoo import export_quietly, import_torchvision
     except ImportError:
         sys.exit("this example exports ResNet-18 with PyTorch: pip install 'graphc[oracle]' (or pass an .onnx file)")
     tv, why = import_torchvision(torch)
@@ -51,11 +48,7 @@ def export_resnet18(path: str, batch: int) -> None:
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.weight.uniform_(0.8, 1.2)
                 m.bias.uniform_(-0.1, 0.1)
-    quiet = io.StringIO()
-    with warnings.catch_warnings(), contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, (torch.zeros(batch, 3, SIZE, SIZE),), path, input_names=["x"], output_names=["y"],
-                          dynamo=False, opset_version=17, training=torch.onnx.TrainingMode.PRESERVE)
+    export_quietly(torch, net, torch.zeros(batch, 3, SIZE, SIZE), path, "torchscript", keep_batch_norms=True)
 
 
 def digits_as_images() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -112,6 +112,13 @@ def torch_model(torch: Any, tv: Any, name: str, seed: int = SEED) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # googlenet's note about its default initialization
         model = getattr(tv.models, name)(weights=None, **MODELS[name])
+    randomize_batch_norms(torch, model, seed)
+    return model.eval()
+
+
+def randomize_batch_norms(torch: Any, model: Any, seed: int = SEED) -> None:
+    """Random running statistics and affine parameters in every BatchNorm of ``model`` (fresh ones are identities:
+    mean 0, variance 1, scale 1, shift 0, which would hide a wrong normalization)."""
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for mod in model.modules():
@@ -122,7 +129,6 @@ def torch_model(torch: Any, tv: Any, name: str, seed: int = SEED) -> Any:
                 if mod.affine:
                     mod.weight.copy_(torch.rand(c, generator=gen) + 0.5)
                     mod.bias.copy_(torch.randn(c, generator=gen) * 0.1)
-    return model.eval()
 
 
 def default_cache_dir() -> str:
@@ -152,20 +158,29 @@ def export_onnx(torch: Any, model: Any, path: str, batch: int, resolution: int, 
     os.close(fd)
     start = time.perf_counter()
     try:
-        quiet = io.StringIO()  # the exporters print progress and warnings: keep the benchmark's output readable
-        with warnings.catch_warnings(), contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
-            warnings.simplefilter("ignore")
-            if exporter == "dynamo":
-                torch.onnx.export(model, (x,), tmp, input_names=["x"], output_names=["y"], dynamo=True,
-                                  external_data=False)
-            else:
-                torch.onnx.export(model, (x,), tmp, input_names=["x"], output_names=["y"], dynamo=False,
-                                  opset_version=TORCHSCRIPT_OPSET)
+        export_quietly(torch, model, x, tmp, exporter)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
     return time.perf_counter() - start
+
+
+def export_quietly(torch: Any, model: Any, x: Any, path: str, exporter: str, keep_batch_norms: bool = False) -> None:
+    """``torch.onnx.export`` of ``model`` on the input ``x`` (graph names ``x`` → ``y``) to ``path`` with the
+    exporter's progress and warnings silenced: ``"dynamo"`` (one file, no external data) or ``"torchscript"``
+    (opset ``TORCHSCRIPT_OPSET``). ``keep_batch_norms``: for fine-tuning, keep eval-mode BatchNorms in the file —
+    both exporters otherwise fold them into the conv before (TorchScript: ``training=TrainingMode.PRESERVE``;
+    dynamo: ``optimize=False``)."""
+    if exporter == "dynamo":
+        options = {"dynamo": True, "external_data": False, **({"optimize": False} if keep_batch_norms else {})}
+    else:
+        options = {"dynamo": False, "opset_version": TORCHSCRIPT_OPSET,
+                   **({"training": torch.onnx.TrainingMode.PRESERVE} if keep_batch_norms else {})}
+    quiet = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), path, input_names=["x"], output_names=["y"], **options)
 
 
 def exporter_call(exporter: str) -> str:

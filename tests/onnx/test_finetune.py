@@ -4,10 +4,6 @@ graph (with a replaced classifier) follows PyTorch's own SGD step for step. Skip
 
 from __future__ import annotations
 
-import contextlib
-import io
-import warnings
-
 import numpy as np
 import pytest
 
@@ -15,6 +11,7 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
 import graphc as gc  # noqa: E402
+from graphc.bench.zoo import export_quietly  # noqa: E402
 
 
 def _net() -> torch.nn.Module:
@@ -38,15 +35,8 @@ def _export(net: torch.nn.Module, path: str, exporter: str) -> None:
     not to (TorchScript: ``training=TrainingMode.PRESERVE``; dynamo: ``optimize=False``)."""
     if exporter == "dynamo":
         pytest.importorskip("onnxscript")
-    x = torch.zeros(4, 3, 8, 8, dtype=torch.float64)
-    if exporter == "dynamo":
-        options = {"dynamo": True, "external_data": False, "optimize": False}
-    else:
-        options = {"dynamo": False, "opset_version": 17, "training": torch.onnx.TrainingMode.PRESERVE}
-    quiet = io.StringIO()
-    with warnings.catch_warnings(), contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net.eval(), (x,), path, input_names=["x"], output_names=["y"], **options)
+    export_quietly(torch, net.eval(), torch.zeros(4, 3, 8, 8, dtype=torch.float64), path, exporter,
+                   keep_batch_norms=True)
     assert sum(n.op_type == "BatchNormalization" for n in onnx.load(path).graph.node) == 2
 
 

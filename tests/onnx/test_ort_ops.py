@@ -11,23 +11,18 @@ import pytest
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnx import helper  # noqa: E402
+from test_model_ops import BACKENDS, make_model  # noqa: E402
 
 import graphc as gc  # noqa: E402
 
-BACKENDS = ("numpy", "llvm")
-_TYPES = {np.dtype("float32"): TensorProto.FLOAT, np.dtype("float64"): TensorProto.DOUBLE,
-          np.dtype("int64"): TensorProto.INT64, np.dtype("int32"): TensorProto.INT32}
 RNG = np.random.default_rng(10)
 
 
 def model_of(nodes, inputs: dict, outputs: list[str], inits: dict | None = None, opset: int = 18):
-    """A model of ``nodes`` with runtime ``inputs`` (name → example array) and initializers ``inits``."""
-    graph = helper.make_graph(
-        nodes, "m", [helper.make_tensor_value_info(k, _TYPES[v.dtype], v.shape) for k, v in inputs.items()],
-        [helper.make_tensor_value_info(name, TensorProto.UNDEFINED, None) for name in outputs],
-        [numpy_helper.from_array(np.asarray(v), k) for k, v in (inits or {}).items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    """test_model_ops' ``make_model``, with each output's element type filled in by shape inference (onnxruntime
+    needs it)."""
+    model = make_model(nodes, inputs, outputs, inits, opset)
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     del probe.graph.output[:]  # inference then lists every node output in value_info

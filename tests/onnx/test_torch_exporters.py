@@ -12,8 +12,6 @@ torchvision or, for dynamo=True, onnxscript; ``make test`` installs them (the ``
 
 from __future__ import annotations
 
-import contextlib
-import io
 import warnings
 
 import numpy as np
@@ -23,7 +21,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
 import graphc as gc  # noqa: E402
-from graphc.bench.zoo import import_torchvision  # noqa: E402
+from graphc.bench.zoo import export_quietly, import_torchvision, randomize_batch_norms  # noqa: E402
 
 tv, _why = import_torchvision(torch)
 if tv is None:
@@ -48,30 +46,14 @@ def _torchvision_model(name: str):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = getattr(tv.models, name)(weights=None, **kwargs)
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for mod in model.modules():
-            if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm) and mod.running_mean is not None:
-                c = mod.num_features
-                mod.running_mean.copy_(torch.randn(c, generator=gen) * 0.1)
-                mod.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
-                mod.weight.copy_(torch.rand(c, generator=gen) + 0.5)
-                mod.bias.copy_(torch.randn(c, generator=gen) * 0.1)
+    randomize_batch_norms(torch, model, seed=0)
     return model.eval()
 
 
 def _export(model, x, path: str, exporter: str) -> None:
     if exporter == "dynamo":
         pytest.importorskip("onnxscript")
-    quiet = io.StringIO()  # both exporters print progress and warnings
-    with warnings.catch_warnings(), contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
-        warnings.simplefilter("ignore")
-        if exporter == "dynamo":
-            torch.onnx.export(model, (x,), path, input_names=["x"], output_names=["y"], dynamo=True,
-                              external_data=False)
-        else:
-            torch.onnx.export(model, (x,), path, input_names=["x"], output_names=["y"], dynamo=False,
-                              opset_version=17)
+    export_quietly(torch, model, x, path, exporter)
 
 
 def _check(model, x, path: str) -> gc.onnx.ImportedModel:
