@@ -27,7 +27,8 @@ class ImportedModel:
     """The result of :func:`import_model`: the graph, its runtime input names and its outputs by ONNX name."""
 
     def __init__(self, graph: Graph, inputs: list[str], outputs: dict[str, Node], opset: int,
-                 inference: bool = False, eval_outputs: dict[str, Node] | None = None) -> None:
+                 inference: bool = False, eval_outputs: dict[str, Node] | None = None,
+                 values: dict[str, Any] | None = None, eval_values: dict[str, Any] | None = None) -> None:
         self.graph = graph
         self.inputs = inputs
         self.outputs = outputs
@@ -36,8 +37,8 @@ class ImportedModel:
         # training=True: the same model with inference-mode batch norms (running statistics), sharing the params;
         # otherwise the outputs themselves
         self.eval_outputs = eval_outputs if eval_outputs is not None else outputs
-        self._values: dict[str, Any] = {}
-        self._eval_values: dict[str, Any] = {}
+        self._values = values or {}  # every ONNX value by name (graph nodes or import-time arrays), for tensor()
+        self._eval_values = eval_values if eval_values is not None else self._values
 
     def compile(self, backend: str | None = None, **options: Any) -> Any:
         """A program returning ``{onnx output name: array}``; feed it the arrays named by ``inputs``. A model
@@ -129,18 +130,16 @@ def _import(onnx: Any, model: Any, initializers: str, static_inputs: Mapping[str
     ctx.training = ctx.untie_state = training
     train_values = dict(values)
     outputs = _translate_graph(ctx, onnx_graph, opset, train_values)
+    eval_values, eval_outputs = None, None
     if training:
         _warn_shared_params(graph, outputs)
-    eval_values, eval_outputs = train_values, None
-    if training:
         ctx.training = False
         eval_values = dict(values)
         eval_outputs = _translate_graph(ctx, onnx_graph, opset, eval_values)
     used = {n.name for n in topo_ancestors(list(outputs.values())) if n.op == "input"}
     inputs = [name for name in graph.inputs if name in used]
-    imported = ImportedModel(graph, inputs, outputs, opset, eval_outputs=eval_outputs)
-    imported._values, imported._eval_values = train_values, eval_values
-    return imported
+    return ImportedModel(graph, inputs, outputs, opset, eval_outputs=eval_outputs, values=train_values,
+                         eval_values=eval_values)
 
 
 def _warn_shared_params(graph: Graph, outputs: dict[str, Node]) -> None:
