@@ -89,23 +89,28 @@ def cache_key(llvm_ir: str) -> str:
     return object_cache.cache_key(llvm_ir, cpu, features)
 
 
-def _parse(llvm_ir: str) -> llvm.ModuleRef:
+def _parse(llvm_ir: str, context: Any = None) -> llvm.ModuleRef:
+    """The verified module of ``llvm_ir`` (in ``context``; default the global one)."""
     try:
-        module = llvm.parse_assembly(llvm_ir)
+        module = llvm.parse_assembly(llvm_ir, context=context)
         module.verify()
     except RuntimeError as err:
         raise CodegenError(f"LLVM rejected the generated IR: {err}") from None
     return module
 
 
-def _optimize(module: llvm.ModuleRef, tm: llvm.TargetMachine) -> None:
-    """O3 with loop and SLP vectorization, through the new pass manager."""
+def _optimize(module: llvm.ModuleRef, tm: llvm.TargetMachine, run: Any = None) -> None:
+    """O3 with loop and SLP vectorization, through the new pass manager; ``run``: the pipeline's raw entry point
+    to call instead of llvmlite's locked one (see :func:`_unlocked`)."""
     pto = llvm.create_pipeline_tuning_options(speed_level=3)
     pto.loop_vectorization = True
     pto.slp_vectorization = True
     pto.loop_unrolling = True
     pb = llvm.create_pass_builder(tm, pto)
-    pb.getModulePassManager().run(module, pb)
+    if run is None:
+        pb.getModulePassManager().run(module, pb)
+    else:
+        run(pb.getModulePassManager(), module, pb)
 
 
 PARTS_META = "object_parts"  # cache metadata: the byte lengths of the parts' object files, concatenated
@@ -136,20 +141,13 @@ def _unlocked(name: str) -> Any:
 
 def _compile_part(text: str) -> bytes:
     """One part's object code: parsed in an LLVMContext of its own, O3, machine code."""
-    try:
-        module = llvm.parse_assembly(text, context=llvm.create_context())
-        module.verify()
-    except RuntimeError as err:
-        raise CodegenError(f"LLVM rejected the generated IR: {err}") from None
+    module = _parse(text, context=llvm.create_context())
     tm = new_target_machine()
     run, emit = _unlocked("LLVMPY_RunNewModulePassManager"), _unlocked("LLVMPY_TargetMachineEmitToMemory")
     if run is None or emit is None:
         _optimize(module, tm)
         return tm.emit_object(module)
-    pto = llvm.create_pipeline_tuning_options(speed_level=3)
-    pto.loop_vectorization = pto.slp_vectorization = pto.loop_unrolling = True
-    pb = llvm.create_pass_builder(tm, pto)
-    run(pb.getModulePassManager(), module, pb)
+    _optimize(module, tm, run)
     with llvm.ffi.OutputString() as error:
         buffer = emit(tm, module, 1, error)
         if not buffer:
