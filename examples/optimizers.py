@@ -3,29 +3,9 @@ loss curves compared in one picture (``gc.nn.plot_histories``; needs matplotlib:
 """
 
 import argparse
-import time
 
 import graphc as gc
 from graphc import nn
-
-
-class Progress(nn.Callback):
-    """A line when a model finishes and, while it trains (``verbose=0``), at most one every ``every`` seconds."""
-
-    def __init__(self, index: int, total: int, label: str, epochs: int, every: float = 10.0) -> None:
-        self.head, self.epochs, self.every = f"[{index}/{total}] {label}", epochs, every
-
-    def on_train_begin(self, logs=None):
-        self.start = self.last = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs):
-        now = time.perf_counter()
-        if epoch + 1 < self.epochs and now - self.last < self.every:
-            return
-        self.last = now
-        shown = ", ".join(f"{key} {value:.4g}" for key, value in logs.items())
-        print(f"{self.head}: epoch {epoch + 1}/{self.epochs}, {shown} ({now - self.start:.1f} s)", flush=True)
-
 
 OPTIMIZERS = {
     "SGD": lambda: gc.optim.SGD(0.05),
@@ -49,7 +29,7 @@ def main(argv=None):
         model = nn.Sequential([nn.Dense(64, activation="relu", input_shape=(64,)), nn.Dense(10, activation="softmax")])
         model.compile(loss="sparse_categorical_crossentropy", optimizer=make(), backend=args.backend)
         histories[name] = model.fit(data.x_train, data.y_train, epochs=args.epochs, batch_size=32, verbose=0, seed=0,
-                                    callbacks=[Progress(index, len(OPTIMIZERS), name, args.epochs)])
+                                    callbacks=[nn.RunProgress(index, len(OPTIMIZERS), name, args.epochs)])
     curves = {name: history.history["loss"] for name, history in histories.items()}
     print("epoch " + "".join(f"{name:>10}" for name in curves))
     for epoch in range(args.epochs):

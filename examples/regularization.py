@@ -8,28 +8,9 @@ matplotlib: ``pip install 'graphc[plot]'``).
 """
 
 import argparse
-import time
 
 import graphc as gc
 from graphc import nn
-
-
-class Progress(nn.Callback):
-    """A line when a model finishes and, while it trains (``verbose=0``), at most one every ``every`` seconds."""
-
-    def __init__(self, index: int, total: int, label: str, epochs: int, every: float = 10.0) -> None:
-        self.head, self.epochs, self.every = f"[{index}/{total}] {label}", epochs, every
-
-    def on_train_begin(self, logs=None):
-        self.start = self.last = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs):
-        now = time.perf_counter()
-        if epoch + 1 < self.epochs and now - self.last < self.every:
-            return
-        self.last = now
-        shown = ", ".join(f"{key} {value:.4g}" for key, value in logs.items())
-        print(f"{self.head}: epoch {epoch + 1}/{self.epochs}, {shown} ({now - self.start:.1f} s)", flush=True)
 
 
 def variants(inputs: int) -> dict:
@@ -78,7 +59,7 @@ def main(argv=None):
         model.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"],
                       backend=args.backend)
         history = model.fit(x, y, epochs=args.epochs, batch_size=128, validation_data=(data.x_val, data.y_val),
-                            verbose=0, callbacks=[Progress(index, len(models), name, args.epochs)])
+                            verbose=0, callbacks=[nn.RunProgress(index, len(models), name, args.epochs)])
         test_loss, test_accuracy = model.evaluate(data.x_test, data.y_test, batch_size=500)
         rows.append((name, history.history["loss"][-1], history.history["val_loss"][-1], test_loss, test_accuracy))
         histories[name] = history

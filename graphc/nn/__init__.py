@@ -54,12 +54,13 @@ from graphc.nn.layout import image_data_format, set_image_data_format
 from graphc.nn.losses import accuracy, confusion_matrix
 from graphc.nn.model import Sequential, TrainingError, load_model
 from graphc.nn.plots import plot_histories
+from graphc.nn.run_progress import RunProgress
 
 __all__ = [
     "CSVLogger", "LambdaCallback", "LearningRateScheduler", "ReduceLROnPlateau", "TerminateOnNaN", "metrics",
     "Activation", "AveragePooling2D", "AvgPool2D", "BatchNormalization", "Callback", "Conv2D", "Dense", "Dropout",
     "EarlyStopping", "Flatten", "History", "Layer", "LeakyReLU", "MaxPool2D", "MaxPooling2D", "ModelCheckpoint",
     "ModelFileError", "ReLU", "Sequential", "Sigmoid", "Softmax", "Tanh", "TrainingError", "accuracy",
-    "confusion_matrix", "load_model", "plot_histories",
+    "confusion_matrix", "load_model", "plot_histories", "RunProgress",
     "GlobalAveragePooling2D", "GlobalAvgPool2D", "Input", "InputLayer", "image_data_format", "set_image_data_format",
 ]

@@ -162,3 +162,11 @@ def test_a_closed_stream_is_not_a_terminal():
     with pytest.raises(ValueError):
         stream.isatty()
     assert not progress._interactive(stream)
+
+
+def test_run_progress_prints_a_line_when_a_quiet_model_finishes(monkeypatch):
+    stream = FakeStream(False)
+    monkeypatch.setattr(sys, "stdout", stream)
+    _model().fit(X, Y, epochs=3, batch_size=8, verbose=0, callbacks=[nn.RunProgress(2, 5, "Adam", 3, every=1e9)])
+    (line,) = stream.getvalue().splitlines()  # every=1e9: only the last epoch's line
+    assert re.fullmatch(r"\[2/5\] Adam: epoch 3/3, loss [0-9.e+-]+, accuracy [0-9.e+-]+ \([0-9.]+ s\)", line), line
