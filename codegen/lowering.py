@@ -43,6 +43,13 @@ def lowerer(*keys: str) -> Callable[[Lowerer], Lowerer]:
     return register
 
 
+def embeddable(node: Node) -> bool:
+    """A constant whose value a kernel may bake into its code: a single element. Larger constants — a frozen
+    program's weights — are pointer arguments like any buffer, so equal kernels share one function
+    (``codegen.module.kernel_signature``)."""
+    return node.op == "const" and node.attrs["value"].size == 1
+
+
 @dataclass
 class KernelContext:
     """What a lowerer needs: the kernel, its LLVM function, typed pointers and the status word."""
@@ -67,7 +74,7 @@ class KernelContext:
         """The value of a single-element ``const`` input (lets lowerers embed scalars), else None: a kernel's code
         never depends on a larger constant's values, so kernels differing only in those share one function
         (``codegen.module.kernel_signature``)."""
-        return node.attrs["value"] if node.op == "const" and node.attrs["value"].size == 1 else None
+        return node.attrs["value"] if embeddable(node) else None
 
     def error_code(self, node: Node) -> int:
         """A status code that makes the runtime raise an error naming ``node``."""

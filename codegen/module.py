@@ -38,7 +38,7 @@ import numpy as np
 
 import codegen.lowerers  # noqa: F401  (registers every op family's lowerers before find_lowerer runs)
 from codegen.llvm import I8P, I64
-from codegen.lowering import KernelContext, find_lowerer, pointer_type
+from codegen.lowering import KernelContext, embeddable, find_lowerer, pointer_type
 from codegen.target import fingerprint, new_module
 from graphc.ir import Node
 from passes.plan import Kernel, Plan
@@ -105,13 +105,6 @@ def _function_name(kernel: Kernel, index: int) -> str:
     return f"gk{index}_{safe}"
 
 
-def _embeddable(node: Node) -> bool:
-    """A constant whose value a kernel may bake into its code (a single element, see
-    ``KernelContext.const_value``); larger constants — a frozen program's weights — are pointer arguments like any
-    buffer, so the convolutions of a frozen network's repeated blocks still share one function."""
-    return node.op == "const" and node.attrs["value"].size == 1
-
-
 def kernel_signature(kernel: Kernel, args: list[Node], shared: dict[Node, Node], noalias: list[bool]) -> str | None:
     """What decides the code of ``kernel``'s function, independent of where its buffers live: every node's op,
     type, attributes and operands (as positions within the kernel), the argument types and single-element constant
@@ -127,7 +120,7 @@ def kernel_signature(kernel: Kernel, args: list[Node], shared: dict[Node, Node],
             operands = ",".join(local.get(x) or position[x] for x in n.inputs)
             parts.append(f"{n.op}|{n.type}|{_canon(n.attrs)}|{operands}")
             local[n] = f"n{len(local)}"
-        parts.append("args " + " ".join(f"{x.type}" + (_canon(x.attrs["value"]) if _embeddable(x) else "")
+        parts.append("args " + " ".join(f"{x.type}" + (_canon(x.attrs["value"]) if embeddable(x) else "")
                                         for x in args))
     except _Uncacheable:
         return None
