@@ -50,16 +50,19 @@ FLAT_SCRATCH_BYTES = 4 << 20  # the flat kernel's padded planes + output run per
 def choose_algorithm(g: Geometry, requested: str) -> str:
     """"pointwise" (a 1×1 conv as a GEMM on x itself), "direct" or "im2col" for this geometry. ``requested`` is
     the conv's ``algorithm`` attribute: "auto" picks pointwise for 1×1 convs with more than one input channel
-    per group, direct for thin groups (Cg·kh·kw ≤ MAX_DIRECT_TAPS with more than one group: depthwise,
-    ResNeXt-like), where a GEMM's reduction dimension is too short to pay for im2col and packing, else im2col +
-    GEMM. Measured (one thread, b1, float32): depthwise 3×3 and 5×5 layers of MobileNet-v2 / EfficientNet-B0
-    2-20× faster direct than im2col; 64-channel 56×56 grouped 3×3 with 2 channels per group 0.27 vs 0.48 ms
-    direct, but with 4 (Cg·9 = 36) 0.41 vs 0.34 ms and with 8 0.84 vs 0.41 ms: im2col wins past ~32 taps."""
+    per group, direct for thin groups (Cg·kh·kw ≤ MAX_DIRECT_TAPS with more than one group: ResNeXt-like) and for
+    every depthwise conv (Cg = 1, any kernel: a GEMM with one row of weights per group is no GEMM), where a GEMM's
+    reduction dimension is too short to pay for im2col and packing, else im2col + GEMM. Measured (one thread,
+    b1, float32): depthwise 3×3 and 5×5 layers of MobileNet-v2 / EfficientNet-B0 2-20× faster direct than
+    im2col; ConvNeXt's depthwise 7×7 (Cg·49 = 49 taps) 96 ch 56×56 3.5 → 0.30 ms, 768 ch 7×7 2.6 → 0.045 ms
+    (and its gradients 1-4× faster direct); 64-channel 56×56 grouped 3×3 with 2 channels per group 0.27 vs
+    0.48 ms direct, but with 4 (Cg·9 = 36) 0.41 vs 0.34 ms and with 8 0.84 vs 0.41 ms: im2col wins past ~32
+    taps."""
     if requested in ("direct", "im2col"):
         return requested
     if g.pointwise and g.cg > 1:
         return "pointwise"
-    if g.groups > 1 and g.kg <= MAX_DIRECT_TAPS:
+    if g.groups > 1 and (g.kg <= MAX_DIRECT_TAPS or g.cg == 1):
         return "direct"
     return "pointwise" if g.pointwise else "im2col"
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import codegen.conv as conv
+import codegen.conv_depthwise as conv_depthwise
 import codegen.conv_direct as conv_direct
 import graphc as gc
 from graphc.errors import ShapeError
@@ -169,3 +170,127 @@ def test_auto_leaves_the_attributes_unchanged():
     assert forced.attrs["algorithm"] == "direct"
     dx, dw = gc.grad(gc.sum(forced), [forced.inputs[0], forced.inputs[1]])
     assert {n.attrs.get("algorithm") for n in dx.graph.nodes if n.op.startswith("conv2d_backward")} == {"direct"}
+
+
+# register-tiled channel blocks (conv_depthwise.tile_shape): whole rows, parts of long rows, row and column
+# remainders, flat and row-wise packing, planes narrower than the window, pads larger than the plane
+TILED = [  # (x shape, w shape, attrs)
+    ((1, 16, 7, 7), (16, 1, 7, 7), {"padding": 3, "groups": 16}),                    # ConvNeXt's last stage
+    ((2, 20, 9, 11), (20, 1, 7, 7), {"padding": 3, "groups": 20}),                   # 16 + 4 on the plane kernels
+    ((1, 33, 14, 14), (33, 1, 7, 7), {"padding": 3, "groups": 33}),                  # 2 blocks + 1
+    ((1, 16, 5, 40), (16, 1, 7, 7), {"padding": 3, "groups": 16}),                   # long rows: 14 + 14 + 12
+    ((1, 16, 19, 17), (16, 1, 5, 5), {"padding": 2, "groups": 16}),                  # 17 = 9 + 8
+    ((1, 24, 3, 2), (24, 1, 7, 7), {"padding": 3, "groups": 24}),                    # plane narrower than w
+    ((1, 16, 2, 3), (16, 1, 7, 7), {"padding": (4, 5, 3, 4), "groups": 16}),         # pads larger than x
+    ((1, 16, 12, 10), (16, 1, 7, 7), {"padding": 3, "stride": 2, "groups": 16}),
+    ((1, 16, 8, 10), (16, 1, 3, 3), {"stride": 2, "groups": 16}),                    # x wider than the windows
+    ((1, 16, 13, 9), (16, 1, 3, 3), {"padding": (3, 1, 2, 2), "dilation": (3, 2), "groups": 16}),
+    ((1, 16, 11, 1), (16, 1, 3, 1), {"padding": (1, 0), "groups": 16}),              # one column: 11 rows a tile
+    ((1, 16, 30, 30), (16, 1, 11, 11), {"padding": 5, "groups": 16}),                # taps cap the tile: 1×8
+    ((1, 16, 9, 9), (16, 1, 15, 15), {"padding": 7, "groups": 16}),                  # MIN_TILE: 1×3
+]
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("x_shape, w_shape, attrs", TILED)
+def test_tiled_depthwise_matches_interpreter(x_shape, w_shape, attrs, bias):
+    outputs, feeds = _case(x_shape, w_shape, "auto", bias=bias, seed=4, **attrs)
+    gc.testing.assert_backends_agree({"y": outputs["y"]}, feeds, rtol=2e-5, atol=2e-6, scale_atol=True)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, attrs", [TILED[1], TILED[3], TILED[7]])
+def test_tiled_depthwise_gradients(x_shape, w_shape, attrs):
+    """7×7 depthwise gradients now run on the direct kernels too ("auto"); against the interpreter."""
+    outputs, feeds = _case(x_shape, w_shape, "auto", seed=5, **attrs)
+    gc.testing.assert_backends_agree(outputs, feeds, rtol=2e-5, atol=2e-6, scale_atol=True)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, attrs", [
+    ((1, 12, 9, 9), (12, 1, 7, 7), {"padding": 3, "groups": 12}),   # 8 float64 lanes + 4, 7×7
+    ((1, 8, 5, 21), (8, 1, 5, 5), {"padding": 2, "groups": 8}),     # long rows: 7 + 7 + 7
+])
+def test_float64_tiled_depthwise(x_shape, w_shape, attrs):
+    outputs, feeds = _case(x_shape, w_shape, "auto", dtype="float64", **attrs)
+    gc.testing.assert_backends_agree({"y": outputs["y"]}, feeds, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape, k", [((2, 20, 9, 9), 7), ((1, 16, 6, 35), 5), ((1, 32, 7, 7), 3)])
+def test_tiled_fused_epilogue(shape, k):
+    """relu(conv(x) + b) · scale[c] + shift[c] fused into the tiled kernel (applied after the tiles' stores)."""
+    rng = np.random.default_rng(6)
+    c = shape[1]
+    g = gc.Graph("epi")
+    x = g.input("x", shape)
+    w = g.input("w", (c, 1, k, k))
+    b = g.input("b", (c,))
+    scale = g.input("scale", (1, c, 1, 1))
+    shift = g.input("shift", (1, c, 1, 1))
+    y = gc.relu(gc.conv2d(x, w, b, padding=k // 2, groups=c)) * scale + shift
+    feeds = {"x": rng.standard_normal(shape), "w": rng.standard_normal((c, 1, k, k)), "b": rng.standard_normal(c),
+             "scale": rng.standard_normal((1, c, 1, 1)), "shift": rng.standard_normal((1, c, 1, 1))}
+    feeds = {name: v.astype("float32") for name, v in feeds.items()}
+    gc.testing.assert_backends_agree([y], feeds, rtol=2e-5, atol=2e-6, scale_atol=True)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, attrs", [TILED[1], TILED[2], TILED[3], TILED[7]])
+def test_tiled_is_bitwise_equal_across_thread_counts(x_shape, w_shape, attrs):
+    g = gc.Graph("threads")
+    x = g.input("x", x_shape)
+    w = g.input("w", w_shape)
+    b = g.input("b", (w_shape[0],))
+    y = gc.conv2d(x, w, b, **attrs)
+    rng = np.random.default_rng(7)
+    feeds = {"x": rng.standard_normal(x_shape).astype("float32"), "w": rng.standard_normal(w_shape).astype("float32"),
+             "b": rng.standard_normal(w_shape[0]).astype("float32")}
+    runs = [gc.compile([y], backend="llvm", threads=t)(**feeds)[0] for t in (1, 2, 3)]
+    for other in runs[1:]:
+        assert np.array_equal(runs[0], other)
+
+
+def test_tile_shapes():
+    """Tiles of at most V pixels and TILE_TAPS taps (or MIN_TILE pixels); short rows whole, long rows in equal
+    parts."""
+    def geom(h, w, k, dtype="float32"):
+        g = gc.Graph("g")
+        y = gc.conv2d(g.input("x", (1, 16, h, w), dtype), g.input("w", (16, 1, k, k), dtype), padding=k // 2,
+                      groups=16)
+        return conv.geometry((1, 16, h, w), (16, 1, k, k), y.shape, y.attrs, dtype)
+
+    v = conv_depthwise.lanes(geom(7, 7, 7))
+    for h, w, k in [(7, 7, 7), (14, 14, 7), (28, 28, 7), (56, 56, 7), (9, 1, 3), (30, 30, 11), (5, 40, 5),
+                    (9, 9, 31)]:
+        for dtype in ("float32", "float64"):
+            g = geom(h, w, k, dtype)
+            rows, cols = conv_depthwise.tile_shape(g)
+            lanes = conv_depthwise.lanes(g)
+            assert rows * cols <= lanes
+            assert rows * cols * k * k <= max(conv_depthwise.TILE_TAPS, conv_depthwise.MIN_TILE * k * k)
+            assert cols == w or rows == 1
+    if v == 16:
+        assert conv_depthwise.tile_shape(geom(7, 7, 7)) == (2, 7)
+        assert conv_depthwise.tile_shape(geom(56, 56, 7)) == (1, 14)
+
+
+def test_depthwise_7x7_is_direct():
+    """Depthwise convs run direct for any kernel size (Cg = 1: im2col would be a GEMM with one weight row)."""
+    g = gc.Graph("g")
+    y = gc.conv2d(g.input("x", (1, 96, 56, 56)), g.input("w", (96, 1, 7, 7)), padding=3, groups=96)
+    geom = conv.geometry((1, 96, 56, 56), (96, 1, 7, 7), y.shape, y.attrs, "float32")
+    assert conv_direct.choose_algorithm(geom, "auto") == "direct"
+    assert conv_depthwise.blocked_applies(geom)
+
+
+def test_tiled_frames_are_refilled():
+    """Depthwise convs and a max pool in one program share scratch: each kernel's zero (or -inf) frame must be
+    written by that kernel, not left from the previous one's packed pixels."""
+    rng = np.random.default_rng(8)
+    g = gc.Graph("chain")
+    x = g.input("x", (1, 16, 9, 11))
+    w1, w2 = g.input("w1", (16, 1, 3, 3)), g.input("w2", (16, 1, 7, 7))
+    h = gc.conv2d(x, w1, padding=1, groups=16)
+    h = gc.conv2d(gc.max_pool2d(h, 3, stride=1, padding=1), w2, padding=3, groups=16)
+    y = gc.conv2d(h, w1, padding=2, dilation=2, groups=16)
+    feeds = {"x": rng.standard_normal((1, 16, 9, 11)), "w1": rng.standard_normal((16, 1, 3, 3)),
+             "w2": rng.standard_normal((16, 1, 7, 7))}
+    feeds = {name: v.astype("float32") for name, v in feeds.items()}
+    gc.testing.assert_backends_agree([y], feeds, rtol=2e-5, atol=2e-6, scale_atol=True)
