@@ -43,7 +43,14 @@ class Epilogue:
     @classmethod
     def of(cls, ctx: KernelContext, anchor: Node) -> Epilogue:
         kernel = ctx.kernel
-        nodes = [n for n in kernel.nodes if n is not anchor and (get_op(n.op).fusible or get_op(n.op).is_view(n))]
+        operand_views = set()  # views the anchor reads its operands through (a GEMM's folded chains), not the chain
+        members = set(kernel.nodes)
+        for x in anchor.inputs:
+            while x in members and not get_op(x.op).fusible:
+                operand_views.add(x)
+                x = x.inputs[0]
+        nodes = [n for n in kernel.nodes if n is not anchor and n not in operand_views
+                 and (get_op(n.op).fusible or get_op(n.op).is_view(n))]
         views = [n for n in nodes if get_op(n.op).is_view(n)]
         inside = set(nodes) | {anchor}
         external = {x: shape for n in nodes

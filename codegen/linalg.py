@@ -1,7 +1,8 @@
 """Lowering of ``matmul`` (NumPy semantics for rank >= 2, broadcast batch axes) onto the GEMM driver.
 
-One GEMM function per kernel, called under loops over all but the innermost batch axis; folded operand
-transposes become ``trans_a`` / ``trans_b``; a batch of A against one shared B is a single GEMM with
+One GEMM function per kernel, called under loops over all but the innermost batch axis; operands are read in
+place through the views fusion folded into the kernel (transposes, slices, reshapes: a leading dimension, a
+transposed flag and batch strides); a batch of A against one shared B is a single GEMM with
 ``M' = batch * M`` rows (B packed once). An elementwise epilogue (bias row, activation) runs as one contiguous,
 vectorizable pass over C right after the GEMM.
 """
@@ -9,6 +10,7 @@ vectorizable pass over C right after the GEMM.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import llvmlite.ir as ir
 
@@ -16,66 +18,109 @@ from codegen.epilogue import Epilogue
 from codegen.gemm.config import default_config, host_vector_bits
 from codegen.gemm.driver import emit_gemm, workspace_bytes
 from codegen.llvm import PTR, for_range, gep, i64
-from codegen.loops import broadcast_strides, collapse, contiguous_strides
+from codegen.loops import collapse, contiguous_strides
 from codegen.lowering import KernelContext, LoweringError, lowerer
 from codegen.scalar import load
 from graphc.ir import Node
 from ops.registry import get_op
+from ops.views import chain_layout, gemm_operand, transpose_store_strides
 from passes.plan import Kernel
 
 
-def batch_layout(a_shape: Sequence[int], b_shape: Sequence[int], out_shape: Sequence[int]
+class Operand(NamedTuple):
+    """How the GEMM reads one matmul operand: the buffer of ``source`` from element ``offset``, the matrix
+    transposed or not with leading dimension ``ld``, and per batch axis of the operand an element stride."""
+
+    source: Node
+    offset: int
+    transposed: bool
+    ld: int
+    batch_strides: tuple[int, ...]
+
+
+def matmul_operands(kernel: Kernel) -> tuple[Node, Operand, Operand, Operand | None]:
+    """The kernel's matmul node, how its GEMM reads each operand — through the chain of views that fusion folded
+    into the kernel (``passes.fuse`` rule 4), composed into one strided layout (:mod:`ops.views`) — and how it
+    writes C when it writes through a folded transpose of the result (else None: C is the epilogue's target)."""
+    node = kernel.anchor
+    folded = {x for x in kernel.nodes if x is not node and not get_op(x.op).fusible}
+    if node is None or get_op(node.op).kind != "matmul" or any(x.is_leaf for x in folded):
+        raise LoweringError(f"not a matmul kernel: ({' -> '.join(x.op for x in kernel.nodes)})")
+    stores = [x for x in folded if x.op == "transpose" and x.inputs[0] is node]
+    reached = {v for x in node.inputs for v in _walk(x, folded)} | set(stores)
+    if folded - reached or len(stores) > 1:
+        raise LoweringError(f"a matmul kernel may only fold views of its operands and an elementwise epilogue, got "
+                            f"({' -> '.join(x.op for x in kernel.nodes)})")
+    operands = []
+    for x in node.inputs:
+        found = chain_layout(x, lambda n: n in folded)
+        read = None if found is None else gemm_operand(x.shape, found[1][1])
+        if found is None or read is None:
+            raise LoweringError(f"matmul operand {x.name} {list(x.shape)}: its folded views are not a layout the "
+                                f"GEMM reads ({' -> '.join(v.op for v in kernel.nodes)})")
+        source, (offset, strides) = found
+        batch = tuple(0 if d == 1 else st for d, st in zip(x.shape[:-2], strides[:-2]))  # size 1: broadcast
+        operands.append(Operand(source, offset, read[0], read[1], batch))
+    if not stores:
+        return node, operands[0], operands[1], None
+    strides = transpose_store_strides(stores[0])
+    write = gemm_operand(node.shape, strides)
+    if write is None or write[0]:
+        raise LoweringError(f"matmul {node.name}: C cannot be written through {stores[0].name} (rows not contiguous)")
+    return node, operands[0], operands[1], Operand(stores[0], 0, False, write[1], strides[:-2])
+
+
+def _walk(x: Node, folded: set[Node]) -> list[Node]:
+    """The folded views on the way back from operand ``x`` to its source."""
+    chain = []
+    while x in folded:
+        chain.append(x)
+        x = x.inputs[0]
+    return chain
+
+
+def batch_layout(a: Operand, b: Operand, out_shape: Sequence[int], c: Operand | None = None
                  ) -> tuple[tuple[int, ...], list[tuple[int, ...]]]:
     """Collapsed batch loop nest of a NumPy ``matmul``: (dims, [A strides, B strides, C strides]) in elements.
 
-    Broadcast batch axes get stride 0; size-1 axes vanish and axes every operand walks contiguously merge."""
-    m, k, n = a_shape[-2], a_shape[-1], b_shape[-1]
+    Broadcast batch axes (missing or of size 1 in an operand) get stride 0; size-1 axes vanish and axes every
+    operand walks contiguously merge. C is contiguous unless written through a view (``c``)."""
     bo = tuple(out_shape[:-2])
-    sa = [s * m * k for s in broadcast_strides(tuple(a_shape[:-2]), bo)]
-    sb = [s * k * n for s in broadcast_strides(tuple(b_shape[:-2]), bo)]
-    sc = [s * m * n for s in contiguous_strides(bo)]
+    m, n = out_shape[-2], out_shape[-1]
+    sa, sb = ([0] * (len(bo) - len(x.batch_strides)) + list(x.batch_strides) for x in (a, b))
+    sc = list(c.batch_strides) if c is not None else [st * m * n for st in contiguous_strides(bo)]
     return collapse(bo, [sa, sb, sc])
-
-
-def matmul_operands(kernel: Kernel) -> tuple[Node, tuple[Node, bool], tuple[Node, bool]]:
-    """The kernel's matmul node and, per operand, (the node whose buffer is read, whether it is transposed).
-
-    A kernel may hold, besides its matmul, ``transpose`` nodes swapping the last two axes of a matmul operand that
-    nothing outside the kernel reads: those are folded into ``trans_a`` / ``trans_b`` (never materialized)."""
-    node = kernel.anchor
-    rest = [x for x in kernel.nodes if x is not node and not get_op(x.op).fusible and not get_op(x.op).is_view(x)]
-    if node is None or any(not get_op(x.op).swaps_last_two_axes(x) or x not in node.inputs or x in kernel.outputs
-                           for x in rest):
-        ops = " -> ".join(x.op for x in kernel.nodes)
-        raise LoweringError(f"a matmul kernel may only fold last-two-axes transposes of its operands and an "
-                            f"elementwise epilogue, got ({ops})")
-    operands = tuple((x.inputs[0], True) if x in rest else (x, False) for x in node.inputs)
-    return node, operands[0], operands[1]
 
 
 @lowerer("matmul")
 def lower_matmul(ctx: KernelContext) -> None:
     """``matmul`` kernel: one GEMM function, called under loops over all but the innermost batch axis.
 
-    Folded operand transposes become ``trans_a`` / ``trans_b``. A batch of A against one shared B (``x @ W`` with
-    ``x`` of rank > 2) is a single GEMM with ``M' = batch * M`` rows, so B is packed once."""
-    node, (a_src, trans_a), (b_src, trans_b) = matmul_operands(ctx.kernel)
+    Each operand is read in place through its folded views (leading dimension, transposed flag, batch strides).
+    A batch of A against one shared B (``x @ W`` with ``x`` of rank > 2, rows evenly spaced) is a single GEMM
+    with ``M' = batch * M`` rows, so B is packed once."""
+    node, a_op, b_op, c_op = matmul_operands(ctx.kernel)
     epi = Epilogue.of(ctx, node)
-    target = epi.target() if epi else node  # the GEMM's C: an output of the matmul's shape
+    # the GEMM's C: a folded transpose of the result written through its strides, or an output of matmul's shape
+    target = c_op.source if c_op else epi.target() if epi else node
     a, b = node.inputs
     m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
-    dims, (sa, sb, sc) = batch_layout(a.shape, b.shape, node.shape)
-    if len(dims) == 1 and sb[0] == 0 and sa[0] == m * k and not trans_a:
+    ldc = c_op.ld if c_op else n
+    dims, (sa, sb, sc) = batch_layout(a_op, b_op, node.shape, c_op)
+    if (len(dims) == 1 and sb[0] == 0 and not a_op.transposed and sa[0] == m * a_op.ld
+            and sc[0] == m * ldc):
         m, dims, (sa, sb, sc) = m * dims[0], (), ((), (), ())
     inner = dims[-1] if dims else 1
     strides = (sa[-1], sb[-1], sc[-1]) if dims else (0, 0, 0)
-    gemm = emit_gemm(ctx.module, f"{ctx.function.name}.gemm", m, n, k, dtype=node.dtype, trans_a=trans_a,
-                     trans_b=trans_b, batch=inner, batch_strides=strides, threads=ctx.threads)
+    gemm = emit_gemm(ctx.module, f"{ctx.function.name}.gemm", m, n, k, dtype=node.dtype, trans_a=a_op.transposed,
+                     trans_b=b_op.transposed, batch=inner, batch_strides=strides, threads=ctx.threads,
+                     lds=(a_op.ld, b_op.ld, ldc))
     builder = ctx.builder
-    base = [builder.bitcast(ctx.ptr(x), PTR) for x in (a_src, b_src, target)]
+    scalar = default_config(node.dtype, host_vector_bits()).scalar
+    base = [gep(builder, builder.bitcast(ctx.ptr(x.source), PTR), i64(x.offset), scalar) for x in (a_op, b_op)]
+    base.append(builder.bitcast(ctx.ptr(target), PTR))
     workspace = builder.bitcast(ctx.scratch(workspace_bytes(m, n, k, node.dtype, threads=ctx.threads,
                                                                batch=inner)), PTR)
-    scalar = default_config(node.dtype, host_vector_bits()).scalar
 
     def call(level: int, offsets: list[ir.Value]) -> None:
         if level >= len(dims) - 1:

@@ -16,7 +16,8 @@ Facets the compiler reads (so no pass, lowering or runtime module keeps a table 
 - ``epilogue_axis(node)``: an anchor that applies an elementwise epilogue before its store, and along which axis
   the epilogue's other operands may vary;
 - ``is_view(node)``: the value is input 0's bytes read with another shape (a unit-axis reshape);
-- ``swaps_last_two_axes(node)``: a transpose a GEMM can read in place;
+- ``view_layout(node, offset, strides)``: an op that only moves or selects elements (transpose, slice, reshape)
+  maps its input's strided layout to its output's, so a GEMM reads a chain of them in place (:mod:`ops.views`);
 - ``pure``, ``commutative``, ``neutral``, ``involution``, ``noop_if_same_type`` and ``simplify(...)``: the
   algebra ``passes.simplify`` may use; ``decomposition(node)``/``decompose(...)``: a rewrite into simpler ops;
 - ``status_message(node)``: what a nonzero status word from the node's kernel means.
@@ -134,9 +135,10 @@ class Op:
         """True when ``node``'s value is input 0's buffer read with ``node``'s shape (nothing to compute)."""
         return False
 
-    def swaps_last_two_axes(self, node: Node) -> bool:
-        """True for a transpose of the last two axes (a GEMM reads its operand in place with a flag)."""
-        return False
+    def view_layout(self, node: Node, offset: int, strides: tuple[int, ...]) -> tuple[int, tuple[int, ...]] | None:
+        """For an op that only moves or selects elements: the (element offset, strides) of ``node``'s value inside
+        the buffer holding input 0 laid out with ``offset``/``strides`` (see :mod:`ops.views`); None otherwise."""
+        return None
 
     def simplify(self, attrs: Mapping[str, Any], inputs: tuple[Node, ...], out: TensorType) -> Rewrite | None:
         """An exact simplification of ``op(inputs)`` (same value and type for every input), or None."""

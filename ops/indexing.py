@@ -100,6 +100,24 @@ class Slice(Op):
     def reference(self, attrs, x):
         return np.array(x[python_index(attrs["index"])], dtype=x.dtype)
 
+    def view_layout(self, node, offset, strides):
+        """An int index adds i·stride to the offset, ``start:stop:step`` adds start·stride and scales the stride by
+        step, a new axis has stride 0 (an empty result has no layout worth reading)."""
+        if node.size == 0:
+            return None
+        out, axis = [], 0
+        for entry in node.attrs["index"]:
+            if entry[0] == "newaxis":
+                out.append(0)
+                continue
+            if entry[0] == "int":
+                offset += entry[1] * strides[axis]
+            else:
+                offset += entry[1] * strides[axis]
+                out.append(entry[3] * strides[axis])
+            axis += 1
+        return offset, tuple(out)
+
     def vjp(self, node, g):
         return (apply("slice_backward", g, index=node.attrs["index"], shape=node.inputs[0].shape),)
 

@@ -10,6 +10,7 @@ import ops.fn as fn
 from graphc.ir import TensorType
 from ops.base import ErrorCase, Op, OpError, Sample, as_int
 from ops.registry import register
+from ops.views import reshape_strides
 
 
 @register
@@ -46,6 +47,11 @@ class Reshape(Op):
         """A reshape that only inserts or removes extent-1 axes (a (C,) vector viewed as (C, 1, 1)): fused groups
         read its input buffer with this shape, so nothing is copied."""
         return [d for d in node.shape if d != 1] == [d for d in node.inputs[0].shape if d != 1]
+
+    def view_layout(self, node, offset, strides):
+        """NumPy's no-copy reshape (``ops.views.reshape_strides``)."""
+        new = reshape_strides(node.inputs[0].shape, strides, node.shape)
+        return None if new is None else (offset, new)
 
     def simplify(self, attrs, inputs, out):
         """reshape(x) to x's own shape is x; reshape(reshape(x)) is one reshape."""
@@ -95,15 +101,18 @@ class Transpose(Op):
     def reference(self, attrs, x):
         return np.transpose(x, attrs["axes"])
 
-    def swaps_last_two_axes(self, node):
-        rank = node.ndim
-        return rank >= 2 and tuple(node.attrs["axes"]) == tuple(range(rank - 2)) + (rank - 1, rank - 2)
+    def view_layout(self, node, offset, strides):
+        return offset, tuple(strides[a] for a in node.attrs["axes"])
 
     def simplify(self, attrs, inputs, out):
-        """The identity permutation is x; transpose(transpose(x, p), q) is transpose(x, p∘q)."""
+        """The identity permutation is x; transpose(transpose(x, p), q) is transpose(x, p∘q); a permutation that
+        only moves extent-1 axes keeps the row-major order of the elements: a reshape."""
         (x,), axes = inputs, tuple(attrs["axes"])
         if axes == tuple(range(len(axes))):
             return "transpose", x
+        moved = [a for a in axes if x.shape[a] != 1]
+        if moved == sorted(moved):
+            return "transpose", ("reshape", (x,), {"shape": out.shape})
         if x.op == self.name:
             inner = tuple(x.attrs["axes"])
             return "transpose", (self.name, x.inputs, {"axes": tuple(inner[a] for a in axes)})

@@ -19,8 +19,13 @@ Algorithm (greedy edge contraction on the group graph, a ``networkx.DiGraph`` wh
 3. A node that is a *view* of its input (``Op.is_view``: a reshape inserting or removing extent-1 axes) and that
    only one fused group reads (not an output or update) joins that group, which reads the view's input buffer
    with the view's shape (broadcast strides): nothing is copied.
-4. A transpose that swaps the last two axes (``Op.swaps_last_two_axes``) of a ``matmul`` operand, and that nothing
-   else reads, joins the matmul's group: the GEMM reads the untransposed buffer with a transposed-operand flag.
+4. A chain of views feeding a ``matmul`` operand (transposes, slices, reshapes: ops with ``Op.view_layout``, each
+   read by the next alone and none an output or update) joins the matmul's group when the composed layout is one a
+   GEMM reads (``ops.views.gemm_operand``: rows or columns contiguous, any non-negative batch strides): the GEMM
+   reads the chain's source buffer through its leading dimension, transposed flag and batch strides, so
+   attention's head split/merge transposes are never materialized. A transpose that is the only reader of a
+   matmul's result (which is not an output) joins the kernel too when it keeps C's rows contiguous: the GEMM
+   writes C through the transpose's strides.
 5. An *anchor* (``Op.epilogue_axis`` is not None: conv2d, training batch_norm, matmul) absorbs the first fused
    group of its users that reads the anchor's output at full size and whose other inputs vary at most along the
    epilogue axis (a bias, a per-channel scale, a scalar): the chain is applied before the anchor's store.
@@ -39,7 +44,9 @@ from __future__ import annotations
 import networkx as nx
 
 from graphc.ir import Node
+from ops.base import Op
 from ops.registry import get_op
+from ops.views import chain_layout, gemm_operand, transpose_store_strides
 from passes.compilation import Compilation, Pass
 from passes.plan import Kernel
 from passes.provenance import Provenance
@@ -213,10 +220,32 @@ def _merge_epilogues(compute: list[Node], groups: _Groups) -> None:
             groups.refused[(id(a), id(u))] = why
 
 
-def _folds_into(p: Node, c: Node, groups: _Groups, external: set[int]) -> bool:
-    """True when transpose ``p`` joins matmul ``c``'s kernel (read by ``c`` alone, not an output or update)."""
-    return (p in groups.parent and get_op(p.op).swaps_last_two_axes(p) and groups.users[p] == [c]
-            and id(p) not in external and len(groups.members[groups.find(p)]) == 1)
+def _operand_chain(p: Node, c: Node, groups: _Groups, external: set[int]) -> list[Node]:
+    """The view nodes that fold into matmul ``c``'s kernel as its operand ``p`` (rule 4), innermost last; empty
+    when ``p`` is not such a chain or its layout is not one a GEMM reads."""
+    chain: list[Node] = []
+    user = c
+    while (p in groups.parent and get_op(p.op).view_layout is not Op.view_layout and groups.users[p] == [user]
+           and id(p) not in external and len(groups.members[groups.find(p)]) == 1):
+        chain.append(p)
+        user, p = p, p.inputs[0]
+    while chain:
+        found = chain_layout(chain[0], lambda n: n in chain)
+        if found is not None and gemm_operand(chain[0].shape, found[1][1]) is not None:
+            return chain
+        chain.pop()  # a shorter chain from a materialized intermediate may still fold
+    return chain
+
+
+def _store_view(c: Node, groups: _Groups, external: set[int]) -> bool:
+    """True when matmul ``c``'s one reader is a transpose the GEMM can write C through (rule 4)."""
+    users = groups.users[c]
+    if id(c) in external or len(users) != 1 or users[0].op != "transpose":
+        return False
+    if len(groups.members[groups.find(users[0])]) != 1:
+        return False
+    write = gemm_operand(c.shape, transpose_store_strides(users[0]))
+    return write is not None and not write[0]
 
 
 # ------------------------------------------------------------------------------------------------ kernels
@@ -231,7 +260,9 @@ def _kernel_name(i: int, members: list[Node]) -> str:
 
 def _anchor(members: list[Node]) -> Node | None:
     """The kernel's one structured node (None when every member is fusible or a view)."""
-    anchors = [m for m in members if not (fusible(m) or is_view(m) or get_op(m.op).swaps_last_two_axes(m))]
+    if any(get_op(m.op).kind == "matmul" for m in members):  # its operand views and epilogue are not anchors
+        return next(m for m in members if get_op(m.op).kind == "matmul")
+    anchors = [m for m in members if not (fusible(m) or is_view(m))]
     if not anchors and len(members) == 1 and not (fusible(members[0]) or is_view(members[0])):
         return members[0]
     return anchors[0] if len(anchors) == 1 else None
@@ -262,8 +293,11 @@ def run(nodes: list[Node], outputs: list[Node], updates: list[tuple[Node, Node]]
     for c in compute:
         if get_op(c.op).kind == "matmul":
             for p in dict.fromkeys(c.inputs):
-                if _folds_into(p, c, groups, external):
-                    groups.union(p, c)
+                for view in _operand_chain(p, c, groups, external):
+                    groups.union(view, c)
+    for c in compute:
+        if get_op(c.op).kind == "matmul" and _store_view(c, groups, external):
+            groups.union(groups.users[c][0], c)
     for p in compute:
         target = _view_target(p, groups, external)
         if target is not None:
@@ -306,8 +340,10 @@ def _report(kernels: list[Kernel], kernel_of: dict[Node, int], groups: _Groups, 
         views = [n.name for n in k.nodes if is_view(n)]
         if views and k.anchor is None:
             note(k, f"  {k.name}: unit-axis reshapes read in place (not materialized): {', '.join(views)}")
-        if k.kind == "matmul" and any(get_op(n.op).swaps_last_two_axes(n) for n in k.nodes):
-            note(k, f"  {k.name}: transposed operands read in place by the GEMM (transpose not materialized)")
+        folded = [n.name for n in k.nodes if k.kind == "matmul" and n is not k.anchor and not fusible(n)]
+        if folded:
+            note(k, f"  {k.name}: views read or written in place by the GEMM through its strides (not "
+                    f"materialized): {', '.join(folded)}")
         epilogue = [n.op for n in k.nodes if fusible(n)]
         if k.anchor is not None and epilogue_axis(k.anchor) is not None and epilogue:
             note(k, f"  {k.name}: {k.anchor.op} epilogue: {', '.join(epilogue)} (applied before the store)")

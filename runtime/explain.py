@@ -180,8 +180,8 @@ def _passes(ex: Explanation, plan: Plan, built: bool) -> list[str]:
         role = f"alone in kernel {k.name}"
     elif a is p:
         role = f"the anchor of kernel {k.name} (its structured node; {len(others)} other node(s) folded into it)"
-    elif a is not None and (get_op(p.op).is_view(p) or get_op(p.op).swaps_last_two_axes(p)):
-        role = f"folded into kernel {k.name}: read in place by {a.op} {a.name!r}"
+    elif a is not None and (get_op(p.op).is_view(p) or _gemm_view(p, k)):
+        role = f"folded into kernel {k.name}: read (or written) in place by {a.op} {a.name!r} through its strides"
     elif a is not None:
         role = f"fused into kernel {k.name} as part of the epilogue of {a.op} {a.name!r}, applied before its store"
     else:
@@ -202,6 +202,11 @@ def _passes(ex: Explanation, plan: Plan, built: bool) -> list[str]:
     return lines
 
 
+def _gemm_view(p: Node, k: Kernel) -> bool:
+    """True for a view folded into a matmul kernel (an operand read, or the result written, through strides)."""
+    return k.kind == "matmul" and p is not k.anchor and not get_op(p.op).fusible
+
+
 def _buffer(ex: Explanation, plan: Plan, program: Any) -> list[str]:
     p, k = ex.computed_by, ex.kernel
     if p is None:
@@ -213,8 +218,11 @@ def _buffer(ex: Explanation, plan: Plan, program: Any) -> list[str]:
         return [where.get(p.op, "bound memory")]
     if p not in plan.buffers:
         assert k is not None
-        if get_op(p.op).is_view(p) or get_op(p.op).swaps_last_two_axes(p):
+        if get_op(p.op).is_view(p) or _gemm_view(p, k):
             return [f"not materialized: a view read in place by kernel {k.name} (its input's buffer, re-indexed)"]
+        if k.kind == "matmul" and p is k.anchor and not any(get_op(m.op).fusible for m in k.nodes):
+            return [f"not materialized: kernel {k.name}'s GEMM writes it through the strides of the transpose "
+                    "that reads it"]
         ex.materialized = False
         return [f"not materialized: lives in registers inside kernel {k.name} (no other kernel, output or update "
                 "reads it)"]

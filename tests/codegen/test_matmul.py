@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 import graphc as gc
 from codegen.gemm.config import default_config, host_vector_bits
 from codegen.gemm.driver import emit_gemm, row_tiles, workspace_bytes
-from codegen.linalg import batch_layout, matmul_operands
+from codegen.linalg import Operand, batch_layout, matmul_operands
+from codegen.loops import contiguous_strides
 from codegen.lowering import KernelContext, LoweringError, find_lowerer, pointer_type
 from codegen.target import Jit, has_avx512, host, new_module
 from passes.plan import Kernel
@@ -218,9 +219,13 @@ def test_avx512_geometry_compiles_to_zmm_fma():
 
 
 def test_batch_layout_collapses_and_broadcasts():
-    dims, (sa, sb, sc) = batch_layout((2, 1, 3, 4), (5, 4, 6), (2, 5, 3, 6))
+    def dense(shape):  # a contiguous operand: batch strides m·k per item, 0 on size-1 axes
+        batch = contiguous_strides(shape)[:-2]
+        return Operand(None, 0, False, shape[-1], tuple(0 if d == 1 else s for d, s in zip(shape[:-2], batch)))
+
+    dims, (sa, sb, sc) = batch_layout(dense((2, 1, 3, 4)), dense((5, 4, 6)), (2, 5, 3, 6))
     assert dims == (2, 5) and sa == (12, 0) and sb == (0, 24) and sc == (90, 18)
-    dims, (sa, sb, sc) = batch_layout((4, 5, 3, 2), (2, 7), (4, 5, 3, 7))
+    dims, (sa, sb, sc) = batch_layout(dense((4, 5, 3, 2)), dense((2, 7)), (4, 5, 3, 7))
     assert dims == (20,) and sa == (6,) and sb == (0,) and sc == (21,)
 
 
