@@ -4,8 +4,13 @@
     prog = imported.compile(backend="numpy")
     out = prog(**{name: array for name in imported.inputs})
 
-Graph inputs become ``g.input`` (static shapes; float32, float64, int64, bool), initializers become params (or
-consts), and each node goes through the translator registered for its ONNX op type (``TRANSLATORS``). Values
+Graph inputs become ``g.input`` (static shapes; float32, float64, int64, bool); float initializers that are the
+model's parameters become trainable params, BatchNormalization's running statistics non-trainable state, the rest
+consts — the rule of ``graphc.onnx.trainable`` (the dynamo exporter's parameter metadata, weight inputs of Conv,
+Gemm, MatMul ..., the names the PyTorch exporters give what they fold), ``import_model(trainable=...)`` to decide
+otherwise, ``imported.trainable_names``/``constant_names``/``state_names``/``why(name)`` to see it; every
+initializer is a const with ``initializers="consts"``. Each node goes through the translator registered for its
+ONNX op type (``TRANSLATORS``). Values
 needed at import time (a Reshape's shape, Reduce axes, Slice bounds) must be constants: initializers, ``Constant``
 nodes, ``Shape`` of a static-shaped tensor, anything computed from those alone, or graph inputs given in
 ``static_inputs``. Whatever graphc cannot express raises :class:`UnsupportedOnnx` naming the op and the attribute,
@@ -19,6 +24,8 @@ Layout (each module imports only ``graphc.onnx.registry`` of this package, never
   ``check_import_time_size``);
 - ``importer``: ``import_model`` and ``ImportedModel`` (graph inputs, initializers, node dispatch: a node whose
   inputs are all import-time constants runs its folder when it has one, else its translator);
+- ``trainable``: which float initializers are trainable params, state or constants (``decide``; its docstring
+  records what each PyTorch exporter writes), and the checks of ``import_model(trainable=...)``;
 - translators by op family, listed in ``TRANSLATOR_MODULES`` below: ``arith`` (elementwise math, comparisons,
   logic, Where, Cast), ``activation`` (Relu ... HardSigmoid, PRelu, Elu, Softplus, Gelu (tanh), Softmax, Clip),
   ``reduce`` (Reduce*), ``shape`` (Constant, ConstantOfShape, Range, Shape, Reshape, Transpose, Concat, Split,

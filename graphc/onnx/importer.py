@@ -21,14 +21,20 @@ from graphc.onnx.registry import (
     np_dtype_of,
     require_onnx,
 )
+from graphc.onnx.trainable import CONSTANT, STATE, TRAINABLE, Role, check_option, decide
 
 
 class ImportedModel:
-    """The result of :func:`import_model`: the graph, its runtime input names and its outputs by ONNX name."""
+    """The result of :func:`import_model`: the graph, its runtime input names and its outputs by ONNX name.
+
+    Which float initializers train: ``trainable_names`` (trainable params, under their ONNX names),
+    ``state_names`` (non-trainable params: BatchNormalization's running statistics), ``constant_names`` (every
+    other float initializer: a graph constant, folded at import, or read by no op); ``why(name)`` says why."""
 
     def __init__(self, graph: Graph, inputs: list[str], outputs: dict[str, Node], opset: int,
                  inference: bool = False, eval_outputs: dict[str, Node] | None = None,
-                 values: dict[str, Any] | None = None, eval_values: dict[str, Any] | None = None) -> None:
+                 values: dict[str, Any] | None = None, eval_values: dict[str, Any] | None = None,
+                 roles: dict[str, Role] | None = None) -> None:
         self.graph = graph
         self.inputs = inputs
         self.outputs = outputs
@@ -39,6 +45,18 @@ class ImportedModel:
         self.eval_outputs = eval_outputs if eval_outputs is not None else outputs
         self._values = values or {}  # every ONNX value by name (graph nodes or import-time arrays), for tensor()
         self._eval_values = eval_values if eval_values is not None else self._values
+        self._roles = roles or {}  # float initializer name → Role, in the file's order
+        self.trainable_names = tuple(n for n, r in self._roles.items() if r.kind == TRAINABLE)
+        self.state_names = tuple(n for n, r in self._roles.items() if r.kind == STATE)
+        self.constant_names = tuple(n for n, r in self._roles.items() if r.kind == CONSTANT)
+
+    def why(self, name: str) -> str:
+        """Whether the float initializer ``name`` is trainable, state or a constant, and why."""
+        if name not in self._roles:
+            close = [k for k in self._roles if name.lower() in k.lower()][:8]
+            raise GraphcError(f"the model has no float initializer {name!r}" + (f"; similar: {close}" if close else ""))
+        role = self._roles[name]
+        return f"{name!r}: {role.kind} ({role.reason})"
 
     def compile(self, backend: str | None = None, **options: Any) -> Any:
         """A program returning ``{onnx output name: array}``; feed it the arrays named by ``inputs``. A model
@@ -65,12 +83,20 @@ class ImportedModel:
 
 def import_model(model_or_path: Any, *, initializers: str | None = None,
                  static_inputs: Mapping[str, Any] | None = None, input_shapes: Mapping[str, Any] | None = None,
-                 name: str | None = None, inference: bool = False, training: bool = False) -> ImportedModel:
+                 name: str | None = None, inference: bool = False, training: bool = False,
+                 trainable: Any = None) -> ImportedModel:
     """Translate an ONNX model (a ``ModelProto``, bytes or a file path) into a graphc graph.
 
-    ``initializers``: ``"params"`` (float initializers become trainable params; integer ones consts; the default)
-    or ``"consts"``. ``inference=True``: for inference only — initializers are constants (``"consts"``, the only
-    choice then) and ``compile`` freezes the program (batch norms folded into the preceding conv/dense weights,
+    ``initializers``: ``"params"`` (the default: the model's float parameters become trainable params, its
+    constants graph constants, integer initializers always constants) or ``"consts"`` (every initializer a
+    constant). Which float initializers are parameters follows the rule of :mod:`graphc.onnx.trainable`: the
+    PyTorch dynamo exporter's metadata, the weight inputs of Conv, Gemm, MatMul, the normalizations ..., the names
+    the PyTorch exporters give what they fold. ``trainable=`` decides instead: a predicate
+    ``(name, array) -> bool`` or a collection of initializer names for every float initializer, a mapping
+    ``{name: True/False}`` for the names it holds (BatchNormalization's running statistics are state either
+    way). ``ImportedModel.trainable_names``, ``constant_names``, ``state_names`` and ``why(name)`` show the
+    outcome. ``inference=True``: for inference only — initializers are constants (``"consts"``, the only choice
+    then) and ``compile`` freezes the program (batch norms folded into the preceding conv/dense weights,
     constant subgraphs evaluated once; see ``gc.compile(freeze=True)``). ``static_inputs``: values of graph
     inputs that the model uses as shapes, axes or indices (an input that an op also consumes as a tensor still
     becomes a runtime input). ``input_shapes`` fixes dynamic dimensions.
@@ -79,7 +105,9 @@ def import_model(model_or_path: Any, *, initializers: str | None = None,
     statistics, and any program computing an output updates its running mean and variance in place
     (PyTorch's rule: running ← (1 − m)·running + m·batch, m = 1 − the node's ONNX momentum, unbiased variance),
     as ``model.train()`` does in PyTorch. ``eval_outputs`` then holds the same model with inference-mode batch
-    norms (running statistics), sharing every param: train on ``outputs``, evaluate ``eval_outputs``.
+    norms (running statistics), sharing every param: train on ``outputs``, evaluate ``eval_outputs``. It warns
+    about initializers that several ops read (they train as one param) and about constants an exporter computed
+    that may come from parameters (then not trained; see :mod:`graphc.onnx.trainable`).
     """
     for key, flag in (("inference", inference), ("training", training)):
         if not isinstance(flag, bool):
@@ -93,13 +121,20 @@ def import_model(model_or_path: Any, *, initializers: str | None = None,
     if inference and initializers not in (None, "consts"):
         raise GraphcError(f"import_model: inference=True makes the initializers constants; initializers="
                           f"{initializers!r} contradicts it")
+    if trainable is not None and (inference or initializers == "consts"):
+        raise GraphcError(f"import_model: trainable= chooses the params among the initializers; "
+                          f"{'inference=True' if inference else 'initializers=' + repr(initializers)} makes them all "
+                          "constants")
+    trainable = check_option(trainable)
     initializers = initializers or ("consts" if inference else "params")
     onnx = require_onnx()
     model = _load(onnx, model_or_path)
     if initializers not in ("params", "consts"):
         raise GraphcError(f"import_model: initializers must be 'params' or 'consts', got {initializers!r}")
     try:
-        imported = _import(onnx, model, initializers, static_inputs, input_shapes, name, training)
+        why_consts = "inference=True" if inference else "initializers='consts'"
+        imported = _import(onnx, model, initializers, static_inputs, input_shapes, name, training, trainable,
+                           why_consts)
         imported.inference = inference
         return imported
     except _MALFORMED as err:  # a damaged or hostile file: fields of the wrong type, missing or out of range
@@ -111,9 +146,11 @@ _MALFORMED = (TypeError, ValueError, KeyError, IndexError, AttributeError, Overf
 
 
 def _import(onnx: Any, model: Any, initializers: str, static_inputs: Mapping[str, Any] | None,
-            input_shapes: Mapping[str, Any] | None, name: str | None, training: bool) -> ImportedModel:
+            input_shapes: Mapping[str, Any] | None, name: str | None, training: bool, trainable: Any = None,
+            why_consts: str = "initializers='consts'") -> ImportedModel:
     """The translation proper (see :func:`import_model`); with ``training`` the nodes are translated twice into
-    one graph, once with training-mode batch norms and once for evaluation, the params shared."""
+    one graph, once with training-mode batch norms and once for evaluation, the params shared. Only the float
+    initializers that are trainable or state become params (``ctx.initializers``); the others are constants."""
     opset = _default_opset(model)
     onnx_graph = model.graph
     graph = Graph(name or onnx_graph.name or "onnx")
@@ -121,9 +158,12 @@ def _import(onnx: Any, model: Any, initializers: str, static_inputs: Mapping[str
     values: dict[str, Value] = {}
     init_names = {init.name for init in onnx_graph.initializer}
     for init in onnx_graph.initializer:
-        array = as_array(_initializer_array(onnx, init), f"initializer {init.name!r}")
-        ctx.initializers[id(array)] = (init.name, array)
-        values[init.name] = array
+        values[init.name] = as_array(_initializer_array(onnx, init), f"initializer {init.name!r}")
+    arrays = {init.name: values[init.name] for init in onnx_graph.initializer}
+    roles = decide(model, arrays, initializers == "params", trainable, why_consts)
+    for init_name, role in roles.items():
+        if role.kind != CONSTANT:
+            ctx.initializers[id(arrays[init_name])] = (init_name, arrays[init_name])
     for vi in onnx_graph.input:
         if vi.name not in init_names:
             values[vi.name] = _graph_input(graph, vi, (input_shapes or {}).get(vi.name))
@@ -133,13 +173,47 @@ def _import(onnx: Any, model: Any, initializers: str, static_inputs: Mapping[str
     eval_values, eval_outputs = None, None
     if training:
         _warn_shared_params(graph, outputs)
+        _warn_folded_constants(roles, arrays)  # those the rule decided, not trainable=
         ctx.training = False
         eval_values = dict(values)
         eval_outputs = _translate_graph(ctx, onnx_graph, opset, eval_values)
     used = {n.name for n in topo_ancestors(list(outputs.values())) if n.op == "input"}
     inputs = [name for name in graph.inputs if name in used]
     return ImportedModel(graph, inputs, outputs, opset, eval_outputs=eval_outputs, values=train_values,
-                         eval_values=eval_values)
+                         eval_values=eval_values, roles=_outcome(graph, roles))
+
+
+def _outcome(graph: Graph, roles: dict[str, Role]) -> dict[str, Role]:
+    """The roles as the translation realized them: an initializer meant to be a param that no op read as a
+    tensor (folded at import, or unused) is no param of the graph, so it is listed as a constant; one that ops read
+    both as a weight and as running statistics is what its first reader made it."""
+    outcome = {}
+    for init_name, role in roles.items():
+        if init_name not in graph.params:
+            kind = CONSTANT
+            if role.kind != kind:
+                role = Role(kind, f"it would be {role.kind} ({role.reason}), but no op reads it as a tensor")
+        else:
+            kind = TRAINABLE if init_name in graph.trainable else STATE
+            if role.kind != kind:
+                role = Role(kind, f"it would be {role.kind} ({role.reason}), but its first reader made it {kind}")
+        outcome[init_name] = role
+    return outcome
+
+
+def _warn_folded_constants(roles: dict[str, Role], arrays: dict[str, np.ndarray]) -> None:
+    """Warn about constants a PyTorch exporter computed from initializers, which may have been parameters that the
+    file no longer holds (ViT's class token expanded to the batch, Swin's relative-position bias gathered from its
+    table): PyTorch trains those parameters, graphc cannot."""
+    folded = [n for n, r in roles.items() if r.folded]
+    if folded:
+        listed = ", ".join(f"{n!r} {list(arrays[n].shape)}" for n in folded[:6])
+        listed += f" and {len(folded) - 6} more" if len(folded) > 6 else ""
+        warnings.warn(f"import_model(training=True): {len(folded)} initializer(s) the exporter computed are "
+                      f"constants, not trained: {listed}. If they come from parameters (a relative-position bias "
+                      "gathered from its table, a class token expanded to the batch), PyTorch trains those: export "
+                      "with optimize=False (dynamo) or do_constant_folding=False (TorchScript) to keep them, or "
+                      "pass trainable= to train these values as they are", stacklevel=4)
 
 
 def _warn_shared_params(graph: Graph, outputs: dict[str, Node]) -> None:

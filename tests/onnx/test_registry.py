@@ -17,7 +17,7 @@ import graphc.onnx as gonnx  # noqa: E402
 from graphc.onnx.registry import TRANSLATORS, ImportContext, OnnxNode, UnsupportedOnnx, translator  # noqa: E402
 
 PACKAGE_DIR = Path(gonnx.__file__).parent
-SUPPORT_MODULES = {"graphc.onnx.importer", "graphc.onnx.registry"}
+SUPPORT_MODULES = {"graphc.onnx.importer", "graphc.onnx.registry", "graphc.onnx.trainable"}
 
 # one known op per translator module
 FAMILIES = {
