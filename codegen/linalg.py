@@ -65,9 +65,10 @@ def matmul_operands(kernel: Kernel) -> tuple[Node, Operand, Operand, Operand | N
         return node, operands[0], operands[1], None
     strides = transpose_store_strides(stores[0])
     write = gemm_operand(node.shape, strides)
-    if write is None or write[0]:
-        raise LoweringError(f"matmul {node.name}: C cannot be written through {stores[0].name} (rows not contiguous)")
-    return node, operands[0], operands[1], Operand(stores[0], 0, False, write[1], strides[:-2])
+    if write is None:
+        raise LoweringError(f"matmul {node.name}: C cannot be written through {stores[0].name} (neither rows nor "
+                            f"columns contiguous)")
+    return node, operands[0], operands[1], Operand(stores[0], 0, write[0], write[1], strides[:-2])
 
 
 def _walk(x: Node, folded: set[Node]) -> list[Node]:
@@ -98,26 +99,33 @@ def lower_matmul(ctx: KernelContext) -> None:
 
     Each operand is read in place through its folded views (leading dimension, transposed flag, batch strides).
     A batch of A against one shared B (``x @ W`` with ``x`` of rank > 2, rows evenly spaced) is a single GEMM
-    with ``M' = batch * M`` rows, so B is packed once."""
+    with ``M' = batch * M`` rows, so B is packed once. A C written column-major (through a transpose that moves
+    its last axis, as NHWC → NCHW) is computed as Cᵀ = op(B)ᵀ·op(A)ᵀ: the operands swap roles and flip flags."""
     node, a_op, b_op, c_op = matmul_operands(ctx.kernel)
     epi = Epilogue.of(ctx, node)
     # the GEMM's C: a folded transpose of the result written through its strides, or an output of matmul's shape
     target = c_op.source if c_op else epi.target() if epi else node
     a, b = node.inputs
     m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
-    ldc = c_op.ld if c_op else n
+    ldc, c_transposed = (c_op.ld, c_op.transposed) if c_op else (n, False)
     dims, (sa, sb, sc) = batch_layout(a_op, b_op, node.shape, c_op)
-    if (len(dims) == 1 and sb[0] == 0 and not a_op.transposed and sa[0] == m * a_op.ld
-            and sc[0] == m * ldc):
+    if (len(dims) == 1 and sb[0] == 0 and sa[0] == m * _row_step(a_op.transposed, a_op.ld)
+            and sc[0] == m * _row_step(c_transposed, ldc)
+            and (not a_op.transposed or a_op.ld >= m * dims[0]) and (not c_transposed or ldc >= m * dims[0])):
         m, dims, (sa, sb, sc) = m * dims[0], (), ((), (), ())
     inner = dims[-1] if dims else 1
-    strides = (sa[-1], sb[-1], sc[-1]) if dims else (0, 0, 0)
-    gemm = emit_gemm(ctx.module, f"{ctx.function.name}.gemm", m, n, k, dtype=node.dtype, trans_a=a_op.transposed,
-                     trans_b=b_op.transposed, batch=inner, batch_strides=strides, threads=ctx.threads,
-                     lds=(a_op.ld, b_op.ld, ldc))
+    strides = [sa[-1], sb[-1], sc[-1]] if dims else [0, 0, 0]
+    first, second = (a_op, b_op) if not c_transposed else (b_op, a_op)
+    if c_transposed:
+        m, n = n, m
+        strides[:2] = strides[1], strides[0]
+        sa, sb = sb, sa
+    gemm = emit_gemm(ctx.module, f"{ctx.function.name}.gemm", m, n, k, dtype=node.dtype,
+                     trans_a=first.transposed != c_transposed, trans_b=second.transposed != c_transposed,
+                     batch=inner, batch_strides=strides, threads=ctx.threads, lds=(first.ld, second.ld, ldc))
     builder = ctx.builder
     scalar = default_config(node.dtype, host_vector_bits()).scalar
-    base = [gep(builder, builder.bitcast(ctx.ptr(x.source), PTR), i64(x.offset), scalar) for x in (a_op, b_op)]
+    base = [gep(builder, builder.bitcast(ctx.ptr(x.source), PTR), i64(x.offset), scalar) for x in (first, second)]
     base.append(builder.bitcast(ctx.ptr(target), PTR))
     workspace = builder.bitcast(ctx.scratch(workspace_bytes(m, n, k, node.dtype, threads=ctx.threads,
                                                                batch=inner)), PTR)
@@ -133,6 +141,11 @@ def lower_matmul(ctx: KernelContext) -> None:
     call(0, [i64(0)] * 3)
     if epi and node.size:
         _epilogue_pass(builder, epi, target, n)
+
+
+def _row_step(transposed: bool, ld: int) -> int:
+    """Elements between consecutive rows of a matrix stored with this flag and leading dimension."""
+    return 1 if transposed else ld
 
 
 def _epilogue_pass(b: ir.IRBuilder, epi: Epilogue, target: Node, n: int) -> None:

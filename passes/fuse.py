@@ -24,8 +24,8 @@ Algorithm (greedy edge contraction on the group graph, a ``networkx.DiGraph`` wh
    GEMM reads (``ops.views.gemm_operand``: rows or columns contiguous, any non-negative batch strides): the GEMM
    reads the chain's source buffer through its leading dimension, transposed flag and batch strides, so
    attention's head split/merge transposes are never materialized. A transpose that is the only reader of a
-   matmul's result (which is not an output) joins the kernel too when it keeps C's rows contiguous: the GEMM
-   writes C through the transpose's strides.
+   matmul's result (which is not an output) joins the kernel too when C's rows or columns stay contiguous: the
+   GEMM writes C through the transpose's strides (column-major C as Cᵀ = op(B)ᵀ·op(A)ᵀ).
 5. An *anchor* (``Op.epilogue_axis`` is not None: conv2d, training batch_norm, matmul) absorbs the first fused
    group of its users that reads the anchor's output at full size and whose other inputs vary at most along the
    epilogue axis (a bias, a per-channel scale, a scalar): the chain is applied before the anchor's store.
@@ -244,8 +244,7 @@ def _store_view(c: Node, groups: _Groups, external: set[int]) -> bool:
         return False
     if len(groups.members[groups.find(users[0])]) != 1:
         return False
-    write = gemm_operand(c.shape, transpose_store_strides(users[0]))
-    return write is not None and not write[0]
+    return gemm_operand(c.shape, transpose_store_strides(users[0])) is not None
 
 
 # ------------------------------------------------------------------------------------------------ kernels

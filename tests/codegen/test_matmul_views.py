@@ -64,14 +64,19 @@ def test_head_merge_is_written_in_place(b, h, n, d, rng):
     assert all("transpose" not in ops or "matmul" in ops for ops in _kernel_ops(prog)), _kernel_ops(prog)
 
 
-def test_result_transpose_that_moves_rows_is_materialized(rng):
-    """A transpose swapping C's last two axes cannot be written by the GEMM (rows would not be contiguous)."""
-    g = gc.Graph("swap_out")
-    a, c = g.input("a", (2, 3, 4)), g.input("c", (2, 4, 5))
-    y = gc.matmul(a, c).transpose(0, 2, 1) + 1.0
-    prog = _agree(y, {"a": rng.standard_normal((2, 3, 4)).astype(np.float32),
-                      "c": rng.standard_normal((2, 4, 5)).astype(np.float32)})
-    assert ["transpose"] in _kernel_ops(prog) or any(ops[0] == "transpose" for ops in _kernel_ops(prog))
+@pytest.mark.parametrize("shape, perm", [((2, 3, 4), (0, 2, 1)), ((1, 4, 5, 8), (0, 3, 1, 2)),
+                                         ((2, 3, 5, 8), (0, 3, 1, 2)), ((3, 1, 4), (0, 2, 1)),
+                                         ((2, 4, 1, 8), (3, 0, 1, 2))])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_result_written_column_major(shape, perm, dtype, rng):
+    """A transpose moving C's last axis (NHWC → NCHW after a channels-last dense layer): the GEMM computes
+    Cᵀ = Bᵀ·Aᵀ straight into the transpose's buffer."""
+    g = gc.Graph("colmajor")
+    a, w = g.input("a", shape, dtype), g.input("w", (shape[-1], 6), dtype)
+    y = gc.matmul(a, w).transpose(*perm) + 1.0
+    feeds = {"a": rng.standard_normal(shape).astype(dtype), "w": rng.standard_normal((shape[-1], 6)).astype(dtype)}
+    prog = _agree(y, feeds, rtol=1e-5 if dtype == "float32" else 1e-12)
+    assert not any(ops == ["transpose"] for ops in _kernel_ops(prog)), _kernel_ops(prog)
 
 
 @pytest.mark.parametrize("perm", [(0, 1, 2, 3), (1, 0, 2, 3), (2, 0, 1, 3), (1, 2, 0, 3), (0, 1, 3, 2),
