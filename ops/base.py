@@ -123,8 +123,9 @@ class Op:
         return self.kind in FUSIBLE_KINDS
 
     def flops(self, node: Node) -> int:
-        """Floating-point work of computing ``node`` (``cost`` per output element unless overridden)."""
-        return node.size * self.cost
+        """Floating-point work of computing ``node`` (``cost`` per output element unless overridden; none for a
+        shape op, which only moves elements)."""
+        return 0 if self.kind == "shape" else node.size * self.cost
 
     def epilogue_axis(self, node: Node) -> int | None:
         """For an anchor op that can apply an elementwise chain to each value before storing it: the axis along
