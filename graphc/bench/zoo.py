@@ -38,6 +38,7 @@ from graphc.ir import GraphcError
 MODELS: dict[str, dict[str, Any]] = {
     "resnet18": {}, "resnet50": {}, "squeezenet1_0": {}, "googlenet": {"aux_logits": False, "init_weights": True},
     "densenet121": {}, "vgg11": {}, "alexnet": {}, "efficientnet_b0": {}, "mobilenet_v2": {},
+    "vit_b_16": {}, "swin_t": {}, "convnext_tiny": {}, "maxvit_t": {},
 }
 SMALL_MODELS = ("resnet18",)  # what --small runs without model names
 RESOLUTION, SMALL_RESOLUTION = 224, 64  # 3×224×224 inputs; --small: 3×64×64 (alexnet's pools need >= 63)
