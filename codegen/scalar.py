@@ -200,6 +200,12 @@ class LLVMScalarBuilder:
     def sqrt(self, x: ir.Value) -> ir.Value:
         return self.b.call(float_intrinsic(self.b, "llvm.sqrt", x.type), [x])
 
+    def floor(self, x: ir.Value) -> ir.Value:
+        return self.b.call(float_intrinsic(self.b, "llvm.floor", x.type), [x])
+
+    def ldexp(self, x: ir.Value, n: ir.Value) -> ir.Value:
+        return mathlib.ldexp(self.b, x, n)
+
     def exp(self, x: ir.Value) -> ir.Value:
         return self._call_math("exp", x)
 

@@ -1,9 +1,11 @@
 """The abstract scalar builder that elementwise ops write their ``scalar`` formulas against.
 
 A builder offers ``const(value, like=x)``, arithmetic ``add sub mul div mod fmod neg pow max min abs sqrt``,
-transcendentals ``exp log log1p tanh sigmoid``, comparisons ``lt le gt ge eq`` (giving booleans), ``select(c, a, b)``
-and ``cast(x, dtype)``. Codegen implements it with LLVM instructions; :class:`NumpyScalarBuilder` implements it
-with NumPy arrays so the contract tests can check each formula against the op's independent ``reference``.
+``floor`` and ``ldexp(x, n)`` (x·2ⁿ for an integer-valued float n with 2ⁿ normal: exact scaling, for range
+reductions), transcendentals ``exp log log1p tanh sigmoid``, comparisons ``lt le gt ge eq`` (giving booleans),
+``select(c, a, b)`` and ``cast(x, dtype)``. Codegen implements it with LLVM instructions; :class:`NumpyScalarBuilder`
+implements it with NumPy arrays so the contract tests can check each formula against the op's independent
+``reference``.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ def convert(x: np.ndarray, dtype: str) -> np.ndarray:
     return np.where(high, INT64_MAX, np.where(nan | low, INT64_MIN, inside)).astype(np.int64)
 
 
-SCALAR_METHODS = ("const", "add", "sub", "mul", "div", "mod", "fmod", "neg", "pow", "max", "min", "abs", "sqrt", "exp",
-                  "log", "log1p", "tanh", "sigmoid", "lt", "le", "gt", "ge", "eq", "select", "cast")
+SCALAR_METHODS = ("const", "add", "sub", "mul", "div", "mod", "fmod", "neg", "pow", "max", "min", "abs", "sqrt",
+                  "floor", "ldexp", "exp", "log", "log1p", "tanh", "sigmoid", "lt", "le", "gt", "ge", "eq", "select",
+                  "cast")
 
 
 class NumpyScalarBuilder:
@@ -59,6 +62,13 @@ class NumpyScalarBuilder:
     def min(self, x, y): return np.minimum(x, y)
     def abs(self, x): return np.abs(x)
     def sqrt(self, x): return np.sqrt(x)
+    def floor(self, x): return np.floor(x)
+
+    def ldexp(self, x, n):
+        """x·2ⁿ, n integer-valued of x's dtype (a NaN n, in lanes whose result is unused, raises no warning)."""
+        with np.errstate(invalid="ignore", over="ignore"):
+            return np.ldexp(x, np.asarray(n).astype(np.int32))
+
     def exp(self, x): return np.exp(x)
     def log(self, x): return np.log(x)
     def log1p(self, x): return np.log1p(x)
