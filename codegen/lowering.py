@@ -11,8 +11,9 @@ of them (an import that fails is an error, never a silently missing lowerer). A 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import llvmlite.ir as ir
 import numpy as np
@@ -65,7 +66,12 @@ class KernelContext:
     scratch_bytes: int = 0  # how much of it this kernel has claimed (module.scratch_bytes is the max over kernels)
     threads: int = 1  # the program's thread count (compile time): lowerers split their work into parallel chunks
     in_place: frozenset[Node] = frozenset()  # outputs whose buffer is their donor input's (the memory plan's pairs)
+    # those outputs → the input whose pointer addresses them (a donor buffer, or a param updated in place)
+    aliases: Mapping[Node, Node] = field(default_factory=dict)
     claim: Claim | None = None  # inside a parallel chunk: scratch from this thread's own slice
+    # constants this kernel reads packed (``codegen.prepack``): (node, spec), shared with its parallel chunks; None
+    # when the module packs none
+    packs: list[tuple[Node, Any]] | None = None
 
     def ptr(self, node: Node) -> ir.Value:
         return self.pointers[node]
@@ -75,6 +81,19 @@ class KernelContext:
         never depends on a larger constant's values, so kernels differing only in those share one function
         (``codegen.module.kernel_signature``)."""
         return node.attrs["value"] if embeddable(node) else None
+
+    def prepacked(self, node: Node, spec: Any) -> ir.Value | None:
+        """A pointer to ``node`` packed as ``spec`` (a ``codegen.prepack.PackSpec``), when ``node`` is a constant
+        the module may pack at compile time, else None. The pointer is ``node``'s own argument, which the entry then
+        binds to the packed buffer instead of the constant: a lowerer that takes it must read ``node`` only through
+        it, and ask once per node."""
+        if self.packs is None or node.op != "const" or embeddable(node) or node not in self.pointers \
+                or node in self.aliases.values():
+            return None
+        if any(n is node for n, _ in self.packs):
+            raise LoweringError(f"internal error: constant {node.name} asked to be packed twice in one kernel")
+        self.packs.append((node, spec))
+        return self.pointers[node]
 
     def error_code(self, node: Node) -> int:
         """A status code that makes the runtime raise an error naming ``node``."""
@@ -98,15 +117,23 @@ class KernelContext:
         """``for chunk in range(chunks): body(ctx, chunk, *shared)`` on the program's threads
         (``codegen.parallel``): the body gets a context of its own (the kernel's pointers and status, scratch from
         its thread's slice) and ``shared`` (values of this function, e.g. scratch all chunks use) as rebuilt in
-        its function; it must write only its chunk's outputs. One thread, or one chunk: a plain loop here."""
-        nodes = list(self.pointers)
+        its function; it must write only its chunk's outputs. One thread, or one chunk: a plain loop here. An
+        aliased output (``aliases``) is rebuilt from its input's pointer, not captured apart: the loop vectorizer
+        then sees one base with equal indices (two captured copies would fail its runtime overlap check and run
+        the scalar fallback loop)."""
+        nodes = [n for n in self.pointers if n not in self.aliases]
         captured = [self.pointers[n] for n in nodes] + [self.status] + list(shared)
         count = len(nodes)
 
         def emit(b: ir.IRBuilder, chunk: ir.Value, values: list[ir.Value], claim: Claim) -> None:
-            inner = self if b is self.builder else KernelContext(
-                self.module, self.kernel, b.function, b, dict(zip(nodes, values[:count])), values[count],
-                self.error_nodes, threads=1, claim=claim)
+            if b is self.builder:
+                inner = self
+            else:
+                pointers = dict(zip(nodes, values[:count]))
+                pointers.update((out, b.bitcast(pointers[src], pointer_type(out))) for out, src in self.aliases.items())
+                inner = KernelContext(self.module, self.kernel, b.function, b, pointers, values[count],
+                                      self.error_nodes, threads=1, in_place=self.in_place, aliases=self.aliases,
+                                      claim=claim, packs=self.packs)
             body(inner, chunk, *values[count + 1:])
 
         region(self.module, self.builder, f"{self.function.name}.{name}", chunks, self.threads, captured, emit,

@@ -8,7 +8,8 @@ The binding table (the one definition; ``runtime.native`` fills it):
     buffers[2]        the scratch buffer (64-byte aligned, ``Module.scratch_bytes`` long): kernels' temporary
                       memory (im2col columns, the GEMM's packed panels), planned instead of stack allocations
     buffers[3 + j]    the first element of ``Module.slots[j]``: every bound value (input, param, const) that some
-                      kernel reads, in plan order (inputs, then params, then consts), then the *direct outputs*
+                      kernel reads or, for a param, whose state a kernel updates in place (``plan.state_inplace``),
+                      in plan order (inputs, then params, then consts), then the *direct outputs*
                       (``Module.direct``): program outputs computed by a kernel, which the kernel writes straight
                       into a fresh array the runtime allocates per call and returns as is (no arena → output copy;
                       their arena bytes, still planned, are never touched)
@@ -19,11 +20,19 @@ it took over the buffer of an input dying there) is addressed inside the kernel 
 the loop vectorizer sees one base with equal indices (no runtime overlap check, which would fail and run the
 scalar fallback loop) and its own, unused argument keeps ``noalias``.
 
+In-place state updates (``plan.state_inplace``: param p ← value v): the kernel computing v gets p's slot (the
+current ``graph.state[p]`` array) as v's pointer, addressed through p's own argument when the kernel also reads p
+(it reads p only at the index it writes), and every later kernel that reads v reads that slot. The runtime checks
+before the call that no other bound array shares memory with p's. The entry returns before the first such kernel
+when an earlier kernel stored a nonzero status (no kernel from there on can fail, ``Plan.verify``), so a call that
+raises has written nothing into the state; :func:`build_module` refuses a module whose lowering disagrees.
+
 :func:`plan_key` names the object code of a Plan *before* any IR is generated: sha256 over a canonical description
 (every kernel's nodes with op, dtype, shape, attributes and input references, const values, arena offsets, in-place
-pairs, the binding table's slot order, outputs and updates) and :func:`codegen.target.fingerprint`. Nodes are
-referenced by their position in that description (first use order), which also encodes the metadata cached with
-the object (``Module.error_nodes``); everything else the runtime needs is recomputed from the Plan.
+pairs, in-place state updates, the binding table's slot order, outputs and updates) and
+:func:`codegen.target.fingerprint`. Nodes are referenced by their position in that description (first use order),
+which also encodes the metadata cached with the object (``Module.error_nodes``); everything else the runtime needs
+is recomputed from the Plan.
 """
 
 from __future__ import annotations
@@ -38,7 +47,8 @@ import numpy as np
 
 import codegen.lowerers  # noqa: F401  (registers every op family's lowerers before find_lowerer runs)
 from codegen.llvm import I8P, I64
-from codegen.lowering import KernelContext, embeddable, find_lowerer, pointer_type
+from codegen.lowering import KernelContext, LoweringError, embeddable, find_lowerer, pointer_type
+from codegen.prepack import enabled as prepack_enabled
 from codegen.target import fingerprint, new_module
 from graphc.ir import Node
 from passes.plan import Kernel, Plan
@@ -58,15 +68,20 @@ class Module:
     kernel_functions: dict[str, str] = field(default_factory=dict)  # kernel name → LLVM function name
     direct: list[Node] = field(default_factory=list)  # the tail of ``slots``: outputs written into fresh arrays
     scratch_bytes: int = 0  # the largest scratch any kernel claims
+    # derived constant buffers (``codegen.prepack``): (constant, spec) of table entry FIRST_SLOT + len(slots) + i,
+    # the constant's value packed once as a GEMM operand, which the kernels that asked for it read instead
+    packs: list[tuple[Node, Any]] = field(default_factory=list)
 
 
 def _bound_slots(plan: Plan) -> list[Node]:
-    used: dict[Node, None] = {}
+    used: dict[Node, None] = dict.fromkeys(plan.state_inplace)
     for k in plan.kernels:
         for x in k.inputs:
             if x.is_leaf:
                 used[x] = None
-    ordered = list(plan.inputs.values()) + list(plan.params.values()) + list(plan.consts)
+    params = list(plan.params.values())
+    params += [p for p in plan.state_inplace if p not in plan.params.values()]  # updated, never read
+    ordered = list(plan.inputs.values()) + params + list(plan.consts)
     return [n for n in ordered if n in used]
 
 
@@ -82,9 +97,13 @@ def binding_slots(plan: Plan, direct: bool = True) -> tuple[list[Node], list[Nod
 
 
 def _shared(plan: Plan, kernel: Kernel, direct: set[Node]) -> dict[Node, Node]:
-    """In-place outputs of ``kernel`` (not written to a direct array) → the input whose buffer they took over."""
-    return {out: src for out in kernel.outputs if out not in direct
-            and (src := plan.inplace.get(out)) is not None and src in kernel.inputs}
+    """In-place outputs of ``kernel`` (not written to a direct array) → the input whose memory they write: the
+    arena buffer they took over, or the param whose state they update in place when the kernel also reads it."""
+    in_state = {v: p for p, v in plan.state_inplace.items()}
+    shared = {out: src for out in kernel.outputs if out not in direct
+              and (src := plan.inplace.get(out)) is not None and src in kernel.inputs}
+    shared.update((out, in_state[out]) for out in kernel.outputs if out in in_state and in_state[out] in kernel.inputs)
+    return shared
 
 
 def _noalias(plan: Plan, args: list[Node], skip: set[Node]) -> list[bool]:
@@ -105,13 +124,15 @@ def _function_name(kernel: Kernel, index: int) -> str:
     return f"gk{index}_{safe}"
 
 
-def kernel_signature(kernel: Kernel, args: list[Node], shared: dict[Node, Node], noalias: list[bool]) -> str | None:
+def kernel_signature(kernel: Kernel, args: list[Node], shared: dict[Node, Node], noalias: list[bool],
+                     prepack: bool = False) -> str | None:
     """What decides the code of ``kernel``'s function, independent of where its buffers live: every node's op,
     type, attributes and operands (as positions within the kernel), the argument types and single-element constant
     values, which output takes over which input's buffer, and the ``noalias`` flags. Two kernels with the same
     signature compile to the same function (a chain's repeated fused groups, a network's repeated blocks), so it is
     generated once and called for each. None when an attribute has no canonical form (then the kernel gets its own
-    function)."""
+    function). With ``prepack`` the larger constant arguments are marked (their kernels may read them packed,
+    ``codegen.prepack``)."""
     position = {n: f"a{i}" for i, n in enumerate(args)}
     local: dict[Node, str] = {}
     parts = [kernel.kind]
@@ -120,8 +141,8 @@ def kernel_signature(kernel: Kernel, args: list[Node], shared: dict[Node, Node],
             operands = ",".join(local.get(x) or position[x] for x in n.inputs)
             parts.append(f"{n.op}|{n.type}|{_canon(n.attrs)}|{operands}")
             local[n] = f"n{len(local)}"
-        parts.append("args " + " ".join(f"{x.type}" + (_canon(x.attrs["value"]) if embeddable(x) else "")
-                                        for x in args))
+        parts.append("args " + " ".join(f"{x.type}" + (_canon(x.attrs["value"]) if embeddable(x) else
+                                                        "k" if prepack and x.op == "const" else "") for x in args))
     except _Uncacheable:
         return None
     parts.append("outputs " + " ".join(local[v] for v in kernel.outputs))
@@ -132,10 +153,10 @@ def kernel_signature(kernel: Kernel, args: list[Node], shared: dict[Node, Node],
 
 
 def _kernel_function(module: ir.Module, plan: Plan, kernel: Kernel, index: int, args: list[Node],
-                     shared: dict[Node, Node], noalias: list[bool], error_nodes: list[Node], threads: int
-                     ) -> tuple[ir.Function, int]:
+                     shared: dict[Node, Node], noalias: list[bool], error_nodes: list[Node], threads: int,
+                     prepack: bool = False) -> tuple[ir.Function, int, list[tuple[int, Any]]]:
     """The LLVM function computing ``kernel`` from pointer arguments (inputs, outputs, the status word, the
-    scratch buffer) and the scratch bytes it uses."""
+    scratch buffer), the scratch bytes it uses and the arguments it reads packed ((position, spec))."""
     lower = find_lowerer(kernel)
     fnty = ir.FunctionType(ir.VoidType(), [pointer_type(n) for n in args] + [I64.as_pointer(), I8P])
     fn = ir.Function(module, fnty, _function_name(kernel, index))
@@ -150,10 +171,10 @@ def _kernel_function(module: ir.Module, plan: Plan, kernel: Kernel, index: int, 
     for out, src in shared.items():
         pointers[out] = builder.bitcast(pointers[src], pointer_type(out))
     ctx = KernelContext(module, kernel, fn, builder, pointers, fn.args[-2], error_nodes, scratch_base=fn.args[-1],
-                        threads=threads, in_place=frozenset(shared))
+                        threads=threads, in_place=frozenset(shared), aliases=shared, packs=[] if prepack else None)
     lower(ctx)
     ctx.builder.ret_void()
-    return fn, ctx.scratch_bytes
+    return fn, ctx.scratch_bytes, [(args.index(node), spec) for node, spec in ctx.packs or []]
 
 
 def build_module(plan: Plan, name: str = "graphc", direct: bool = True, threads: int = 1) -> Module:
@@ -163,34 +184,53 @@ def build_module(plan: Plan, name: str = "graphc", direct: bool = True, threads:
     module = new_module(name)
     slots, outs = binding_slots(plan, direct)
     slot_index = {n: i for i, n in enumerate(slots)}
+    in_state = set(plan.state_inplace.values())  # bound to their param's slot, not to their arena bytes
+    first_write = first_state_write(plan)
     error_nodes: list[Node] = []
-    functions: list[tuple[Kernel, ir.Function, list[Node]]] = []
+    functions: list[tuple[Kernel, ir.Function, list[Node], dict[int, int]]] = []
     names: dict[str, str] = {}
     reusable: dict[str, ir.Function] = {}
     scratch = 0
+    prepack = prepack_enabled()
+    packed_args: dict[ir.Function, list[tuple[int, Any]]] = {}  # per function: the arguments it reads packed
+    packs: dict[tuple[Node, Any], int] = {}  # derived buffer -> its index in Module.packs
     for index, kernel in enumerate(plan.kernels):
         args = list(kernel.inputs) + list(kernel.outputs)
         shared = _shared(plan, kernel, set(outs))
-        noalias = _noalias(plan, args, set(outs) | set(shared))
-        signature = kernel_signature(kernel, args, shared, noalias)
+        noalias = _noalias(plan, args, set(outs) | set(shared) | in_state)
+        signature = kernel_signature(kernel, args, shared, noalias, prepack)
         fn = reusable.get(signature) if signature is not None else None
         if fn is None:
             codes = len(error_nodes)
-            fn, used = _kernel_function(module, plan, kernel, index, args, shared, noalias, error_nodes, threads)
+            fn, used, packed_args[fn] = _kernel_function(module, plan, kernel, index, args, shared, noalias,
+                                                         error_nodes, threads, prepack)
             scratch = max(scratch, used)
             if signature is not None and len(error_nodes) == codes:  # its status codes would name this node
                 reusable[signature] = fn
-        functions.append((kernel, fn, args))
+            if len(error_nodes) > codes and first_write is not None and index >= first_write:
+                raise LoweringError(f"internal error: kernel {kernel.name} may report bad data, but it runs after "
+                                    f"kernel {plan.kernels[first_write].name} has written graph.state in place")
+        replaced = {position: FIRST_SLOT + len(slots) + packs.setdefault((args[position], spec), len(packs))
+                    for position, spec in packed_args[fn]}
+        functions.append((kernel, fn, args, replaced))
         names[kernel.name] = fn.name
     for profiled in (False, True):
-        _entry(module, plan, slot_index, functions, profiled)
-    return Module(str(module), slots, error_nodes, names, outs, scratch)
+        _entry(module, plan, slot_index, functions, profiled, first_write)
+    return Module(str(module), slots, error_nodes, names, outs, scratch, list(packs))
+
+
+def first_state_write(plan: Plan) -> int | None:
+    """The index of the first kernel that writes a param's state in place (``plan.state_inplace``), or None."""
+    producer = {v: i for i, k in enumerate(plan.kernels) for v in k.outputs}
+    return min((producer[v] for v in plan.state_inplace.values()), default=None)
 
 
 def _entry(module: ir.Module, plan: Plan, slot_index: dict[Node, int],
-           functions: list[tuple[Kernel, ir.Function, list[Node]]], profiled: bool) -> None:
+           functions: list[tuple[Kernel, ir.Function, list[Node], dict[int, int]]], profiled: bool,
+           first_write: int | None) -> None:
     """``graphc_main(i8** table)``: every kernel in plan order. ``graphc_profile(i8** table, i64* ns)`` does the
-    same and adds each kernel's wall time (CLOCK_MONOTONIC nanoseconds) to ``ns[kernel]``."""
+    same and adds each kernel's wall time (CLOCK_MONOTONIC nanoseconds) to ``ns[kernel]``. Both return before
+    kernel ``first_write`` (the first to write ``graph.state``) when the status word is nonzero."""
     params = [I8P.as_pointer()] + ([I64.as_pointer()] if profiled else [])
     entry = ir.Function(module, ir.FunctionType(ir.VoidType(), params), PROFILE if profiled else ENTRY)
     b = ir.IRBuilder(entry.append_basic_block("entry"))
@@ -202,11 +242,23 @@ def _entry(module: ir.Module, plan: Plan, slot_index: dict[Node, int],
     for n, j in slot_index.items():
         raw = b.load(b.gep(table, [ir.Constant(I64, FIRST_SLOT + j)]), name=f"slot{j}")
         bound[n] = b.bitcast(raw, pointer_type(n))
+    for p, v in plan.state_inplace.items():
+        bound[v] = bound[p]  # written into, and read later from, the param's state array
     clock = _clock(module, b) if profiled else None
-    for index, (_kernel, fn, args) in enumerate(functions):
+    packed: dict[int, ir.Value] = {}  # table entry -> its pointer, loaded once
+    for index, (_kernel, fn, args, replaced) in enumerate(functions):
+        if index == first_write:  # a kernel before it failed: leave the state as it was
+            failed = b.icmp_signed("!=", b.load(status), ir.Constant(I64, 0))
+            with b.if_then(failed, likely=False):
+                b.ret_void()
         ptrs = []
-        for n in args:
-            if n in bound:
+        for position, n in enumerate(args):
+            if position in replaced:  # a constant this kernel reads packed (codegen.prepack)
+                at = replaced[position]
+                if at not in packed:
+                    packed[at] = b.load(b.gep(table, [ir.Constant(I64, at)]), name=f"packed{at}")
+                ptrs.append(b.bitcast(packed[at], pointer_type(n)))
+            elif n in bound:
                 ptrs.append(bound[n])
             else:
                 raw = b.gep(base, [ir.Constant(I64, plan.buffers[n].offset)], inbounds=True)
@@ -271,7 +323,8 @@ def plan_key(plan: Plan, name: str = "graphc", direct: bool = True, threads: int
 
 def _plan_key(plan: Plan, name: str, direct: bool, threads: int) -> tuple[str, list[Node]]:
     index: dict[Node, int] = {}
-    parts = [fingerprint(), name, str(direct), f"threads={threads}", str(plan.arena_bytes)]
+    parts = [fingerprint(), name, str(direct), f"threads={threads}", str(plan.arena_bytes),
+             f"prepack={prepack_enabled()}"]
 
     def ref(n: Node) -> int:
         if n not in index:
@@ -292,6 +345,7 @@ def _plan_key(plan: Plan, name: str, direct: bool, threads: int) -> tuple[str, l
     parts.append("slots " + " ".join(str(ref(n)) for n in slots))
     parts.append("direct " + " ".join(str(ref(n)) for n in outs))
     parts.append("inplace " + " ".join(f"{ref(a)}<{ref(b)}" for a, b in plan.inplace.items()))
+    parts.append("state " + " ".join(f"{ref(p)}<{ref(v)}" for p, v in plan.state_inplace.items()))
     parts.append("outputs " + " ".join(str(ref(n)) for n in plan.outputs))
     parts.append("updates " + " ".join(f"{ref(p)}={ref(v)}" for p, v in plan.updates))
     digest = hashlib.sha256("\n".join(parts).encode()).hexdigest()

@@ -194,7 +194,7 @@ def _schedule_stage(out: Dump, stem: str, plan: Plan, key: str) -> str:
 
 
 def _memplan_stage(out: Dump, stem: str, plan: Plan, key: str) -> str:
-    live = intervals(plan.kernels, set(plan.outputs) | {v for _, v in plan.updates})
+    live = intervals(plan.kernels, plan.kept)
     report = [str(line) for line in plan.report.get("memory", [])]
     head = f"{'value':<28} {'op':<22} {'live':>10} {'offset':>10} {'bytes':>10} {'end':>10}  in place of"
     lines = [*report, "", head]

@@ -50,14 +50,14 @@ class BufferBox:
 
 
 def memory_boxes(plan: Plan, trainable: set[str] = frozenset()) -> list[BufferBox]:
-    """The rectangles of every arena value with bytes, in schedule order of their writes."""
-    keep = set(plan.outputs) | {v for _, v in plan.updates}
-    live = intervals(plan.kernels, keep)
+    """The rectangles of every arena value with bytes, in schedule order of their writes (an update written in
+    place into ``graph.state``, ``plan.state_inplace``, has no arena bytes)."""
+    live = intervals(plan.kernels, plan.kept)
     kinds = node_kinds(topo_ancestors(plan.outputs + [v for _, v in plan.updates]), plan.outputs, trainable)
     donors = set(plan.inplace.values())
     boxes = []
     for v, (start, end) in sorted(live.items(), key=lambda item: (item[1][0], item[0].id)):
-        if v.type.nbytes == 0:
+        if v.type.nbytes == 0 or v not in plan.buffers:
             continue
         donor = plan.inplace.get(v)
         boxes.append(BufferBox(v.name, v.op, kinds.get(v, "backward" if v.backward else "forward"), start, end,
@@ -68,8 +68,7 @@ def memory_boxes(plan: Plan, trainable: set[str] = frozenset()) -> list[BufferBo
 
 def naive_bytes(plan: Plan) -> int:
     """Every arena value in its own 64-byte-aligned buffer (the memory plan report's naive size)."""
-    keep = set(plan.outputs) | {v for _, v in plan.updates}
-    return sum(align(v.type.nbytes) for v in intervals(plan.kernels, keep))
+    return sum(align(v.type.nbytes) for v in intervals(plan.kernels, plan.kept) if v in plan.buffers)
 
 
 def _size(nbytes: float) -> str:

@@ -27,6 +27,23 @@ Algorithm:
 3. ``verify_plan`` checks the result independently: for every kernel position, the buffers of the values live
    there must not overlap (the declared in-place pairs excepted, and only at the kernel that hands over).
 
+*State updates in place* (``Plan.state_inplace``, decided first, from the schedule alone; see
+:func:`choose_state_inplace`): the new value ``v`` of a param ``p`` may be written by its kernel ``K`` straight into
+``graph.state[p]`` (as JAX's donated buffers), so nothing is copied after the call, when that can never tear the
+state or change an answer:
+
+- every other kernel that reads ``p`` runs before ``K``; if ``K`` itself reads ``p`` it reads it only at the index
+  it writes ``v`` (an elementwise kernel where ``p`` has ``v``'s shape, the in-place rule of step 2);
+- ``p`` is not read after the kernels (it is no program output and no update's value: ``{a: b, b: a}`` swaps
+  through the copying path), and ``v`` is the value of no other update and no program output;
+- no kernel from the first in-place one on can report bad data (an op with a status message: an out-of-range
+  label, a failed collective); the entry returns before the first in-place kernel when an earlier one did, so a
+  failed call leaves the state as it was.
+
+Such a ``v`` has no arena buffer (it lives in ``graph.state[p]``, where kernels after ``K`` that read it read it),
+which also shrinks the arena. Every other update is computed into the arena and copied by the runtime after the call.
+The report lists each update's decision and the reason for each copy.
+
 The report gives the naive size (every value its own buffer), the planned arena size and the lower bound
 (the peak of the summed live sizes).
 """
@@ -37,33 +54,72 @@ import bisect
 from typing import NamedTuple
 
 from graphc.ir import Node
-from ops.registry import get_op
 from passes.compilation import Compilation, Pass
-from passes.plan import Buffer, Kernel, PlanError, align, intervals, verify_plan
+from passes.plan import (
+    Buffer,
+    Kernel,
+    PlanError,
+    align,
+    inplace_candidates,
+    intervals,
+    may_fail,
+    reads_at_own_index,
+    verify_plan,
+)
 from passes.provenance import Provenance
 
 # largest-first placement costs time proportional to the interfering pairs; beyond this many (thousands of values
 # live at once) only the online best-fit runs, which is O(n) allocations over a short list of holes
 LARGEST_FIRST_PAIRS = 500_000
 
-__all__ = ["MemoryPlan", "PlanError", "choose_inplace", "intervals", "run", "verify_plan"]
+__all__ = ["MemoryPlan", "PlanError", "choose_inplace", "choose_state_inplace", "inplace_candidates", "intervals",
+           "run", "verify_plan"]
+
 
 class MemoryPlan(NamedTuple):
     buffers: dict[Node, Buffer]
     arena_bytes: int
     inplace: dict[Node, Node]  # output value -> input value whose buffer it took over
     report: list[str]
+    state_inplace: dict[Node, Node]  # param -> update value its kernel writes straight into graph.state
 
 
-def inplace_candidates(kernel: Kernel, output: Node) -> list[Node]:
-    """Inputs of ``kernel`` whose buffer ``output`` may take over when they die here (before size/liveness)."""
-    if len(kernel.nodes) == 1:
-        node = kernel.nodes[0]
-        return [node.inputs[0]] if get_op(node.op).inplace and node.inputs else []
-    if kernel.anchor is not None or not all(get_op(n.op).fusible for n in kernel.nodes):
-        return []
-    refused = {id(x) for n in kernel.nodes if not get_op(n.op).inplace for x in n.inputs}
-    return [x for x in kernel.inputs if x.shape == output.shape and id(x) not in refused]
+def choose_state_inplace(kernels: list[Kernel], outputs: list[Node], updates: list[tuple[Node, Node]]
+                         ) -> tuple[dict[Node, Node], dict[Node, str]]:
+    """({param: value} of the updates written straight into ``graph.state``, {param: why not} of the others), in
+    update order: the rules of the module docstring, checked against the scheduled ``kernels``."""
+    producer: dict[Node, int] = {}
+    last_read: dict[Node, int] = {}
+    for i, k in enumerate(kernels):
+        producer.update((v, i) for v in k.outputs)
+        last_read.update((x, i) for x in k.inputs if x.is_leaf)
+    failing = [i for i, k in enumerate(kernels) if may_fail(k)]
+    read_after = {id(n) for n in outputs} | {id(v) for _, v in updates}
+    uses: dict[int, int] = {}
+    for v in list(outputs) + [v for _, v in updates]:
+        uses[id(v)] = uses.get(id(v), 0) + 1
+    chosen: dict[Node, Node] = {}
+    why: dict[Node, str] = {}
+    for p, v in updates:
+        i = producer.get(v)
+        if i is None:
+            why[p] = f"its new value {v.name!r} ({v.op}) is no kernel's result"
+        elif uses[id(v)] > 1:
+            why[p] = f"its new value {v.name!r} is also a program output or another update's value"
+        elif id(p) in read_after:
+            why[p] = f"{p.name!r} itself is a program output or another update's value (read after the kernels)"
+        elif last_read.get(p, -1) > i:
+            why[p] = (f"kernel {last_read[p]} ({kernels[last_read[p]].name}) reads {p.name!r} after kernel {i} "
+                      f"({kernels[i].name}) computes its new value")
+        elif last_read.get(p) == i and not reads_at_own_index(kernels[i], p, v):
+            why[p] = f"kernel {i} ({kernels[i].name}) reads {p.name!r} at other indices than it writes"
+        elif failing and failing[-1] >= i:
+            j = failing[-1]
+            why[p] = (f"kernel {j} ({kernels[j].name}) may report bad data at run time and does not run before "
+                      f"kernel {i} ({kernels[i].name}), which computes the new value")
+        else:
+            chosen[p] = v
+    return chosen, why
 
 
 # ------------------------------------------------------------------------------------------- allocator
@@ -106,15 +162,19 @@ class _Arena:
             del self.holes[i]
 
 
-def choose_inplace(kernels: list[Kernel], live: dict[Node, tuple[int, int]]) -> dict[Node, Node]:
-    """In-place pairs (output -> donor input): step 2a of the module docstring; depends on liveness only."""
+def choose_inplace(kernels: list[Kernel], live: dict[Node, tuple[int, int]],
+                   in_state: frozenset[Node] | set[Node] = frozenset()) -> dict[Node, Node]:
+    """In-place pairs (output -> donor input): step 2a of the module docstring; depends on liveness only. Values
+    written into ``graph.state`` (``in_state``) neither take nor give an arena buffer."""
     inplace: dict[Node, Node] = {}
     for i, k in enumerate(kernels):
         taken: set[Node] = set()
         for v in k.outputs:
+            if v in in_state:
+                continue
             donor = next((x for x in inplace_candidates(k, v)
-                          if x in live and x not in taken and live[x][1] == i and x.type.nbytes == v.type.nbytes
-                          and v.type.nbytes > 0), None)
+                          if x in live and x not in taken and x not in in_state and live[x][1] == i
+                          and x.type.nbytes == v.type.nbytes and v.type.nbytes > 0), None)
             if donor is not None:
                 taken.add(donor)
                 inplace[v] = donor
@@ -134,7 +194,7 @@ def _slots(kernels: list[Kernel], live: dict[Node, tuple[int, int]], inplace: di
     chains: dict[Node, list[Node]] = {}
     for k in kernels:
         for v in k.outputs:
-            if v.type.nbytes == 0:
+            if v.type.nbytes == 0 or v not in live:  # no bytes, or written into graph.state
                 continue
             if v in inplace:
                 chain = chains.pop(inplace[v])
@@ -214,9 +274,11 @@ def run(kernels: list[Kernel], outputs: list[Node], updates: list[tuple[Node, No
         provenance: Provenance | None = None) -> MemoryPlan:
     """Assign arena offsets to every kernel output of the scheduled ``kernels`` (see the module docstring); the
     in-place pairs are recorded in ``provenance``."""
-    keep = set(outputs) | {v for _, v in updates}
-    live = intervals(kernels, keep)
-    inplace = choose_inplace(kernels, live)
+    state_inplace, copied = choose_state_inplace(kernels, outputs, updates)
+    in_state = set(state_inplace.values())  # they live in graph.state: no arena bytes
+    keep = set(outputs) | {v for _, v in updates if v not in in_state}
+    live = {v: span for v, span in intervals(kernels, keep).items() if v not in in_state}
+    inplace = choose_inplace(kernels, live, in_state)
     slots = _slots(kernels, live, inplace)
     candidates = {"best-fit in schedule order": _place_online(slots)}
     pairs = interfering_pairs(slots)
@@ -235,13 +297,37 @@ def run(kernels: list[Kernel], outputs: list[Node], updates: list[tuple[Node, No
               + ("" if len(candidates) > 1 else f"; largest first skipped: {pairs} interfering pairs") + ")",
               f"saved {naive - arena_bytes} bytes ({100.0 * (naive - arena_bytes) / naive if naive else 0.0:.1f}%)"]
     report += [f"  in place: {v.name} ({v.op}) takes the buffer of {x.name}" for v, x in inplace.items()]
+    report += _state_report(kernels, updates, state_inplace, copied, provenance)
     for v, x in inplace.items() if provenance is not None else ():
         at = f"kernel {live[v][0]} ({kernels[live[v][0]].name})"
         provenance.record(v, "memplan", "inplace", f"in place: overwrites the buffer of {x.name!r} ({x.op}), "
                           f"which dies at {at}", into=x)
         provenance.record(x, "memplan", "donor", f"its buffer is reused in place by {v.name!r} ({v.op}) at {at}",
                           into=v)
-    return MemoryPlan(buffers, arena_bytes, inplace, report)
+    return MemoryPlan(buffers, arena_bytes, inplace, report, state_inplace)
+
+
+def _state_report(kernels: list[Kernel], updates: list[tuple[Node, Node]], state_inplace: dict[Node, Node],
+                  copied: dict[Node, str], provenance: Provenance | None) -> list[str]:
+    """The report lines of the state-update decisions (one per update), also recorded as provenance events."""
+    if not updates:
+        return []
+    producer = {v: i for i, k in enumerate(kernels) for v in k.outputs}
+    lines = [f"state updates: {len(state_inplace)} of {len(updates)} written in place into graph.state, "
+             f"{len(updates) - len(state_inplace)} copied after the call"]
+    for p, v in updates:
+        if p in state_inplace:
+            k = producer[v]
+            text = (f"in place: kernel {k} ({kernels[k].name}) writes the new value of {p.name!r} straight into "
+                    f"graph.state[{p.name!r}] (no copy after the call)")
+            what = "state_inplace"
+        else:
+            text = f"copied: the new value of {p.name!r} is copied into graph.state after the call: {copied[p]}"
+            what = "state_copy"
+        lines.append(f"  {p.name} <- {v.name}: {text}")
+        if provenance is not None:
+            provenance.record(v, "memplan", what, text, into=p)
+    return lines
 
 
 def _peak_live(live: dict[Node, tuple[int, int]], steps: int, inplace: dict[Node, Node]) -> int:
@@ -262,7 +348,8 @@ def _run(c: Compilation) -> Compilation:
     assert c.kernels is not None, "memplan runs after fuse and schedule"
     mem = run(c.kernels, c.outputs, c.updates, c.provenance)
     return c.but(buffers=mem.buffers, arena_bytes=mem.arena_bytes, inplace=mem.inplace,
-                 report={**c.report, "memory": mem.report})
+                 state_inplace=mem.state_inplace, report={**c.report, "memory": mem.report})
 
 
-PASS = Pass("memplan", "arena offsets: liveness, in-place reuse, best-fit or largest-first placement", _run)
+PASS = Pass("memplan", "arena offsets: liveness, in-place reuse and in-place state updates, best-fit or "
+            "largest-first placement", _run)

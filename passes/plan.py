@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from graphc.ir import Graph, GraphcError, Node
+from ops.base import Op
+from ops.registry import get_op
 from passes.provenance import Provenance
 
 ALIGN = 64
@@ -64,6 +66,11 @@ class Plan:
     # that kernel; element i of the output is computed from element i of the input only, but the two pointers
     # alias, so a backend must not mark that pair ``noalias``.
     inplace: dict[Node, Node] = field(default_factory=dict)
+    # in-place state updates (``passes.memplan.choose_state_inplace``), in update order: param -> its update value,
+    # which the kernel computing it writes straight into ``graph.state[param]`` (no copy after the call; kernels
+    # after it that read the value read the param's state array). Such a value has no arena buffer. The runtime
+    # copies every other update value from the arena into ``graph.state`` after the call.
+    state_inplace: dict[Node, Node] = field(default_factory=dict)
     # user graph node -> the node of ``graph`` (the simplified scratch graph) computing its value, for every user
     # node whose value survives simplification
     node_map: dict[Node, Node] = field(default_factory=dict)
@@ -71,6 +78,13 @@ class Plan:
     timings: dict[str, float] = field(default_factory=dict)
     # what each pass did to each node (rewrites, CSE, folds, fusion boundaries, in-place reuse): ``graphc explain``
     provenance: Provenance = field(default_factory=Provenance)
+
+    @property
+    def kept(self) -> set[Node]:
+        """The values read after the kernels (program outputs and the update values copied into ``graph.state``):
+        they stay live in the arena to the end of the program."""
+        in_state = set(self.state_inplace.values())
+        return set(self.outputs) | {v for _, v in self.updates if v not in in_state}
 
     def verify(self) -> Plan:
         """Check the memory invariants (see :func:`verify_plan`); return self."""
@@ -115,6 +129,45 @@ class PlanError(GraphcError):
     """A Plan breaks an invariant (overlapping live buffers, a missing or misaligned buffer, ...)."""
 
 
+# ------------------------------------------------------------------------------------------- in place
+
+
+def inplace_candidates(kernel: Kernel, output: Node) -> list[Node]:
+    """Inputs of ``kernel`` whose buffer ``output`` may take over when they die here (before size/liveness; see
+    step 2 of :mod:`passes.memplan`)."""
+    if len(kernel.nodes) == 1:
+        node = kernel.nodes[0]
+        return [node.inputs[0]] if get_op(node.op).inplace and node.inputs else []
+    if kernel.anchor is not None or not all(get_op(n.op).fusible for n in kernel.nodes):
+        return []
+    refused = {id(x) for n in kernel.nodes if not get_op(n.op).inplace for x in n.inputs}
+    return [x for x in kernel.inputs if x.shape == output.shape and id(x) not in refused]
+
+
+def may_fail(kernel: Kernel) -> bool:
+    """True when one of ``kernel``'s ops may report bad data at run time through the status word (an out-of-range
+    label or index, a failed collective): the ops that define ``Op.status_message``."""
+    return any(type(get_op(n.op)).status_message is not Op.status_message for n in kernel.nodes)
+
+
+def reads_at_own_index(kernel: Kernel, param: Node, value: Node) -> bool:
+    """True when ``kernel``, which computes ``value``, reads ``param`` only at the index where it writes ``value``,
+    so ``value`` may overwrite ``param``'s storage element by element: ``param`` is one of the
+    :func:`inplace_candidates` of ``value``, or the kernel is a fused group whose only non-fusible members are views
+    of other values and every member reading ``param`` is an ``inplace`` op of the group's domain shape."""
+    if param.shape != value.shape:
+        return False
+    if param in inplace_candidates(kernel, value):
+        return True
+    if kernel.anchor is not None or len(kernel.nodes) < 2 or not get_op(value.op).fusible:
+        return False
+    ops = {n: get_op(n.op) for n in kernel.nodes}
+    if not all(op.fusible or op.is_view(n) for n, op in ops.items()):
+        return False
+    return all(ops[n].fusible and ops[n].inplace and n.shape == value.shape
+               for n in kernel.nodes if any(x is param for x in n.inputs))
+
+
 # ------------------------------------------------------------------------------------------- liveness
 
 
@@ -142,9 +195,12 @@ def verify_plan(plan: Plan) -> Plan:
     """Prove the Plan's memory invariants; raise :class:`PlanError` listing the problems found.
 
     Checks: every kernel node is produced by exactly one kernel; every kernel input is a leaf or the output of an
-    earlier kernel; every kernel output, program output and update value is a leaf or has a buffer that is
+    earlier kernel; every kernel output, program output and update value (but the in-place state updates, which
+    live in ``graph.state``) is a leaf or has a buffer that is
     64-byte aligned, large enough and inside the arena; declared in-place pairs hand over at the donor's last
-    use; and at every kernel position no two live buffers overlap.
+    use; in-place state updates (``Plan.state_inplace``) keep their rules (no kernel reads the param after its new
+    value is written, none may fail from the first such write on, the param and value are read by nothing after
+    the kernels); and at every kernel position no two live buffers overlap.
     """
     problems: list[str] = []
     n_kernels = len(plan.kernels)
@@ -167,11 +223,12 @@ def verify_plan(plan: Plan) -> Plan:
         for v in k.outputs:
             if v not in inside:
                 problems.append(f"{k.name}: output {v.name} is not one of its nodes")
-    keep = set(plan.outputs) | {v for _, v in plan.updates}
-    for v in keep:
+    for v in set(plan.outputs) | {v for _, v in plan.updates}:
         if not v.is_leaf and (v not in producer or v not in plan.kernels[producer[v]].outputs):
             problems.append(f"program output/update value {v.name} is not a kernel output")
-    live = intervals(plan.kernels, keep)
+    problems += _state_problems(plan, producer)
+    in_state = set(plan.state_inplace.values())  # they live in graph.state, not in the arena
+    live = {v: span for v, span in intervals(plan.kernels, plan.kept).items() if v not in in_state}
     for v in live:
         b = plan.buffers.get(v)
         if b is None:
@@ -191,6 +248,38 @@ def verify_plan(plan: Plan) -> Plan:
     if problems:
         raise PlanError(f"plan for graph {plan.graph.name!r} is invalid:\n  " + "\n  ".join(problems[:20]))
     return plan
+
+
+def _state_problems(plan: Plan, producer: dict[Node, int]) -> list[str]:
+    """Why the in-place state updates of ``plan`` could tear the state or change an answer (empty when they
+    cannot): the rules of :func:`passes.memplan.choose_state_inplace`, checked again on the finished Plan."""
+    if not plan.state_inplace:
+        return []
+    problems: list[str] = []
+    updates = {id(p): v for p, v in plan.updates}
+    read_after = [id(n) for n in plan.outputs] + [id(v) for _, v in plan.updates]
+    failing = [i for i, k in enumerate(plan.kernels) if may_fail(k)]
+    readers: dict[int, list[int]] = {}
+    for j, k in enumerate(plan.kernels):
+        for x in dict.fromkeys(k.inputs):
+            if x.is_leaf:
+                readers.setdefault(id(x), []).append(j)
+    first = min((producer.get(v, -1) for v in plan.state_inplace.values()), default=-1)
+    if failing and first >= 0 and failing[-1] >= first:
+        problems.append(f"state in place: kernel {failing[-1]} may fail at run time but runs after kernel {first}, "
+                        "which already writes graph.state")
+    for p, v in plan.state_inplace.items():
+        i = producer.get(v)
+        if updates.get(id(p)) is not v or i is None or v not in plan.kernels[i].outputs:
+            problems.append(f"state in place: {v.name} is not the kernel-computed update value of {p.name}")
+            continue
+        if read_after.count(id(v)) > 1 or id(p) in read_after:
+            problems.append(f"state in place: {p.name} <- {v.name}: read after the kernels (an output or update)")
+        for j in readers.get(id(p), []):
+            if j > i or j == i and not reads_at_own_index(plan.kernels[j], p, v):
+                problems.append(f"state in place: kernel {j} ({plan.kernels[j].name}) reads {p.name} after or "
+                                f"while kernel {i} overwrites it")
+    return problems
 
 
 def _overlaps(plan: Plan, live: dict[Node, tuple[int, int]], steps: int) -> list[str]:

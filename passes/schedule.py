@@ -12,6 +12,12 @@ Heuristic (greedy list scheduling, then a safety net):
    allocates (a kernel's outputs are allocated while its inputs are still live, then dead values are freed);
    the order with the lower peak is returned. So scheduling never makes the peak worse than the given order.
 
+Ordering for in-place state updates (:func:`state_order`, see ``passes.memplan``): besides the data
+dependencies, every other kernel reading a param runs before the kernel computing the param's new value, and every
+kernel that may report bad data at run time runs before every kernel computing an update value, wherever that adds
+no cycle (a reader that needs the new value itself, a check of a value computed from it). Then the memory planner
+can let those kernels write straight into ``graph.state``.
+
 Leaves (inputs, params, constants) are bound outside the arena and count for nothing. The dependencies are a
 ``networkx.DiGraph`` of kernel indices (a cycle is reported with ``networkx.find_cycle``). The ready kernels sit in
 a heap keyed by their current score; a score only changes when one of the kernel's inputs drops to a single
@@ -30,7 +36,7 @@ import networkx as nx
 
 from graphc.ir import Node
 from passes.compilation import Compilation, Pass
-from passes.plan import Kernel, align
+from passes.plan import Kernel, align, may_fail
 
 
 def _nbytes(n: Node) -> int:
@@ -68,10 +74,48 @@ def dependency_graph(kernels: list[Kernel]) -> nx.DiGraph:
     return g
 
 
-def run(kernels: list[Kernel], keep: Iterable[Node] = ()) -> list[Kernel]:
-    """A dependency-respecting order of ``kernels`` with low peak memory (see the module docstring)."""
+def state_order(kernels: list[Kernel], updates: list[tuple[Node, Node]]) -> list[tuple[int, int]]:
+    """Ordering edges ``(before, after)`` between kernel indices that let state updates be written in place (see
+    the module docstring): (a reader of param p, the kernel computing p's new value) and (a kernel that may fail,
+    a kernel computing an update value), each where the second does not already lead to the first; together they
+    keep the dependency graph acyclic (edges that would close a cycle with the others are dropped)."""
+    producer = {v: i for i, k in enumerate(kernels) for v in k.outputs}
+    computing = {i for p, v in updates if (i := producer.get(v)) is not None}
+    if not computing:
+        return []
+    deps = dependency_graph(kernels)
+    after_update = [0] * len(kernels)  # bit k set: kernel k (computing an update value) leads to this kernel
+    for i in nx.topological_sort(deps):
+        for d in deps.predecessors(i):
+            after_update[i] |= after_update[d] | (1 << d if d in computing else 0)
+    readers: dict[int, list[int]] = {}
+    for j, k in enumerate(kernels):
+        for x in dict.fromkeys(k.inputs):
+            if x.is_leaf:
+                readers.setdefault(id(x), []).append(j)
+    edges = [(j, i) for p, v in updates if (i := producer.get(v)) is not None
+             for j in readers.get(id(p), []) if j != i and not after_update[j] >> i & 1]
+    edges += [(f, i) for f, k in enumerate(kernels) if may_fail(k)
+              for i in sorted(computing) if f != i and not after_update[f] >> i & 1]
+    edges = list(dict.fromkeys(edges))
+    deps.add_edges_from(edges)
+    if nx.is_directed_acyclic_graph(deps):
+        return edges
+    deps.remove_edges_from(edges)  # rare: two updates' orderings conflict; keep those that fit, in order
+    kept = []
+    for a, b in edges:
+        if not nx.has_path(deps, b, a):
+            deps.add_edge(a, b)
+            kept.append((a, b))
+    return kept
+
+
+def run(kernels: list[Kernel], keep: Iterable[Node] = (), after: Iterable[tuple[int, int]] = ()) -> list[Kernel]:
+    """A dependency-respecting order of ``kernels`` with low peak memory (see the module docstring); ``after``:
+    extra ``(before, after)`` edges between kernel indices the order must respect too."""
     keep_set = set(keep)
     deps = dependency_graph(kernels)
+    deps.add_edges_from(after)
     if not nx.is_directed_acyclic_graph(deps):
         cycle = [kernels[u].name for u, _ in nx.find_cycle(deps)]
         raise ValueError(f"schedule: kernels depend on each other in a cycle: {' -> '.join(cycle)}")
@@ -124,10 +168,13 @@ def run(kernels: list[Kernel], keep: Iterable[Node] = ()) -> list[Kernel]:
 def _run(c: Compilation) -> Compilation:
     assert c.kernels is not None, "schedule runs after fuse"
     keep = set(c.roots)
-    ordered = run(c.kernels, keep=keep)
+    edges = state_order(c.kernels, c.updates)
+    ordered = run(c.kernels, keep=keep, after=edges)
     line = (f"{len(ordered)} kernels; peak live bytes {peak_bytes(ordered, keep)} "
             f"(creation order: {peak_bytes(c.kernels, keep)})")
-    return c.but(kernels=ordered, report={**c.report, "schedule": [line]})
+    lines = [line] + ([f"{len(edges)} ordering edges for in-place state updates (readers of a param before its "
+                       "update, kernels that may fail before every update)"] if edges else [])
+    return c.but(kernels=ordered, report={**c.report, "schedule": lines})
 
 
 PASS = Pass("schedule", "kernel order with low peak live memory (greedy list scheduling)", _run)

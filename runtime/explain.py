@@ -216,6 +216,14 @@ def _buffer(ex: Explanation, plan: Plan, program: Any) -> list[str]:
                  "param": f"graph.state[{p.name!r}] (bound zero-copy, not in the arena)",
                  "const": "the constant's own array (bound or embedded in the code, not in the arena)"}
         return [where.get(p.op, "bound memory")]
+    in_state = next((q for q, v in plan.state_inplace.items() if v is p), None)
+    if in_state is not None and program.backend == "llvm":
+        assert k is not None
+        return [f"no arena buffer: kernel {k.name} writes it straight into graph.state[{in_state.name!r}] (an "
+                "in-place state update: nothing is copied after the call; later kernels read it there)"]
+    if in_state is not None:
+        return [f"no arena buffer: the plan updates graph.state[{in_state.name!r}] in place from kernel {k.name}; "
+                f"the {program.backend} backend keeps the value in an array of its own and copies it after the run"]
     if p not in plan.buffers:
         assert k is not None
         if get_op(p.op).is_view(p) or _gemm_view(p, k):
@@ -228,8 +236,7 @@ def _buffer(ex: Explanation, plan: Plan, program: Any) -> list[str]:
                 "reads it)"]
     ex.materialized = True
     ex.buffer = b = plan.buffers[p]
-    keep = set(plan.outputs) | {v for _, v in plan.updates}
-    live = intervals(plan.kernels, keep)
+    live = intervals(plan.kernels, plan.kept)
     ex.interval = first, last = live[p]
     end = "the end of the program (an output or update value)" if last == len(plan.kernels) else \
         f"kernel {last} ({plan.kernels[last].name})"

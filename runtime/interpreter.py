@@ -75,7 +75,9 @@ class PlanInterpreterProgram(Program):
     kernels run in plan order, each node evaluated with its op's ``reference``; a kernel reads its inputs from
     their arena views (or bound arrays) and writes its outputs into theirs, so in-place reuse really aliases
     memory. If fusion, scheduling or memory planning broke meaning (a buffer reused too early), this program
-    disagrees with ``backend="numpy"`` — which is what the tests check.
+    disagrees with ``backend="numpy"`` — which is what the tests check. State updates are all copied after the
+    run (the native backend writes the plan's ``state_inplace`` ones from their kernel): such a value has no arena
+    buffer, so it is kept in an array of its own, which later kernels read.
     """
 
     backend = "numpy-plan"
@@ -90,8 +92,11 @@ class PlanInterpreterProgram(Program):
 
     def _run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         state = self.graph.state
+        taken: dict[Node, np.ndarray] = {}  # the plan's state_inplace values (not in the arena)
 
         def read(x: Node) -> np.ndarray:
+            if x in taken:
+                return taken[x]
             return self.views[x] if x in self.views else _value(x, feeds, state, {})
 
         with np.errstate(all="ignore"):
@@ -103,7 +108,11 @@ class PlanInterpreterProgram(Program):
                 results = [np.array(r, copy=True) if np.may_share_memory(r, self.arena) else r
                            for r in (local[id(v)] for v in kernel.outputs)]
                 for v, r in zip(kernel.outputs, results):
-                    np.copyto(self.views[v], r)
+                    if v in self.views:
+                        np.copyto(self.views[v], r)
+                    else:
+                        taken[v] = np.array(r, copy=True)
         wanted = self.plan.outputs + [value for _, value in self.plan.updates]  # simplified nodes, same order
         # copies of bound values, so applying one update never changes what another update reads
-        return [self.views[n] if n in self.views else np.array(read(n), copy=True) for n in wanted]
+        return [taken[n] if n in taken else self.views[n] if n in self.views else np.array(read(n), copy=True)
+                for n in wanted]

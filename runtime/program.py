@@ -4,6 +4,14 @@
 backend, applies state updates in place and returns fresh output arrays as a dict (or list, or one array,
 matching how ``outputs`` was given).
 
+State updates: every update is computed from the state before the call (simultaneous: ``{a: b, b: a}`` swaps)
+and written into the existing ``graph.state`` arrays (they are never replaced). The native backend writes some
+of them straight from their kernel (``plan.state_inplace``, see :mod:`runtime.native`); the others are copied in
+by :meth:`Program._apply_updates` after the backend ran. A call that raises before its kernels completed (bad
+feeds, a kernel reporting bad data) leaves the state as it was; once they completed, the step is completed too.
+Every updated param's state array must be writeable (a read-only one is a :class:`GraphcError` before anything
+runs).
+
 Threads and interrupts: a Program may be called from any number of threads. Every call holds its graph's
 ``state_lock`` from reading the state to writing the updates, so the calls of all programs compiled from one graph
 (a training step, an evaluation program, ...) run one at a time: each reads a consistent state and its updates
@@ -45,6 +53,10 @@ class Program:
         self.nodes = topo_ancestors(roots)
         self.inputs = {n.name: n for n in self.nodes if n.op == "input"}
         self.params = {n.name: n for n in self.nodes if n.op == "param"}
+        updated = {p.name for p, _ in self.updates}
+        checked = {**self.params, **{p.name: p for p, _ in self.updates}}  # on every call (_check_state)
+        self._state_checks = [(name, node, node.shape, node.type.np_dtype, name in updated)
+                              for name, node in checked.items()]
 
     # -- calling ---------------------------------------------------------------------------------------
     def __call__(self, named: Mapping[str, Any] | None = None, /, **feeds: Any) -> Any:
@@ -62,10 +74,12 @@ class Program:
             self._check_state()
             values = self._run(arrays)
             outputs, new_state = values[: len(self.output_nodes)], values[len(self.output_nodes):]
-            # outputs are fresh arrays holding the values computed from the state *before* the updates
-            outputs = self._fresh(outputs)
-            with interrupts_deferred():
-                self._apply_updates(new_state)
+            copies = any(value is not self.graph.state[p.name] for (p, _), value in zip(self.updates, new_state))
+            with interrupts_deferred() if copies else contextlib.nullcontext():  # else the state is complete
+                try:  # outputs are fresh arrays holding the values computed from the state *before* the updates
+                    outputs = self._fresh(outputs)
+                finally:  # some updates may already be in the state: the step is always completed
+                    self._apply_updates(new_state)
         return self._package(outputs, arrays)
 
     def _fresh(self, values: list[np.ndarray]) -> list[np.ndarray]:
@@ -75,11 +89,12 @@ class Program:
     def _apply_updates(self, new_state: list[np.ndarray]) -> None:
         """Write every update into ``graph.state`` in place, all computed from the old state (simultaneous:
         ``{a: b, b: a}`` swaps). A new value that aliases some state array (a param, or a view of one) is copied
-        before any write."""
+        before any write. A value that *is* its target array was written in place by the backend already."""
         targets = [self.graph.state[param.name] for param, _ in self.updates]
-        new_state = [np.array(v, copy=True) if any(np.may_share_memory(v, t) for t in targets) else v
-                     for v in new_state]
-        for target, value in zip(targets, new_state):
+        pending = [(t, v) for t, v in zip(targets, new_state) if v is not t]
+        pending = [(t, np.array(v, copy=True) if any(np.may_share_memory(v, u) for u in targets) else v)
+                   for t, v in pending]
+        for target, value in pending:
             np.copyto(target, value)
 
     def _run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -87,13 +102,18 @@ class Program:
         raise NotImplementedError
 
     def _check_state(self) -> None:
-        """The graph's state arrays must still match their params (a user may have replaced one)."""
-        for name, node in self.params.items():
-            array = self.graph.state.get(name)
-            if not isinstance(array, np.ndarray) or array.shape != node.shape or array.dtype != node.type.np_dtype:
+        """The graph's state arrays must still match their params (a user may have replaced one), and those this
+        program updates must be writeable."""
+        state = self.graph.state
+        for name, node, shape, dtype, updated in self._state_checks:
+            array = state.get(name)
+            if not isinstance(array, np.ndarray) or array.shape != shape or array.dtype != dtype:
                 got = "missing" if array is None else f"{getattr(array, 'dtype', type(array).__name__)}" \
                       f"{list(getattr(array, 'shape', ()))}"
                 raise GraphcError(f"graph.state[{name!r}] must be a {node.type} array, found {got}")
+            if updated and not array.flags.writeable:
+                raise GraphcError(f"graph.state[{name!r}] is read-only, but this program updates it in place; "
+                                  f"assign a writeable array (e.g. graph.state[{name!r}] = np.array(...))")
 
     def _package(self, arrays: list[np.ndarray], feeds: Mapping[str, np.ndarray] | None = None) -> Any:
         if self._form == "dict":
