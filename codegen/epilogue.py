@@ -10,8 +10,10 @@ a per-channel bias, a bias row, a scalar. The anchor's lowerer computes its valu
     epi.store(b, v, off, per)     # the chain's scalar formulas composed on v, every kernel output stored at off
 
 An input that varies along the axis is contiguous with every other extent 1, so its element ``i`` is at offset
-``i``; a size-1 input is read at offset 0, a size-1 constant embedded in the IR. A unit-axis ``reshape`` in the
-chain reads its source buffer the same way (nothing materialized).
+``i``; a size-1 input is read at offset 0, a size-1 constant embedded in the IR; an input of the anchor's own
+shape (a residual added to a conv's output, a param beside its gradient) is read at the output's flat offset
+``off`` inside ``store``. A unit-axis ``reshape`` in the chain reads its source buffer the same way (nothing
+materialized).
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ class Epilogue:
     anchor: Node
     nodes: list[Node]                     # chain members in execution order (unit reshapes included)
     constants: dict[Node, ir.Constant]    # size-1 constants, embedded
-    reads: list[tuple[Node, Node, bool]]  # (value, buffer read, varies along the axis)
+    reads: list[tuple[Node, Node, bool]]  # (value, buffer read, varies along the axis), loaded by ``load``
+    full: list[tuple[Node, Node]]         # (value, buffer read) of the anchor's size, loaded by ``store``
     outputs: list[Node]                   # kernel outputs among the anchor and the chain
 
     @classmethod
@@ -64,10 +67,14 @@ class Epilogue:
             if r.inputs[0] in constants:
                 constants[r] = constants[r.inputs[0]]
         direct = {x for n in nodes if n not in views for x in n.inputs}
-        reads = [(n, n.inputs[0], n.size > 1) for n in views if n not in constants]
-        reads += [(x, x, x.size > 1) for x in external if x in direct and x not in constants]
+        loads = [(n, n.inputs[0]) for n in views if n not in constants]
+        loads += [(x, x) for x in external if x in direct and x not in constants]
+        # the anchor's own shape: read at the flat offset (a per-axis vector of that shape has every other extent
+        # 1, so its axis index is its flat offset too)
+        full = [(v, buf) for v, buf in loads if v.size > 1 and v.shape == anchor.shape]
+        reads = [(v, buf, v.size > 1) for v, buf in loads if (v, buf) not in full]
         outputs = [n for n in (anchor, *nodes) if n in kernel.outputs]
-        return cls(ctx, anchor, nodes, constants, reads, outputs)
+        return cls(ctx, anchor, nodes, constants, reads, full, outputs)
 
     def __bool__(self) -> bool:
         return bool(self.nodes)
@@ -89,6 +96,8 @@ class Epilogue:
         """Compose the chain's formulas on the anchor's ``value`` and store every kernel output at ``offset``."""
         values = dict(loaded)
         values[self.anchor] = value
+        for v, buf in self.full:
+            values[v] = load(b, self.ctx.elem(buf, offset), buf.dtype)
         sb = LLVMScalarBuilder(b)
         where = positions(self.ctx.kernel)
         for n in self.nodes:

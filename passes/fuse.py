@@ -28,7 +28,8 @@ Algorithm (greedy edge contraction on the group graph, a ``networkx.DiGraph`` wh
    GEMM writes C through the transpose's strides (column-major C as Cᵀ = op(B)ᵀ·op(A)ᵀ).
 5. An *anchor* (``Op.epilogue_axis`` is not None: conv2d, training batch_norm, matmul) absorbs the first fused
    group of its users that reads the anchor's output at full size and whose other inputs vary at most along the
-   epilogue axis (a bias, a per-channel scale, a scalar): the chain is applied before the anchor's store.
+   epilogue axis (a bias, a per-channel scale, a scalar) or have the anchor's shape (ResNet's residual add, read
+   at the same offset): the chain is applied before the anchor's store.
 6. Groups become kernels in a topological order of the group graph (``networkx.lexicographical_topological_sort``,
    lowest first node id first). A kernel's ``inputs`` are the values its nodes read from outside the group (first
    use order), its ``outputs`` the group values read by another kernel, returned as a program output or used as an
@@ -181,7 +182,7 @@ def _view_target(p: Node, groups: _Groups, external: set[int]) -> Node | None:
     return target if groups.cycle_through(p, target) is None else None
 
 
-def _epilogue_refusal(a: Node, target: Node, groups: _Groups) -> str | None:
+def _epilogue_refusal(a: Node, target: Node, groups: _Groups, updated: set[int]) -> str | None:
     """Why the fused group ``target`` cannot become the epilogue of anchor ``a`` (None: it can)."""
     axis = epilogue_axis(a)
     members = groups.members[target]
@@ -197,13 +198,17 @@ def _epilogue_refusal(a: Node, target: Node, groups: _Groups) -> str | None:
         for x, shape in reads:
             if x in inside or (x is a and shape == a.shape):
                 continue
-            if x is a or not along_axis(shape, a.shape, axis):
-                return f"{a.op} epilogue: {m.name} reads {x.name} {list(shape)}, not a scalar or per-axis-{axis} vector"
+            if shape == a.shape and id(x) in updated and not along_axis(shape, a.shape, axis):
+                return (f"{a.op} epilogue: {m.name} reads the param {x.name} that this program updates (its update "
+                        f"stays an elementwise kernel, which may write the state in place)")
+            if x is a or not (along_axis(shape, a.shape, axis) or shape == a.shape):
+                return (f"{a.op} epilogue: {m.name} reads {x.name} {list(shape)}, not a scalar, a per-axis-{axis} "
+                        f"vector or a tensor of {a.op}'s shape")
     through = groups.cycle_through(a, target)
     return None if through is None else f"{a.op} epilogue would create a cycle through {through.name} ({through.op})"
 
 
-def _merge_epilogues(compute: list[Node], groups: _Groups) -> None:
+def _merge_epilogues(compute: list[Node], groups: _Groups, updated: set[int]) -> None:
     """Merge into each anchor the first fused group of its users that only reads the anchor's output at full size
     (other inputs: scalars or vectors along the epilogue axis)."""
     for a in compute:
@@ -213,7 +218,7 @@ def _merge_epilogues(compute: list[Node], groups: _Groups) -> None:
             target = groups.find(u)
             if target is groups.find(a) or not fusible(u) or u.shape != a.shape:
                 continue
-            why = _epilogue_refusal(a, target, groups)
+            why = _epilogue_refusal(a, target, groups, updated)
             if why is None:
                 groups.union(a, u)
                 break
@@ -301,7 +306,7 @@ def run(nodes: list[Node], outputs: list[Node], updates: list[tuple[Node, Node]]
         target = _view_target(p, groups, external)
         if target is not None:
             groups.union(p, target)
-    _merge_epilogues(compute, groups)
+    _merge_epilogues(compute, groups, {id(p) for p, _ in updates})
     order = nx.lexicographical_topological_sort(groups.graph, key=lambda r: groups.lo[r])
     ordered = [sorted(groups.members[r], key=lambda n: n.id) for r in order]
 

@@ -57,10 +57,23 @@ def test_matmul_bias_relu_is_one_matmul_kernel_with_an_epilogue():
     assert any("matmul epilogue: add, relu" in line for line in report)
 
 
-def test_matmul_then_chain_reading_another_full_size_value_stays_two_kernels():
+def test_matmul_then_chain_reading_another_full_size_value_is_its_epilogue():
+    """A residual-style operand of the matmul's own shape is read at the same offset: one kernel."""
     g = gc.Graph("f")
     x = g.input("x", (8, 5))
     w, r = g.param("w", np.ones((5, 3))), g.input("r", (8, 3))
+    mm = x @ w
+    added = mm + r
+    y = gc.relu(added)
+    kernels, report = kernels_of([y])
+    assert nodes_of(kernels) == [[mm, added, y]]
+    assert any("matmul epilogue: add, relu" in line for line in report)
+
+
+def test_matmul_then_chain_reading_a_value_broadcast_along_rows_stays_two_kernels():
+    g = gc.Graph("f")
+    x = g.input("x", (8, 5))
+    w, r = g.param("w", np.ones((5, 3))), g.input("r", (8, 1))
     mm = x @ w
     added = mm + r
     y = gc.relu(added)

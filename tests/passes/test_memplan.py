@@ -95,7 +95,7 @@ def test_verify_plan_catches_two_live_buffers_overlapping():
     x = g.input("x", (4, 4))
     w = g.param("w", np.ones((4, 4)))
     a = x @ w
-    b = a @ w
+    b = gc.softmax(a, axis=1)    # an opaque kernel: a stays materialized beside it
     c = a + b                    # a and b are live together here
     plan = build_plan([c], [])
     verify_plan(plan)
