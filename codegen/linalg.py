@@ -14,9 +14,11 @@ from typing import NamedTuple
 
 import llvmlite.ir as ir
 
+import codegen.prepack as prepack
 from codegen.epilogue import Epilogue
-from codegen.gemm.config import default_config, host_vector_bits
+from codegen.gemm.config import GemmConfig, default_config, host_vector_bits
 from codegen.gemm.driver import emit_gemm, workspace_bytes
+from codegen.gemm.skinny import SKINNY_ROWS
 from codegen.llvm import PTR, for_range, gep, i64
 from codegen.loops import collapse, contiguous_strides
 from codegen.lowering import KernelContext, LoweringError, lowerer
@@ -120,11 +122,15 @@ def lower_matmul(ctx: KernelContext) -> None:
         m, n = n, m
         strides[:2] = strides[1], strides[0]
         sa, sb = sb, sa
-    gemm = emit_gemm(ctx.module, f"{ctx.function.name}.gemm", m, n, k, dtype=node.dtype,
-                     trans_a=first.transposed != c_transposed, trans_b=second.transposed != c_transposed,
-                     batch=inner, batch_strides=strides, threads=ctx.threads, lds=(first.ld, second.ld, ldc))
+    trans_b = second.transposed != c_transposed
+    cfg = default_config(node.dtype, host_vector_bits())
+    packed = _prepacked_b(ctx, second, m, n, k, trans_b, sb if dims else (), strides[1], cfg)
+    gemm = emit_gemm(ctx.module, f"{ctx.function.name}.gemm" + (".p" if packed else ""), m, n, k, dtype=node.dtype,
+                     trans_a=first.transposed != c_transposed, trans_b=trans_b,
+                     batch=inner, batch_strides=strides, threads=ctx.threads, lds=(first.ld, second.ld, ldc),
+                     pack_b=prepack.packer_b(cfg, n) if packed else None)
     builder = ctx.builder
-    scalar = default_config(node.dtype, host_vector_bits()).scalar
+    scalar = cfg.scalar
     base = [gep(builder, builder.bitcast(ctx.ptr(x.source), PTR), i64(x.offset), scalar) for x in (first, second)]
     base.append(builder.bitcast(ctx.ptr(target), PTR))
     workspace = builder.bitcast(ctx.scratch(workspace_bytes(m, n, k, node.dtype, threads=ctx.threads,
@@ -141,6 +147,20 @@ def lower_matmul(ctx: KernelContext) -> None:
     call(0, [i64(0)] * 3)
     if epi and node.size:
         _epilogue_pass(builder, epi, target, n)
+
+
+def _prepacked_b(ctx: KernelContext, x: Operand, m: int, n: int, k: int, trans: bool, batch_strides: Sequence[int],
+                 inner_stride: int, cfg: GemmConfig) -> bool:
+    """Whether the GEMM's B (``x``) is read packed at compile time (``codegen.prepack``): a constant of a frozen
+    program read whole (from its first element, rows contiguous, the same matrix for every batch item) and by
+    nothing else in the kernel, under a GEMM of more rows than the unpacked matrix-vector path takes."""
+    source = x.source
+    if m <= SKINNY_ROWS or source.size != k * n or x.offset != 0 or x.ld != (k if trans else n) \
+            or inner_stride != 0 or any(batch_strides):
+        return False
+    if sum(1 for v in ctx.kernel.nodes for operand in v.inputs if operand is source) != 1:
+        return False
+    return ctx.prepacked(source, prepack.spec_b(cfg, 1, k, n, trans=trans)) is not None
 
 
 def _row_step(transposed: bool, ld: int) -> int:

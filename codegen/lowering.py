@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import llvmlite.ir as ir
 import numpy as np
@@ -68,6 +69,9 @@ class KernelContext:
     # those outputs → the input whose pointer addresses them (a donor buffer, or a param updated in place)
     aliases: Mapping[Node, Node] = field(default_factory=dict)
     claim: Claim | None = None  # inside a parallel chunk: scratch from this thread's own slice
+    # constants this kernel reads packed (``codegen.prepack``): (node, spec), shared with its parallel chunks; None
+    # when the module packs none
+    packs: list[tuple[Node, Any]] | None = None
 
     def ptr(self, node: Node) -> ir.Value:
         return self.pointers[node]
@@ -77,6 +81,19 @@ class KernelContext:
         never depends on a larger constant's values, so kernels differing only in those share one function
         (``codegen.module.kernel_signature``)."""
         return node.attrs["value"] if embeddable(node) else None
+
+    def prepacked(self, node: Node, spec: Any) -> ir.Value | None:
+        """A pointer to ``node`` packed as ``spec`` (a ``codegen.prepack.PackSpec``), when ``node`` is a constant
+        the module may pack at compile time, else None. The pointer is ``node``'s own argument, which the entry then
+        binds to the packed buffer instead of the constant: a lowerer that takes it must read ``node`` only through
+        it, and ask once per node."""
+        if self.packs is None or node.op != "const" or embeddable(node) or node.size == 0 \
+                or node not in self.pointers or node in self.aliases.values():
+            return None
+        if any(n is node for n, _ in self.packs):
+            raise LoweringError(f"internal error: constant {node.name} asked to be packed twice in one kernel")
+        self.packs.append((node, spec))
+        return self.pointers[node]
 
     def error_code(self, node: Node) -> int:
         """A status code that makes the runtime raise an error naming ``node``."""
@@ -116,7 +133,7 @@ class KernelContext:
                 pointers.update((out, b.bitcast(pointers[src], pointer_type(out))) for out, src in self.aliases.items())
                 inner = KernelContext(self.module, self.kernel, b.function, b, pointers, values[count],
                                       self.error_nodes, threads=1, in_place=self.in_place, aliases=self.aliases,
-                                      claim=claim)
+                                      claim=claim, packs=self.packs)
             body(inner, chunk, *values[count + 1:])
 
         region(self.module, self.builder, f"{self.function.name}.{name}", chunks, self.threads, captured, emit,

@@ -13,6 +13,8 @@ The binding table (the one definition; ``runtime.native`` fills it):
                       (``Module.direct``): program outputs computed by a kernel, which the kernel writes straight
                       into a fresh array the runtime allocates per call and returns as is (no arena → output copy;
                       their arena bytes, still planned, are never touched)
+    buffers[3 + len(slots) + i]  ``Module.packs[i]``: a constant packed once as a GEMM operand (``codegen.prepack``),
+                      which the kernels that asked for it get instead of the constant's own slot
 
 ``graphc_main`` calls the kernels in plan order. Kernel arguments are typed pointers (inputs, then outputs),
 marked ``noalias`` unless two arguments of the same kernel share arena bytes. An in-place output (``plan.inplace``:
@@ -48,6 +50,7 @@ import numpy as np
 import codegen.lowerers  # noqa: F401  (registers every op family's lowerers before find_lowerer runs)
 from codegen.llvm import I8P, I64
 from codegen.lowering import KernelContext, LoweringError, embeddable, find_lowerer, pointer_type
+from codegen.prepack import enabled as prepack_enabled
 from codegen.target import fingerprint, new_module
 from graphc.ir import Node
 from passes.plan import Kernel, Plan
@@ -67,6 +70,9 @@ class Module:
     kernel_functions: dict[str, str] = field(default_factory=dict)  # kernel name → LLVM function name
     direct: list[Node] = field(default_factory=list)  # the tail of ``slots``: outputs written into fresh arrays
     scratch_bytes: int = 0  # the largest scratch any kernel claims
+    # derived constant buffers (``codegen.prepack``): (constant, spec) of table entry FIRST_SLOT + len(slots) + i,
+    # the constant's value packed once as a GEMM operand, which the kernels that asked for it read instead
+    packs: list[tuple[Node, Any]] = field(default_factory=list)
 
 
 def _bound_slots(plan: Plan) -> list[Node]:
@@ -120,13 +126,15 @@ def _function_name(kernel: Kernel, index: int) -> str:
     return f"gk{index}_{safe}"
 
 
-def kernel_signature(kernel: Kernel, args: list[Node], shared: dict[Node, Node], noalias: list[bool]) -> str | None:
+def kernel_signature(kernel: Kernel, args: list[Node], shared: dict[Node, Node], noalias: list[bool],
+                     prepack: bool = False) -> str | None:
     """What decides the code of ``kernel``'s function, independent of where its buffers live: every node's op,
     type, attributes and operands (as positions within the kernel), the argument types and single-element constant
     values, which output takes over which input's buffer, and the ``noalias`` flags. Two kernels with the same
     signature compile to the same function (a chain's repeated fused groups, a network's repeated blocks), so it is
     generated once and called for each. None when an attribute has no canonical form (then the kernel gets its own
-    function)."""
+    function). With ``prepack`` the larger constant arguments are marked (their kernels may read them packed,
+    ``codegen.prepack``)."""
     position = {n: f"a{i}" for i, n in enumerate(args)}
     local: dict[Node, str] = {}
     parts = [kernel.kind]
@@ -135,8 +143,8 @@ def kernel_signature(kernel: Kernel, args: list[Node], shared: dict[Node, Node],
             operands = ",".join(local.get(x) or position[x] for x in n.inputs)
             parts.append(f"{n.op}|{n.type}|{_canon(n.attrs)}|{operands}")
             local[n] = f"n{len(local)}"
-        parts.append("args " + " ".join(f"{x.type}" + (_canon(x.attrs["value"]) if embeddable(x) else "")
-                                        for x in args))
+        parts.append("args " + " ".join(f"{x.type}" + (_canon(x.attrs["value"]) if embeddable(x) else
+                                                        "k" if prepack and x.op == "const" else "") for x in args))
     except _Uncacheable:
         return None
     parts.append("outputs " + " ".join(local[v] for v in kernel.outputs))
@@ -147,10 +155,10 @@ def kernel_signature(kernel: Kernel, args: list[Node], shared: dict[Node, Node],
 
 
 def _kernel_function(module: ir.Module, plan: Plan, kernel: Kernel, index: int, args: list[Node],
-                     shared: dict[Node, Node], noalias: list[bool], error_nodes: list[Node], threads: int
-                     ) -> tuple[ir.Function, int]:
+                     shared: dict[Node, Node], noalias: list[bool], error_nodes: list[Node], threads: int,
+                     prepack: bool = False) -> tuple[ir.Function, int, list[tuple[int, Any]]]:
     """The LLVM function computing ``kernel`` from pointer arguments (inputs, outputs, the status word, the
-    scratch buffer) and the scratch bytes it uses."""
+    scratch buffer), the scratch bytes it uses and the arguments it reads packed ((position, spec))."""
     lower = find_lowerer(kernel)
     fnty = ir.FunctionType(ir.VoidType(), [pointer_type(n) for n in args] + [I64.as_pointer(), I8P])
     fn = ir.Function(module, fnty, _function_name(kernel, index))
@@ -165,10 +173,10 @@ def _kernel_function(module: ir.Module, plan: Plan, kernel: Kernel, index: int, 
     for out, src in shared.items():
         pointers[out] = builder.bitcast(pointers[src], pointer_type(out))
     ctx = KernelContext(module, kernel, fn, builder, pointers, fn.args[-2], error_nodes, scratch_base=fn.args[-1],
-                        threads=threads, in_place=frozenset(shared), aliases=shared)
+                        threads=threads, in_place=frozenset(shared), aliases=shared, packs=[] if prepack else None)
     lower(ctx)
     ctx.builder.ret_void()
-    return fn, ctx.scratch_bytes
+    return fn, ctx.scratch_bytes, [(args.index(node), spec) for node, spec in ctx.packs or []]
 
 
 def build_module(plan: Plan, name: str = "graphc", direct: bool = True, threads: int = 1) -> Module:
@@ -181,30 +189,36 @@ def build_module(plan: Plan, name: str = "graphc", direct: bool = True, threads:
     in_state = set(plan.state_inplace.values())  # bound to their param's slot, not to their arena bytes
     first_write = first_state_write(plan)
     error_nodes: list[Node] = []
-    functions: list[tuple[Kernel, ir.Function, list[Node]]] = []
+    functions: list[tuple[Kernel, ir.Function, list[Node], dict[int, int]]] = []
     names: dict[str, str] = {}
     reusable: dict[str, ir.Function] = {}
     scratch = 0
+    prepack = prepack_enabled()
+    packed_args: dict[ir.Function, list[tuple[int, Any]]] = {}  # per function: the arguments it reads packed
+    packs: dict[tuple[Node, Any], int] = {}  # derived buffer -> its index in Module.packs
     for index, kernel in enumerate(plan.kernels):
         args = list(kernel.inputs) + list(kernel.outputs)
         shared = _shared(plan, kernel, set(outs))
         noalias = _noalias(plan, args, set(outs) | set(shared) | in_state)
-        signature = kernel_signature(kernel, args, shared, noalias)
+        signature = kernel_signature(kernel, args, shared, noalias, prepack)
         fn = reusable.get(signature) if signature is not None else None
         if fn is None:
             codes = len(error_nodes)
-            fn, used = _kernel_function(module, plan, kernel, index, args, shared, noalias, error_nodes, threads)
+            fn, used, packed_args[fn] = _kernel_function(module, plan, kernel, index, args, shared, noalias,
+                                                         error_nodes, threads, prepack)
             scratch = max(scratch, used)
             if signature is not None and len(error_nodes) == codes:  # its status codes would name this node
                 reusable[signature] = fn
             if len(error_nodes) > codes and first_write is not None and index >= first_write:
                 raise LoweringError(f"internal error: kernel {kernel.name} may report bad data, but it runs after "
                                     f"kernel {plan.kernels[first_write].name} has written graph.state in place")
-        functions.append((kernel, fn, args))
+        replaced = {position: FIRST_SLOT + len(slots) + packs.setdefault((args[position], spec), len(packs))
+                    for position, spec in packed_args[fn]}
+        functions.append((kernel, fn, args, replaced))
         names[kernel.name] = fn.name
     for profiled in (False, True):
         _entry(module, plan, slot_index, functions, profiled, first_write)
-    return Module(str(module), slots, error_nodes, names, outs, scratch)
+    return Module(str(module), slots, error_nodes, names, outs, scratch, list(packs))
 
 
 def first_state_write(plan: Plan) -> int | None:
@@ -214,7 +228,8 @@ def first_state_write(plan: Plan) -> int | None:
 
 
 def _entry(module: ir.Module, plan: Plan, slot_index: dict[Node, int],
-           functions: list[tuple[Kernel, ir.Function, list[Node]]], profiled: bool, first_write: int | None) -> None:
+           functions: list[tuple[Kernel, ir.Function, list[Node], dict[int, int]]], profiled: bool,
+           first_write: int | None) -> None:
     """``graphc_main(i8** table)``: every kernel in plan order. ``graphc_profile(i8** table, i64* ns)`` does the
     same and adds each kernel's wall time (CLOCK_MONOTONIC nanoseconds) to ``ns[kernel]``. Both return before
     kernel ``first_write`` (the first to write ``graph.state``) when the status word is nonzero."""
@@ -232,14 +247,20 @@ def _entry(module: ir.Module, plan: Plan, slot_index: dict[Node, int],
     for p, v in plan.state_inplace.items():
         bound[v] = bound[p]  # written into, and read later from, the param's state array
     clock = _clock(module, b) if profiled else None
-    for index, (_kernel, fn, args) in enumerate(functions):
+    packed: dict[int, ir.Value] = {}  # table entry -> its pointer, loaded once
+    for index, (_kernel, fn, args, replaced) in enumerate(functions):
         if index == first_write:  # a kernel before it failed: leave the state as it was
             failed = b.icmp_signed("!=", b.load(status), ir.Constant(I64, 0))
             with b.if_then(failed, likely=False):
                 b.ret_void()
         ptrs = []
-        for n in args:
-            if n in bound:
+        for position, n in enumerate(args):
+            if position in replaced:  # a constant this kernel reads packed (codegen.prepack)
+                at = replaced[position]
+                if at not in packed:
+                    packed[at] = b.load(b.gep(table, [ir.Constant(I64, at)]), name=f"packed{at}")
+                ptrs.append(b.bitcast(packed[at], pointer_type(n)))
+            elif n in bound:
                 ptrs.append(bound[n])
             else:
                 raw = b.gep(base, [ir.Constant(I64, plan.buffers[n].offset)], inbounds=True)
@@ -304,7 +325,8 @@ def plan_key(plan: Plan, name: str = "graphc", direct: bool = True, threads: int
 
 def _plan_key(plan: Plan, name: str, direct: bool, threads: int) -> tuple[str, list[Node]]:
     index: dict[Node, int] = {}
-    parts = [fingerprint(), name, str(direct), f"threads={threads}", str(plan.arena_bytes)]
+    parts = [fingerprint(), name, str(direct), f"threads={threads}", str(plan.arena_bytes),
+             f"prepack={prepack_enabled()}"]
 
     def ref(n: Node) -> int:
         if n not in index:

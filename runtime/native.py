@@ -31,6 +31,7 @@ try:
 except ImportError:  # NumPy < 2
     from numpy import byte_bounds
 
+import codegen.prepack as prepack
 import runtime.collective as collective
 import runtime.parallel as parallel
 from codegen.cache import cache_enabled, discard, load
@@ -78,12 +79,14 @@ class NativeProgram(Program):
             if entry is not None:
                 discard(key)  # an intact entry whose metadata does not fit this plan: compile and replace it
             self.error_nodes, scratch_bytes = self.module.error_nodes, self.module.scratch_bytes
+            self.packs = self.module.packs
             position = {n: i for i, n in enumerate(nodes)}
             meta = {"error_nodes": [position[n] for n in self.error_nodes],
-                    "scratch_bytes": scratch_bytes} if key else {}
+                    "scratch_bytes": scratch_bytes,
+                    "packs": [[position[n], spec.to_json()] for n, spec in self.packs]} if key else {}
             self.jit = Jit(self.module.ir_text, name=self.graph.name, cache=cache, key=key, meta=meta)
         else:  # the IR is generated only if someone inspects it
-            self.error_nodes, scratch_bytes = cached
+            self.error_nodes, scratch_bytes, self.packs = cached
             self.jit = Jit(lambda: self.module.ir_text, name=self.graph.name, cache=cache, key=key, entry=entry)
         self._main = _MAIN(self.jit.address(ENTRY))
         self._profiled = _PROFILE(self.jit.address(PROFILE))
@@ -91,11 +94,15 @@ class NativeProgram(Program):
         self._arena_owner, self.arena = allocate_arena(self.plan)
         self._status = np.zeros(1, dtype=np.int64)
         self._scratch_owner, self._scratch = aligned_bytes(scratch_bytes, "scratch memory")
-        self._table = (ctypes.c_void_p * (FIRST_SLOT + len(self.slots)))()
+        self._table = (ctypes.c_void_p * (FIRST_SLOT + len(self.slots) + len(self.packs)))()
         self._table[ARENA] = self.arena.ctypes.data
         self._table[STATUS] = self._status.ctypes.data
         self._table[SCRATCH] = self._scratch.ctypes.data
         self._consts = {n: _contiguous(n.attrs["value"]) for n in self.plan.consts}
+        # constants packed once as GEMM operands (codegen.prepack): table entries after the slots, never rebound
+        self._packed = [prepack.pack(n.attrs["value"], spec) for n, spec in self.packs]
+        for i, array in enumerate(self._packed):
+            self._table[FIRST_SLOT + len(self.slots) + i] = array.ctypes.data
         self._direct = set(direct)
         first = {n: self.plan.outputs.index(n) for n in self._direct}  # plan nodes, in the order of output_nodes
         self._fresh_output = [first.get(n) == i for i, n in enumerate(self.plan.outputs)]
@@ -266,15 +273,24 @@ class NativeProgram(Program):
         return info
 
 
-def _decode_meta(meta: dict[str, Any], nodes: list[Node]) -> tuple[list[Node], int] | None:
-    """(error nodes, scratch bytes) recorded in cached metadata (error nodes as positions in the plan key's node
-    order); None if unusable."""
+def _decode_meta(meta: dict[str, Any], nodes: list[Node]) -> tuple[list[Node], int, list[tuple[Node, Any]]] | None:
+    """(error nodes, scratch bytes, packed constants) recorded in cached metadata (nodes as positions in the plan
+    key's node order); None if unusable."""
     positions, scratch = meta.get("error_nodes"), meta.get("scratch_bytes")
+    packs = []
+    for item in meta.get("packs", []) if isinstance(meta.get("packs", []), list) else [None]:
+        if not isinstance(item, list) or len(item) != 2 or not isinstance(item[0], int) \
+                or not 0 <= item[0] < len(nodes) or nodes[item[0]].op != "const":
+            return None
+        spec = prepack.PackSpec.from_json(item[1])
+        if spec is None or spec.batch * spec.rows * spec.cols != nodes[item[0]].size:
+            return None
+        packs.append((nodes[item[0]], spec))
     if not isinstance(positions, list) or not all(isinstance(i, int) and 0 <= i < len(nodes) for i in positions):
         return None
     if not isinstance(scratch, int) or not 0 <= scratch <= MAX_ARENA_BYTES:
         return None
-    return [nodes[i] for i in positions], scratch
+    return [nodes[i] for i in positions], scratch, packs
 
 
 def _overlapping(spans: list[tuple[int, int]]) -> set[int]:

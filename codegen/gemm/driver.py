@@ -26,6 +26,10 @@ columns past the last full ``nr`` panel a kernel whose last vector is loaded and
 access leaves the operands. The ``kc`` and ``nc`` blocks are balanced (``K = 784``: four blocks of 196, not
 3 x 256 + 16). Micro-kernels and packing routines are shared by every GEMM of a module (compile time).
 
+Packing reads memory the micro-kernels could not overlap with arithmetic; so each micro-kernel call also prefetches
+(a cache line per k step, into L2) its share of what the next packing will read: the next B block's source, or,
+when the caller packs B, the next row tile's A rows (a convolution's weights).
+
 Workspace: per thread, the packed B block (``kc * nc`` elements) and one A micro-panel (``mr * kc``, plus one
 vector of slack), together at most 512 KiB, in the 64-byte-aligned buffer the caller passes as ``W`` (never the
 stack: a thread with a small stack must not overflow); :func:`workspace_bytes` gives its size.
@@ -34,7 +38,7 @@ stack: a thread with a small stack must not overflow); :func:`workspace_bytes` g
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import llvmlite.ir as ir
@@ -43,11 +47,26 @@ from codegen.gemm.config import GemmConfig, default_config, host_vector_bits
 from codegen.gemm.microkernel import microkernel
 from codegen.gemm.pack import pack_a, pack_b
 from codegen.gemm.skinny import SKINNY_ROWS, emit_skinny
-from codegen.llvm import I1, I8, PTR, VOID, for_range, gep, i64
+from codegen.llvm import I1, I8, I64, PTR, VOID, for_range, gep, i64
 from codegen.parallel import Claim, region
 
 PARALLEL_MIN_MACS = 1 << 17  # below this many multiply-adds a GEMM runs on one thread (a region costs ~µs)
 PACK_COST = 8  # packing one element costs about as many multiply-adds (measured 6-9 on Zen 4 for A and B panels)
+
+# A caller's packer of op(B) blocks (``emit_gemm(pack_b=...)``): pack_b(builder, B, Bp, pc, col, kc, ncols) emits at
+# ``builder`` the packing of op(B)[pc:pc+kc, col:col+ncols] into ``nr``-wide zero-padded panels,
+# Bp[(j*kc + p)*nr + c] = op(B)[pc + p, col + j*nr + c] (0 for j*nr + c >= ncols), like :func:`pack.pack_b`; ``B`` is
+# the batch item's B pointer (advanced by its batch stride only, never by ``col``), the others i64 values.
+PackB = Callable[[ir.IRBuilder, ir.Value, ir.Value, ir.Value, ir.Value, ir.Value, ir.Value], ir.Value | None]
+# A caller's packer of op(A) micro-panels (``emit_gemm(pack_a=...)``): pack_a(builder, A, Ap, pc, row, kc, rows) emits
+# Ap[p*rows + r] = op(A)[row + r, pc + p] for p < kc, r < rows (``rows`` <= mr, a Python int), like
+# :func:`pack.pack_a` (it may write up to one vector past rows*kc: the micro-panel has that slack); ``A`` is the batch
+# item's A pointer (advanced by its batch stride only, never by ``row``).
+PackA = Callable[[ir.IRBuilder, ir.Value, ir.Value, ir.Value, ir.Value, ir.Value, int], ir.Value | None]
+# Either packer may instead return a pointer to where its block / micro-panel already lies in that layout (an operand
+# packed once, at compile time: ``codegen.prepack``); the micro-kernels then read there and ``Bp`` / ``Ap`` are left
+# alone. A pack_a that does so must carry the attribute ``prepacked = True``: the thread grid then keeps every row
+# tile where :func:`row_tiles` of the whole ``m`` puts it (see :func:`partition`), the layout it was packed in.
 
 
 def _balanced(total: int, limit: int, multiple: int = 1) -> int:
@@ -91,9 +110,12 @@ def _split(total: int, parts: int, multiple: int) -> tuple[int, int]:
     return (1, total) if used == 1 else (used, size)
 
 
-def partition(m: int, n: int, k: int, batch: int, cfg: GemmConfig, threads: int) -> Grid | None:
+def partition(m: int, n: int, k: int, batch: int, cfg: GemmConfig, threads: int,
+              global_tiles: bool = False) -> Grid | None:
     """The grid of chunks for ``threads`` threads (see the module docstring), or None when the GEMM runs on one
-    thread (one thread, one chunk in all, or too little work for a parallel region to pay off)."""
+    thread (one thread, one chunk in all, or too little work for a parallel region to pay off). With
+    ``global_tiles`` only grids whose bands cut C's rows into the row tiles of the whole (``row_tiles(m, mr)``, the
+    layout of a prepacked A) are considered."""
     if threads <= 1 or batch * m * n * k < PARALLEL_MIN_MACS:
         return None
     best, best_cost = None, None
@@ -102,6 +124,8 @@ def partition(m: int, n: int, k: int, batch: int, cfg: GemmConfig, threads: int)
                                     range(1, min(col_panels, 2 * threads) + 1)):
         rp, band = _split(m, rp, cfg.mr)
         cp, width = _split(n, cp, cfg.nr)
+        if global_tiles and rp > 1 and not _same_tiles(m, band, rp, cfg.mr):
+            continue
         chunks = batch * rp * cp
         rounds = -(-chunks // threads)
         packing = band * k * -(-width // cfg.nc) + width * k
@@ -112,8 +136,34 @@ def partition(m: int, n: int, k: int, batch: int, cfg: GemmConfig, threads: int)
     return best if batch * best.rows * best.cols > 1 else None
 
 
-def _declare(module: ir.Module, name: str, internal: bool = False) -> ir.Function:
-    fn = ir.Function(module, ir.FunctionType(VOID, [PTR, PTR, PTR, PTR]), name=name)
+def _same_tiles(m: int, band: int, bands: int, mr: int) -> bool:
+    """Whether bands of ``band`` rows (the last the rest) tile each band as :func:`row_tiles` tiles all ``m`` rows
+    (the bands start at multiples of ``mr``; only the last band's edge tiles can differ)."""
+    start = (bands - 1) * band
+    full, tail = row_tiles(m, mr)
+    last_full, last_tail = row_tiles(m - start, mr)
+    return start + last_full == full and last_tail == tail
+
+
+def tile_origins(m: int, mr: int) -> list[tuple[int, int]]:
+    """(first row, rows) of every row tile of an ``m``-row op(A), in the order the driver visits them."""
+    full, tail = row_tiles(m, mr)
+    tiles = [(row, mr) for row in range(0, full, mr)]
+    for rows in tail:
+        tiles.append((full, rows))
+        full += rows
+    return tiles
+
+
+def depth_block(k: int, cfg: GemmConfig) -> int:
+    """The ``kc`` block the driver uses for depth ``k``."""
+    return _balanced(k, cfg.kc, cfg.vec)
+
+
+def _declare(module: ir.Module, name: str, internal: bool = False, origin: bool = False) -> ir.Function:
+    """``void name(A, B, C, W)``; with ``origin`` two more arguments, the chunk's first row of op(A) and first column
+    of op(B) (for a caller's packers, which address their operand by index rather than by pointer)."""
+    fn = ir.Function(module, ir.FunctionType(VOID, [PTR, PTR, PTR, PTR] + ([I64, I64] if origin else [])), name=name)
     fn.attributes.add("nounwind")
     if internal:
         fn.linkage = "internal"
@@ -126,7 +176,8 @@ def _declare(module: ir.Module, name: str, internal: bool = False) -> ir.Functio
 def emit_gemm(module: ir.Module, name: str, m: int, n: int, k: int, dtype: str = "float32", trans_a: bool = False,
               trans_b: bool = False, batch: int = 1, batch_strides: Sequence[int] | None = None,
               accumulate: bool = False, config: GemmConfig | None = None, threads: int = 1,
-              lds: Sequence[int] | None = None) -> ir.Function:
+              lds: Sequence[int] | None = None, pack_a: PackA | None = None,
+              pack_b: PackB | None = None) -> ir.Function:
     """Add ``void name(ptr noalias A, ptr noalias B, ptr noalias C, ptr noalias W)`` to ``module`` and return it;
     ``W`` is a 64-byte-aligned workspace of :func:`workspace_bytes` bytes (for the same sizes and ``threads``).
 
@@ -136,6 +187,11 @@ def emit_gemm(module: ir.Module, name: str, m: int, n: int, k: int, dtype: str =
     the product is added to C instead of overwriting it. ``threads``: run on that many threads (bitwise the same
     result for every count). ``lds``: the leading dimensions (row strides, in elements) of A, B and C as stored,
     for operands that are blocks of larger matrices (default: contiguous).
+
+    ``pack_b``: the caller packs op(B)'s blocks (see :data:`PackB`) — B is then whatever that packer reads (an image
+    for ``codegen.conv_pack``), never read by the GEMM itself; ``trans_b`` and B's leading dimension are ignored,
+    and the unpacked matrix-vector path (``codegen.gemm.skinny``) is not used. ``pack_a`` likewise for op(A)'s
+    micro-panels (:data:`PackA`).
     """
     if min(m, n, k, batch) < 0:
         raise ValueError(f"negative GEMM size m={m} n={n} k={k} batch={batch}")
@@ -160,24 +216,26 @@ def emit_gemm(module: ir.Module, name: str, m: int, n: int, k: int, dtype: str =
         b.ret_void()
         return fn
     layout = Layout(ld_a, ld_b, ld_c, trans_a, trans_b, accumulate)
-    if m <= SKINNY_ROWS:  # matrix-vector products: no packing (codegen.gemm.skinny)
+    custom = pack_a is not None or pack_b is not None
+    if m <= SKINNY_ROWS and not custom:  # matrix-vector products: no packing (codegen.gemm.skinny)
         emit_skinny(module, b, name, cfg, list(fn.args[:3]), m, n, k, batch, strides, layout, threads, fn.args[3])
         b.ret_void()
         return fn
-    grid = partition(m, n, k, batch, cfg, threads)
+    grid = partition(m, n, k, batch, cfg, threads, global_tiles=getattr(pack_a, "prepacked", False))
     if grid is None:
         a, bm, c, w = fn.args
         with for_range(b, 0, batch, name="t") as t:
             offsets = [b.mul(t, i64(s)) for s in strides]
             _block(module, b, cfg, [gep(b, p, o, cfg.scalar) for p, o in zip((a, bm, c), offsets)], w, m, n, k,
-                   layout)
+                   layout, pack_a, pack_b)
         b.ret_void()
         return fn
     parts = {}
     for rows, cols in grid.shapes():
-        part = _declare(module, f"{name}.part{rows}x{cols}", internal=True)
+        part = _declare(module, f"{name}.part{rows}x{cols}", internal=True, origin=custom)
         pb = ir.IRBuilder(part.append_basic_block("entry"))
-        _block(module, pb, cfg, list(part.args[:3]), part.args[3], rows, cols, k, layout)
+        _block(module, pb, cfg, list(part.args[:3]), part.args[3], rows, cols, k, layout, pack_a, pack_b,
+               tuple(part.args[4:6]) if custom else None)
         pb.ret_void()
         parts[rows, cols] = part
     chunk_bytes = _chunk_workspace(grid, k, cfg)
@@ -189,8 +247,11 @@ def emit_gemm(module: ir.Module, name: str, m: int, n: int, k: int, dtype: str =
         t, rest = bb.udiv(index, i64(per_item)), bb.urem(index, i64(per_item))
         band, slice_ = bb.udiv(rest, i64(grid.cols)), bb.urem(rest, i64(grid.cols))
         row0, col0 = bb.mul(band, i64(grid.band)), bb.mul(slice_, i64(grid.width))
-        ops = [gep(bb, a, bb.add(bb.mul(t, i64(strides[0])), bb.mul(row0, i64(a_rs))), cfg.scalar),
-               gep(bb, bm, bb.add(bb.mul(t, i64(strides[1])), bb.mul(col0, i64(b_cs))), cfg.scalar),
+        a_at = bb.mul(t, i64(strides[0])) if pack_a is not None else \
+            bb.add(bb.mul(t, i64(strides[0])), bb.mul(row0, i64(a_rs)))
+        b_at = bb.mul(t, i64(strides[1])) if pack_b is not None else \
+            bb.add(bb.mul(t, i64(strides[1])), bb.mul(col0, i64(b_cs)))
+        ops = [gep(bb, a, a_at, cfg.scalar), gep(bb, bm, b_at, cfg.scalar),
                gep(bb, c, bb.add(bb.mul(t, i64(strides[2])), bb.add(bb.mul(row0, i64(layout.ld_c)), col0)),
                    cfg.scalar)]
         workspace = claim(chunk_bytes)
@@ -198,7 +259,7 @@ def emit_gemm(module: ir.Module, name: str, m: int, n: int, k: int, dtype: str =
         last_slice = bb.icmp_unsigned("==", slice_, i64(grid.cols - 1))
 
         def call(rows: int, cols: int) -> None:
-            bb.call(parts[rows, cols], ops + [workspace])
+            bb.call(parts[rows, cols], ops + [workspace] + ([row0, col0] if custom else []))
 
         def by_width(rows: int) -> None:
             if grid.width == grid.last_width:
@@ -247,14 +308,18 @@ class Layout:
 
 
 def _block(module: ir.Module, b: ir.IRBuilder, cfg: GemmConfig, operands: list[ir.Value], w_arg: ir.Value, m: int,
-           n: int, k: int, layout: Layout) -> None:
-    """Emit at ``b`` the blocked GEMM of one ``m x n`` block of C over the whole depth ``k`` (``k`` > 0)."""
+           n: int, k: int, layout: Layout, custom_a: PackA | None = None, custom_b: PackB | None = None,
+           origin: tuple[ir.Value, ir.Value] | None = None) -> None:
+    """Emit at ``b`` the blocked GEMM of one ``m x n`` block of C over the whole depth ``k`` (``k`` > 0). With
+    ``custom_a`` / ``custom_b`` the caller's packers fill the A micro-panels and B blocks, told their first row /
+    column in op(A) / op(B): ``origin`` (the block's first row and column; default 0, 0) + the tile's."""
+    row0, col0 = origin if origin is not None else (None, None)
     a_t, b_t, c_t = operands
     scalar = cfg.scalar
     kc = _balanced(k, cfg.kc, cfg.vec)
     nc = _balanced(n, cfg.nc, cfg.nr)
     a_rs, a_cs, b_rs, b_cs = layout.strides()
-    packer_b = pack_b(module, cfg, layout.trans_b)
+    packer_b = pack_b(module, cfg, layout.trans_b) if custom_b is None else None
     m_full, tail = row_tiles(m, cfg.mr)
     n_rem = n % cfg.nr
     ld_a, ld_b, ld_c = i64(layout.ld_a), i64(layout.ld_b), i64(layout.ld_c)
@@ -267,33 +332,146 @@ def _block(module: ir.Module, b: ir.IRBuilder, cfg: GemmConfig, operands: list[i
         with for_range(b, 0, k, kc, name="pc") as pc:
             kcur = _min(b, i64(kc), b.sub(i64(k), pc))
             load_c = ir.Constant(I1, 1) if layout.accumulate else b.icmp_signed(">", pc, i64(0))
-            b_blk = gep(b, b_t, b.add(b.mul(pc, i64(b_rs)), b.mul(jc, i64(b_cs))), scalar)
-            b.call(packer_b, [b_blk, bp, kcur, ncur, ld_b])
+            b_panels = bp  # where the micro-kernels read the block: the workspace, or a prepacked operand's block
+            if custom_b is not None:
+                b_panels = custom_b(b, b_t, bp, pc, jc if col0 is None else b.add(col0, jc), kcur, ncur) or bp
+            else:
+                b_blk = gep(b, b_t, b.add(b.mul(pc, i64(b_rs)), b.mul(jc, i64(b_cs))), scalar)
+                b.call(packer_b, [b_blk, bp, kcur, ncur, ld_b])
             panel_stride = b.mul(kcur, i64(cfg.nr))
             a_pc = gep(b, a_t, b.mul(pc, i64(a_cs)), scalar)
             c_jc = gep(b, c_t, jc, scalar)
+            calls_per_tile = b.add(npanels, b.zext(has_rem, I64))
+            ntiles = m_full // cfg.mr + len(tail)
+            if custom_b is None:  # stream the next B block's source into L2 (its packing then reads the cache)
+                next_b = _next_block(b, cfg, layout, b_t, jc, pc, kc, nc, k, n, b.mul(i64(ntiles), calls_per_tile))
+            elif getattr(custom_b, "prepacked", False):  # the next prepacked block itself, as it lies
+                next_b = _next_prepacked_block(b, cfg, custom_b, b_t, bp, jc, col0, pc, kc, nc, k, n,
+                                               b.mul(i64(ntiles), calls_per_tile))
 
-            def row_tile(row: ir.Value, rows: int) -> None:
-                b.call(pack_a(module, cfg, rows, layout.trans_a),
-                       [gep(b, a_pc, b.mul(row, i64(a_rs)), scalar), ap, kcur, ld_a])
+            def row_tile(row: ir.Value, rows: int, tile: ir.Value) -> None:
+                a_panel = ap
+                if custom_a is not None:
+                    a_panel = custom_a(b, a_t, ap, pc, row if row0 is None else b.add(row0, row), kcur, rows) or ap
+                else:
+                    b.call(pack_a(module, cfg, rows, layout.trans_a),
+                           [gep(b, a_pc, b.mul(row, i64(a_rs)), scalar), ap, kcur, ld_a])
                 c_row = gep(b, c_jc, b.mul(row, ld_c), scalar)
                 full = microkernel(module, cfg, rows, cfg.nr)
+                if custom_b is None or getattr(custom_b, "prepacked", False):
+                    first_call = b.mul(tile, calls_per_tile)
+                    stream = lambda jr: next_b(b.add(first_call, jr))  # noqa: E731
+                elif custom_a is None:  # B is the caller's: stream the next row tile's A rows instead
+                    stream = _next_tile(b, cfg, layout, a_t, row, rows, jc, pc, kc, nc, k, m, n, calls_per_tile)
+                else:
+                    stream = lambda jr: [a_t, i64(0), i64(1), i64(0)]  # noqa: E731  (nothing to fetch)
                 with for_range(b, 0, npanels, name="jr") as jr:
-                    b.call(full, [ap, gep(b, bp, b.mul(jr, panel_stride), scalar),
-                                  gep(b, c_row, b.mul(jr, i64(cfg.nr)), scalar), ld_c, kcur, load_c])
+                    b.call(full, [a_panel, gep(b, b_panels, b.mul(jr, panel_stride), scalar),
+                                  gep(b, c_row, b.mul(jr, i64(cfg.nr)), scalar), ld_c, kcur, load_c] + stream(jr))
                 if n_rem:
                     with b.if_then(has_rem):
                         b.call(microkernel(module, cfg, rows, n_rem),
-                               [ap, gep(b, bp, b.mul(npanels, panel_stride), scalar),
-                                gep(b, c_row, b.mul(npanels, i64(cfg.nr)), scalar), ld_c, kcur, load_c])
+                               [a_panel, gep(b, b_panels, b.mul(npanels, panel_stride), scalar),
+                                gep(b, c_row, b.mul(npanels, i64(cfg.nr)), scalar), ld_c, kcur, load_c]
+                               + stream(npanels))
 
             if m_full:
                 with for_range(b, 0, m_full, cfg.mr, name="ir") as row:
-                    row_tile(row, cfg.mr)
+                    row_tile(row, cfg.mr, b.sdiv(row, i64(cfg.mr)))
             start = m_full
-            for rows in tail:
-                row_tile(i64(start), rows)
+            for i, rows in enumerate(tail):
+                row_tile(i64(start), rows, i64(m_full // cfg.mr + i))
                 start += rows
+
+
+Stream = Callable[[ir.Value], list[ir.Value]]  # micro-kernel call index -> its prefetch-stream arguments
+
+
+def _stream(b: ir.IRBuilder, cfg: GemmConfig, ptr: ir.Value, more: ir.Value, base: ir.Value, ld: int,
+            total: ir.Value, length: ir.Value, calls: ir.Value) -> Stream:
+    """The micro-kernels' prefetch stream (``codegen.gemm.microkernel``: a cache line per k step) of ``total`` rows
+    of ``length`` elements from element ``base`` of ``ptr``, ``ld`` apart, shared out in whole rows among
+    ``calls`` micro-kernel calls (none when ``more`` is false). Prefetches are hints: they never fault, and the
+    addresses are formed without ``inbounds``."""
+    line = 64 // cfg.itemsize
+    lines = b.add(b.sdiv(b.add(length, i64(line - 1)), i64(line)), i64(1))  # an unaligned row: one line more
+    share = b.sdiv(b.add(total, b.sub(calls, i64(1))), calls)
+    total = b.select(more, total, i64(0))
+    base = b.select(more, base, i64(0))
+
+    def args(call: ir.Value) -> list[ir.Value]:
+        first = _min(b, b.mul(call, share), total)
+        count = b.mul(_min(b, share, b.sub(total, first)), lines)
+        start = b.gep(ptr, [b.add(base, b.mul(first, i64(ld)))], source_etype=cfg.scalar)
+        return [start, i64(ld), lines, count]
+
+    return args
+
+
+def _next_block(b: ir.IRBuilder, cfg: GemmConfig, layout: Layout, b_t: ir.Value, jc: ir.Value, pc: ir.Value,
+                kc: int, nc: int, k: int, n: int, calls: ir.Value) -> Stream:
+    """The stream of the B block after (jc, pc) — op(B)[pc + kc.., jc..], or the next column block's first —
+    among this block's ``calls`` micro-kernel calls: the next block's packing then reads L2, not memory (ResNet's
+    7×7 layers, whose 9 MiB of weights are that B: 2.77 → 2.48 ms)."""
+    next_pc = b.add(pc, i64(kc))
+    wrap = b.icmp_signed(">=", next_pc, i64(k))
+    next_pc = b.select(wrap, i64(0), next_pc)
+    next_jc = b.select(wrap, b.add(jc, i64(nc)), jc)
+    more = b.icmp_signed("<", next_jc, i64(n))
+    next_k = _min(b, i64(kc), b.sub(i64(k), next_pc))
+    next_n = _min(b, i64(nc), b.sub(i64(n), next_jc))
+    if layout.trans_b:  # next_n rows of B (op(B)'s columns), next_k elements each
+        return _stream(b, cfg, b_t, more, b.add(b.mul(next_jc, i64(layout.ld_b)), next_pc), layout.ld_b, next_n,
+                       next_k, calls)
+    return _stream(b, cfg, b_t, more, b.add(b.mul(next_pc, i64(layout.ld_b)), next_jc), layout.ld_b, next_k, next_n,
+                   calls)
+
+
+def _next_prepacked_block(b: ir.IRBuilder, cfg: GemmConfig, custom_b: PackB, b_t: ir.Value, bp: ir.Value,
+                          jc: ir.Value, col0: ir.Value | None, pc: ir.Value, kc: int, nc: int, k: int, n: int,
+                          calls: ir.Value) -> Stream:
+    """The stream of the prepacked B block after (jc, pc) — one contiguous run of ``next_k`` x ``next_n`` (rounded
+    up to ``nr``) elements where ``custom_b`` says it lies — among this block's ``calls`` micro-kernel calls."""
+    next_pc = b.add(pc, i64(kc))
+    wrap = b.icmp_signed(">=", next_pc, i64(k))
+    next_pc = b.select(wrap, i64(0), next_pc)
+    next_jc = b.select(wrap, b.add(jc, i64(nc)), jc)
+    more = b.icmp_signed("<", next_jc, i64(n))
+    next_k = _min(b, i64(kc), b.sub(i64(k), next_pc))
+    next_n = _min(b, i64(nc), b.sub(i64(n), next_jc))
+    padded = b.mul(b.sdiv(b.add(next_n, i64(cfg.nr - 1)), i64(cfg.nr)), i64(cfg.nr))
+    next_jc = b.select(more, next_jc, i64(0))  # none after the last block: an address inside B all the same
+    start = custom_b(b, b_t, bp, next_pc, next_jc if col0 is None else b.add(col0, next_jc), next_k, next_n)
+    line = 64 // cfg.itemsize
+    total = b.select(more, b.sdiv(b.add(b.mul(next_k, padded), i64(line - 1)), i64(line)), i64(0))
+    share = b.sdiv(b.add(total, b.sub(calls, i64(1))), calls)
+
+    def args(call: ir.Value) -> list[ir.Value]:  # rows of one line each, one line apart: a contiguous run
+        first = _min(b, b.mul(call, share), total)
+        count = _min(b, share, b.sub(total, first))
+        return [b.gep(start, [b.mul(first, i64(line))], source_etype=cfg.scalar), i64(line), i64(1), count]
+
+    return args
+
+
+def _next_tile(b: ir.IRBuilder, cfg: GemmConfig, layout: Layout, a_t: ir.Value, row: ir.Value, rows: int,
+               jc: ir.Value, pc: ir.Value, kc: int, nc: int, k: int, m: int, n: int, calls: ir.Value) -> Stream:
+    """The stream of the next row tile's A rows (this block's, or the first tile of the next block) among this
+    tile's ``calls`` micro-kernel calls — for a GEMM whose B the caller packs (a convolution's weights are A)."""
+    after = b.add(row, i64(rows))
+    last = b.icmp_signed(">=", after, i64(m))
+    later = b.add(pc, i64(kc))
+    wrap = b.icmp_signed(">=", later, i64(k))
+    next_pc = b.select(last, b.select(wrap, i64(0), later), pc)
+    next_row = b.select(last, i64(0), after)
+    more = b.or_(b.not_(last), b.or_(b.not_(wrap), b.icmp_signed("<", b.add(jc, i64(nc)), i64(n))))
+    next_k = _min(b, i64(kc), b.sub(i64(k), next_pc))
+    next_rows = _min(b, i64(cfg.mr), b.sub(i64(m), next_row))
+    if layout.trans_a:  # next_k rows of A (op(A)'s columns), next_rows elements each
+        return _stream(b, cfg, a_t, more, b.add(b.mul(next_pc, i64(layout.ld_a)), next_row), layout.ld_a, next_k,
+                       next_rows, calls)
+    return _stream(b, cfg, a_t, more, b.add(b.mul(next_row, i64(layout.ld_a)), next_pc), layout.ld_a, next_rows,
+                   next_k, calls)
 
 
 def row_tiles(m: int, mr: int) -> tuple[int, list[int]]:
@@ -327,13 +505,13 @@ def _serial_workspace(m: int, n: int, k: int, cfg: GemmConfig) -> int:
 
 
 def workspace_bytes(m: int, n: int, k: int, dtype: str = "float32", config: GemmConfig | None = None,
-                    threads: int = 1, batch: int = 1) -> int:
+                    threads: int = 1, batch: int = 1, global_tiles: bool = False) -> int:
     """Bytes of the workspace ``W`` the GEMM needs for these sizes (a multiple of 64): one thread's workspace
     (:func:`_serial_workspace`) for the whole of C, or for each thread for its largest chunk."""
     cfg = config or default_config(dtype, host_vector_bits())
     if min(m, n, k, batch) <= 0:
         return 0
-    grid = partition(m, n, k, batch, cfg, threads)
+    grid = partition(m, n, k, batch, cfg, threads, global_tiles)
     if grid is None:
         return _serial_workspace(m, n, k, cfg)
     return threads * _chunk_workspace(grid, k, cfg)

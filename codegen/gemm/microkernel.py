@@ -8,6 +8,7 @@ It computes one ``rows x cols`` tile of C (``rows <= mr``, ``cols <= nr = nv * v
         b_v = Bp[p, v*vec : (v+1)*vec]  for v < nv            (aligned vector loads)
         a_r = broadcast(Ap[p, r])       for r < rows
         acc[r][v] = llvm.fma(a_r, b_v, acc[r][v])
+        prefetch line p of the caller's stream (into L2; see the driver: the source of the next packing)
     C[tile] = acc (+ C[tile] when load_c)        # llvm.masked.load/store for a partial last vector
 
 Because Bp is zero-padded to ``nr`` columns, partial column tiles still run full-width FMAs and only their C
@@ -42,7 +43,10 @@ def splat(builder: ir.IRBuilder, cfg: GemmConfig, scalar: ir.Value) -> ir.Value:
 
 
 def microkernel(module: ir.Module, cfg: GemmConfig, rows: int, cols: int) -> ir.Function:
-    """``void uk(Ap*, Bp*, C*, i64 ldc, i64 kc, i1 load_c)``: C[0:rows, 0:cols] (+)= Ap · Bp over ``kc`` steps.
+    """``void uk(Ap*, Bp*, C*, i64 ldc, i64 kc, i1 load_c, pf*, i64 pf_ld, i64 pf_len, i64 pf_count)``:
+    C[0:rows, 0:cols] (+)= Ap · Bp over ``kc`` steps, prefetching (into L2) one cache line of the caller's stream per
+    step — ``pf_count`` lines in rows of ``pf_len`` lines, ``pf_ld`` elements apart, from ``pf`` — so that the
+    memory the next packing reads arrives while this one computes (a count of 0: no stream).
 
     ``Ap[p*rows + r]`` is the packed A micro-panel, ``Bp[p*nr + c]`` the packed (zero-padded) B panel; C rows are
     ``ldc`` elements apart. ``cols <= nr``; a partial last vector is loaded and stored with a lane mask. ``kc >= 1``.
@@ -52,8 +56,8 @@ def microkernel(module: ir.Module, cfg: GemmConfig, rows: int, cols: int) -> ir.
     existing = module.globals.get(name)
     if existing is not None:
         return existing
-    fn = helper_function(module, name, [PTR, PTR, PTR, I64, I64, I1], noalias=3)
-    a_ptr, b_ptr, c_ptr, ldc, kc, load_c = fn.args
+    fn = helper_function(module, name, [PTR, PTR, PTR, I64, I64, I1, PTR, I64, I64, I64], noalias=3)
+    a_ptr, b_ptr, c_ptr, ldc, kc, load_c, pf_base, pf_ld, pf_len, pf_count = fn.args
     scalar, vector, vec = cfg.scalar, cfg.vector, cfg.vec
     nvec = -(-cols // vec)
     fma = intrinsic(module, f"llvm.fma.{vector_suffix(cfg)}", vector, [vector, vector, vector])
@@ -66,8 +70,19 @@ def microkernel(module: ir.Module, cfg: GemmConfig, rows: int, cols: int) -> ir.
             b.call(prefetch, [gep(b, c_ptr, b.add(c_row, i64(col)), scalar), ir.Constant(I32, 1),
                               ir.Constant(I32, 3), ir.Constant(I32, 1)])
     zero = ir.Constant(vector, None)
+    line = 64 // cfg.itemsize
 
     def step(b: ir.IRBuilder, p: ir.Value, acc: list[ir.Value]) -> list[ir.Value]:
+        # one line of the caller's prefetch stream per step (into L2): pf_count lines in rows of pf_len lines,
+        # pf_ld elements apart, from pf_base; past the count the first line again (a cache hit)
+        row, col = acc[-2:]
+        acc = acc[:-2]
+        at = b.select(b.icmp_signed("<", p, pf_count), b.add(row, b.mul(col, i64(line))), i64(0))
+        b.call(prefetch, [b.gep(pf_base, [at], source_etype=scalar), ir.Constant(I32, 0), ir.Constant(I32, 2),
+                          ir.Constant(I32, 1)])
+        nxt = b.add(col, i64(1))
+        wrap = b.icmp_signed("==", nxt, pf_len)
+        extra = [b.select(wrap, b.add(row, pf_ld), row), b.select(wrap, i64(0), nxt)]
         b_row = b.mul(p, i64(cfg.nr))
         bvecs = [b.load(gep(b, b_ptr, b.add(b_row, i64(v * vec)), scalar), typ=vector, align=vec * cfg.itemsize)
                  for v in range(nvec)]
@@ -76,9 +91,10 @@ def microkernel(module: ir.Module, cfg: GemmConfig, rows: int, cols: int) -> ir.
         for r in range(rows):
             a_vec = splat(b, cfg, b.load(gep(b, a_ptr, b.add(a_col, i64(r)), scalar), typ=scalar))
             out += [b.call(fma, [a_vec, bvecs[v], acc[r * nvec + v]]) for v in range(nvec)]
-        return out
+        return out + extra
 
-    flat = fold(b, kc, [zero] * (rows * nvec), step, "k")  # kc >= 1 (the driver's blocks are never empty)
+    flat = fold(b, kc, [zero] * (rows * nvec) + [i64(0), i64(0)], step, "k")  # kc >= 1 (blocks are never empty)
+    flat = flat[:rows * nvec]
     new = [flat[r * nvec:(r + 1) * nvec] for r in range(rows)]
     last_lanes = cols - (nvec - 1) * vec
     masked_load = masked_store = None

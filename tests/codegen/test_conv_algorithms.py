@@ -1,7 +1,7 @@
-"""Every convolution algorithm of the llvm backend, forced in turn (``algorithm="direct"`` / ``"im2col"`` and the
-per-layer ``"auto"`` choice), against the NumPy interpreter for the forward op and both gradient ops: depthwise
-(with and without a channel multiplier), grouped, dense, 1×1, stride, asymmetric padding, dilation, windows wider
-than the input, float64, fused epilogues, and bitwise agreement across thread counts."""
+"""Every convolution algorithm of the llvm backend, forced in turn (``algorithm="direct"`` / ``"im2col"`` /
+``"implicit"`` and the per-layer ``"auto"`` choice), against the NumPy interpreter for the forward op and both
+gradient ops: depthwise (with and without a channel multiplier), grouped, dense, 1×1, stride, asymmetric padding,
+dilation, windows wider than the input, float64, fused epilogues, and bitwise agreement across thread counts."""
 
 import numpy as np
 import pytest
@@ -13,7 +13,7 @@ import graphc as gc
 from graphc.errors import ShapeError
 from ops.registry import apply
 
-ALGORITHMS = ("direct", "im2col", "auto")
+ALGORITHMS = ("direct", "im2col", "implicit", "auto")
 
 GEOMETRIES = [  # (x shape, w shape, attrs)
     ((2, 8, 9, 11), (8, 1, 3, 3), {"padding": 1, "groups": 8}),                      # depthwise 3×3
@@ -157,7 +157,8 @@ def test_auto_choice_per_layer():
 def test_unknown_algorithm_is_a_clear_error():
     g = gc.Graph("bad")
     x, w = g.input("x", (1, 2, 5, 5)), g.input("w", (2, 2, 3, 3))
-    with pytest.raises(ShapeError, match="algorithm must be one of 'auto', 'direct', 'im2col', got 'winograd'"):
+    with pytest.raises(ShapeError,
+                       match="algorithm must be one of 'auto', 'direct', 'im2col', 'implicit', got 'winograd'"):
         gc.conv2d(x, w, algorithm="winograd")
 
 
