@@ -1,4 +1,5 @@
-"""Lowering of conv2d and its two gradients: im2col + GEMM, col2im for the input gradient.
+"""Lowering of conv2d (forward) on a GEMM: implicit or explicit im2col; the gradients are in
+:mod:`codegen.conv_backward`, on the same index map.
 
 Geometry (static): x (N, C, H, W), w (O, C/G, kh, kw), y (N, O, Ho, Wo), stride (sh, sw), dilation (dh, dw), pads
 (top, left, ...), G groups; per group Cg = C/G input and Og = O/G output channels, Kg = Cg·kh·kw, P = Ho·Wo.
@@ -28,7 +29,8 @@ orientation). Measured (one thread, batch 1, Zen 4, 117 GFLOP/s FMA peak; median
 thread CPU time on a shared machine): ResNet-18's 64-channel 56×56 3×3 layer 2.64 → 2.26 ms (75 → 87 % of peak;
 onnxruntime 2.05 ms), 128-channel 28×28 2.50 → 2.23 ms, 256-channel 14×14 2.66 → 2.31 ms, the 7×7 stem
 3.18 → 2.34 ms (63 → 86 %); the 7×7 layers stay near 2.7 ms (~73 %): the weights' transposed packing, streamed
-from L3, is what is left there. The gradients keep the explicit columns.
+from L3, is what is left there (frozen programs pack the weights once at load, ``codegen.prepack``: 7×7 layer
+2.67 → 2.31 ms). The gradients keep the explicit columns (:mod:`codegen.conv_backward`).
 
 Scratch (the program's planned scratch buffer, ``KernelContext.scratch``, never the stack) is bounded: one image
 at a time, and when its columns exceed 1 MiB, blocks of whole output rows (then the GEMM's strided operand — y,
@@ -52,20 +54,18 @@ import llvmlite.ir as ir
 import codegen.conv_depthwise as conv_depthwise
 import codegen.conv_direct as conv_direct
 import codegen.conv_pack as conv_pack
-import codegen.loops as loops
 import codegen.prepack as prepack
-from codegen.conv_geometry import SCRATCH_BYTES, Geometry, geometry, zero_fill, zero_range
+from codegen.conv_geometry import SCRATCH_BYTES, Geometry, geometry, zero_range
 from codegen.epilogue import Epilogue
+from codegen.gemm.blocking import workspace_bytes
 from codegen.gemm.config import default_config, host_vector_bits
-from codegen.gemm.driver import PackA, PackB, emit_gemm, workspace_bytes
+from codegen.gemm.driver import PackA, PackB, emit_gemm
 from codegen.gemm.skinny import SKINNY_ROWS
 from codegen.llvm import F64, PTR, for_range, i64
 from codegen.lowering import KernelContext, lowerer
 from codegen.scalar import FAST, value_type
 from graphc.ir import Node
 
-MAX_SLABS = 32  # partial weight gradients at most (see weight_gradient_slabs)
-PARTIALS_BYTES = 8 << 20  # and at most this much memory for them
 FLIP_MAX_POSITIONS = 128  # transposed forward products only for this few output positions (see transposed_forward)
 FLIP_GAIN = 1.08  # ... and only when they fill the register tiles this much better
 
@@ -128,13 +128,13 @@ def col2im(b: ir.IRBuilder, g: Geometry, cols: ir.Value, image: ir.Value, row0: 
     _windows(b, g, cols, row0, rows, add, pad=False)
 
 
-def _scratch(ctx: KernelContext, dtype: str, count: int) -> ir.Value:
+def scratch(ctx: KernelContext, dtype: str, count: int) -> ir.Value:
     """``count`` elements of ``dtype`` from the kernel's scratch memory."""
     ty = value_type(dtype)
     return ctx.scratch(count * (8 if ty == F64 else 4), ty)
 
 
-def _copy_rows(b: ir.IRBuilder, channels: int, width: int, src: ir.Value, src_ld: int, dst: ir.Value, dst_ld: int,
+def copy_rows(b: ir.IRBuilder, channels: int, width: int, src: ir.Value, src_ld: int, dst: ir.Value, dst_ld: int,
                bias: ir.Value | None = None, column_stride: int = 1) -> None:
     """dst[ch, e] = src[ch·src_ld + e·column_stride] (+ bias[ch]) for ch < channels, e < width."""
     with for_range(b, 0, channels, name="ch") as ch:
@@ -146,7 +146,7 @@ def _copy_rows(b: ir.IRBuilder, channels: int, width: int, src: ir.Value, src_ld
             b.store(v if add is None else b.fadd(v, add, flags=FAST), b.gep(d, [e], inbounds=True))
 
 
-def _row_blocks(b: ir.IRBuilder, g: Geometry, body: Callable[[ir.Value, int], None]) -> None:
+def row_blocks(b: ir.IRBuilder, g: Geometry, body: Callable[[ir.Value, int], None]) -> None:
     """body(row0, rows) over the row blocks of one image: full blocks in a loop, then the remainder."""
     rows = g.block_rows()
     full, rem = divmod(g.ho, rows)
@@ -159,7 +159,7 @@ def _row_blocks(b: ir.IRBuilder, g: Geometry, body: Callable[[ir.Value, int], No
         body(i64(full * rows), rem)
 
 
-def _gemm(ctx: KernelContext, tag: str, g: Geometry, m: int, n: int, k: int, dtype: str, strides: tuple[int, ...],
+def conv_gemm(ctx: KernelContext, tag: str, g: Geometry, m: int, n: int, k: int, dtype: str, strides: tuple[int, ...],
           lds: tuple[int, int, int] | None = None, pack_a: PackA | None = None, pack_b: PackB | None = None,
           **flags: bool) -> Callable[[ir.Value, ir.Value, ir.Value], None]:
     """A GEMM batched over the groups, cached per size in the module; returns a caller on typed pointers.
@@ -175,7 +175,7 @@ def _gemm(ctx: KernelContext, tag: str, g: Geometry, m: int, n: int, k: int, dty
     return lambda a, bb, c: b.call(fn, [b.bitcast(a, PTR), b.bitcast(bb, PTR), b.bitcast(c, PTR), workspace])
 
 
-def _algorithm(g: Geometry, node: Node) -> tuple[str, Geometry]:
+def algorithm_of(g: Geometry, node: Node) -> tuple[str, Geometry]:
     """The algorithm for this gradient node ("pointwise", "direct" or "im2col", see
     ``conv_direct.choose_algorithm``; the gradients have no "implicit" form: a forced "implicit" runs them on
     im2col) and the geometry to run it with (x itself as the GEMM operand only for "pointwise")."""
@@ -238,9 +238,9 @@ def lower_conv2d(ctx: KernelContext) -> None:
         epi = Epilogue.of(c, node)
         target = epi.target() if epi else node  # the GEMM's destination: an output of y's shape
         single = rows == g.ho or g.pointwise  # pointwise: the GEMM reads x and writes y in place, block by block
-        cols = None if g.pointwise else _scratch(c, node.dtype, g.k * rows * g.wo)
-        out = None if single else _scratch(c, node.dtype, g.o * rows * g.wo)
-        flipped = _scratch(c, node.dtype, g.p * g.o) if flip else None
+        cols = None if g.pointwise else scratch(c, node.dtype, g.k * rows * g.wo)
+        out = None if single else scratch(c, node.dtype, g.o * rows * g.wo)
+        flipped = scratch(c, node.dtype, g.p * g.o) if flip else None
         bias_ptr = None if bias is None else c.ptr(bias)
         pixels = c.elem(x, b.mul(n, i64(g.c * g.h * g.w)))
         y_base = b.mul(n, i64(g.o * g.p))
@@ -251,35 +251,36 @@ def lower_conv2d(ctx: KernelContext) -> None:
             if flipped is not None:  # yᵀ = colsᵀ · Wᵀ (P × O, in scratch), then y = its transpose + b, epilogue
                 if not g.pointwise:
                     im2col(b, g, pixels, cols, row0, r)
-                gemm = _gemm(c, "fwdt" + tag, g, g.p, g.o, g.k, node.dtype, (0, 0, 0), lds=(g.p, g.k, g.o),
+                gemm = conv_gemm(c, "fwdt" + tag, g, g.p, g.o, g.k, node.dtype, (0, 0, 0), lds=(g.p, g.k, g.o),
                              trans_a=True, trans_b=True, **pack_w)
                 gemm(pixels if g.pointwise else cols, c.ptr(w), flipped)
                 if epi:
                     _epilogue_rows(b, epi, g, flipped, 1, y_base, g.p, bias_ptr, column_stride=g.o)
                 else:
-                    _copy_rows(b, g.o, g.p, flipped, 1, y_n, g.p, bias_ptr, column_stride=g.o)
+                    copy_rows(b, g.o, g.p, flipped, 1, y_n, g.p, bias_ptr, column_stride=g.o)
                 return
             if g.pointwise:  # y[n][:, block] = W · x[n][:, block], both with row stride P
                 at = b.mul(row0, i64(g.wo))
                 here = b.gep(y_n, [at], inbounds=True)
-                gemm = _gemm(c, "fwd1" + tag, g, g.og, pb, g.kg, node.dtype, (g.og * g.kg, g.kg * g.p, g.og * g.p),
+                gemm = conv_gemm(c, "fwd1" + tag, g, g.og, pb, g.kg, node.dtype, (g.og * g.kg, g.kg * g.p, g.og * g.p),
                              lds=(g.kg, g.p, g.p), **pack_w)
                 gemm(c.ptr(w), b.gep(pixels, [at], inbounds=True), here)
                 if epi:
                     _epilogue_rows(b, epi, g, here, g.p, b.add(y_base, at), pb, bias_ptr)
                 elif bias_ptr is not None:
-                    _copy_rows(b, g.o, pb, here, g.p, here, g.p, bias_ptr)
+                    copy_rows(b, g.o, pb, here, g.p, here, g.p, bias_ptr)
                 return
             im2col(b, g, pixels, cols, row0, r)
-            gemm = _gemm(c, "fwd" + tag, g, g.og, pb, g.kg, node.dtype, (g.og * g.kg, g.kg * pb, g.og * pb), **pack_w)
+            gemm = conv_gemm(c, "fwd" + tag, g, g.og, pb, g.kg, node.dtype, (g.og * g.kg, g.kg * pb, g.og * pb),
+                             **pack_w)
             gemm(c.ptr(w), cols, y_n if single else out)
             if epi:
                 src, src_ld = (y_n, g.p) if single else (out, pb)
                 _epilogue_rows(b, epi, g, src, src_ld, b.add(y_base, b.mul(row0, i64(g.wo))), pb, bias_ptr)
             elif single and bias_ptr is not None:
-                _copy_rows(b, g.o, g.p, y_n, g.p, y_n, g.p, bias_ptr)
+                copy_rows(b, g.o, g.p, y_n, g.p, y_n, g.p, bias_ptr)
             elif not single:
-                _copy_rows(b, g.o, pb, out, pb, b.gep(y_n, [b.mul(row0, i64(g.wo))], inbounds=True), g.p, bias_ptr)
+                copy_rows(b, g.o, pb, out, pb, b.gep(y_n, [b.mul(row0, i64(g.wo))], inbounds=True), g.p, bias_ptr)
 
         return block
 
@@ -303,7 +304,7 @@ def lower_conv2d(ctx: KernelContext) -> None:
 
         ctx.parallel("blocks", g.n * nblocks, image_block)
         return
-    _images(ctx, g, lambda c, n: _row_blocks(c.builder, g, blocks_of(c, n)))
+    images(ctx, g, lambda c, n: row_blocks(c.builder, g, blocks_of(c, n)))
 
 
 def _implicit_forward(ctx: KernelContext, node: Node, g: Geometry, x: Node, w: Node, bias: Node | None) -> None:
@@ -330,18 +331,18 @@ def _implicit_forward(ctx: KernelContext, node: Node, g: Geometry, x: Node, w: N
         phases = conv_pack.split(g, cfg, cfg.mr if flip else None)
         source = conv_pack.Source.of(g, phases)
         if phases:  # stride > 1: the packer reads the image's column phases
-            split = _scratch(c, node.dtype, conv_pack.split_elements(g))
+            split = scratch(c, node.dtype, conv_pack.split_elements(g))
             conv_pack.split_columns(b, g, pixels, split)
             pixels = split
         if flip:
-            flipped = _scratch(c, node.dtype, g.p * g.o)
-            gemm = _gemm(c, "fwdtip" if packed else "fwdti", g, g.p, g.o, g.kg, node.dtype, (0, 0, 0),
+            flipped = scratch(c, node.dtype, g.p * g.o)
+            gemm = conv_gemm(c, "fwdtip" if packed else "fwdti", g, g.p, g.o, g.kg, node.dtype, (0, 0, 0),
                          lds=(g.p, g.kg, g.o), trans_a=True, trans_b=True,
                          pack_a=conv_pack.transposed_packer(c.module, g, cfg, phases),
                          pack_b=prepack.packer_b(cfg, g.o) if packed else None)
             gemm(pixels, c.ptr(w), flipped)
         else:
-            gemm = _gemm(c, "fwdip" if packed else "fwdi", g, g.og, g.p, g.kg, node.dtype,
+            gemm = conv_gemm(c, "fwdip" if packed else "fwdi", g, g.og, g.p, g.kg, node.dtype,
                          (g.og * g.kg, source.group_stride(g), g.og * g.p),
                          pack_a=prepack.packer_a(cfg, g.og) if packed else None,
                          pack_b=conv_pack.packer(c.module, g, cfg, phases))
@@ -364,7 +365,7 @@ def _implicit_forward(ctx: KernelContext, node: Node, g: Geometry, x: Node, w: N
                 _epilogue_rows(bb, Epilogue.of(cc, node), g, src, ld, at, g.p, bias_ptr, column_stride=stride,
                                channels=count, first=first)
             else:
-                _copy_rows(bb, count, g.p, src, ld, cc.elem(target, at), g.p, bias_ptr, column_stride=stride)
+                copy_rows(bb, count, g.p, src, ld, cc.elem(target, at), g.p, bias_ptr, column_stride=stride)
 
         shared = [y_base] + ([flipped] if flip else [])
         if c.threads > 1 and g.o > 1:  # the GEMM ran on the threads: so does the epilogue, a few channels a chunk
@@ -388,7 +389,7 @@ def _implicit_forward(ctx: KernelContext, node: Node, g: Geometry, x: Node, w: N
         else:
             channels(c, i64(0), g.o, y_base, flipped if flip else None)
 
-    _images(ctx, g, image)
+    images(ctx, g, image)
 
 
 def _prepacked(ctx: KernelContext, w: Node, spec: prepack.PackSpec) -> bool:
@@ -399,7 +400,7 @@ def _prepacked(ctx: KernelContext, w: Node, spec: prepack.PackSpec) -> bool:
     return uses == 1 and ctx.prepacked(w, spec) is not None
 
 
-def _images(ctx: KernelContext, g: Geometry, image: Callable[[KernelContext, ir.Value], None]) -> None:
+def images(ctx: KernelContext, g: Geometry, image: Callable[[KernelContext, ir.Value], None]) -> None:
     """image(c, n) for every image: in parallel when there are at least as many images as threads (each with its
     own scratch and one-thread GEMMs), else one after the other (the GEMMs then use the threads)."""
     if ctx.threads > 1 and g.n >= ctx.threads:
@@ -425,64 +426,7 @@ def _epilogue_rows(b: ir.IRBuilder, epi: Epilogue, g: Geometry, src: ir.Value, s
             epi.store(b, v if add is None else b.fadd(v, add, flags=FAST), b.add(row, e), per_channel)
 
 
-def _backward_scratch(ctx: KernelContext, g: Geometry, dtype: str) -> tuple[ir.Value, ir.Value | None]:
-    """Scratch of the two backward lowerers: the im2col block, and a block of ḡ's rows (None when one block
-    covers the whole image, so ḡ[n] is used where it lies)."""
-    rows = g.block_rows()
-    cols = _scratch(ctx, dtype, g.k * rows * g.wo)
-    gblock = None if rows == g.ho else _scratch(ctx, dtype, g.o * rows * g.wo)
-    return cols, gblock
-
-
-def _grad_rows(b: ir.IRBuilder, g: Geometry, g_n: ir.Value, gblock: ir.Value | None, row0: ir.Value,
-               pb: int) -> ir.Value:
-    """ḡ[n]'s output rows row0 .. row0 + pb/Wo as a contiguous (O, pb) block."""
-    if gblock is None:
-        return g_n
-    _copy_rows(b, g.o, pb, b.gep(g_n, [b.mul(row0, i64(g.wo))], inbounds=True), g.p, gblock, pb)
-    return gblock
-
-
-@lowerer("conv2d_backward_input")
-def lower_conv2d_backward_input(ctx: KernelContext) -> None:
-    """dx = convᵀ(ḡ, w): per image, dx[n] = 0, cols = Wᵀ · ḡ[n], then col2im into dx[n] (pointwise convs: dx[n] =
-    Wᵀ · ḡ[n] directly)."""
-    (node,) = ctx.kernel.nodes
-    gy, w = node.inputs
-    algorithm, g = _algorithm(geometry(node.shape, w.shape, gy.shape, node.attrs, node.dtype), node)
-    if node.size == 0 or gy.size == 0:
-        zero_fill(ctx.builder, ctx.ptr(node), node.size)
-        return
-    if algorithm == "direct":
-        conv_direct.backward_input(ctx, node, g, gy, w)
-        return
-
-    def image(c: KernelContext, n: ir.Value) -> None:
-        b = c.builder
-        g_n = c.elem(gy, b.mul(n, i64(g.o * g.p)))
-        dx_n = c.elem(node, b.mul(n, i64(g.c * g.h * g.w)))
-        if g.pointwise:  # dx[n] = Wᵀ · ḡ[n]: no columns, no col2im, every element written once
-            gemm = _gemm(c, "bwdx1", g, g.kg, g.p, g.og, node.dtype, (g.og * g.kg, g.og * g.p, g.kg * g.p),
-                         trans_a=True)
-            gemm(c.ptr(w), g_n, dx_n)
-            return
-        cols, gblock = _backward_scratch(c, g, node.dtype)
-        zero_fill(b, dx_n, g.c * g.h * g.w)
-
-        def block(row0: ir.Value, r: int) -> None:
-            pb = r * g.wo
-            src = _grad_rows(b, g, g_n, gblock, row0, pb)
-            gemm = _gemm(c, "bwdx", g, g.kg, pb, g.og, node.dtype, (g.og * g.kg, g.og * pb, g.kg * pb),
-                         trans_a=True)
-            gemm(c.ptr(w), src, cols)
-            col2im(b, g, cols, dx_n, row0, r)
-
-        _row_blocks(b, g, block)
-
-    _images(ctx, g, image)
-
-
-def _tile_use(m: int, n: int, dtype: str) -> float:
+def tile_use(m: int, n: int, dtype: str) -> float:
     """Fraction of the micro-kernel tiles' lanes an m × n GEMM output fills (edge tiles waste the rest)."""
     cfg = default_config(dtype, host_vector_bits())
     return m / (-(-m // cfg.mr) * cfg.mr) * n / (-(-n // cfg.nr) * cfg.nr)
@@ -496,7 +440,7 @@ def transposed_forward(g: Geometry, dtype: str) -> bool:
     5.6 → 8.1 ms (packing the transposed operands costs more than the fuller tiles save)."""
     if g.groups != 1 or g.p > FLIP_MAX_POSITIONS or g.o * g.p * g.itemsize > SCRATCH_BYTES:
         return False
-    return _tile_use(g.p, g.o, dtype) > FLIP_GAIN * _tile_use(g.o, g.p, dtype)
+    return tile_use(g.p, g.o, dtype) > FLIP_GAIN * tile_use(g.o, g.p, dtype)
 
 
 def transposed_implicit(g: Geometry, dtype: str) -> bool:
@@ -506,107 +450,4 @@ def transposed_implicit(g: Geometry, dtype: str) -> bool:
     49 of 64 lanes as columns, 196 of 200 / 49 of 56 rows transposed)."""
     if g.groups != 1 or g.o * g.p * g.itemsize > SCRATCH_BYTES:
         return False
-    return _tile_use(g.p, g.o, dtype) > FLIP_GAIN * _tile_use(g.o, g.p, dtype)
-
-
-def transposed_weight_gradient(g: Geometry, dtype: str) -> bool:
-    """Whether dwᵀ = cols · ḡᵀ (Kg × Og per group, into scratch, transposed at the end) fills the GEMM tiles
-    better than dw = ḡ · colsᵀ (Og × Kg): e.g. 1→32 channels 3×3 gives a 32 × 9 dw, a poor fit for 32-wide
-    panels. Only when the weights fit the scratch budget (a quarter of it)."""
-    small = g.o * g.kg * g.itemsize <= SCRATCH_BYTES // 4
-    return small and _tile_use(g.kg, g.og, dtype) > _tile_use(g.og, g.kg, dtype)
-
-
-def weight_gradient_slabs(g: Geometry) -> int:
-    """How many partial weight gradients the images are summed into (consecutive images per slab, then the slabs
-    added in order): from the sizes only, so that every thread count computes the same sums."""
-    dw_bytes = g.o * g.kg * g.itemsize
-    return max(1, min(g.n, MAX_SLABS, PARTIALS_BYTES // max(dw_bytes, 1)))
-
-
-@lowerer("conv2d_backward_weight")
-def lower_conv2d_backward_weight(ctx: KernelContext) -> None:
-    """dw = Σ_slabs Σ_{n in slab} ḡ[n] · im2col(x[n])ᵀ per group (or its transpose, see
-    ``transposed_weight_gradient``), each slab's images accumulated by the GEMM into the slab's partial, the
-    partials then added in slab order (one slab: straight into dw). Slabs run in parallel when there are at least
-    as many as threads, else one after the other with the GEMMs on the threads."""
-    (node,) = ctx.kernel.nodes
-    x, gy = node.inputs
-    algorithm, g = _algorithm(geometry(x.shape, node.shape, gy.shape, node.attrs, node.dtype), node)
-    b = ctx.builder
-    if node.size == 0 or gy.size == 0:
-        zero_fill(b, ctx.ptr(node), node.size)
-        return
-    if algorithm == "direct":
-        conv_direct.backward_weight(ctx, node, g, x, gy)
-        return
-    flip = transposed_weight_gradient(g, node.dtype)
-    slabs = weight_gradient_slabs(g)
-    per = -(-g.n // slabs)
-    slabs = -(-g.n // per)
-    direct = slabs == 1 and not flip
-    partials = ctx.ptr(node) if direct else _scratch(ctx, node.dtype, slabs * node.size)
-
-    def slab(c: KernelContext, s: ir.Value, partials: ir.Value) -> None:
-        b = c.builder
-        acc = b.gep(partials, [b.mul(s, i64(node.size))], inbounds=True)
-        zero_fill(b, acc, node.size)
-        cols, gblock = (None, None) if g.pointwise else _backward_scratch(c, g, node.dtype)
-        first = b.mul(s, i64(per))
-        last = b.select(b.icmp_signed("<", b.add(first, i64(per)), i64(g.n)), b.add(first, i64(per)), i64(g.n))
-        with for_range(b, first, last, name="n") as n:
-            g_n = c.elem(gy, b.mul(n, i64(g.o * g.p)))
-            image = c.elem(x, b.mul(n, i64(g.c * g.h * g.w)))
-
-            def block(row0: ir.Value, r: int) -> None:
-                pb = r * g.wo
-                if g.pointwise:  # the columns are x[n] itself: one GEMM over all P positions
-                    if flip:
-                        gemm = _gemm(c, "bwdwt1", g, g.kg, g.og, g.p, node.dtype, (g.kg * g.p, g.og * g.p, g.og * g.kg),
-                                     trans_b=True, accumulate=True)
-                        gemm(image, g_n, acc)
-                    else:
-                        gemm = _gemm(c, "bwdw1", g, g.og, g.kg, g.p, node.dtype, (g.og * g.p, g.kg * g.p, g.og * g.kg),
-                                     trans_b=True, accumulate=True)
-                        gemm(g_n, image, acc)
-                    return
-                im2col(b, g, image, cols, row0, r)
-                src = _grad_rows(b, g, g_n, gblock, row0, pb)
-                if flip:
-                    gemm = _gemm(c, "bwdwt", g, g.kg, g.og, pb, node.dtype, (g.kg * pb, g.og * pb, g.og * g.kg),
-                                 trans_b=True, accumulate=True)
-                    gemm(cols, src, acc)
-                else:
-                    gemm = _gemm(c, "bwdw", g, g.og, g.kg, pb, node.dtype, (g.og * pb, g.kg * pb, g.og * g.kg),
-                                 trans_b=True, accumulate=True)
-                    gemm(src, cols, acc)
-
-            if g.pointwise:
-                block(i64(0), g.ho)
-            else:
-                _row_blocks(b, g, block)
-
-    if ctx.threads > 1 and slabs >= ctx.threads:
-        ctx.parallel("slabs", slabs, slab, shared=[partials])
-    else:
-        with for_range(b, 0, slabs, name="slab") as s:
-            slab(ctx, s, partials)
-    if not direct:
-        _add_partials(ctx, g, node, partials, slabs, flip)
-
-
-def _add_partials(ctx: KernelContext, g: Geometry, node: Node, partials: ir.Value, slabs: int, flip: bool) -> None:
-    """dw[grp, o, k] = Σ_s partial_s[grp, o, k] (or partial_s[grp, k, o] when flipped), s in order."""
-    size = node.size
-    strides = [(g.og * g.kg, g.kg, 1), (g.og * g.kg, 1, g.og) if flip else (g.og * g.kg, g.kg, 1)]
-
-    def body(c: KernelContext, b: ir.IRBuilder, offs: list[ir.Value], _idx: list[ir.Value], parts: ir.Value) -> None:
-        total = b.load(b.gep(parts, [offs[1]], inbounds=True))
-        for s in range(1, slabs):
-            total = b.fadd(total, b.load(b.gep(parts, [b.add(offs[1], i64(s * size))], inbounds=True)))
-        b.store(total, c.elem(node, offs[0]))
-
-    loops.parallel_nest(ctx, (g.groups, g.og, g.kg), strides, body, name="partials", grain=loops.GRAIN // slabs,
-                        shared=[partials])
-
-
+    return tile_use(g.p, g.o, dtype) > FLIP_GAIN * tile_use(g.o, g.p, dtype)

@@ -16,8 +16,9 @@ import llvmlite.ir as ir
 
 import codegen.prepack as prepack
 from codegen.epilogue import Epilogue
+from codegen.gemm.blocking import workspace_bytes
 from codegen.gemm.config import GemmConfig, default_config, host_vector_bits
-from codegen.gemm.driver import emit_gemm, workspace_bytes
+from codegen.gemm.driver import emit_gemm
 from codegen.gemm.skinny import SKINNY_ROWS
 from codegen.llvm import PTR, for_range, gep, i64
 from codegen.loops import collapse, contiguous_strides

@@ -11,6 +11,7 @@ import here.
 import codegen.activation
 import codegen.collective
 import codegen.conv
+import codegen.conv_backward
 import codegen.elementwise
 import codegen.indexing
 import codegen.linalg

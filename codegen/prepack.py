@@ -11,9 +11,9 @@ are unchanged: the result is bitwise that of the unpacked path.
 
 Layouts (per batch item, ``kc`` = the driver's depth block for ``k``, blocks at ``pc`` = 0, kc, 2kc, ...):
 
-- A (``m x k``): block ``pc`` at element ``pc*m``; in it the row tile (row, rows) of :func:`driver.tile_origins`
+- A (``m x k``): block ``pc`` at element ``pc*m``; in it the row tile (row, rows) of :func:`blocking.tile_origins`
   at ``row*kcur``, holding ``Ap[p*rows + r] = op(A)[row + r, pc + p]`` — exactly ``m*k`` elements, so batch strides
-  are unchanged. Thread grids keep the whole GEMM's row tiles (``driver.partition(global_tiles=True)``).
+  are unchanged. Thread grids keep the whole GEMM's row tiles (``blocking.partition(global_tiles=True)``).
 - B (``k x n``, ``npad`` = n rounded up to ``nr``): block ``pc`` at ``pc*npad``; in it panel ``j`` at
   ``j*kcur*nr``, ``Bp[(j*kcur + p)*nr + c] = op(B)[pc + p, j*nr + c]``, 0 past column n. Every column block the
   driver visits starts at a multiple of ``nr`` (``nc`` and the grid's slices are multiples), so its panels are
@@ -32,8 +32,9 @@ from typing import Any
 import llvmlite.ir as ir
 import numpy as np
 
+from codegen.gemm.blocking import depth_block, tile_origins
 from codegen.gemm.config import GemmConfig, default_config, host_vector_bits
-from codegen.gemm.driver import PackA, PackB, depth_block, tile_origins
+from codegen.gemm.driver import PackA, PackB
 from codegen.llvm import gep, i64
 
 DEFAULT = True

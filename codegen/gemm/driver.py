@@ -37,21 +37,18 @@ stack: a thread with a small stack must not overflow); :func:`workspace_bytes` g
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import llvmlite.ir as ir
 
+from codegen.gemm.blocking import balanced_block, chunk_workspace, packed_b_bytes, partition, row_tiles
 from codegen.gemm.config import GemmConfig, default_config, host_vector_bits
 from codegen.gemm.microkernel import microkernel
 from codegen.gemm.pack import pack_a, pack_b
 from codegen.gemm.skinny import SKINNY_ROWS, emit_skinny
 from codegen.llvm import I1, I8, I64, PTR, VOID, for_range, gep, i64
 from codegen.parallel import Claim, region
-
-PARALLEL_MIN_MACS = 1 << 17  # below this many multiply-adds a GEMM runs on one thread (a region costs ~µs)
-PACK_COST = 8  # packing one element costs about as many multiply-adds (measured 6-9 on Zen 4 for A and B panels)
 
 # A caller's packer of op(B) blocks (``emit_gemm(pack_b=...)``): pack_b(builder, B, Bp, pc, col, kc, ncols) emits at
 # ``builder`` the packing of op(B)[pc:pc+kc, col:col+ncols] into ``nr``-wide zero-padded panels,
@@ -67,97 +64,6 @@ PackA = Callable[[ir.IRBuilder, ir.Value, ir.Value, ir.Value, ir.Value, ir.Value
 # packed once, at compile time: ``codegen.prepack``); the micro-kernels then read there and ``Bp`` / ``Ap`` are left
 # alone. A pack_a that does so must carry the attribute ``prepacked = True``: the thread grid then keeps every row
 # tile where :func:`row_tiles` of the whole ``m`` puts it (see :func:`partition`), the layout it was packed in.
-
-
-def _balanced(total: int, limit: int, multiple: int = 1) -> int:
-    """The smallest block size (a multiple of ``multiple``) that splits ``total`` into as few blocks as ``limit``."""
-    blocks = max(1, -(-total // limit))
-    size = -(-total // blocks)
-    return min(limit, -(-size // multiple) * multiple)
-
-
-@dataclass(frozen=True)
-class Grid:
-    """Chunks of C per batch item: ``rows`` bands of ``band`` rows (the last ``last_band``) × ``cols`` slices of
-    ``width`` columns (the last ``last_width``)."""
-
-    rows: int
-    band: int
-    cols: int
-    width: int
-    m: int
-    n: int
-
-    @property
-    def last_band(self) -> int:
-        return self.m - (self.rows - 1) * self.band
-
-    @property
-    def last_width(self) -> int:
-        return self.n - (self.cols - 1) * self.width
-
-    def shapes(self) -> list[tuple[int, int]]:
-        """The distinct chunk shapes (rows, columns), at most four."""
-        return sorted({(r, c) for r in {self.band, self.last_band} for c in {self.width, self.last_width}})
-
-
-def _split(total: int, parts: int, multiple: int) -> tuple[int, int]:
-    """(parts actually used, size of each but the last) for ``total`` cut into ``parts`` multiples of ``multiple``
-    (one part: all of ``total``)."""
-    tiles = -(-total // multiple)
-    size = -(-tiles // parts) * multiple
-    used = -(-total // size)
-    return (1, total) if used == 1 else (used, size)
-
-
-def partition(m: int, n: int, k: int, batch: int, cfg: GemmConfig, threads: int,
-              global_tiles: bool = False) -> Grid | None:
-    """The grid of chunks for ``threads`` threads (see the module docstring), or None when the GEMM runs on one
-    thread (one thread, one chunk in all, or too little work for a parallel region to pay off). With
-    ``global_tiles`` only grids whose bands cut C's rows into the row tiles of the whole (``row_tiles(m, mr)``, the
-    layout of a prepacked A) are considered."""
-    if threads <= 1 or batch * m * n * k < PARALLEL_MIN_MACS:
-        return None
-    best, best_cost = None, None
-    row_tiles_, col_panels = -(-m // cfg.mr), -(-n // cfg.nr)
-    for rp, cp in itertools.product(range(1, min(row_tiles_, 2 * threads) + 1),
-                                    range(1, min(col_panels, 2 * threads) + 1)):
-        rp, band = _split(m, rp, cfg.mr)
-        cp, width = _split(n, cp, cfg.nr)
-        if global_tiles and rp > 1 and not _same_tiles(m, band, rp, cfg.mr):
-            continue
-        chunks = batch * rp * cp
-        rounds = -(-chunks // threads)
-        packing = band * k * -(-width // cfg.nc) + width * k
-        cost = (rounds * (band * width * k + PACK_COST * packing), chunks)
-        if best_cost is None or cost < best_cost:
-            best, best_cost = Grid(rp, band, cp, width, m, n), cost
-    assert best is not None
-    return best if batch * best.rows * best.cols > 1 else None
-
-
-def _same_tiles(m: int, band: int, bands: int, mr: int) -> bool:
-    """Whether bands of ``band`` rows (the last the rest) tile each band as :func:`row_tiles` tiles all ``m`` rows
-    (the bands start at multiples of ``mr``; only the last band's edge tiles can differ)."""
-    start = (bands - 1) * band
-    full, tail = row_tiles(m, mr)
-    last_full, last_tail = row_tiles(m - start, mr)
-    return start + last_full == full and last_tail == tail
-
-
-def tile_origins(m: int, mr: int) -> list[tuple[int, int]]:
-    """(first row, rows) of every row tile of an ``m``-row op(A), in the order the driver visits them."""
-    full, tail = row_tiles(m, mr)
-    tiles = [(row, mr) for row in range(0, full, mr)]
-    for rows in tail:
-        tiles.append((full, rows))
-        full += rows
-    return tiles
-
-
-def depth_block(k: int, cfg: GemmConfig) -> int:
-    """The ``kc`` block the driver uses for depth ``k``."""
-    return _balanced(k, cfg.kc, cfg.vec)
 
 
 def _declare(module: ir.Module, name: str, internal: bool = False, origin: bool = False) -> ir.Function:
@@ -238,7 +144,7 @@ def emit_gemm(module: ir.Module, name: str, m: int, n: int, k: int, dtype: str =
                tuple(part.args[4:6]) if custom else None)
         pb.ret_void()
         parts[rows, cols] = part
-    chunk_bytes = _chunk_workspace(grid, k, cfg)
+    chunk_bytes = chunk_workspace(grid, k, cfg)
     a_rs, a_cs, b_rs, b_cs = layout.strides()
 
     def chunk(bb: ir.IRBuilder, index: ir.Value, values: list[ir.Value], claim: Claim) -> None:
@@ -316,15 +222,15 @@ def _block(module: ir.Module, b: ir.IRBuilder, cfg: GemmConfig, operands: list[i
     row0, col0 = origin if origin is not None else (None, None)
     a_t, b_t, c_t = operands
     scalar = cfg.scalar
-    kc = _balanced(k, cfg.kc, cfg.vec)
-    nc = _balanced(n, cfg.nc, cfg.nr)
+    kc = balanced_block(k, cfg.kc, cfg.vec)
+    nc = balanced_block(n, cfg.nc, cfg.nr)
     a_rs, a_cs, b_rs, b_cs = layout.strides()
     packer_b = pack_b(module, cfg, layout.trans_b) if custom_b is None else None
     m_full, tail = row_tiles(m, cfg.mr)
     n_rem = n % cfg.nr
     ld_a, ld_b, ld_c = i64(layout.ld_a), i64(layout.ld_b), i64(layout.ld_c)
     bp = w_arg  # kc * nc elements, then the A micro-panel at the next 64-byte boundary
-    ap = b.gep(w_arg, [i64(_packed_b_bytes(kc, nc, cfg))], inbounds=True, source_etype=I8)
+    ap = b.gep(w_arg, [i64(packed_b_bytes(kc, nc, cfg))], inbounds=True, source_etype=I8)
     with for_range(b, 0, n, nc, name="jc") as jc:
         ncur = _min(b, i64(nc), b.sub(i64(n), jc))
         npanels = b.sdiv(ncur, i64(cfg.nr))
@@ -474,49 +380,5 @@ def _next_tile(b: ir.IRBuilder, cfg: GemmConfig, layout: Layout, a_t: ir.Value, 
                    next_k, calls)
 
 
-def row_tiles(m: int, mr: int) -> tuple[int, list[int]]:
-    """Rows covered by full ``mr`` tiles, then the heights of the edge tiles.
-
-    A remainder under ``mr / 2`` would leave too few independent accumulators to hide the FMA latency, so it
-    is merged with the last full tile and the pair split evenly (M = 128, mr = 6: 20 tiles of 6, then 4 + 4)."""
-    full, rem = m - m % mr, m % mr
-    if rem == 0:
-        return full, []
-    if 2 * rem >= mr or full == 0:
-        return full, [rem]
-    rows = mr + rem
-    return full - mr, [rows - rows // 2, rows // 2]
-
-
 def _min(builder: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
     return builder.select(builder.icmp_signed("<", x, y), x, y)
-
-
-def _packed_b_bytes(kc: int, nc: int, cfg: GemmConfig) -> int:
-    return -(-kc * nc * cfg.itemsize // 64) * 64
-
-
-def _serial_workspace(m: int, n: int, k: int, cfg: GemmConfig) -> int:
-    """One thread's workspace for an ``m x n`` block over depth ``k``: the packed B block (rounded up to 64 bytes)
-    and the A micro-panel with one vector of slack, rounded up to 64 bytes."""
-    kc = _balanced(k, cfg.kc, cfg.vec)
-    panel = (kc * cfg.mr + cfg.vec) * cfg.itemsize
-    return _packed_b_bytes(kc, _balanced(n, cfg.nc, cfg.nr), cfg) + -(-panel // 64) * 64
-
-
-def workspace_bytes(m: int, n: int, k: int, dtype: str = "float32", config: GemmConfig | None = None,
-                    threads: int = 1, batch: int = 1, global_tiles: bool = False) -> int:
-    """Bytes of the workspace ``W`` the GEMM needs for these sizes (a multiple of 64): one thread's workspace
-    (:func:`_serial_workspace`) for the whole of C, or for each thread for its largest chunk."""
-    cfg = config or default_config(dtype, host_vector_bits())
-    if min(m, n, k, batch) <= 0:
-        return 0
-    grid = partition(m, n, k, batch, cfg, threads, global_tiles)
-    if grid is None:
-        return _serial_workspace(m, n, k, cfg)
-    return threads * _chunk_workspace(grid, k, cfg)
-
-
-def _chunk_workspace(grid: Grid, k: int, cfg: GemmConfig) -> int:
-    """One thread's workspace for any chunk of ``grid`` (the blocking of a narrower last slice may need more)."""
-    return max(_serial_workspace(rows, cols, k, cfg) for rows, cols in grid.shapes())

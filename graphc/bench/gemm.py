@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from codegen.gemm.driver import emit_gemm, workspace_bytes
+from codegen.gemm.blocking import workspace_bytes
+from codegen.gemm.driver import emit_gemm
 
 GEMM_SIGNATURE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
 DEFAULT_SHAPES = ((512, 512, 512), (1024, 1024, 1024), (128, 512, 784))

@@ -8,8 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from codegen.gemm.blocking import PARALLEL_MIN_MACS, partition, workspace_bytes
 from codegen.gemm.config import default_config, host_vector_bits
-from codegen.gemm.driver import PARALLEL_MIN_MACS, emit_gemm, partition, workspace_bytes
+from codegen.gemm.driver import emit_gemm
 from codegen.target import Jit, new_module
 from runtime.parallel import runtime
 from tests.codegen.test_matmul import SIG, _check, _guarded, _operands

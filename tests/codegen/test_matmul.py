@@ -16,8 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import graphc as gc
+from codegen.gemm.blocking import row_tiles, workspace_bytes
 from codegen.gemm.config import default_config, host_vector_bits
-from codegen.gemm.driver import emit_gemm, row_tiles, workspace_bytes
+from codegen.gemm.driver import emit_gemm
 from codegen.linalg import Operand, batch_layout, matmul_operands
 from codegen.loops import contiguous_strides
 from codegen.lowering import KernelContext, LoweringError, find_lowerer, pointer_type

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import graphc as gc
+from codegen.gemm.blocking import depth_block, partition, row_tiles, tile_origins
 from codegen.gemm.config import default_config, host_vector_bits
-from codegen.gemm.driver import depth_block, partition, row_tiles, tile_origins
 from codegen.prepack import PackSpec, pack, spec_a, spec_b
 
 
