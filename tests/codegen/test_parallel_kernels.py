@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import codegen.gemm.driver as gemm_driver
+import codegen.gemm.blocking as gemm_blocking
 import codegen.loops as loops
 import graphc as gc
 from ops import REGISTRY
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.skipif(not runtime(), reason="libgomp is not installed:
 def tiny_chunks(monkeypatch):
     """Every parallel loop chunked as finely as it can be (the chunking still depends on the sizes only)."""
     monkeypatch.setattr(loops, "GRAIN", 1)
-    monkeypatch.setattr(gemm_driver, "PARALLEL_MIN_MACS", 1)
+    monkeypatch.setattr(gemm_blocking, "PARALLEL_MIN_MACS", 1)
 
 
 def _run_all(outputs, feeds) -> dict[int, dict]:
