@@ -25,24 +25,12 @@ from codegen.llvm import i64
 from codegen.lowering import KernelContext, lowerer
 from codegen.scalar import value_type
 from graphc.ir import Node
-from ops.indexing import Index
+from ops.indexing import Index, index_layout
 
 
 def affine(index: Index, shape: tuple[int, ...]) -> tuple[int, tuple[int, ...]]:
     """(base offset, stride per output axis) in elements of the map of ``index`` over a contiguous ``shape``."""
-    own = loops.contiguous_strides(shape)
-    base, strides, axis = 0, [], 0
-    for entry in index:
-        if entry[0] == "newaxis":
-            strides.append(0)
-            continue
-        if entry[0] == "int":
-            base += entry[1] * own[axis]
-        else:
-            base += entry[1] * own[axis]
-            strides.append(entry[3] * own[axis])
-        axis += 1
-    return base, tuple(strides)
+    return index_layout(index, 0, loops.contiguous_strides(shape))
 
 
 def copy(ctx: KernelContext, src: Node, dst: Node, domain: tuple[int, ...], src_map: tuple[int, tuple[int, ...]],

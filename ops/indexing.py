@@ -65,6 +65,22 @@ def normalize_index(index: Any, shape: tuple[int, ...]) -> Index:
     return tuple(out)
 
 
+def index_layout(index: Index, offset: int, strides: tuple[int, ...]) -> tuple[int, tuple[int, ...]]:
+    """(offset, strides) of ``x[index]`` for x laid out with ``offset``/``strides`` (elements): an int index adds
+    i·stride to the offset, ``start:stop:step`` adds start·stride and scales the stride by step, a new axis has
+    stride 0."""
+    out, axis = [], 0
+    for entry in index:
+        if entry[0] == "newaxis":
+            out.append(0)
+            continue
+        offset += entry[1] * strides[axis]
+        if entry[0] == "slice":
+            out.append(entry[3] * strides[axis])
+        axis += 1
+    return offset, tuple(out)
+
+
 def python_index(index: Index) -> tuple[Any, ...]:
     """A canonical index as a NumPy indexing tuple."""
     return tuple(slice(e[1], e[2], e[3]) if e[0] == "slice" else e[1] if e[0] == "int" else None for e in index)
@@ -101,22 +117,8 @@ class Slice(Op):
         return np.array(x[python_index(attrs["index"])], dtype=x.dtype)
 
     def view_layout(self, node, offset, strides):
-        """An int index adds i·stride to the offset, ``start:stop:step`` adds start·stride and scales the stride by
-        step, a new axis has stride 0 (an empty result has no layout worth reading)."""
-        if node.size == 0:
-            return None
-        out, axis = [], 0
-        for entry in node.attrs["index"]:
-            if entry[0] == "newaxis":
-                out.append(0)
-                continue
-            if entry[0] == "int":
-                offset += entry[1] * strides[axis]
-            else:
-                offset += entry[1] * strides[axis]
-                out.append(entry[3] * strides[axis])
-            axis += 1
-        return offset, tuple(out)
+        """:func:`index_layout` (an empty result has no layout worth reading)."""
+        return None if node.size == 0 else index_layout(node.attrs["index"], offset, strides)
 
     def vjp(self, node, g):
         return (apply("slice_backward", g, index=node.attrs["index"], shape=node.inputs[0].shape),)

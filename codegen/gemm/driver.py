@@ -314,18 +314,24 @@ def _stream(b: ir.IRBuilder, cfg: GemmConfig, ptr: ir.Value, more: ir.Value, bas
     return args
 
 
-def _next_block(b: ir.IRBuilder, cfg: GemmConfig, layout: Layout, b_t: ir.Value, jc: ir.Value, pc: ir.Value,
-                kc: int, nc: int, k: int, n: int, calls: ir.Value) -> Stream:
-    """The stream of the B block after (jc, pc) — op(B)[pc + kc.., jc..], or the next column block's first —
-    among this block's ``calls`` micro-kernel calls: the next block's packing then reads L2, not memory (ResNet's
-    7×7 layers, whose 9 MiB of weights are that B: 2.77 → 2.48 ms)."""
+def _following_block(b: ir.IRBuilder, jc: ir.Value, pc: ir.Value, kc: int, nc: int, k: int, n: int
+                     ) -> tuple[ir.Value, ir.Value, ir.Value, ir.Value, ir.Value]:
+    """(pc, jc, whether it exists, depth, width) of the B block the driver packs after (jc, pc): the next depth
+    block, or the next column block's first."""
     next_pc = b.add(pc, i64(kc))
     wrap = b.icmp_signed(">=", next_pc, i64(k))
     next_pc = b.select(wrap, i64(0), next_pc)
     next_jc = b.select(wrap, b.add(jc, i64(nc)), jc)
     more = b.icmp_signed("<", next_jc, i64(n))
-    next_k = _min(b, i64(kc), b.sub(i64(k), next_pc))
-    next_n = _min(b, i64(nc), b.sub(i64(n), next_jc))
+    return next_pc, next_jc, more, _min(b, i64(kc), b.sub(i64(k), next_pc)), _min(b, i64(nc), b.sub(i64(n), next_jc))
+
+
+def _next_block(b: ir.IRBuilder, cfg: GemmConfig, layout: Layout, b_t: ir.Value, jc: ir.Value, pc: ir.Value,
+                kc: int, nc: int, k: int, n: int, calls: ir.Value) -> Stream:
+    """The stream of the B block after (jc, pc) — op(B)[pc + kc.., jc..], or the next column block's first —
+    among this block's ``calls`` micro-kernel calls: the next block's packing then reads L2, not memory (ResNet's
+    7×7 layers, whose 9 MiB of weights are that B: 2.77 → 2.48 ms)."""
+    next_pc, next_jc, more, next_k, next_n = _following_block(b, jc, pc, kc, nc, k, n)
     if layout.trans_b:  # next_n rows of B (op(B)'s columns), next_k elements each
         return _stream(b, cfg, b_t, more, b.add(b.mul(next_jc, i64(layout.ld_b)), next_pc), layout.ld_b, next_n,
                        next_k, calls)
@@ -338,13 +344,7 @@ def _next_prepacked_block(b: ir.IRBuilder, cfg: GemmConfig, custom_b: PackB, b_t
                           calls: ir.Value) -> Stream:
     """The stream of the prepacked B block after (jc, pc) — one contiguous run of ``next_k`` x ``next_n`` (rounded
     up to ``nr``) elements where ``custom_b`` says it lies — among this block's ``calls`` micro-kernel calls."""
-    next_pc = b.add(pc, i64(kc))
-    wrap = b.icmp_signed(">=", next_pc, i64(k))
-    next_pc = b.select(wrap, i64(0), next_pc)
-    next_jc = b.select(wrap, b.add(jc, i64(nc)), jc)
-    more = b.icmp_signed("<", next_jc, i64(n))
-    next_k = _min(b, i64(kc), b.sub(i64(k), next_pc))
-    next_n = _min(b, i64(nc), b.sub(i64(n), next_jc))
+    next_pc, next_jc, more, next_k, next_n = _following_block(b, jc, pc, kc, nc, k, n)
     padded = b.mul(b.sdiv(b.add(next_n, i64(cfg.nr - 1)), i64(cfg.nr)), i64(cfg.nr))
     next_jc = b.select(more, next_jc, i64(0))  # none after the last block: an address inside B all the same
     start = custom_b(b, b_t, bp, next_pc, next_jc if col0 is None else b.add(col0, next_jc), next_k, next_n)
