@@ -18,7 +18,7 @@ construction (no per-element bounds test). Group g's rows of cols are the contig
   dw[g]ᵀ += cols[g] · ḡ[n, g]ᵀ into scratch, transposed at the end, when that shape fills the GEMM's register
   tiles better (1→32 channels 3×3: a 9 × 32 instead of a 32 × 9 output; 5.8 ms → 1.1 ms on the benchmark layer).
 
-The forward's default is "implicit" (``forward_algorithm``): the same GEMM without the columns — the GEMM's
+The forward's default is "implicit" (``codegen.conv_choice``): the same GEMM without the columns — the GEMM's
 B-block packer (``codegen.conv_pack``) writes its nr-wide panels straight from the image with the index map above
 (masked vector loads; stride > 1 reads the image's column phases, split once into scratch), one GEMM per image
 over all P pixels, then bias and epilogue over y[n]. Where that fills the register tiles clearly better
@@ -51,6 +51,7 @@ from collections.abc import Callable
 
 import llvmlite.ir as ir
 
+import codegen.conv_choice as conv_choice
 import codegen.conv_depthwise as conv_depthwise
 import codegen.conv_direct as conv_direct
 import codegen.conv_pack as conv_pack
@@ -184,19 +185,6 @@ def algorithm_of(g: Geometry, node: Node) -> tuple[str, Geometry]:
     return algorithm, (g if algorithm == "pointwise" else dataclasses.replace(g, gemm_on_x=False))
 
 
-def forward_algorithm(g: Geometry, requested: str, dtype: str) -> str:
-    """The forward's algorithm: ``conv_direct.choose_algorithm``'s, except that im2col + GEMM becomes "implicit"
-    (the GEMM packs its operand straight from the image, ``codegen.conv_pack``: no columns in scratch, no second
-    copy) — for "auto" and when forced ("implicit") wherever the packer applies. A forced "im2col" keeps the
-    explicit columns."""
-    if requested == "implicit":
-        return "implicit" if conv_pack.applies(g) else "im2col"
-    algorithm = conv_direct.choose_algorithm(g, requested)
-    if requested == "auto" and algorithm == "im2col" and conv_pack.applies(g):
-        return "implicit"
-    return algorithm
-
-
 @lowerer("conv2d")
 def lower_conv2d(ctx: KernelContext) -> None:
     """y = conv2d(x, w) (+ b): per image, im2col then W · cols (see the module docstring). With several threads
@@ -207,7 +195,7 @@ def lower_conv2d(ctx: KernelContext) -> None:
     x, w = node.inputs[:2]
     bias = node.inputs[2] if len(node.inputs) == 3 else None
     g = geometry(x.shape, w.shape, node.shape, node.attrs, node.dtype)
-    algorithm = forward_algorithm(g, node.attrs.get("algorithm", "auto"), node.dtype)
+    algorithm = conv_choice.forward_algorithm(node, ctx.threads, ctx.algorithms)
     if algorithm != "pointwise":
         g = dataclasses.replace(g, gemm_on_x=False)
     if node.size == 0:

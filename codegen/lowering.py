@@ -72,6 +72,8 @@ class KernelContext:
     # constants this kernel reads packed (``codegen.prepack``): (node, spec), shared with its parallel chunks; None
     # when the module packs none
     packs: list[tuple[Node, Any]] | None = None
+    # forward convs' measured algorithms (``Plan.algorithms``, by ``codegen.conv_choice.tuning_key``)
+    algorithms: Mapping[str, str] = field(default_factory=dict)
 
     def ptr(self, node: Node) -> ir.Value:
         return self.pointers[node]

@@ -173,7 +173,8 @@ def _kernel_function(module: ir.Module, plan: Plan, kernel: Kernel, index: int, 
     for out, src in shared.items():
         pointers[out] = builder.bitcast(pointers[src], pointer_type(out))
     ctx = KernelContext(module, kernel, fn, builder, pointers, fn.args[-2], error_nodes, scratch_base=fn.args[-1],
-                        threads=threads, in_place=frozenset(shared), aliases=shared, packs=[] if prepack else None)
+                        threads=threads, in_place=frozenset(shared), aliases=shared, packs=[] if prepack else None,
+                        algorithms=plan.algorithms)
     lower(ctx)
     ctx.builder.ret_void()
     return fn, ctx.scratch_bytes, [(args.index(node), spec) for node, spec in ctx.packs or []]
@@ -350,5 +351,6 @@ def _plan_key(plan: Plan, name: str, direct: bool, threads: int) -> tuple[str, l
     parts.append("state " + " ".join(f"{ref(p)}<{ref(v)}" for p, v in plan.state_inplace.items()))
     parts.append("outputs " + " ".join(str(ref(n)) for n in plan.outputs))
     parts.append("updates " + " ".join(f"{ref(p)}={ref(v)}" for p, v in plan.updates))
+    parts.append("algorithms " + repr(sorted(plan.algorithms.items())))
     digest = hashlib.sha256("\n".join(parts).encode()).hexdigest()
     return digest, list(index)

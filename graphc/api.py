@@ -26,7 +26,10 @@ def compile(outputs: Any, backend: str | None = None, updates: Any = None, dump_
     ``dump_dir``: write every compiler stage there as text and DOT (see :mod:`graphc.dump`).
     ``freeze=True``: an inference program whose params are constant snapshots of their current values — batch
     norms after a conv/dense fold into its weights, constant subgraphs are evaluated once (``passes.freeze``);
-    later changes to the params do not reach it. Other ``options``: ``threads`` (all backends), ``cache`` (llvm).
+    later changes to the params do not reach it. ``tune=True`` (llvm; default ``GRAPHC_TUNE=1``): every forward
+    conv left to ``algorithm="auto"`` runs the algorithm measured fastest for its geometry on this machine
+    (``runtime.conv_tune``: measured once per geometry, cached). Other ``options``: ``threads`` (all backends),
+    ``cache`` (llvm).
     """
     program = make_program(outputs, backend=backend, updates=updates, **options)
     if dump_dir is not None:

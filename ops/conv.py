@@ -27,7 +27,7 @@ Pair = tuple[int, int]
 Pads = tuple[int, int, int, int]
 
 # How the llvm backend computes a convolution and its gradients (the interpreter ignores it): "auto" chooses per
-# layer (codegen.conv_direct.choose_algorithm, codegen.conv.forward_algorithm), "direct" sums windows in loop nests,
+# layer (codegen.conv_direct.choose_algorithm, codegen.conv_choice.rule_of_thumb), "direct" sums windows in loop nests,
 # "im2col" builds columns and runs a GEMM, "implicit" runs the GEMM with its B panels packed straight from the image
 # (forward only; its gradients run im2col). Forcing one is for tests and experiments; every choice computes the
 # same function.

@@ -78,6 +78,9 @@ class Plan:
     timings: dict[str, float] = field(default_factory=dict)
     # what each pass did to each node (rewrites, CSE, folds, fusion boundaries, in-place reuse): ``graphc explain``
     provenance: Provenance = field(default_factory=Provenance)
+    # forward convs' algorithms measured fastest on this machine (``gc.compile(..., tune=True)``,
+    # ``runtime.conv_tune``), by ``codegen.conv_choice.tuning_key``; empty: the rule of thumb everywhere
+    algorithms: dict[str, str] = field(default_factory=dict)
 
     @property
     def kept(self) -> set[Node]:

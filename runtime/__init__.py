@@ -58,7 +58,7 @@ def _make(outputs: Any, backend: str | None, updates: Any, **options: Any) -> Pr
     if backend == "llvm":
         from runtime.native import NativeProgram  # imports llvmlite only when asked for
 
-        unknown = sorted(set(options) - {"cache", "threads"})
+        unknown = sorted(set(options) - {"cache", "threads", "tune"})
         if unknown:
             raise GraphcError(f"compile: unknown options for the llvm backend: {unknown}")
         return NativeProgram(outputs, updates, **options)

@@ -20,6 +20,7 @@ fails at run time does so before any in-place write (the entry returns first), s
 from __future__ import annotations
 
 import ctypes
+import os
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -33,6 +34,7 @@ except ImportError:  # NumPy < 2
 
 import codegen.prepack as prepack
 import runtime.collective as collective
+import runtime.conv_tune as conv_tune
 import runtime.parallel as parallel
 from codegen.cache import cache_enabled, discard, load
 from codegen.module import (
@@ -64,10 +66,17 @@ class NativeProgram(Program):
 
     backend = "llvm"
 
-    def __init__(self, outputs: Any, updates: Any = None, cache: bool = True, threads: int | None = None) -> None:
+    def __init__(self, outputs: Any, updates: Any = None, cache: bool = True, threads: int | None = None,
+                 tune: bool | None = None, algorithms: Mapping[str, str] | None = None) -> None:
+        """``tune``: time every forward conv's candidate algorithms on this machine and run the fastest
+        (``runtime.conv_tune``; default: ``GRAPHC_TUNE=1``); ``algorithms``: such choices given instead."""
         super().__init__(outputs, updates)
         self.threads = parallel.threads(threads)  # compiled in: kernels split their work into chunks for it
         self.plan = build_plan(self.output_nodes, self.updates)
+        if algorithms is not None:
+            self.plan.algorithms.update(algorithms)
+        elif _tuning(tune):
+            conv_tune.tune(self.plan, self.threads, _compile_conv)
         collective.prepare(self.plan)  # MPI entry points bound before linking (runtime.collective)
         self._module: Module | None = None
         self.slots, direct = binding_slots(self.plan)
@@ -271,6 +280,23 @@ class NativeProgram(Program):
                          "vector_width": width, "flops": sum(get_op(n.op).flops(n) for n in k.nodes),
                          "bytes": sum(x.type.nbytes for x in k.inputs) + sum(x.type.nbytes for x in k.outputs)})
         return info
+
+
+def _tuning(tune: bool | None) -> bool:
+    """Whether to tune: ``tune`` when given (True or False), else the ``GRAPHC_TUNE`` variable."""
+    if tune is None:
+        value = os.environ.get("GRAPHC_TUNE", "0").strip().lower()
+        if value not in ("", "0", "1", "false", "true", "no", "yes", "off", "on"):
+            raise GraphcError(f"GRAPHC_TUNE must be 0 or 1, got {value!r}")
+        return value in ("1", "true", "yes", "on")
+    if not isinstance(tune, bool):
+        raise GraphcError(f"compile: tune must be True or False, got {tune!r}")
+    return tune
+
+
+def _compile_conv(outputs: list[Node], threads: int, algorithms: dict[str, str]) -> NativeProgram:
+    """A program for the tuner's measurements (``runtime.conv_tune``)."""
+    return NativeProgram(outputs, threads=threads, algorithms=algorithms)
 
 
 def _decode_meta(meta: dict[str, Any], nodes: list[Node]) -> tuple[list[Node], int, list[tuple[Node, Any]]] | None:

@@ -100,6 +100,20 @@ def test_onnx_file_without_torch_or_onnxruntime(bench_models, tmp_path, monkeypa
     assert "tiny b3 graphc-llvm: built" in err  # progress goes to stderr
 
 
+def test_tune_measures_the_conv_layers_first(bench_models, tmp_path, monkeypatch):
+    import runtime.conv_tune as conv_tune
+
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("GRAPHC_CACHE", "1")
+    path = tiny_model(tmp_path / "tiny.onnx")
+    code, doc, out, _ = bench_models("--onnx", path, "--batches", "2", "--repeat", "3", "--warmup", "1", "--tune")
+    assert code == 0
+    assert doc["meta"]["thread_control"]["graphc"].endswith("tune=True)")
+    assert doc["results"][0]["check"]["ok"] is True
+    (entry,) = conv_tune.table_entries().values()  # the one conv, measured for batch 2 on one thread
+    assert entry["algorithm"] in entry["ms"] and len(entry["ms"]) >= 2
+
+
 def test_onnx_file_against_onnxruntime(bench_models, tmp_path):
     pytest.importorskip("onnxruntime")
     path = tiny_model(tmp_path / "tiny.onnx")
@@ -267,7 +281,7 @@ def test_threads_without_threadpoolctl_reexecute_the_same_command(monkeypatch, t
     monkeypatch.setattr(bench_command, "reexec", lambda argv, threads: calls.append((argv, threads)) or 0)
     path = tiny_model(tmp_path / "tiny.onnx")
     argv = ["models", "resnet18", "--threads", "2", "--onnx", path, "--small", "--cache", str(tmp_path),
-            "--exporter", "dynamo", "--max-seconds", "5"]
+            "--exporter", "dynamo", "--max-seconds", "5", "--tune"]
     assert cli.main(["bench", *argv]) == 0
     ((again, threads),) = calls
     assert threads == 2 and again[0] == "models"

@@ -1,7 +1,8 @@
 """``graphc bench models``: graphc against onnxruntime and PyTorch on whole networks, from the same ONNX file.
 
 Per model and batch size: graphc (``graphc.onnx.import_model(inference=True)`` of the file, compiled frozen for the
-llvm backend with ``threads``), onnxruntime (an ``InferenceSession`` of the file with
+llvm backend with ``threads``; with ``tune`` each conv layer runs the algorithm measured fastest, see
+``runtime.conv_tune``), onnxruntime (an ``InferenceSession`` of the file with
 ``intra_op_num_threads=threads`` and ``inter_op_num_threads=1``) and PyTorch (the torchvision module itself in eval
 mode under ``torch.no_grad()``, with ``torch.set_num_threads(threads)``; not for ``--onnx`` files). Every system is
 built outside the timing (graphc's import and compile times are recorded), called ``warmup`` times (at least once:
@@ -51,6 +52,7 @@ class Settings:
     max_seconds: float = 60.0
     small: bool = False
     exporter: str = "torchscript"
+    tune: bool = False  # graphc times each conv layer's algorithms first (compile(tune=True))
     cache_dir: str = field(default_factory=zoo.default_cache_dir)
 
     @property
@@ -102,14 +104,14 @@ def _log(message: str) -> None:
 
 
 def build_graphc(path: str, shapes: dict[str, tuple[int, ...]], feeds: dict[str, np.ndarray], threads: int,
-                 row: Row) -> Callable[[], list[Any]]:
+                 row: Row, tune: bool = False) -> Callable[[], list[Any]]:
     from graphc.onnx import import_model
 
     start = time.perf_counter()
     model = import_model(path, input_shapes=shapes, inference=True)
     row.extra["import_s"], row.extra["opset"] = time.perf_counter() - start, model.opset
     start = time.perf_counter()
-    program = model.compile(backend="llvm", threads=threads)
+    program = model.compile(backend="llvm", threads=threads, tune=tune)
     row.extra["compile_s"] = time.perf_counter() - start
     names, mine = list(model.outputs), {k: feeds[k] for k in model.inputs}
 
@@ -279,7 +281,8 @@ def run_models(settings: Settings, notes: list[str]) -> tuple[list[Case], dict[s
             cases += _onnx_cases(path, inputs, settings, ort)
     ctx = Context(repeat=settings.repeat, warmup=settings.warmup, threads=settings.threads, small=settings.small,
                   max_seconds=settings.max_seconds, frameworks=("onnxruntime", "torch"))
-    info = {"graphc": f"import_model(inference=True), compile(backend='llvm', threads={settings.threads})",
+    info = {"graphc": f"import_model(inference=True), compile(backend='llvm', threads={settings.threads}"
+                      + (", tune=True)" if settings.tune else ")"),
             "onnxruntime": f"intra_op_num_threads={settings.threads}, inter_op_num_threads=1",
             "torch": torch.get_num_threads() if torch is not None else None, **(blas or {})}
     meta = metadata(ctx, info)
@@ -327,7 +330,7 @@ def _builders(path: str, shapes: dict[str, tuple[int, ...]], feeds: dict[str, np
               ort: Any, torch: Any = None, module: Any = None) -> dict[str, Callable[[Row], Callable[[], Any]]]:
     """The systems of one case, by key, in timing order: each builds its callable (recording into its row)."""
     builders: dict[str, Callable[[Row], Callable[[], Any]]] = {
-        "graphc": lambda row: build_graphc(path, shapes, feeds, settings.threads, row)}
+        "graphc": lambda row: build_graphc(path, shapes, feeds, settings.threads, row, settings.tune)}
     if ort is not None:
         builders["onnxruntime"] = lambda row: build_onnxruntime(ort, path, feeds, settings.threads, row)
     if module is not None:

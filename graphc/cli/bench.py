@@ -133,6 +133,9 @@ def models_parser(prog: str) -> argparse.ArgumentParser:
                         help="PyTorch's ONNX exporter: torchscript (dynamo=False, default) or dynamo")
     parser.add_argument("--cache", metavar="DIR",
                         help=f"folder of the exported ONNX files (default {default_cache_dir()})")
+    parser.add_argument("--tune", action="store_true",
+                        help="graphc compiles with tune=True: each conv layer runs the algorithm measured fastest "
+                             "on this machine (measured once, then cached)")
     parser.set_defaults(handler=handle_models)
     return parser
 
@@ -155,6 +158,7 @@ def _models_argv(args: argparse.Namespace, batches: list[int]) -> list[str]:
             "--repeat", str(args.repeat), "--warmup", str(args.warmup), "--max-seconds", str(args.max_seconds),
             "--exporter", args.exporter]
     argv += (["--small"] if args.small else []) + (["--json", args.json] if args.json else [])
+    argv += ["--tune"] if args.tune else []
     return argv + (["--cache", args.cache] if args.cache else []) + (["--onnx", *args.onnx] if args.onnx else [])
 
 
@@ -178,7 +182,8 @@ def handle_models(args: argparse.Namespace) -> int:
         return reexec(_models_argv(args, batches), args.threads)
     models = list(args.models) or ([] if onnx else list(SMALL_MODELS if args.small else MODELS))
     settings = Settings(models, onnx, batches, threads=args.threads, repeat=args.repeat, warmup=args.warmup,
-                        max_seconds=args.max_seconds, small=args.small, exporter=args.exporter, cache_dir=cache)
+                        max_seconds=args.max_seconds, small=args.small, exporter=args.exporter, cache_dir=cache,
+                        tune=args.tune)
     notes: list[str] = []
     cases, doc = run_models(settings, notes)
     print(format_table(cases, settings))

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import codegen.conv as conv
+import codegen.conv_choice as conv_choice
 import codegen.conv_pack as conv_pack
 import graphc as gc
 from codegen.gemm.config import default_config, host_vector_bits
@@ -309,12 +310,12 @@ def test_resnet_layers_choose_implicit():
         "14s2": (geom((1, 256, 14, 14), (512, 256, 3, 3), padding=1, stride=2), True),
     }
     for name, (g, flipped) in layers.items():
-        assert conv.forward_algorithm(g, "auto", "float32") == "implicit", name
+        assert conv_choice.rule_of_thumb(g, "auto") == "implicit", name
         assert conv.transposed_implicit(g, "float32") == flipped, name
         assert conv_pack.split(g, cfg, cfg.mr if flipped else None) == (g.sw > 1), name
-    assert conv.forward_algorithm(layers["56"][0], "im2col", "float32") == "im2col"
+    assert conv_choice.rule_of_thumb(layers["56"][0], "im2col") == "im2col"
     pointwise = geom((1, 64, 56, 56), (256, 64, 1, 1))
     depthwise = geom((1, 32, 56, 56), (32, 1, 3, 3), padding=1, groups=32)
-    assert conv.forward_algorithm(pointwise, "auto", "float32") == "pointwise"
-    assert conv.forward_algorithm(depthwise, "auto", "float32") == "direct"
-    assert conv.forward_algorithm(pointwise, "implicit", "float32") == "implicit"
+    assert conv_choice.rule_of_thumb(pointwise, "auto") == "pointwise"
+    assert conv_choice.rule_of_thumb(depthwise, "auto") == "direct"
+    assert conv_choice.rule_of_thumb(pointwise, "implicit") == "implicit"

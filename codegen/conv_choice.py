@@ -1,0 +1,83 @@
+"""Which algorithm a forward convolution runs: the rule of thumb, or the one measured fastest for its geometry.
+
+Every forward conv2d has up to four algorithms that compute it (``codegen.conv``): "pointwise" (a 1×1 conv as a
+GEMM on x itself), "implicit" (the GEMM packs its operand straight from the image), "im2col" (explicit columns,
+then the GEMM, in row blocks) and "direct" (loops over the taps; channel blocks for depthwise convs). For
+``algorithm="auto"`` :func:`rule_of_thumb` picks one from the geometry alone. A program compiled with
+``tune=True`` (``runtime.conv_tune``) instead times each of :func:`candidates` on this machine for every distinct
+geometry and passes the winners in ``Plan.algorithms``, keyed by :func:`tuning_key`: the geometry, the dtype,
+the thread count, the bias and whether the weights are constants (packed once at load). Kernels of equal
+signature have equal keys, so shared kernel functions stay correct.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import codegen.conv_direct as conv_direct
+import codegen.conv_pack as conv_pack
+from codegen.conv_geometry import Geometry, geometry
+from graphc.ir import Node
+
+# "direct" is a candidate for one-group convs only up to this many taps per output (Cg·kh·kw): beyond it the taps
+# loop is many times slower than a GEMM (no register blocking over output channels), not worth timing
+DIRECT_CANDIDATE_TAPS = 4 * conv_direct.MAX_DIRECT_TAPS
+
+
+def rule_of_thumb(g: Geometry, requested: str) -> str:
+    """``conv_direct.choose_algorithm``'s choice, except that im2col + GEMM becomes "implicit" (no columns in
+    scratch) for "auto" and when forced ("implicit") wherever the packer applies. A forced "im2col" keeps the
+    explicit columns."""
+    if requested == "implicit":
+        return "implicit" if conv_pack.applies(g) else "im2col"
+    algorithm = conv_direct.choose_algorithm(g, requested)
+    if requested == "auto" and algorithm == "im2col" and conv_pack.applies(g):
+        return "implicit"
+    return algorithm
+
+
+def candidates(g: Geometry) -> list[str]:
+    """The algorithms that can compute this forward geometry, the rule of thumb's choice first."""
+    found = [rule_of_thumb(g, "auto")]
+    if g.pointwise:
+        found.append("pointwise")
+    if conv_pack.applies(g):
+        found.append("implicit")
+    found.append("im2col")
+    if g.groups > 1 or g.kg <= DIRECT_CANDIDATE_TAPS:
+        found.append("direct")
+    return list(dict.fromkeys(found))
+
+
+def conv_geometry(node: Node) -> Geometry:
+    """The geometry of a forward ``conv2d`` node."""
+    x, w = node.inputs[:2]
+    return geometry(x.shape, w.shape, node.shape, node.attrs, node.dtype)
+
+
+def tunable(node: Node) -> bool:
+    """Whether the tuner chooses this node's algorithm: a forward conv2d left to "auto"."""
+    return node.op == "conv2d" and node.attrs.get("algorithm", "auto") == "auto" and node.size > 0
+
+
+def tuning_key(node: Node, threads: int) -> str:
+    """What a measured choice for ``node`` depends on (besides the machine: ``runtime.conv_tune`` keeps one table
+    per CPU and LLVM)."""
+    x, w = node.inputs[:2]
+    a = node.attrs
+    const = w.op == "const"
+    return (f"{node.dtype} x{tuple(x.shape)} w{tuple(w.shape)} stride{tuple(a['stride'])} pad{tuple(a['padding'])} "
+            f"dil{tuple(a['dilation'])} groups{a['groups']} bias{int(len(node.inputs) == 3)} const{int(const)} "
+            f"threads{threads}")
+
+
+def forward_algorithm(node: Node, threads: int, tuned: Mapping[str, str]) -> str:
+    """The algorithm ``node`` (a forward conv2d) runs: its forced ``algorithm`` attribute, else the measured
+    choice in ``tuned`` when there is one that applies, else the rule of thumb."""
+    g = conv_geometry(node)
+    requested = node.attrs.get("algorithm", "auto")
+    if requested == "auto" and tuned:
+        choice = tuned.get(tuning_key(node, threads))
+        if choice is not None and choice in candidates(g):
+            return choice
+    return rule_of_thumb(g, requested)
