@@ -112,3 +112,15 @@ def test_frozen_inference_example_agrees_and_folds(tmp_path):
     assert values["folded"] == 3
     assert values["relative_difference"] < 1e-5
     assert "k0_fused_conv2d_clip" in out and "froze 17 params" in out
+
+
+def test_tune_convs_example_measures_each_layer_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("GRAPHC_CACHE", "1")
+    out = run_example("tune_convs.py", tmp_path, "--size", "16")
+    values = printed(out)
+    assert values["layers"] == 4 and values["relative_difference"] < 1e-5
+    assert values["rule_of_thumb_ms"] > 0 and values["tuned_ms"] > 0
+    chosen = re.findall(r"^float32 .* (pointwise|implicit|im2col|direct)\s+\w+ [\d.]+", out, re.M)
+    assert len(chosen) == 4
+    assert len(list((tmp_path / "cache" / "conv-tuning").iterdir())) == 1
