@@ -7,11 +7,13 @@ their own thread (their own ``LLVMContext``) into object files MCJIT then links 
 
 - every function definition is a block from a line ``define ...`` to the line ``}``; what is left (target, types,
   declarations) is the header every part repeats;
-- a kernel and the functions outlined from it (its parallel chunk bodies, ``gkN_*``) stay together; the entry
-  points (``graphc_*``) are in part 0; helpers LLVM inlines (the math library's ``exp``, ``log``, ...) are
-  copied, internal, into every part that uses them; the kernels and the shared ``noinline`` helpers (GEMM packers
-  and micro-kernels, one per shape and geometry) are balanced over the parts by IR size — ResNet-50 has 33 such
-  helpers, 0.6 MB of IR: kept together in part 0 they were the longest part (1.0 s of its 2.7 s of compile CPU);
+- a kernel and the functions outlined from it (its parallel chunk bodies, ``gkN_*``) stay together, and so does
+  any other function with the functions outlined from it (``f.rows.body`` with ``f``); the entry points
+  (``graphc_*``) are in part 0; helpers LLVM inlines (the math library's ``exp``, ``log``, a parallel region's
+  worker) are copied, internal, into every part that uses them, with declarations of what they call; the kernels
+  and the shared ``noinline`` helpers (GEMM packers and micro-kernels, one per shape and geometry) are balanced
+  over the parts by IR size — ResNet-50 has 33 such helpers, 0.6 MB of IR: kept together in part 0 they were the
+  longest part (1.0 s of its 2.7 s of compile CPU);
 - a part declares each function of another part it references, and every function gets external linkage (an
   object file can only call another's external symbols).
 
@@ -72,13 +74,15 @@ def split_module(text: str, parts: int) -> list[str]:
     header, blocks = _blocks(text)
     groups: dict[str, list[tuple[str, str]]] = {}
     inlined: dict[str, str] = {}  # helpers LLVM inlines (math functions): a private copy in every part using them
+    names = {name.strip('"') for name, _ in blocks}
     for name, block in blocks:
         match = _KERNEL.match(name)
         first = block.split("\n", 1)[0] + " "
         if not match and first.startswith("define internal ") and " noinline " not in first:
             inlined[name] = block
             continue
-        group = f"gk{match.group(1)}" if match else ("" if name.strip('"').startswith("graphc_") else name)
+        group = f"gk{match.group(1)}" if match else ("" if name.strip('"').startswith("graphc_") else
+                                                     _owner(name.strip('"'), names))
         groups.setdefault(group, []).append((name, block))
     shared = groups.pop("", [])
     kernels = sorted(groups.values(), key=lambda g: -sum(len(b) for _, b in g))
@@ -101,10 +105,21 @@ def split_module(text: str, parts: int) -> list[str]:
                 break
             copies.update(more)
         defined = {name for name, _ in own} | set(copies)
-        used = _used({name: block for name, block in blocks if name not in defined}, body)
+        used = _used({name: block for name, block in blocks if name not in defined},
+                     body + "".join(copies.values()))
         texts.append(header.rstrip("\n") + "\n" + body + "".join(copies.values())
                      + "".join(map(_declaration, used.values())))
     return texts
+
+
+def _owner(name: str, names: set[str]) -> str:
+    """The function ``name`` was outlined from (``f.rows.body`` → ``f``, when ``f`` is defined), else itself."""
+    head = name
+    while "." in head:
+        head = head.rsplit(".", 1)[0]
+        if head in names:
+            name = head
+    return name
 
 
 def _used(functions: dict[str, str], text: str) -> dict[str, str]:

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import re
 
+import llvmlite.binding as llvm
 import llvmlite.ir as ir
 
 from codegen import target
+from codegen.gemm.driver import emit_gemm
 from codegen.llvm import F32, FULL_UNROLL_MAX_TRIPS, for_range, i64
 from codegen.split import _blocks, split_module
 from tests.codegen.test_split_compile import _cnn_step
@@ -68,3 +70,21 @@ def test_shared_helpers_are_balanced_over_the_parts():
         largest_group = max(len(block) for _, block in blocks)
         # greedy largest-first placement: no part exceeds the mean by more than one group's size
         assert max(sizes) <= sum(sizes) / len(sizes) + largest_group * 2, sizes
+
+
+def test_every_part_of_a_module_of_bare_gemms_parses():
+    """Functions outside kernels keep their outlined bodies, and a copied worker's callees are declared."""
+    module = target.new_module("bare_gemms")
+    for i in range(6):
+        emit_gemm(module, f"g{i}_t3", 64 + i, 96, 200, threads=3)
+    text = str(module)
+    for parts in (2, 3, 7):
+        texts = split_module(text, parts)
+        for part in texts:
+            target._parse(part, context=llvm.create_context())  # raises on an undefined function
+        owners = {name.strip('"'): i for i, part in enumerate(texts) for name, block in _blocks(part)[1]
+                  if not block.startswith("define internal") or " noinline " in block.split("\n", 1)[0]}
+        outlined = [name for name in owners if name.split(".", 1)[0] in owners and "." in name]
+        assert len(outlined) >= 6  # each GEMM's parallel chunk body
+        for name in outlined:
+            assert owners[name.split(".", 1)[0]] == owners[name], name
