@@ -64,16 +64,20 @@ def blocked_applies(g: Geometry) -> bool:
 
 Combine = Callable[[ir.Value, int, ir.Value], ir.Value]  # (acc, tap index p·kw + q, pixel vector) -> acc
 Prepare = Callable[[KernelContext, ir.Value], tuple[ir.Value, Combine]]  # (ctx, first channel) -> (start, combine)
+# (ctx, image, first channel) -> (condition, combine): when the condition holds, the block runs that combine instead
+Alternative = Callable[[KernelContext, ir.Value, ir.Value], tuple[ir.Value, Combine]]
 
 
 def run_blocks(ctx: KernelContext, node: Node, g: Geometry, x: Node, fill: float, prepare: Prepare,
-               tile: tuple[int, int] = (1, 1)) -> int:
+               tile: tuple[int, int] = (1, 1), alternative: Alternative | None = None) -> int:
     """The channel-block kernel over every (image, block of V channels): pack the block's planes (``fill``
     outside x), then per output pixel acc = start, combined with each window tap's V-channel vector in the order
     (p, q), into y's planes. ``prepare(ctx, c0)`` gives the block's start vector and combine step. Pixels are
     computed ``tile`` = (rows, columns) at a time (``_tile``); a tile of consecutive pixels of y's planes (one
     row, or whole rows) of at most V pixels is transposed and stored straight into y, others go through a
-    packed output and ``unpack_planes``. Returns how many channels of each image it covers (whole blocks)."""
+    packed output and ``unpack_planes``. ``alternative(ctx, n, c0)``: a run-time condition and a second combine
+    step the block's pixels use when it holds (the code is emitted for both). Returns how many channels of each
+    image it covers (whole blocks)."""
     v = lanes(g)
     blocks = g.c // v
     padded = Padded.of(g)
@@ -110,7 +114,21 @@ def run_blocks(ctx: KernelContext, node: Node, g: Geometry, x: Node, fill: float
             if total % step:
                 body(i64(total - total % step), total % step)
 
-        span(g.ho, rows, lambda i0, r: span(g.wo, cols, lambda j0, a: emit(i0, j0, (r, a)), "j"), "i")
+        def pixels(step: Combine) -> None:
+            nonlocal combine
+            combine = step
+            span(g.ho, rows, lambda i0, r: span(g.wo, cols, lambda j0, a: emit(i0, j0, (r, a)), "j"), "i")
+
+        if alternative is None:
+            pixels(combine)
+        else:
+            condition, other = alternative(c, n, c0)
+            first = combine
+            with b.if_else(condition) as (then, otherwise):
+                with then:
+                    pixels(other)
+                with otherwise:
+                    pixels(first)
         if direct:
             apply_epilogue(c, g, node, n, c0, v)
         else:

@@ -4,7 +4,10 @@ The same layout as ``codegen.conv_depthwise``: the V planes of a block are packe
 ``xt[(r·pitch + col)·V + k]`` by in-register transposes, every output pixel is the lane-wise maximum of its window's
 vectors (``llvm.maximum``: NaN propagates; max is order-free, so the value equals the window-by-window one), and
 the results are transposed back into y's planes. GoogLeNet's 7×7 to 28×28 pools are where this pays (measured in
-``applies``). Used when every image's channels are whole blocks.
+``applies``). Used when every image's channels are whole blocks. A block whose input planes hold no NaN (one scan)
+takes the plain maximum instead (one ``vmaxps`` against ``llvm.maximum``'s six instructions; the same values, up
+to the sign of a zero maximum, see ``codegen.pool_separable``): 192 ch 28×28 3×3 s1 0.157 → 0.079 ms, 480 ch
+14×14 0.105 → 0.053, 832 ch 7×7 0.053 → 0.031.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import numpy as np
 from codegen.conv_depthwise import Combine, lanes, run_blocks
 from codegen.conv_direct import FLAT_SCRATCH_BYTES, Padded, scalar_type
 from codegen.conv_geometry import Geometry
-from codegen.llvm import intrinsic
+from codegen.llvm import I1, fold, i64, intrinsic
 from codegen.lowering import KernelContext
 from graphc.ir import Node
 
@@ -52,4 +55,14 @@ def max_pool(ctx: KernelContext, node: Node, g: Geometry) -> None:
         maximum = intrinsic(b.module, f"llvm.maximum.{suffix}", vector, [vector, vector])
         return ir.Constant(vector, [-np.inf] * v), lambda acc, _tap, pixel: b.call(maximum, [acc, pixel])
 
-    run_blocks(ctx, node, g, node.inputs[0], -np.inf, prepare)
+    def no_nan(c: KernelContext, n: ir.Value, c0: ir.Value) -> tuple[ir.Value, Combine]:
+        """Whether the block's V input planes hold no NaN, and then the plain maximum (one vmaxps instead of
+        llvm.maximum's six instructions; ties keep the first maximum, as np.maximum does)."""
+        b = c.builder
+        x = node.inputs[0]
+        first = b.mul(b.add(b.mul(n, i64(g.c)), c0), i64(g.h * g.w))
+        nan = fold(b, v * g.h * g.w, [ir.Constant(I1, 0)], lambda bb, t, acc: [
+            bb.or_(acc[0], bb.fcmp_unordered("uno", *[bb.load(c.elem(x, bb.add(first, t)))] * 2))], "nan")[0]
+        return b.not_(nan), lambda acc, _tap, pixel: b.select(b.fcmp_ordered(">", pixel, acc), pixel, acc)
+
+    run_blocks(ctx, node, g, node.inputs[0], -np.inf, prepare, alternative=no_nan)

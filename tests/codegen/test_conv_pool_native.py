@@ -269,19 +269,54 @@ def test_flat_max_pool(x_shape, attrs):
     ((1, 16, 2, 3), {"kernel_size": 3, "stride": 1, "padding": 1}, "float32"),               # every window at a border
     ((2, 16, 11, 10), {"kernel_size": 3, "stride": 2, "padding": 1}, "float64"),
 ])
-def test_channel_block_max_pool(x_shape, attrs, dtype):
+@pytest.mark.parametrize("nan", [True, False])
+def test_channel_block_max_pool(x_shape, attrs, dtype, nan):
     """Max pooling on blocks of one vector of channels (codegen.pool_blocks): bit-identical to the reference with
-    NaNs, -inf and ties, bitwise the same on 1, 2 and 3 threads."""
+    -inf and ties, with NaNs (blocks holding one take llvm.maximum) and without (the plain maximum), bitwise the
+    same on 1, 2 and 3 threads."""
     from codegen import pool_blocks
     from codegen.pool import Window
 
     rng = np.random.default_rng(9)
     x = rng.integers(-3, 3, x_shape).astype(dtype)
-    x.flat[rng.choice(x.size, 4, replace=False)] = np.nan
+    if nan:
+        x.flat[rng.choice(x.size, 4, replace=False)] = np.nan
     x.flat[rng.choice(x.size, 4, replace=False)] = -np.inf
     g = gc.Graph("block_pool")
     y = gc.max_pool2d(g.input("x", x_shape, dtype), **attrs)
     assert pool_blocks.applies(pool_blocks.geometry(Window(y.attrs, x_shape, y.shape), x_shape, x.itemsize))
+    want = gc.compile(y, backend="numpy")(x=x)
+    for threads in (1, 2, 3):
+        np.testing.assert_array_equal(gc.compile(y, backend="llvm", threads=threads)(x=x), want)
+
+
+@pytest.mark.parametrize("x_shape, attrs, dtype", [
+    ((1, 3, 50, 112), {"kernel_size": 3, "stride": 2, "padding": 1}, "float32"),                 # ResNet's stem pool
+    ((2, 2, 20, 56), {"kernel_size": 3, "stride": 2, "ceil_mode": True}, "float32"),              # GoogLeNet's
+    ((1, 2, 9, 49), {"kernel_size": (2, 3), "stride": (1, 2), "dilation": (2, 1), "padding": (1, 0, 2, 1)},
+     "float32"),
+    ((1, 2, 6, 48), {"kernel_size": 5, "stride": 3, "padding": 2, "ceil_mode": True}, "float32"),
+    ((1, 1, 3, 64), {"kernel_size": (3, 4), "stride": 1, "padding": (1, 1, 1, 2)}, "float32"),  # every row at a border
+    ((2, 3, 7, 50), {"kernel_size": 3, "stride": 1, "padding": 1}, "float64"),
+])
+@pytest.mark.parametrize("nan", [True, False])
+def test_separable_max_pool(x_shape, attrs, dtype, nan):
+    """Max pooling as a vertical then a horizontal pass (codegen.pool_separable): bit-identical to the reference
+    with -inf and ties, with NaNs (planes holding one take llvm.maximum) and without (the plain maximum), bitwise
+    the same on 1, 2 and 3 threads."""
+    from codegen.pool import Window
+    from codegen.pool_separable import applies
+
+    rng = np.random.default_rng(11)
+    x = rng.integers(-3, 3, x_shape).astype(dtype)
+    if nan:
+        x.flat[rng.choice(x.size, 5, replace=False)] = np.nan
+    x.flat[rng.choice(x.size, 5, replace=False)] = -np.inf
+    g = gc.Graph("separable_pool")
+    y = gc.max_pool2d(g.input("x", x_shape, dtype), **attrs)
+    assert applies(Window(y.attrs, x_shape, y.shape))
+    program = gc.compile(y, backend="llvm", threads=1)
+    assert "edge.body" in program.llvm_ir() and "col.body" in program.llvm_ir()  # this kernel, not another
     want = gc.compile(y, backend="numpy")(x=x)
     for threads in (1, 2, 3):
         np.testing.assert_array_equal(gc.compile(y, backend="llvm", threads=threads)(x=x), want)
