@@ -5,8 +5,8 @@ The same layout as ``codegen.conv_depthwise``: the V planes of a block are packe
 vectors (``llvm.maximum``: NaN propagates; max is order-free, so the value equals the window-by-window one), and
 the results are transposed back into y's planes. GoogLeNet's 7×7 to 28×28 pools are where this pays (measured in
 ``applies``). Used when every image's channels are whole blocks. A block whose input planes hold no NaN (one scan)
-takes the plain maximum instead (one ``vmaxps`` against ``llvm.maximum``'s six instructions; the same values, up
-to the sign of a zero maximum, see ``codegen.pool_separable``): 192 ch 28×28 3×3 s1 0.157 → 0.079 ms, 480 ch
+takes the plain maximum instead (one ``vmaxps`` against ``llvm.maximum``'s six instructions; taps in window
+order, ties keep the first maximum, as the reference does): 192 ch 28×28 3×3 s1 0.157 → 0.079 ms, 480 ch
 14×14 0.105 → 0.053, 832 ch 7×7 0.053 → 0.031.
 """
 
