@@ -30,6 +30,8 @@ def rule_of_thumb(g: Geometry, requested: str) -> str:
     explicit columns."""
     if requested == "implicit":
         return "implicit" if conv_pack.applies(g) else "im2col"
+    if requested == "pointwise":  # the op checked the geometry (ops.conv)
+        return "pointwise"
     algorithm = conv_direct.choose_algorithm(g, requested)
     if requested == "auto" and algorithm == "im2col" and conv_pack.applies(g):
         return "implicit"

@@ -29,9 +29,9 @@ Pads = tuple[int, int, int, int]
 # How the llvm backend computes a convolution and its gradients (the interpreter ignores it): "auto" chooses per
 # layer (codegen.conv_direct.choose_algorithm, codegen.conv_choice.rule_of_thumb), "direct" sums windows in loop nests,
 # "im2col" builds columns and runs a GEMM, "implicit" runs the GEMM with its B panels packed straight from the image
-# (forward only; its gradients run im2col). Forcing one is for tests and experiments; every choice computes the
-# same function.
-ALGORITHMS = ("auto", "direct", "im2col", "implicit")
+# (forward only; its gradients run im2col), "pointwise" runs a 1×1, stride-1, unpadded conv as a GEMM on x itself.
+# Forcing one is for tests and experiments; every choice computes the same function.
+ALGORITHMS = ("auto", "direct", "im2col", "implicit", "pointwise")
 
 # ------------------------------------------------------------------------------------- shared geometry
 
@@ -155,6 +155,9 @@ def _geometry(attrs: Mapping[str, Any], size: Pair, kernel: Pair) -> dict[str, A
     algorithm = attrs.get("algorithm", "auto")
     if algorithm not in ALGORITHMS:
         raise OpError(f"algorithm must be one of {', '.join(map(repr, ALGORITHMS))}, got {algorithm!r}")
+    if algorithm == "pointwise" and (tuple(kernel) != (1, 1) or stride != (1, 1) or any(padding)):
+        raise OpError(f"algorithm='pointwise' computes 1x1 convolutions with stride 1 and no padding (a GEMM on x "
+                      f"itself); this one has kernel {tuple(kernel)}, stride {stride}, padding {padding}")
     if algorithm != "auto":  # kept only when forced, so that "auto" graphs print and hash as before
         geometry["algorithm"] = algorithm
     return geometry

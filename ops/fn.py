@@ -152,7 +152,9 @@ def conv2d(x: Node, w: Node, b: Operand = None, stride: Any = 1, padding: Any = 
     (ph, pw), an explicit (top, left, bottom, right) 4-tuple (ONNX ``pads`` order), ``"valid"`` (none) or
     ``"same"`` (output size ceil(in / stride), the odd extra padding at the end like ONNX SAME_UPPER;
     ``"same_lower"`` puts it at the start). ``algorithm``: how the llvm backend computes it — ``"auto"`` (chosen
-    per layer), ``"direct"`` (window sums) or ``"im2col"`` (columns + GEMM); all compute the same values."""
+    per layer; ``gc.compile(..., tune=True)`` measures), ``"direct"`` (window sums), ``"im2col"`` (columns + GEMM),
+    ``"implicit"`` (a GEMM packing its operand from the image) or ``"pointwise"`` (1×1, stride 1, no padding: a
+    GEMM on x itself); all compute the same values."""
     geometry = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups, "algorithm": algorithm,
                 "name": name}
     return apply("conv2d", x, w, **geometry) if b is None else apply("conv2d", x, w, b, **geometry)

@@ -63,6 +63,25 @@ def test_forced_algorithm_matches_interpreter(x_shape, w_shape, attrs, algorithm
     gc.testing.assert_backends_agree(outputs, feeds, rtol=2e-5, atol=2e-6, scale_atol=True)
 
 
+POINTWISE = [(x, w, a) for x, w, a in GEOMETRIES if w[2:] == (1, 1) and a.get("stride", 1) == 1
+             and not a.get("padding")]
+
+
+@pytest.mark.parametrize("x_shape, w_shape, attrs", POINTWISE + [((1, 6, 3, 17), (12, 3, 1, 1), {"groups": 2})])
+def test_forced_pointwise_matches_interpreter(x_shape, w_shape, attrs):
+    outputs, feeds = _case(x_shape, w_shape, "pointwise", **attrs)
+    assert outputs["y"].attrs["algorithm"] == "pointwise"
+    gc.testing.assert_backends_agree(outputs, feeds, rtol=2e-5, atol=2e-6, scale_atol=True)
+
+
+@pytest.mark.parametrize("w_shape, attrs", [((4, 2, 3, 3), {}), ((4, 2, 1, 1), {"stride": 2}),
+                                            ((4, 2, 1, 1), {"padding": 1})])
+def test_forced_pointwise_refuses_other_geometries(w_shape, attrs):
+    g = gc.Graph("not_pointwise")
+    with pytest.raises(gc.GraphcError, match="algorithm='pointwise' computes 1x1 convolutions"):
+        gc.conv2d(g.input("x", (1, 2, 6, 6)), g.input("w", w_shape), algorithm="pointwise", **attrs)
+
+
 @pytest.mark.parametrize("algorithm", ["direct", "im2col"])
 @pytest.mark.parametrize("x_shape, w_shape, attrs", [
     ((2, 5, 8, 7), (10, 1, 3, 3), {"padding": 1, "stride": (1, 2), "groups": 5}),
@@ -157,8 +176,8 @@ def test_auto_choice_per_layer():
 def test_unknown_algorithm_is_a_clear_error():
     g = gc.Graph("bad")
     x, w = g.input("x", (1, 2, 5, 5)), g.input("w", (2, 2, 3, 3))
-    with pytest.raises(ShapeError,
-                       match="algorithm must be one of 'auto', 'direct', 'im2col', 'implicit', got 'winograd'"):
+    with pytest.raises(ShapeError, match="algorithm must be one of 'auto', 'direct', 'im2col', 'implicit', "
+                                         "'pointwise', got 'winograd'"):
         gc.conv2d(x, w, algorithm="winograd")
 
 
