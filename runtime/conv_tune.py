@@ -118,6 +118,8 @@ def measure(node: Node, threads: int, compiler: Compiler) -> dict[str, Any]:
             runs.append(time.perf_counter() - start)
         times[algorithm] = float(np.median(runs)) * 1e3
     default = candidates(conv_geometry(node))[0]
+    if not times:  # nothing could be compiled: the program's own compile reports why, under the rule of thumb
+        return {"algorithm": default, "ms": {}}
     winner = min(times, key=times.__getitem__)
     if default in times and times[winner] > (1 - MARGIN) * times[default]:
         winner = default

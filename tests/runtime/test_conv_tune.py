@@ -176,3 +176,15 @@ def test_the_rule_of_thumb_keeps_its_layer_unless_clearly_beaten(cache_dir, im2c
     assert entry["ms"]["implicit"] == pytest.approx(2.0, rel=0.2)
     assert entry["ms"]["im2col"] == pytest.approx(im2col_ms, rel=0.2)
     assert entry["ms"]["direct"] == pytest.approx(8.0, rel=0.2)
+
+
+def test_a_layer_no_candidate_compiles_keeps_the_rule_of_thumb(cache_dir):
+    from codegen.lowering import LoweringError
+
+    _, y, _ = _net()
+    node = _tunable_nodes(gc.compile(y, threads=1))[0]
+
+    def compiler(_outputs, _threads, _algorithms):
+        raise LoweringError("over the scratch budget")
+
+    assert conv_tune.measure(node, 1, compiler) == {"algorithm": "implicit", "ms": {}}
