@@ -97,7 +97,7 @@ def run_blocks(ctx: KernelContext, node: Node, g: Geometry, x: Node, fill: float
         pack_planes(b, c, g, padded, x, n, c0, xt, v, fill=fill)
         start, combine = prepare(c, c0)
 
-        def emit(i0: ir.Value, j0: ir.Value, shape: tuple[int, int]) -> None:
+        def emit(i0: ir.Value, j0: ir.Value, shape: tuple[int, int], combine: Combine) -> None:
             accs = _tile(b, g, padded, xt, v, i0, j0, shape, start, combine)
             t0 = b.add(b.mul(i0, i64(g.wo)), j0)
             if direct:
@@ -115,20 +115,17 @@ def run_blocks(ctx: KernelContext, node: Node, g: Geometry, x: Node, fill: float
                 body(i64(total - total % step), total % step)
 
         def pixels(step: Combine) -> None:
-            nonlocal combine
-            combine = step
-            span(g.ho, rows, lambda i0, r: span(g.wo, cols, lambda j0, a: emit(i0, j0, (r, a)), "j"), "i")
+            span(g.ho, rows, lambda i0, r: span(g.wo, cols, lambda j0, a: emit(i0, j0, (r, a), step), "j"), "i")
 
         if alternative is None:
             pixels(combine)
         else:
             condition, other = alternative(c, n, c0)
-            first = combine
             with b.if_else(condition) as (then, otherwise):
                 with then:
                     pixels(other)
                 with otherwise:
-                    pixels(first)
+                    pixels(combine)
         if direct:
             apply_epilogue(c, g, node, n, c0, v)
         else:

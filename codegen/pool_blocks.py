@@ -20,8 +20,9 @@ import numpy as np
 from codegen.conv_depthwise import Combine, lanes, run_blocks
 from codegen.conv_direct import FLAT_SCRATCH_BYTES, Padded, scalar_type
 from codegen.conv_geometry import Geometry
-from codegen.llvm import I1, fold, i64, intrinsic
+from codegen.llvm import i64, intrinsic
 from codegen.lowering import KernelContext
+from codegen.pool_separable import first_maximum, holds_nan
 from graphc.ir import Node
 
 SHORT_ROWS = 2  # blocks for output rows shorter than this many vectors
@@ -59,10 +60,8 @@ def max_pool(ctx: KernelContext, node: Node, g: Geometry) -> None:
         """Whether the block's V input planes hold no NaN, and then the plain maximum (one vmaxps instead of
         llvm.maximum's six instructions; ties keep the first maximum, as np.maximum does)."""
         b = c.builder
-        x = node.inputs[0]
         first = b.mul(b.add(b.mul(n, i64(g.c)), c0), i64(g.h * g.w))
-        nan = fold(b, v * g.h * g.w, [ir.Constant(I1, 0)], lambda bb, t, acc: [
-            bb.or_(acc[0], bb.fcmp_unordered("uno", *[bb.load(c.elem(x, bb.add(first, t)))] * 2))], "nan")[0]
-        return b.not_(nan), lambda acc, _tap, pixel: b.select(b.fcmp_ordered(">", pixel, acc), pixel, acc)
+        nan = holds_nan(c, node.inputs[0], first, v * g.h * g.w)
+        return b.not_(nan), lambda acc, _tap, pixel: first_maximum(b, acc, pixel)
 
     run_blocks(ctx, node, g, node.inputs[0], -np.inf, prepare, alternative=no_nan)

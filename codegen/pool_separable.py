@@ -34,6 +34,17 @@ from graphc.ir import Node
 MIN_WIDTH = 48  # input rows at least this wide (shorter ones: codegen.pool_blocks / pool_flat, see applies)
 
 
+def holds_nan(c: KernelContext, x: Node, first: ir.Value, count: int) -> ir.Value:
+    """Whether any of x's ``count`` elements from element ``first`` is NaN (one vectorized scan)."""
+    return fold(c.builder, count, [ir.Constant(I1, 0)], lambda b, t, acc: [
+        b.or_(acc[0], b.fcmp_unordered("uno", *[b.load(c.elem(x, b.add(first, t)))] * 2))], "nan")[0]
+
+
+def first_maximum(b: ir.IRBuilder, acc: ir.Value, v: ir.Value) -> ir.Value:
+    """``v > acc ? v : acc`` (one ``vmaxps``): the running maximum of NaN-free values, ties keep the first."""
+    return b.select(b.fcmp_ordered(">", v, acc), v, acc)
+
+
 def row_length(win: Any) -> int:
     """Elements of the -inf-bordered row the horizontal pass reads: every column a window reaches, from -left."""
     reach = (win.wo - 1) * win.sw + (win.kw - 1) * win.dw + 1 if win.wo > 0 else 0
@@ -66,8 +77,7 @@ def max_pool(ctx: KernelContext, node: Node, win: Any) -> None:
         plane_in = b.mul(index, i64(win.h * win.w))
         plane_out = b.mul(index, i64(win.ho * win.wo))
         middle = b.gep(row, [i64(win.left)], inbounds=True)
-        nan = fold(b, win.h * win.w, [ir.Constant(I1, 0)], lambda bb, t, acc: [
-            bb.or_(acc[0], bb.fcmp_unordered("uno", *[bb.load(c.elem(x, bb.add(plane_in, t)))] * 2))], "nan")[0]
+        nan = holds_nan(c, x, plane_in, win.h * win.w)
 
         def passes(larger: Callable[[ir.Value, ir.Value], ir.Value]) -> None:
             with for_range(b, 0, win.ho, name="i") as i:
@@ -94,6 +104,6 @@ def max_pool(ctx: KernelContext, node: Node, win: Any) -> None:
             with slow:  # NaN propagates (llvm.maximum: six instructions a vector on AVX-512)
                 passes(lambda acc, v: b.call(maximum, [acc, v]))
             with fast:  # no NaN in the plane: the first maximum, as np.maximum keeps it (one vmaxps)
-                passes(lambda acc, v: b.select(b.fcmp_ordered(">", v, acc), v, acc))
+                passes(lambda acc, v: first_maximum(b, acc, v))
 
     ctx.parallel("planes", win.planes, plane)
