@@ -195,7 +195,7 @@ def lower_conv2d(ctx: KernelContext) -> None:
     x, w = node.inputs[:2]
     bias = node.inputs[2] if len(node.inputs) == 3 else None
     g = geometry(x.shape, w.shape, node.shape, node.attrs, node.dtype)
-    algorithm = conv_choice.forward_algorithm(node, ctx.threads, ctx.algorithms)
+    algorithm = conv_choice.forward_algorithm(node, g, ctx.threads, ctx.algorithms)
     if algorithm != "pointwise":
         g = dataclasses.replace(g, gemm_on_x=False)
     if node.size == 0:

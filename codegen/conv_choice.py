@@ -73,10 +73,9 @@ def tuning_key(node: Node, threads: int) -> str:
             f"threads{threads}")
 
 
-def forward_algorithm(node: Node, threads: int, tuned: Mapping[str, str]) -> str:
-    """The algorithm ``node`` (a forward conv2d) runs: its forced ``algorithm`` attribute, else the measured
-    choice in ``tuned`` when there is one that applies, else the rule of thumb."""
-    g = conv_geometry(node)
+def forward_algorithm(node: Node, g: Geometry, threads: int, tuned: Mapping[str, str]) -> str:
+    """The algorithm ``node`` (a forward conv2d of geometry ``g``) runs: its forced ``algorithm`` attribute, else
+    the measured choice in ``tuned`` when there is one that applies, else the rule of thumb."""
     requested = node.attrs.get("algorithm", "auto")
     if requested == "auto" and tuned:
         choice = tuned.get(tuning_key(node, threads))

@@ -100,7 +100,8 @@ def measure(node: Node, threads: int, compiler: Compiler) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     feeds = {"x": rng.standard_normal(node.inputs[0].shape).astype(node.dtype)}
     times: dict[str, float] = {}
-    for algorithm in candidates(conv_geometry(node)):
+    options = candidates(conv_geometry(node))  # the rule of thumb's choice first
+    for algorithm in options:
         program = _program(node, threads, {key: algorithm}, compiler)
         if program is None:
             continue
@@ -117,7 +118,7 @@ def measure(node: Node, threads: int, compiler: Compiler) -> dict[str, Any]:
             program(**feeds)
             runs.append(time.perf_counter() - start)
         times[algorithm] = float(np.median(runs)) * 1e3
-    default = candidates(conv_geometry(node))[0]
+    default = options[0]
     if not times:  # nothing could be compiled: the program's own compile reports why, under the rule of thumb
         return {"algorithm": default, "ms": {}}
     winner = min(times, key=times.__getitem__)
