@@ -236,6 +236,26 @@ def test_indexing_and_losses_other_dtypes():
     _agree(outputs, feeds, rtol=1e-12, atol=1e-12)
 
 
+def _pool_case(name, x_shape, attrs, dtype, seed, specials, nan=True):
+    """A max pool of small integers (ties) with ``specials`` -inf values (and as many NaNs): (y, x, window)."""
+    from codegen.pool import Window
+
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-3, 3, x_shape).astype(dtype)
+    if nan:
+        x.flat[rng.choice(x.size, specials, replace=False)] = np.nan
+    x.flat[rng.choice(x.size, specials, replace=False)] = -np.inf
+    g = gc.Graph(name)
+    y = gc.max_pool2d(g.input("x", x_shape, dtype), **attrs)
+    return y, x, Window(y.attrs, x_shape, y.shape)
+
+
+def _bitwise_reference_on_every_thread_count(y, x):
+    want = gc.compile(y, backend="numpy")(x=x)
+    for threads in (1, 2, 3):
+        np.testing.assert_array_equal(gc.compile(y, backend="llvm", threads=threads)(x=x), want)
+
+
 @pytest.mark.parametrize("x_shape, attrs", [
     ((2, 5, 28, 28), {"kernel_size": 3, "stride": 1, "padding": 1, "ceil_mode": True}),   # GoogLeNet's branch pool
     ((1, 3, 13, 11), {"kernel_size": 3, "stride": 2, "ceil_mode": True}),                 # strided, short rows
@@ -246,20 +266,11 @@ def test_indexing_and_losses_other_dtypes():
 def test_flat_max_pool(x_shape, attrs):
     """Max pooling over a -inf-padded copy of each plane (codegen.pool_flat): bit-identical to the reference
     with NaNs, -inf and ties, bitwise the same on 1, 2 and 3 threads."""
-    from codegen.pool import Window
     from codegen.pool_flat import applies
 
-    rng = np.random.default_rng(7)
-    x = rng.integers(-3, 3, x_shape).astype(np.float32)
-    x.flat[rng.choice(x.size, 3, replace=False)] = np.nan
-    x.flat[rng.choice(x.size, 3, replace=False)] = -np.inf
-    g = gc.Graph("flat_pool")
-    y = gc.max_pool2d(g.input("x", x_shape), **attrs)
-    assert applies(Window(y.attrs, x_shape, y.shape), 4)
-    want = gc.compile(y, backend="numpy")(x=x)
-    runs = [gc.compile(y, backend="llvm", threads=t)(x=x) for t in (1, 2, 3)]
-    for got in runs:
-        np.testing.assert_array_equal(got, want)
+    y, x, window = _pool_case("flat_pool", x_shape, attrs, "float32", seed=7, specials=3)
+    assert applies(window, 4)
+    _bitwise_reference_on_every_thread_count(y, x)
 
 
 @pytest.mark.parametrize("x_shape, attrs, dtype", [
@@ -275,19 +286,10 @@ def test_channel_block_max_pool(x_shape, attrs, dtype, nan):
     -inf and ties, with NaNs (blocks holding one take llvm.maximum) and without (the plain maximum), bitwise the
     same on 1, 2 and 3 threads."""
     from codegen import pool_blocks
-    from codegen.pool import Window
 
-    rng = np.random.default_rng(9)
-    x = rng.integers(-3, 3, x_shape).astype(dtype)
-    if nan:
-        x.flat[rng.choice(x.size, 4, replace=False)] = np.nan
-    x.flat[rng.choice(x.size, 4, replace=False)] = -np.inf
-    g = gc.Graph("block_pool")
-    y = gc.max_pool2d(g.input("x", x_shape, dtype), **attrs)
-    assert pool_blocks.applies(pool_blocks.geometry(Window(y.attrs, x_shape, y.shape), x_shape, x.itemsize))
-    want = gc.compile(y, backend="numpy")(x=x)
-    for threads in (1, 2, 3):
-        np.testing.assert_array_equal(gc.compile(y, backend="llvm", threads=threads)(x=x), want)
+    y, x, window = _pool_case("block_pool", x_shape, attrs, dtype, seed=9, specials=4, nan=nan)
+    assert pool_blocks.applies(pool_blocks.geometry(window, x_shape, x.itemsize))
+    _bitwise_reference_on_every_thread_count(y, x)
 
 
 @pytest.mark.parametrize("x_shape, attrs, dtype", [
@@ -304,19 +306,10 @@ def test_separable_max_pool(x_shape, attrs, dtype, nan):
     """Max pooling as a vertical then a horizontal pass (codegen.pool_separable): bit-identical to the reference
     with -inf and ties, with NaNs (planes holding one take llvm.maximum) and without (the plain maximum), bitwise
     the same on 1, 2 and 3 threads."""
-    from codegen.pool import Window
     from codegen.pool_separable import applies
 
-    rng = np.random.default_rng(11)
-    x = rng.integers(-3, 3, x_shape).astype(dtype)
-    if nan:
-        x.flat[rng.choice(x.size, 5, replace=False)] = np.nan
-    x.flat[rng.choice(x.size, 5, replace=False)] = -np.inf
-    g = gc.Graph("separable_pool")
-    y = gc.max_pool2d(g.input("x", x_shape, dtype), **attrs)
-    assert applies(Window(y.attrs, x_shape, y.shape))
+    y, x, window = _pool_case("separable_pool", x_shape, attrs, dtype, seed=11, specials=5, nan=nan)
+    assert applies(window)
     program = gc.compile(y, backend="llvm", threads=1)
     assert "edge.body" in program.llvm_ir() and "col.body" in program.llvm_ir()  # this kernel, not another
-    want = gc.compile(y, backend="numpy")(x=x)
-    for threads in (1, 2, 3):
-        np.testing.assert_array_equal(gc.compile(y, backend="llvm", threads=threads)(x=x), want)
+    _bitwise_reference_on_every_thread_count(y, x)

@@ -44,15 +44,21 @@ def _program(x_shape, w_shape, stride, padding, dtype, threads, freeze, backend=
     return prog, {"x": rng.standard_normal(x_shape).astype(dtype)}
 
 
+def _live_reference(build, case, dtype):
+    """The live (unfrozen) program's output for ``case`` on one thread, checked against the interpreter, and its
+    feeds."""
+    live, feeds = build(*case, dtype, 1, freeze=False)
+    reference = live(**feeds)
+    interp, _ = build(*case, dtype, 1, freeze=False, backend="numpy")
+    tol = 1e-4 if dtype == "float32" else 1e-11
+    np.testing.assert_allclose(reference, interp(**feeds), rtol=tol, atol=tol * np.abs(reference).max())
+    return reference, feeds
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("case", SHAPES, ids=lambda c: f"{c[0]}-{c[1]}")
 def test_frozen_conv_bitwise_equals_live_on_every_thread_count(case, dtype):
-    x_shape, w_shape, stride, padding = case
-    live, feeds = _program(*case, dtype, 1, freeze=False)
-    reference = live(**feeds)
-    interp, _ = _program(*case, dtype, 1, freeze=False, backend="numpy")
-    tol = 1e-4 if dtype == "float32" else 1e-11
-    np.testing.assert_allclose(reference, interp(**feeds), rtol=tol, atol=tol * np.abs(reference).max())
+    reference, feeds = _live_reference(_program, case, dtype)
     for threads in (1, 2, 3):
         frozen, _ = _program(*case, dtype, threads, freeze=True)
         assert frozen.module.packs, "the frozen conv's weights are not prepacked"
@@ -183,11 +189,7 @@ def _matmul(x_shape, w_shape, transposed, dtype, threads, freeze, backend="llvm"
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("case", MATMULS, ids=str)
 def test_frozen_matmul_bitwise_equals_live(case, dtype):
-    live, feeds = _matmul(*case, dtype, 1, freeze=False)
-    reference = live(**feeds)
-    interp, _ = _matmul(*case, dtype, 1, freeze=False, backend="numpy")
-    tol = 1e-4 if dtype == "float32" else 1e-11
-    np.testing.assert_allclose(reference, interp(**feeds), rtol=tol, atol=tol * np.abs(reference).max())
+    reference, feeds = _live_reference(_matmul, case, dtype)
     for threads in (1, 2, 3):
         frozen, _ = _matmul(*case, dtype, threads, freeze=True)
         assert [s.operand for _, s in frozen.module.packs] == ["b"]
