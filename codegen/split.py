@@ -81,8 +81,8 @@ def split_module(text: str, parts: int) -> list[str]:
         if not match and first.startswith("define internal ") and " noinline " not in first:
             inlined[name] = block
             continue
-        group = f"gk{match.group(1)}" if match else ("" if name.strip('"').startswith("graphc_") else
-                                                     _owner(name.strip('"'), names))
+        bare = name.strip('"')
+        group = f"gk{match.group(1)}" if match else "" if bare.startswith("graphc_") else _owner(bare, names)
         groups.setdefault(group, []).append((name, block))
     shared = groups.pop("", [])
     kernels = sorted(groups.values(), key=lambda g: -sum(len(b) for _, b in g))
@@ -105,10 +105,9 @@ def split_module(text: str, parts: int) -> list[str]:
                 break
             copies.update(more)
         defined = {name for name, _ in own} | set(copies)
-        used = _used({name: block for name, block in blocks if name not in defined},
-                     body + "".join(copies.values()))
-        texts.append(header.rstrip("\n") + "\n" + body + "".join(copies.values())
-                     + "".join(map(_declaration, used.values())))
+        copied = "".join(copies.values())
+        used = _used({name: block for name, block in blocks if name not in defined}, body + copied)
+        texts.append(header.rstrip("\n") + "\n" + body + copied + "".join(map(_declaration, used.values())))
     return texts
 
 
