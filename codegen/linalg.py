@@ -20,13 +20,14 @@ from codegen.gemm.blocking import workspace_bytes
 from codegen.gemm.config import GemmConfig, default_config, host_vector_bits
 from codegen.gemm.driver import emit_gemm
 from codegen.gemm.skinny import SKINNY_ROWS
-from codegen.llvm import PTR, for_range, gep, i64
+from codegen.llvm import I64, PTR, for_range, gep, i64
 from codegen.loops import collapse, contiguous_strides
 from codegen.lowering import KernelContext, LoweringError, lowerer
-from codegen.scalar import load
+from codegen.scalar import load, store
 from graphc.ir import Node
 from ops.registry import get_op
 from ops.views import chain_layout, gemm_operand, transpose_store_strides
+from passes.gradient_step import gradient_step
 from passes.plan import Kernel
 
 
@@ -108,6 +109,12 @@ def lower_matmul(ctx: KernelContext) -> None:
     epi = Epilogue.of(ctx, node)
     # the GEMM's C: a folded transpose of the result written through its strides, or an output of matmul's shape
     target = c_op.source if c_op else epi.target() if epi else node
+    sgd = gradient_step(node, epi.nodes) if epi and not c_op else None
+    alpha, alpha_scalar = None, False  # plain SGD's step: C starts as the weight, the GEMM adds −lr·A·B
+    if (sgd is not None and sgd.param not in (a_op.source, b_op.source) and node not in ctx.kernel.outputs
+            and sgd.scale.dtype == node.dtype):
+        scale = epi.constants.get(sgd.scale)  # a constant learning rate is embedded, else read at run time
+        alpha, alpha_scalar = (-float(scale.constant), False) if scale is not None else (-1.0, True)
     a, b = node.inputs
     m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
     ldc, c_transposed = (c_op.ld, c_op.transposed) if c_op else (n, False)
@@ -129,25 +136,35 @@ def lower_matmul(ctx: KernelContext) -> None:
     gemm = emit_gemm(ctx.module, f"{ctx.function.name}.gemm" + (".p" if packed else ""), m, n, k, dtype=node.dtype,
                      trans_a=first.transposed != c_transposed, trans_b=trans_b,
                      batch=inner, batch_strides=strides, threads=ctx.threads, lds=(first.ld, second.ld, ldc),
-                     pack_b=prepack.packer_b(cfg, n) if packed else None)
+                     pack_b=prepack.packer_b(cfg, n) if packed else None, accumulate=alpha is not None, alpha=alpha,
+                     alpha_scalar=alpha_scalar)
     builder = ctx.builder
     scalar = cfg.scalar
     base = [gep(builder, builder.bitcast(ctx.ptr(x.source), PTR), i64(x.offset), scalar) for x in (first, second)]
-    base.append(builder.bitcast(ctx.ptr(target), PTR))
+    raw = target  # where the GEMM writes: never over a weight the epilogue still has to read
+    if alpha is not None:
+        _copy_unless_same(builder, ctx, sgd.param, target)
+    elif sgd is not None:
+        raw = None
+    c_typed = ctx.ptr(target) if raw is not None else ctx.scratch(node.size * cfg.itemsize, scalar)
+    base.append(builder.bitcast(c_typed, PTR))
     workspace = builder.bitcast(ctx.scratch(workspace_bytes(m, n, k, node.dtype, threads=ctx.threads,
                                                                batch=inner)), PTR)
 
+    scale_arg = [builder.bitcast(ctx.ptr(sgd.scale), PTR)] if alpha_scalar else []
+
     def call(level: int, offsets: list[ir.Value]) -> None:
         if level >= len(dims) - 1:
-            builder.call(gemm, [gep(builder, p, off, scalar) for p, off in zip(base, offsets)] + [workspace])
+            builder.call(gemm, [gep(builder, p, off, scalar) for p, off in zip(base, offsets)] + [workspace]
+                         + scale_arg)
             return
         with for_range(builder, 0, dims[level], name=f"batch{level}") as t:
             call(level + 1, [builder.add(off, builder.mul(t, i64(s[level])))
                              for off, s in zip(offsets, (sa, sb, sc))])
 
     call(0, [i64(0)] * 3)
-    if epi and node.size:
-        _epilogue_pass(builder, epi, target, n)
+    if epi and node.size and alpha is None:
+        _epilogue_pass(builder, epi, c_typed, n, target.size // n)
 
 
 def _prepacked_b(ctx: KernelContext, x: Operand, m: int, n: int, k: int, trans: bool, batch_strides: Sequence[int],
@@ -169,11 +186,19 @@ def _row_step(transposed: bool, ld: int) -> int:
     return 1 if transposed else ld
 
 
-def _epilogue_pass(b: ir.IRBuilder, epi: Epilogue, target: Node, n: int) -> None:
-    """C viewed as (rows, n): every kernel output [r, j] = chain(C[r, j]) with the epilogue's inputs at column j
-    (a bias row, scalars); one contiguous, vectorizable pass right after the GEMM."""
-    with for_range(b, 0, target.size // n, name="ep_r") as r:
+def _epilogue_pass(b: ir.IRBuilder, epi: Epilogue, c: ir.Value, n: int, rows: int) -> None:
+    """C (at ``c``) viewed as (rows, n): every kernel output [r, j] = chain(C[r, j]) with the epilogue's inputs at
+    column j (a bias row, scalars); one contiguous, vectorizable pass right after the GEMM."""
+    with for_range(b, 0, rows, name="ep_r") as r:
         row = b.mul(r, i64(n))
         with for_range(b, 0, n, name="ep_j") as j:
             off = b.add(row, j)
-            epi.store(b, load(b, epi.ctx.elem(target, off), target.dtype), off, epi.load(b, j))
+            epi.store(b, load(b, b.gep(c, [off], inbounds=True), epi.anchor.dtype), off, epi.load(b, j))
+
+
+def _copy_unless_same(b: ir.IRBuilder, ctx: KernelContext, source: Node, dest: Node) -> None:
+    """dest = source, element by element, unless both are the same buffer (a weight updated in place)."""
+    src, dst = ctx.ptr(source), ctx.ptr(dest)
+    with b.if_then(b.icmp_unsigned("!=", b.ptrtoint(src, I64), b.ptrtoint(dst, I64))):
+        with for_range(b, 0, dest.size, name="copy") as i:
+            store(b, load(b, ctx.elem(source, i), source.dtype), ctx.elem(dest, i), dest.dtype)

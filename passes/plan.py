@@ -16,6 +16,7 @@ from typing import Any
 from graphc.ir import Graph, GraphcError, Node
 from ops.base import Op
 from ops.registry import get_op
+from passes.gradient_step import gradient_step
 from passes.provenance import Provenance
 
 ALIGN = 64
@@ -157,11 +158,16 @@ def reads_at_own_index(kernel: Kernel, param: Node, value: Node) -> bool:
     """True when ``kernel``, which computes ``value``, reads ``param`` only at the index where it writes ``value``,
     so ``value`` may overwrite ``param``'s storage element by element: ``param`` is one of the
     :func:`inplace_candidates` of ``value``, or the kernel is a fused group whose only non-fusible members are views
-    of other values and every member reading ``param`` is an ``inplace`` op of the group's domain shape."""
+    of other values and every member reading ``param`` is an ``inplace`` op of the group's domain shape, or the
+    kernel is a matmul whose only reader of ``param`` is plain SGD's step (``passes.gradient_step``)."""
     if param.shape != value.shape:
         return False
     if param in inplace_candidates(kernel, value):
         return True
+    if kernel.anchor is not None and get_op(kernel.anchor.op).kind == "matmul":  # plain SGD's step on its gradient
+        step = gradient_step(kernel.anchor, [n for n in kernel.nodes if get_op(n.op).fusible])
+        return (step is not None and step.param is param and step.value is value
+                and not any(x is param for n in kernel.nodes if n is not value for x in n.inputs))
     if kernel.anchor is not None or len(kernel.nodes) < 2 or not get_op(value.op).fusible:
         return False
     ops = {n: get_op(n.op) for n in kernel.nodes}

@@ -276,3 +276,16 @@ def test_verify_catches_unknown_ops_wrong_arity_and_missing_state():
     assert "mystery" in message and "unknown op" in message
     assert "half_add" in message and "1 operands" in message
     assert "graph.state['p']" in message
+
+
+@pytest.mark.parametrize("value", [np.arange(15, dtype=np.float32).reshape(3, 5), np.float64(2.5), np.zeros((0, 4)),
+                                   np.arange(7), np.array([True, False])])
+def test_param_state_is_a_cache_line_aligned_copy(value):
+    """Kernels write state in place with vector stores (a GEMM adding SGD's step onto a weight): every param's
+    state array starts on a 64-byte boundary, holds the value, and is the graph's own copy."""
+    g = gc.Graph("aligned")
+    g.param("p", value)
+    state = g.state["p"]
+    assert (state.size == 0 or state.ctypes.data % 64 == 0) and state.flags.c_contiguous and state.flags.writeable
+    np.testing.assert_array_equal(state, value)
+    assert not np.shares_memory(state, value)

@@ -66,14 +66,17 @@ PackA = Callable[[ir.IRBuilder, ir.Value, ir.Value, ir.Value, ir.Value, ir.Value
 # tile where :func:`row_tiles` of the whole ``m`` puts it (see :func:`partition`), the layout it was packed in.
 
 
-def _declare(module: ir.Module, name: str, internal: bool = False, origin: bool = False) -> ir.Function:
-    """``void name(A, B, C, W)``; with ``origin`` two more arguments, the chunk's first row of op(A) and first column
-    of op(B) (for a caller's packers, which address their operand by index rather than by pointer)."""
-    fn = ir.Function(module, ir.FunctionType(VOID, [PTR, PTR, PTR, PTR] + ([I64, I64] if origin else [])), name=name)
+def _declare(module: ir.Module, name: str, internal: bool = False, origin: bool = False,
+             scalar: bool = False) -> ir.Function:
+    """``void name(A, B, C, W)``; with ``scalar`` one more, ``S`` (the scalar the product is scaled by); with
+    ``origin`` two more, the chunk's first row of op(A) and first column of op(B) (for a caller's packers, which
+    address their operand by index rather than by pointer)."""
+    fn = ir.Function(module, ir.FunctionType(VOID, [PTR] * (5 if scalar else 4) + ([I64, I64] if origin else [])),
+                     name=name)
     fn.attributes.add("nounwind")
     if internal:
         fn.linkage = "internal"
-    for arg, label in zip(fn.args, "ABCW"):
+    for arg, label in zip(fn.args, "ABCWS" if scalar else "ABCW"):
         arg.name = label
         arg.add_attribute("noalias")
     return fn
@@ -83,7 +86,7 @@ def emit_gemm(module: ir.Module, name: str, m: int, n: int, k: int, dtype: str =
               trans_b: bool = False, batch: int = 1, batch_strides: Sequence[int] | None = None,
               accumulate: bool = False, config: GemmConfig | None = None, threads: int = 1,
               lds: Sequence[int] | None = None, pack_a: PackA | None = None,
-              pack_b: PackB | None = None) -> ir.Function:
+              pack_b: PackB | None = None, alpha: float | None = None, alpha_scalar: bool = False) -> ir.Function:
     """Add ``void name(ptr noalias A, ptr noalias B, ptr noalias C, ptr noalias W)`` to ``module`` and return it;
     ``W`` is a 64-byte-aligned workspace of :func:`workspace_bytes` bytes (for the same sizes and ``threads``).
 
@@ -92,7 +95,11 @@ def emit_gemm(module: ir.Module, name: str, m: int, n: int, k: int, dtype: str =
     between consecutive batch items of (A, B, C) — 0 broadcasts an operand; default: dense. With ``accumulate``
     the product is added to C instead of overwriting it. ``threads``: run on that many threads (bitwise the same
     result for every count). ``lds``: the leading dimensions (row strides, in elements) of A, B and C as stored,
-    for operands that are blocks of larger matrices (default: contiguous).
+    for operands that are blocks of larger matrices (default: contiguous). ``alpha``: ``C (+)= alpha·op(A)·op(B)``,
+    the product scaled on registers by the micro-kernels before it meets C (with ``accumulate``: plain SGD's step
+    ``W += -lr·xᵀδ`` written straight into the weight; the matrix-vector path is then not used). ``alpha_scalar``:
+    the function takes a fifth argument ``S``, a pointer to one element s read at run time, and the scale is
+    ``alpha·s`` (a learning rate that is state, not a constant).
 
     ``pack_b``: the caller packs op(B)'s blocks (see :data:`PackB`) — B is then whatever that packer reads (an image
     for ``codegen.conv_pack``), never read by the GEMM itself; ``trans_b`` and B's leading dimension are ignored,
@@ -108,7 +115,9 @@ def emit_gemm(module: ir.Module, name: str, m: int, n: int, k: int, dtype: str =
     ld_a, ld_b, ld_c = tuple(lds) if lds is not None else (m if trans_a else k, k if trans_b else n, n)
     if min(ld_a - (m if trans_a else k), ld_b - (k if trans_b else n), ld_c - n) < 0:
         raise ValueError(f"leading dimensions {(ld_a, ld_b, ld_c)} are shorter than the rows they hold")
-    fn = _declare(module, name)
+    if alpha_scalar and alpha is None:
+        raise ValueError("alpha_scalar scales by alpha·s: give alpha (the constant factor) too")
+    fn = _declare(module, name, scalar=alpha_scalar)
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     if m == 0 or n == 0 or batch == 0:
         b.ret_void()
@@ -121,34 +130,36 @@ def emit_gemm(module: ir.Module, name: str, m: int, n: int, k: int, dtype: str =
                 b.store(ir.Constant(cfg.scalar, 0.0), gep(b, fn.args[2], at, cfg.scalar))
         b.ret_void()
         return fn
-    layout = Layout(ld_a, ld_b, ld_c, trans_a, trans_b, accumulate)
+    layout = Layout(ld_a, ld_b, ld_c, trans_a, trans_b, accumulate, alpha, alpha_scalar)
+    s_arg = [fn.args[4]] if alpha_scalar else []
     custom = pack_a is not None or pack_b is not None
-    if m <= SKINNY_ROWS and not custom:  # matrix-vector products: no packing (codegen.gemm.skinny)
+    if m <= SKINNY_ROWS and not custom and alpha is None:  # matrix-vector products: no packing (codegen.gemm.skinny)
         emit_skinny(module, b, name, cfg, list(fn.args[:3]), m, n, k, batch, strides, layout, threads, fn.args[3])
         b.ret_void()
         return fn
     grid = partition(m, n, k, batch, cfg, threads, global_tiles=getattr(pack_a, "prepacked", False))
     if grid is None:
-        a, bm, c, w = fn.args
+        a, bm, c, w = fn.args[:4]
         with for_range(b, 0, batch, name="t") as t:
             offsets = [b.mul(t, i64(s)) for s in strides]
-            _block(module, b, cfg, [gep(b, p, o, cfg.scalar) for p, o in zip((a, bm, c), offsets)], w, m, n, k,
-                   layout, pack_a, pack_b)
+            _block(module, b, cfg, [gep(b, p, o, cfg.scalar) for p, o in zip((a, bm, c), offsets)] + s_arg, w, m,
+                   n, k, layout, pack_a, pack_b)
         b.ret_void()
         return fn
     parts = {}
     for rows, cols in grid.shapes():
-        part = _declare(module, f"{name}.part{rows}x{cols}", internal=True, origin=custom)
+        part = _declare(module, f"{name}.part{rows}x{cols}", internal=True, origin=custom, scalar=alpha_scalar)
         pb = ir.IRBuilder(part.append_basic_block("entry"))
-        _block(module, pb, cfg, list(part.args[:3]), part.args[3], rows, cols, k, layout, pack_a, pack_b,
-               tuple(part.args[4:6]) if custom else None)
+        extra = part.args[4:]  # [S], [row0, col0]
+        _block(module, pb, cfg, list(part.args[:3]) + list(extra[:len(s_arg)]), part.args[3], rows, cols, k, layout,
+               pack_a, pack_b, tuple(extra[len(s_arg):]) if custom else None)
         pb.ret_void()
         parts[rows, cols] = part
     chunk_bytes = chunk_workspace(grid, k, cfg)
     a_rs, a_cs, b_rs, b_cs = layout.strides()
 
     def chunk(bb: ir.IRBuilder, index: ir.Value, values: list[ir.Value], claim: Claim) -> None:
-        a, bm, c = values
+        a, bm, c = values[:3]
         per_item = grid.rows * grid.cols
         t, rest = bb.udiv(index, i64(per_item)), bb.urem(index, i64(per_item))
         band, slice_ = bb.udiv(rest, i64(grid.cols)), bb.urem(rest, i64(grid.cols))
@@ -165,7 +176,7 @@ def emit_gemm(module: ir.Module, name: str, m: int, n: int, k: int, dtype: str =
         last_slice = bb.icmp_unsigned("==", slice_, i64(grid.cols - 1))
 
         def call(rows: int, cols: int) -> None:
-            bb.call(parts[rows, cols], ops + [workspace] + ([row0, col0] if custom else []))
+            bb.call(parts[rows, cols], ops + [workspace] + values[3:] + ([row0, col0] if custom else []))
 
         def by_width(rows: int) -> None:
             if grid.width == grid.last_width:
@@ -190,7 +201,8 @@ def emit_gemm(module: ir.Module, name: str, m: int, n: int, k: int, dtype: str =
         assert nbytes <= threads * chunk_bytes
         return fn.args[3]
 
-    region(module, b, name, batch * grid.rows * grid.cols, threads, list(fn.args[:3]), chunk, whole_workspace)
+    region(module, b, name, batch * grid.rows * grid.cols, threads, list(fn.args[:3]) + s_arg, chunk,
+           whole_workspace)
     b.ret_void()
     return fn
 
@@ -205,6 +217,8 @@ class Layout:
     trans_a: bool
     trans_b: bool
     accumulate: bool
+    alpha: float | None = None  # the product's scale (None: 1, unscaled micro-kernels)
+    alpha_scalar: bool = False  # the scale is alpha times the scalar S (the operands' fourth pointer)
 
     def strides(self) -> tuple[int, int, int, int]:
         """Element strides of op(A)'s rows and columns, then op(B)'s."""
@@ -220,7 +234,11 @@ def _block(module: ir.Module, b: ir.IRBuilder, cfg: GemmConfig, operands: list[i
     ``custom_a`` / ``custom_b`` the caller's packers fill the A micro-panels and B blocks, told their first row /
     column in op(A) / op(B): ``origin`` (the block's first row and column; default 0, 0) + the tile's."""
     row0, col0 = origin if origin is not None else (None, None)
-    a_t, b_t, c_t = operands
+    scale = []  # the micro-kernels' alpha argument: the constant, or times the scalar S read once here
+    if layout.alpha is not None:
+        factor = ir.Constant(cfg.scalar, layout.alpha)
+        scale = [b.fmul(factor, b.load(operands[3], typ=cfg.scalar)) if layout.alpha_scalar else factor]
+    a_t, b_t, c_t = operands[:3]
     scalar = cfg.scalar
     kc = balanced_block(k, cfg.kc, cfg.vec)
     nc = balanced_block(n, cfg.nc, cfg.nr)
@@ -263,7 +281,8 @@ def _block(module: ir.Module, b: ir.IRBuilder, cfg: GemmConfig, operands: list[i
                     b.call(pack_a(module, cfg, rows, layout.trans_a),
                            [gep(b, a_pc, b.mul(row, i64(a_rs)), scalar), ap, kcur, ld_a])
                 c_row = gep(b, c_jc, b.mul(row, ld_c), scalar)
-                full = microkernel(module, cfg, rows, cfg.nr)
+                scaled = layout.alpha is not None
+                full = microkernel(module, cfg, rows, cfg.nr, scaled)
                 if custom_b is None or getattr(custom_b, "prepacked", False):
                     first_call = b.mul(tile, calls_per_tile)
                     stream = lambda jr: next_b(b.add(first_call, jr))  # noqa: E731
@@ -273,13 +292,14 @@ def _block(module: ir.Module, b: ir.IRBuilder, cfg: GemmConfig, operands: list[i
                     stream = lambda jr: [a_t, i64(0), i64(1), i64(0)]  # noqa: E731  (nothing to fetch)
                 with for_range(b, 0, npanels, name="jr") as jr:
                     b.call(full, [a_panel, gep(b, b_panels, b.mul(jr, panel_stride), scalar),
-                                  gep(b, c_row, b.mul(jr, i64(cfg.nr)), scalar), ld_c, kcur, load_c] + stream(jr))
+                                  gep(b, c_row, b.mul(jr, i64(cfg.nr)), scalar), ld_c, kcur, load_c]
+                           + stream(jr) + scale)
                 if n_rem:
                     with b.if_then(has_rem):
-                        b.call(microkernel(module, cfg, rows, n_rem),
+                        b.call(microkernel(module, cfg, rows, n_rem, scaled),
                                [a_panel, gep(b, b_panels, b.mul(npanels, panel_stride), scalar),
                                 gep(b, c_row, b.mul(npanels, i64(cfg.nr)), scalar), ld_c, kcur, load_c]
-                               + stream(npanels))
+                               + stream(npanels) + scale)
 
             if m_full:
                 with for_range(b, 0, m_full, cfg.mr, name="ir") as row:

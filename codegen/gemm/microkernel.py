@@ -11,6 +11,9 @@ It computes one ``rows x cols`` tile of C (``rows <= mr``, ``cols <= nr = nv * v
         prefetch line p of the caller's stream (into L2; see the driver: the source of the next packing)
     C[tile] = acc (+ C[tile] when load_c)        # llvm.masked.load/store for a partial last vector
 
+The *scaled* variant (``scaled=True``, one more argument ``alpha``) stores ``alpha·acc (+ C[tile])`` instead: the
+product scaled on registers before it meets C (``C += alpha·A·B``, as plain SGD's step into a weight).
+
 Because Bp is zero-padded to ``nr`` columns, partial column tiles still run full-width FMAs and only their C
 accesses are masked; partial row tiles are separate instantiations with fewer accumulators. Micro-kernels take
 the leading dimension and depth at run time and are created once per module and geometry, so every GEMM of a
@@ -42,22 +45,24 @@ def splat(builder: ir.IRBuilder, cfg: GemmConfig, scalar: ir.Value) -> ir.Value:
     return builder.shuffle_vector(one, ir.Constant(cfg.vector, ir.Undefined), zeros)
 
 
-def microkernel(module: ir.Module, cfg: GemmConfig, rows: int, cols: int) -> ir.Function:
-    """``void uk(Ap*, Bp*, C*, i64 ldc, i64 kc, i1 load_c, pf*, i64 pf_ld, i64 pf_len, i64 pf_count)``:
+def microkernel(module: ir.Module, cfg: GemmConfig, rows: int, cols: int, scaled: bool = False) -> ir.Function:
+    """``void uk(Ap*, Bp*, C*, i64 ldc, i64 kc, i1 load_c, pf*, i64 pf_ld, i64 pf_len, i64 pf_count[, alpha])``:
     C[0:rows, 0:cols] (+)= Ap · Bp over ``kc`` steps, prefetching (into L2) one cache line of the caller's stream per
     step — ``pf_count`` lines in rows of ``pf_len`` lines, ``pf_ld`` elements apart, from ``pf`` — so that the
     memory the next packing reads arrives while this one computes (a count of 0: no stream).
 
     ``Ap[p*rows + r]`` is the packed A micro-panel, ``Bp[p*nr + c]`` the packed (zero-padded) B panel; C rows are
     ``ldc`` elements apart. ``cols <= nr``; a partial last vector is loaded and stored with a lane mask. ``kc >= 1``.
+    ``scaled``: the product is multiplied by the scalar argument ``alpha`` before it is stored or added to C.
     Created once per module and geometry.
     """
-    name = shared_name(cfg, f"uk{rows}x{cols}")
+    name = shared_name(cfg, f"uk{rows}x{cols}" + ("s" if scaled else ""))
     existing = module.globals.get(name)
     if existing is not None:
         return existing
-    fn = helper_function(module, name, [PTR, PTR, PTR, I64, I64, I1, PTR, I64, I64, I64], noalias=3)
-    a_ptr, b_ptr, c_ptr, ldc, kc, load_c, pf_base, pf_ld, pf_len, pf_count = fn.args
+    fn = helper_function(module, name, [PTR, PTR, PTR, I64, I64, I1, PTR, I64, I64, I64]
+                         + ([cfg.scalar] if scaled else []), noalias=3)
+    a_ptr, b_ptr, c_ptr, ldc, kc, load_c, pf_base, pf_ld, pf_len, pf_count = fn.args[:10]
     scalar, vector, vec = cfg.scalar, cfg.vector, cfg.vec
     nvec = -(-cols // vec)
     fma = intrinsic(module, f"llvm.fma.{vector_suffix(cfg)}", vector, [vector, vector, vector])
@@ -95,6 +100,9 @@ def microkernel(module: ir.Module, cfg: GemmConfig, rows: int, cols: int) -> ir.
 
     flat = fold(b, kc, [zero] * (rows * nvec) + [i64(0), i64(0)], step, "k")  # kc >= 1 (blocks are never empty)
     flat = flat[:rows * nvec]
+    if scaled:
+        alpha = splat(b, cfg, fn.args[10])
+        flat = [b.fmul(v, alpha) for v in flat]
     new = [flat[r * nvec:(r + 1) * nvec] for r in range(rows)]
     last_lanes = cols - (nvec - 1) * vec
     masked_load = masked_store = None

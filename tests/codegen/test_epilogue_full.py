@@ -66,13 +66,14 @@ def test_residual_block_trains_like_the_interpreter(rng):
 
 
 def test_an_updated_param_is_not_read_by_an_epilogue(rng):
-    """SGD's w - lr·dw stays its own elementwise kernel (it may then write the state in place); the fusion report
-    says why."""
+    """Momentum SGD's v·μ - lr·dw reads the velocity it updates: it stays its own elementwise kernel (which may then
+    write the state in place); the fusion report says why. (Plain SGD's step is the one exception: the GEMM adds it
+    onto the weight, tests/passes/test_gradient_step.py.)"""
     g = gc.Graph("sgd")
     x = g.input("x", (8, 5))
     w = g.param("w", rng.standard_normal((5, 3)))
     loss = gc.sum(gc.matmul(x, w) ** 2)
-    prog = gc.compile({"loss": loss}, updates=gc.optim.SGD(0.1).minimize(loss), backend="llvm")
+    prog = gc.compile({"loss": loss}, updates=gc.optim.SGD(0.1, momentum=0.9).minimize(loss), backend="llvm")
     assert "that this program updates" in "\n".join(prog.plan.report["fusion"])
     before = g.state["w"].copy()
     feeds = {"x": rng.standard_normal((8, 5)).astype(np.float32)}
