@@ -11,8 +11,12 @@ It computes one ``rows x cols`` tile of C (``rows <= mr``, ``cols <= nr = nv * v
         prefetch line p of the caller's stream (into L2; see the driver: the source of the next packing)
     C[tile] = acc (+ C[tile] when load_c)        # llvm.masked.load/store for a partial last vector
 
-The *scaled* variant (``scaled=True``, one more argument ``alpha``) stores ``alpha·acc (+ C[tile])`` instead: the
-product scaled on registers before it meets C (``C += alpha·A·B``, as plain SGD's step into a weight).
+The *strided-B* variant (``strided_b=True``, one more argument ``ldb``) reads B in place instead of a packed panel:
+row p of the panel at ``Bp + p*ldb`` (unaligned vector loads; only full-width panels, ``cols == nr``), so a GEMM
+whose B rows are contiguous (``x @ W``) skips packing B. The *indirect* variant (``indirect_a=True``) reads A
+through an indirection record (a convolution's image, ``codegen.conv_indirect``). The *scaled* variant
+(``scaled=True``, one more argument ``alpha``) stores ``alpha·acc (+ C[tile])`` instead: the product scaled on
+registers before it meets C (``C += alpha·A·B``, as plain SGD's step into a weight).
 
 Because Bp is zero-padded to ``nr`` columns, partial column tiles still run full-width FMAs and only their C
 accesses are masked; partial row tiles are separate instantiations with fewer accumulators. Micro-kernels take
@@ -45,8 +49,10 @@ def splat(builder: ir.IRBuilder, cfg: GemmConfig, scalar: ir.Value) -> ir.Value:
     return builder.shuffle_vector(one, ir.Constant(cfg.vector, ir.Undefined), zeros)
 
 
-def microkernel(module: ir.Module, cfg: GemmConfig, rows: int, cols: int, scaled: bool = False) -> ir.Function:
-    """``void uk(Ap*, Bp*, C*, i64 ldc, i64 kc, i1 load_c, pf*, i64 pf_ld, i64 pf_len, i64 pf_count[, alpha])``:
+def microkernel(module: ir.Module, cfg: GemmConfig, rows: int, cols: int, scaled: bool = False,
+                strided_b: bool = False, indirect_a: bool = False) -> ir.Function:
+    """``void uk(Ap*, Bp*, C*, i64 ldc, i64 kc, i1 load_c, pf*, i64 pf_ld, i64 pf_len, i64 pf_count[, i64 ldb]
+    [, alpha])``:
     C[0:rows, 0:cols] (+)= Ap · Bp over ``kc`` steps, prefetching (into L2) one cache line of the caller's stream per
     step — ``pf_count`` lines in rows of ``pf_len`` lines, ``pf_ld`` elements apart, from ``pf`` — so that the
     memory the next packing reads arrives while this one computes (a count of 0: no stream).
@@ -54,20 +60,32 @@ def microkernel(module: ir.Module, cfg: GemmConfig, rows: int, cols: int, scaled
     ``Ap[p*rows + r]`` is the packed A micro-panel, ``Bp[p*nr + c]`` the packed (zero-padded) B panel; C rows are
     ``ldc`` elements apart. ``cols <= nr``; a partial last vector is loaded and stored with a lane mask. ``kc >= 1``.
     ``scaled``: the product is multiplied by the scalar argument ``alpha`` before it is stored or added to C.
+    ``strided_b``: B's row p is at ``Bp + p*ldb`` (B read in place, ``cols == nr``) instead of ``Bp + p*nr``.
+    ``indirect_a``: ``Ap`` is an indirection record instead of a packed micro-panel — ``rows`` i64 addresses
+    ``row[r]``, then at index ``mr`` the address of an i32 offset table ``off`` — and A[r, p] = ``row[r][off[p]]``
+    (a convolution's pixels read straight from a padded image, ``codegen.conv_indirect``); it ignores the prefetch
+    stream (the rows' nine address registers leave none for its state without spilling in the loop).
     Created once per module and geometry.
     """
-    name = shared_name(cfg, f"uk{rows}x{cols}" + ("s" if scaled else ""))
+    if strided_b and cols != cfg.nr:
+        raise ValueError(f"a strided-B micro-kernel computes full-width tiles ({cfg.nr} columns), not {cols}")
+    name = shared_name(cfg, f"uk{rows}x{cols}" + ("i" if indirect_a else "") + ("d" if strided_b else "")
+                       + ("s" if scaled else ""))
     existing = module.globals.get(name)
     if existing is not None:
         return existing
     fn = helper_function(module, name, [PTR, PTR, PTR, I64, I64, I1, PTR, I64, I64, I64]
-                         + ([cfg.scalar] if scaled else []), noalias=3)
+                         + ([I64] if strided_b else []) + ([cfg.scalar] if scaled else []), noalias=3)
     a_ptr, b_ptr, c_ptr, ldc, kc, load_c, pf_base, pf_ld, pf_len, pf_count = fn.args[:10]
+    b_step, b_align = (fn.args[10], cfg.itemsize) if strided_b else (i64(cfg.nr), cfg.vec * cfg.itemsize)
     scalar, vector, vec = cfg.scalar, cfg.vector, cfg.vec
     nvec = -(-cols // vec)
     fma = intrinsic(module, f"llvm.fma.{vector_suffix(cfg)}", vector, [vector, vector, vector])
 
     b = ir.IRBuilder(fn.append_basic_block("entry"))
+    if indirect_a:  # the record: row addresses, then the offset table's
+        row_ptrs = [b.inttoptr(b.load(gep(b, a_ptr, i64(r), I64), typ=I64), PTR) for r in range(rows)]
+        offsets = b.inttoptr(b.load(gep(b, a_ptr, i64(cfg.mr), I64), typ=I64), PTR)
     prefetch = intrinsic(module, "llvm.prefetch.p0", VOID, [PTR, I32, I32, I32])
     for r in range(rows):  # the C tile is needed after the loop: start fetching it now (for writing)
         c_row = b.mul(ldc, i64(r))
@@ -82,26 +100,33 @@ def microkernel(module: ir.Module, cfg: GemmConfig, rows: int, cols: int, scaled
         # pf_ld elements apart, from pf_base; past the count the first line again (a cache hit)
         row, col = acc[-2:]
         acc = acc[:-2]
-        at = b.select(b.icmp_signed("<", p, pf_count), b.add(row, b.mul(col, i64(line))), i64(0))
-        b.call(prefetch, [b.gep(pf_base, [at], source_etype=scalar), ir.Constant(I32, 0), ir.Constant(I32, 2),
-                          ir.Constant(I32, 1)])
-        nxt = b.add(col, i64(1))
-        wrap = b.icmp_signed("==", nxt, pf_len)
-        extra = [b.select(wrap, b.add(row, pf_ld), row), b.select(wrap, i64(0), nxt)]
-        b_row = b.mul(p, i64(cfg.nr))
-        bvecs = [b.load(gep(b, b_ptr, b.add(b_row, i64(v * vec)), scalar), typ=vector, align=vec * cfg.itemsize)
+        extra = [row, col]
+        if not indirect_a:  # (the indirect kernel's nine address registers leave none for the stream's state)
+            at = b.select(b.icmp_signed("<", p, pf_count), b.add(row, b.mul(col, i64(line))), i64(0))
+            b.call(prefetch, [b.gep(pf_base, [at], source_etype=scalar), ir.Constant(I32, 0), ir.Constant(I32, 2),
+                              ir.Constant(I32, 1)])
+            nxt = b.add(col, i64(1))
+            wrap = b.icmp_signed("==", nxt, pf_len)
+            extra = [b.select(wrap, b.add(row, pf_ld), row), b.select(wrap, i64(0), nxt)]
+        b_row = b.mul(p, b_step)
+        bvecs = [b.load(gep(b, b_ptr, b.add(b_row, i64(v * vec)), scalar), typ=vector, align=b_align)
                  for v in range(nvec)]
         a_col = b.mul(p, i64(rows))
+        if indirect_a:
+            off = b.sext(b.load(gep(b, offsets, p, I32), typ=I32), I64)
+            a_at = [gep(b, row_ptrs[r], off, scalar) for r in range(rows)]
+        else:
+            a_at = [gep(b, a_ptr, b.add(a_col, i64(r)), scalar) for r in range(rows)]
         out = []
         for r in range(rows):
-            a_vec = splat(b, cfg, b.load(gep(b, a_ptr, b.add(a_col, i64(r)), scalar), typ=scalar))
+            a_vec = splat(b, cfg, b.load(a_at[r], typ=scalar))
             out += [b.call(fma, [a_vec, bvecs[v], acc[r * nvec + v]]) for v in range(nvec)]
         return out + extra
 
     flat = fold(b, kc, [zero] * (rows * nvec) + [i64(0), i64(0)], step, "k")  # kc >= 1 (blocks are never empty)
     flat = flat[:rows * nvec]
     if scaled:
-        alpha = splat(b, cfg, fn.args[10])
+        alpha = splat(b, cfg, fn.args[-1])
         flat = [b.fmul(v, alpha) for v in flat]
     new = [flat[r * nvec:(r + 1) * nvec] for r in range(rows)]
     last_lanes = cols - (nvec - 1) * vec

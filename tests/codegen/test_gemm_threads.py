@@ -129,7 +129,7 @@ def test_both_vector_isas_cross_compile_the_threaded_gemm(cpu, config, reg, accu
     pb = llvm.create_pass_builder(tm, llvm.create_pipeline_tuning_options(speed_level=3))
     pb.getModulePassManager().run(parsed, pb)
     asm = _asm_functions(tm.emit_assembly(parsed))
-    kernel = asm[f"graphc.gemm.f32.{config.vec}x{config.nv}.uk{config.mr}x{config.nr}"]
+    kernel = asm[f"graphc.gemm.f32.{config.vec}x{config.nv}.uk{config.mr}x{config.nr}d"]  # B read in place
     assert len(re.findall(rf"vfmadd\d+ps\s+.*%{reg}", kernel)) >= accumulators
     if reg == "ymm":
         assert "zmm" not in "".join(asm.values())

@@ -198,25 +198,29 @@ def test_row_tiles_cover_every_row_once():
 
 def test_host_asm_uses_widest_vectors_and_fma():
     module = new_module("asm")
-    emit_gemm(module, "g", 2 * MR, 2 * NR, 64)
+    emit_gemm(module, "g", 2 * MR, 2 * NR, 64)  # B read in place: the strided-B micro-kernel ("d")
+    emit_gemm(module, "t", 2 * MR, 2 * NR, 64, trans_b=True)  # B packed
     bodies = _asm_functions(Jit(str(module), name="asm", cache=False).asm)
-    kernel = bodies[f"graphc.gemm.f32.{CFG.vec}x{CFG.nv}.uk{MR}x{NR}"]
-    reg = "zmm" if has_avx512() else "ymm"
-    assert re.search(rf"vfmadd\d+ps\s+.*%{reg}", kernel)
-    assert "vbroadcastss" in kernel or "{1to16}" in kernel
+    for variant in ("", "d"):
+        kernel = bodies[f"graphc.gemm.f32.{CFG.vec}x{CFG.nv}.uk{MR}x{NR}{variant}"]
+        reg = "zmm" if has_avx512() else "ymm"
+        assert len(re.findall(rf"vfmadd\d+ps\s+.*%{reg}", kernel)) >= MR * CFG.nv
+        assert "vbroadcastss" in kernel or "{1to16}" in kernel
 
 
 def test_avx512_geometry_compiles_to_zmm_fma():
     """Cross-compile the 8x32 tile for an AVX-512 CPU: its micro-kernel runs on zmm registers with vfmadd."""
     module = new_module("avx512")
     emit_gemm(module, "g", 64, 64, 64, config=AVX512_F32)
+    emit_gemm(module, "t", 64, 64, 64, config=AVX512_F32, trans_b=True)
     parsed = llvm.parse_assembly(str(module))
     tm = llvm.Target.from_triple(host()[0]).create_target_machine(cpu="skylake-avx512", features="-prefer-256-bit",
                                                                    opt=3)
     pb = llvm.create_pass_builder(tm, llvm.create_pipeline_tuning_options(speed_level=3))
     pb.getModulePassManager().run(parsed, pb)
-    kernel = _asm_functions(tm.emit_assembly(parsed))["graphc.gemm.f32.16x2.uk8x32"]
-    assert len(re.findall(r"vfmadd\d+ps\s+.*%zmm", kernel)) >= 16
+    bodies = _asm_functions(tm.emit_assembly(parsed))
+    for variant in ("", "d"):  # B packed, B read in place
+        assert len(re.findall(r"vfmadd\d+ps\s+.*%zmm", bodies[f"graphc.gemm.f32.16x2.uk8x32{variant}"])) >= 16
 
 
 def test_batch_layout_collapses_and_broadcasts():
