@@ -54,6 +54,7 @@ import llvmlite.ir as ir
 import codegen.conv_choice as conv_choice
 import codegen.conv_depthwise as conv_depthwise
 import codegen.conv_direct as conv_direct
+import codegen.conv_indirect as conv_indirect
 import codegen.conv_pack as conv_pack
 import codegen.prepack as prepack
 from codegen.conv_geometry import SCRATCH_BYTES, Geometry, geometry, zero_range
@@ -204,8 +205,8 @@ def lower_conv2d(ctx: KernelContext) -> None:
         blocked = conv_depthwise.forward_blocks(ctx, node, g, x, w, bias) if conv_depthwise.blocked_applies(g) else 0
         conv_direct.forward(ctx, node, g, x, w, bias, first_channel=blocked)
         return
-    if algorithm == "implicit":
-        _implicit_forward(ctx, node, g, x, w, bias)
+    if algorithm in ("implicit", "indirect"):
+        _implicit_forward(ctx, node, g, x, w, bias, indirect=algorithm == "indirect")
         return
 
     rows = g.block_rows()
@@ -295,16 +296,18 @@ def lower_conv2d(ctx: KernelContext) -> None:
     images(ctx, g, lambda c, n: row_blocks(c.builder, g, blocks_of(c, n)))
 
 
-def _implicit_forward(ctx: KernelContext, node: Node, g: Geometry, x: Node, w: Node, bias: Node | None) -> None:
+def _implicit_forward(ctx: KernelContext, node: Node, g: Geometry, x: Node, w: Node, bias: Node | None,
+                      indirect: bool = False) -> None:
     """y[n, g] = W[g] · im2col(x[n])[g] as one GEMM per image (N = all P output pixels) whose B packer reads x[n]
     (``codegen.conv_pack``; with stride > 1 its column phases, split into scratch first): no columns, no row
     blocks; then bias and epilogue over y[n] (by output channels on the threads when the GEMM used them). Where
     ``transposed_implicit`` holds, yᵀ = im2col(x[n])ᵀ · Wᵀ instead, its A micro-panels packed from the image,
     into scratch, transposed into y with bias and epilogue. Images in parallel when there are at least as many as
     threads, else the GEMM splits each image's product (never K: every output is the same chain of FMAs on every
-    thread count)."""
+    thread count). ``indirect``: yᵀ likewise, its A read straight from the (padded) image (``codegen.conv_indirect``).
+    """
     cfg = default_config(node.dtype, host_vector_bits())
-    flip = transposed_implicit(g, node.dtype)
+    flip = indirect or transposed_implicit(g, node.dtype)
     # a constant W (a frozen program) is packed once, at compile time, in the layout the micro-kernels read
     # (codegen.prepack): its GEMM packer then only points at the panels; the kernel reads W through nothing else
     packed = _prepacked(
@@ -316,17 +319,25 @@ def _implicit_forward(ctx: KernelContext, node: Node, g: Geometry, x: Node, w: N
         target = epi.target() if epi else node
         pixels = c.elem(x, b.mul(n, i64(g.c * g.h * g.w)))
         y_base = b.mul(n, i64(g.o * g.p))
-        phases = conv_pack.split(g, cfg, cfg.mr if flip else None)
+        phases = False if indirect else conv_pack.split(g, cfg, cfg.mr if flip else None)
         source = conv_pack.Source.of(g, phases)
+        if indirect and conv_indirect.needs_padding(g):
+            padded = scratch(c, node.dtype, conv_indirect.padded_elements(g))
+            conv_indirect.pad_image(b, g, pixels, padded)
+            pixels = padded
         if phases:  # stride > 1: the packer reads the image's column phases
             split = scratch(c, node.dtype, conv_pack.split_elements(g))
             conv_pack.split_columns(b, g, pixels, split)
             pixels = split
-        if flip:
+        if flip and indirect:
+            flipped = scratch(c, node.dtype, g.p * g.o)
+            _indirect_gemms(c, g, node.dtype, packed, pixels, c.ptr(w), flipped)
+        elif flip:
             flipped = scratch(c, node.dtype, g.p * g.o)
             gemm = conv_gemm(c, "fwdtip" if packed else "fwdti", g, g.p, g.o, g.kg, node.dtype, (0, 0, 0),
                          lds=(g.p, g.kg, g.o), trans_a=True, trans_b=True,
-                         pack_a=conv_pack.transposed_packer(c.module, g, cfg, phases),
+                         pack_a=conv_indirect.packer(c.module, g, cfg) if indirect else
+                         conv_pack.transposed_packer(c.module, g, cfg, phases),
                          pack_b=prepack.packer_b(cfg, g.o) if packed else None)
             gemm(pixels, c.ptr(w), flipped)
         else:
@@ -378,6 +389,36 @@ def _implicit_forward(ctx: KernelContext, node: Node, g: Geometry, x: Node, w: N
             channels(c, i64(0), g.o, y_base, flipped if flip else None)
 
     images(ctx, g, image)
+
+
+def _indirect_gemms(c: KernelContext, g: Geometry, dtype: str, packed: bool, image: ir.Value, w: ir.Value,
+                    flipped: ir.Value) -> None:
+    """yᵀ = im2col(image)ᵀ · Wᵀ into ``flipped`` (P × O) by ``codegen.conv_indirect``, in blocks of whole output
+    rows whose part of yᵀ stays in L2 across the GEMM's depth blocks (~``conv_indirect.BLOCK_BYTES``): one GEMM
+    of the whole P would stream all of yᵀ from L3 once per depth block. A block's GEMM reads the image from its
+    first window row (the record's pixel offsets are affine within whole rows)."""
+    cfg = default_config(dtype, host_vector_bits())
+    rows = conv_indirect.block_rows(g)
+    full, tail = divmod(g.ho, rows)
+    row_pitch = conv_indirect.pitches(g)[0]
+    b = c.builder
+
+    def gemm(count: int) -> Callable[[ir.Value, ir.Value, ir.Value], None]:
+        m = count * g.wo
+        return conv_gemm(c, "fwdind" + ("p" if packed else ""), g, m, g.o, g.kg, dtype, (0, 0, 0),
+                         lds=(m, g.kg, g.o), trans_a=True, trans_b=True,
+                         pack_a=conv_indirect.packer(c.module, g, cfg),
+                         pack_b=prepack.packer_b(cfg, g.o) if packed else None)
+
+    def block(call: Callable[[ir.Value, ir.Value, ir.Value], None], first_row: ir.Value) -> None:
+        call(b.gep(image, [b.mul(first_row, i64(g.sh * row_pitch))], inbounds=True), w,
+             b.gep(flipped, [b.mul(first_row, i64(g.wo * g.o))], inbounds=True))
+
+    whole = gemm(rows)
+    with for_range(b, 0, full, name="rblk") as index:
+        block(whole, b.mul(index, i64(rows)))
+    if tail:
+        block(gemm(tail), i64(full * rows))
 
 
 def _prepacked(ctx: KernelContext, w: Node, spec: prepack.PackSpec) -> bool:

@@ -29,9 +29,11 @@ Pads = tuple[int, int, int, int]
 # How the llvm backend computes a convolution and its gradients (the interpreter ignores it): "auto" chooses per
 # layer (codegen.conv_direct.choose_algorithm, codegen.conv_choice.rule_of_thumb), "direct" sums windows in loop nests,
 # "im2col" builds columns and runs a GEMM, "implicit" runs the GEMM with its B panels packed straight from the image
-# (forward only; its gradients run im2col), "pointwise" runs a 1×1, stride-1, unpadded conv as a GEMM on x itself.
+# (forward only; its gradients run im2col), "indirect" runs the transposed GEMM yᵀ = colsᵀ·Wᵀ reading its A operand
+# straight from a zero-padded copy of the image (forward, one group; else as "implicit"), "pointwise" runs a 1×1,
+# stride-1, unpadded conv as a GEMM on x itself.
 # Forcing one is for tests and experiments; every choice computes the same function.
-ALGORITHMS = ("auto", "direct", "im2col", "implicit", "pointwise")
+ALGORITHMS = ("auto", "direct", "im2col", "implicit", "indirect", "pointwise")
 
 # ------------------------------------------------------------------------------------- shared geometry
 

@@ -13,7 +13,7 @@ import graphc as gc
 from graphc.errors import ShapeError
 from ops.registry import apply
 
-ALGORITHMS = ("direct", "im2col", "implicit", "auto")
+ALGORITHMS = ("direct", "im2col", "implicit", "indirect", "auto")
 
 GEOMETRIES = [  # (x shape, w shape, attrs)
     ((2, 8, 9, 11), (8, 1, 3, 3), {"padding": 1, "groups": 8}),                      # depthwise 3×3
@@ -177,7 +177,7 @@ def test_unknown_algorithm_is_a_clear_error():
     g = gc.Graph("bad")
     x, w = g.input("x", (1, 2, 5, 5)), g.input("w", (2, 2, 3, 3))
     with pytest.raises(ShapeError, match="algorithm must be one of 'auto', 'direct', 'im2col', 'implicit', "
-                                         "'pointwise', got 'winograd'"):
+                                         "'indirect', 'pointwise', got 'winograd'"):
         gc.conv2d(x, w, algorithm="winograd")
 
 

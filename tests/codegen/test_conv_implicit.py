@@ -289,10 +289,11 @@ def test_implicit_is_bitwise_equal_across_thread_counts(x_shape, w_shape, attrs)
         assert np.array_equal(runs[0], other)
 
 
-def test_resnet_layers_choose_implicit():
-    """auto: ResNet-18's dense convs run implicit — 56×56 / 28×28 as W · cols (B packed from the image), 14×14 and
-    7×7 transposed (A packed from the image); stride 2 through column phases; 1×1 stays pointwise, depthwise
-    direct, and a forced im2col keeps its columns."""
+def test_resnet_layers_choose_indirect_and_implicit_keeps_its_forms():
+    """auto: ResNet-18's dense convs but the stem run indirect (``codegen.conv_indirect``, test_conv_indirect.py);
+    forced "implicit" they run 56×56 / 28×28 as W · cols (B packed from the image), 14×14 and 7×7 transposed (A
+    packed from the image), stride 2 through column phases; a stride-1 conv of few taps (SqueezeNet's 16 → 64
+    3×3) packs; 1×1 stays pointwise, depthwise direct, and a forced im2col keeps its columns."""
     def geom(x, w, **attrs):
         g = gc.Graph("g")
         y = gc.conv2d(g.input("x", x), g.input("w", w), **attrs)
@@ -309,11 +310,13 @@ def test_resnet_layers_choose_implicit():
         "7": (geom((1, 512, 7, 7), (512, 512, 3, 3), padding=1), True),
         "14s2": (geom((1, 256, 14, 14), (512, 256, 3, 3), padding=1, stride=2), True),
     }
-    for name, (g, flipped) in layers.items():
-        assert conv_choice.rule_of_thumb(g, "auto") == "implicit", name
+    for name, (g, flipped) in layers.items():  # the stem's yᵀ (112² × 64) is over the indirect path's budget
+        assert conv_choice.rule_of_thumb(g, "auto") == ("implicit" if name == "stem" else "indirect"), name
+        assert conv_choice.rule_of_thumb(g, "implicit") == "implicit", name
         assert conv.transposed_implicit(g, "float32") == flipped, name
         assert conv_pack.split(g, cfg, cfg.mr if flipped else None) == (g.sw > 1), name
     assert conv_choice.rule_of_thumb(layers["56"][0], "im2col") == "im2col"
+    assert conv_choice.rule_of_thumb(geom((1, 16, 55, 55), (64, 16, 3, 3), padding=1), "auto") == "implicit"
     pointwise = geom((1, 64, 56, 56), (256, 64, 1, 1))
     depthwise = geom((1, 32, 56, 56), (32, 1, 3, 3), padding=1, groups=32)
     assert conv_choice.rule_of_thumb(pointwise, "auto") == "pointwise"
