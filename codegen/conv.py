@@ -139,6 +139,15 @@ def scratch(ctx: KernelContext, dtype: str, count: int) -> ir.Value:
 def copy_rows(b: ir.IRBuilder, channels: int, width: int, src: ir.Value, src_ld: int, dst: ir.Value, dst_ld: int,
                bias: ir.Value | None = None, column_stride: int = 1) -> None:
     """dst[ch, e] = src[ch·src_ld + e·column_stride] (+ bias[ch]) for ch < channels, e < width."""
+    if column_stride != 1:  # reading a transposed product: by blocks of channels (see transposed_rows)
+        def one(ch: ir.Value, e: ir.Value) -> None:
+            v = b.load(b.gep(src, [b.add(b.mul(ch, i64(src_ld)), b.mul(e, i64(column_stride)))], inbounds=True))
+            add = None if bias is None else b.load(b.gep(bias, [ch], inbounds=True))
+            b.store(v if add is None else b.fadd(v, add, flags=FAST),
+                    b.gep(dst, [b.add(b.mul(ch, i64(dst_ld)), e)], inbounds=True))
+
+        transposed_rows(b, channels, width, one)
+        return
     with for_range(b, 0, channels, name="ch") as ch:
         s = b.gep(src, [b.mul(ch, i64(src_ld))], inbounds=True)
         d = b.gep(dst, [b.mul(ch, i64(dst_ld))], inbounds=True)
@@ -398,7 +407,7 @@ def _indirect_gemms(c: KernelContext, g: Geometry, dtype: str, packed: bool, ima
     of the whole P would stream all of yᵀ from L3 once per depth block. A block's GEMM reads the image from its
     first window row (the record's pixel offsets are affine within whole rows)."""
     cfg = default_config(dtype, host_vector_bits())
-    rows = conv_indirect.block_rows(g)
+    rows = conv_indirect.block_rows(g, cfg.kc)
     full, tail = divmod(g.ho, rows)
     row_pitch = conv_indirect.pitches(g)[0]
     b = c.builder
@@ -445,7 +454,18 @@ def _epilogue_rows(b: ir.IRBuilder, epi: Epilogue, g: Geometry, src: ir.Value, s
     """For ch < O, e < width: v = src[ch·src_ld + e·column_stride] (+ bias[ch]); the epilogue stores chain(v) into
     every kernel output at base + ch·P + e (the per-channel inputs are loaded once per channel). ``channels``
     (default O) rows from channel ``first`` (default 0): src, base and bias then start at that channel's row."""
-    with for_range(b, 0, g.o if channels is None else channels, name="ch") as ch:
+    count = g.o if channels is None else channels
+    if column_stride != 1:  # reading a transposed product: by blocks of channels (see transposed_rows)
+        def one(ch: ir.Value, e: ir.Value) -> None:
+            v = b.load(b.gep(src, [b.add(b.mul(ch, i64(src_ld)), b.mul(e, i64(column_stride)))], inbounds=True))
+            add = None if bias is None else b.load(b.gep(bias, [ch], inbounds=True))
+            per_channel = epi.load(b, ch if first is None else b.add(first, ch))
+            epi.store(b, v if add is None else b.fadd(v, add, flags=FAST), b.add(base, b.add(b.mul(ch, i64(g.p)), e)),
+                      per_channel)
+
+        transposed_rows(b, count, width, one)
+        return
+    with for_range(b, 0, count, name="ch") as ch:
         s = b.gep(src, [b.mul(ch, i64(src_ld))], inbounds=True)
         row = b.add(base, b.mul(ch, i64(g.p)))
         add = None if bias is None else b.load(b.gep(bias, [ch], inbounds=True))
@@ -453,6 +473,29 @@ def _epilogue_rows(b: ir.IRBuilder, epi: Epilogue, g: Geometry, src: ir.Value, s
         with for_range(b, 0, width, name="e") as e:
             v = b.load(b.gep(s, [e if column_stride == 1 else b.mul(e, i64(column_stride))], inbounds=True))
             epi.store(b, v if add is None else b.fadd(v, add, flags=FAST), b.add(row, e), per_channel)
+
+
+TRANSPOSE_CHANNELS = 16  # channels a transposed product is read back by at a time (a cache line of floats)
+
+
+def transposed_rows(b: ir.IRBuilder, channels: int, width: int, one: Callable[[ir.Value, ir.Value], None]) -> None:
+    """one(ch, e) for ch < channels, e < width, in blocks of ``TRANSPOSE_CHANNELS`` channels: for each pixel e the
+    block's channels in turn (unrolled). Reading yᵀ (P × O) back into y channel by channel walks yᵀ's columns, a
+    cache line per element O elements apart (4 KiB for 1024 channels: every read in one L1 set); a block reads
+    one line of yᵀ per pixel and writes its channels' rows of y as parallel streams. ResNet-50's 256 → 1024 1×1
+    layer at 14×14, transposed: 1.51 → 0.99 ms."""
+    full, rem = divmod(channels, TRANSPOSE_CHANNELS)
+
+    def block(first: ir.Value, count: int) -> None:
+        with for_range(b, 0, width, name="te") as e:
+            for j in range(count):
+                one(b.add(first, i64(j)), e)
+
+    if full:
+        with for_range(b, 0, full, name="tch") as index:
+            block(b.mul(index, i64(TRANSPOSE_CHANNELS)), TRANSPOSE_CHANNELS)
+    if rem:
+        block(i64(full * TRANSPOSE_CHANNELS), rem)
 
 
 def tile_use(m: int, n: int, dtype: str) -> float:

@@ -19,6 +19,7 @@ import graphc as gc
 from codegen.gemm.skinny import SKINNY_ROWS
 from runtime.parallel import runtime
 from tests.codegen.test_conv_implicit import CONVS, _conv_of, _graph
+from tests.codegen.test_matmul import KC
 
 ONE_GROUP = [c for c in CONVS if c[2].get("groups", 1) == 1]
 
@@ -62,11 +63,14 @@ def test_frozen_weights_packed_at_load_agree_with_live_ones():
 
 
 def test_output_row_blocks_with_a_tail(monkeypatch):
-    """yᵀ is computed in blocks of whole output rows (here 3 of 10: three blocks and a one-row tail)."""
+    """yᵀ is computed in blocks of whole output rows (here 3 of 10: three blocks and a one-row tail) when the GEMM
+    has several depth blocks (here 40·3·3 = 360 taps > kc); with one, in one GEMM."""
     monkeypatch.setattr(conv_indirect, "BLOCK_BYTES", 3 * 9 * 40 * 4)
-    y, feeds = _graph((1, 5, 10, 9), (40, 5, 3, 3), "indirect", padding=1)
-    geom = _geometry((1, 5, 10, 9), (40, 5, 3, 3), {"padding": 1})
-    assert conv_indirect.block_rows(geom) == 3
+    monkeypatch.setattr(conv_indirect, "BLOCK_PIXELS", 20)
+    y, feeds = _graph((1, 40, 10, 9), (40, 40, 3, 3), "indirect", padding=1)
+    geom = _geometry((1, 40, 10, 9), (40, 40, 3, 3), {"padding": 1})
+    assert geom.kg > KC and conv_indirect.block_rows(geom, KC) == 3
+    assert conv_indirect.block_rows(_geometry((1, 5, 10, 9), (40, 5, 3, 3), {"padding": 1}), KC) == 10
     gc.testing.assert_backends_agree([y], feeds, rtol=2e-5, atol=2e-6, scale_atol=True)
 
 
@@ -75,7 +79,7 @@ def _transposed_in_one_gemm(x_shape, w_shape, attrs) -> bool:
     positions than the unpacked matrix-vector path takes)."""
     geom = _geometry(x_shape, w_shape, attrs)
     return (geom.p > SKINNY_ROWS and geom.block_rows() == geom.ho and conv.transposed_forward(geom, "float32")
-            and conv_indirect.block_rows(geom) == geom.ho)
+            and conv_indirect.block_rows(geom, KC) == geom.ho)
 
 
 BITWISE = [c for c in ONE_GROUP if _transposed_in_one_gemm(*c)]
