@@ -27,8 +27,7 @@ from codegen.scalar import load, store
 from graphc.ir import Node
 from ops.registry import get_op
 from ops.views import chain_layout, gemm_operand, transpose_store_strides
-from passes.gradient_step import gradient_step
-from passes.plan import Kernel
+from passes.plan import Kernel, gradient_step
 
 
 class Operand(NamedTuple):

@@ -2,7 +2,7 @@
 
 A small CNN (a 3x3 stem, a strided 3x3, a 1x1 and a depthwise 3x3) is compiled twice: with the rule of thumb
 that picks each conv's algorithm from its shape, and tuned — every applicable algorithm (pointwise, implicit,
-im2col, direct) is compiled as a one-conv program with the layer's shapes, timed, and the fastest runs. The
+indirect, im2col, direct) is compiled as a one-conv program with the layer's shapes, timed, and the fastest runs. The
 measurements are kept in ``~/.cache/graphc/conv-tuning/`` (``GRAPHC_CACHE_DIR``), so a second run measures
 nothing. The two programs compute the same network to float32 rounding.
 

@@ -31,7 +31,7 @@ Algorithm (greedy edge contraction on the group graph, a ``networkx.DiGraph`` wh
    epilogue axis (a bias, a per-channel scale, a scalar) or have the anchor's shape (ResNet's residual add, read
    at the same offset): the chain is applied before the anchor's store. A chain that reads a param the program
    updates is refused (the update stays an elementwise kernel that may write the state in place), except plain
-   SGD's step on a matmul's weight gradient (``passes.gradient_step``), which the GEMM accumulates onto the weight.
+   SGD's step on a matmul's weight gradient (``passes.plan.gradient_step``), which the GEMM accumulates onto the weight.
 6. Groups become kernels in a topological order of the group graph (``networkx.lexicographical_topological_sort``,
    lowest first node id first). A kernel's ``inputs`` are the values its nodes read from outside the group (first
    use order), its ``outputs`` the group values read by another kernel, returned as a program output or used as an
@@ -51,8 +51,7 @@ from ops.base import Op
 from ops.registry import get_op
 from ops.views import chain_layout, gemm_operand, transpose_store_strides
 from passes.compilation import Compilation, Pass
-from passes.gradient_step import gradient_step
-from passes.plan import Kernel
+from passes.plan import Kernel, gradient_step
 from passes.provenance import Provenance
 
 FUSION_BUDGET = 1024  # summed Op.cost of one fused group (≈ 40 tanh or 1,000 adds)
@@ -201,7 +200,7 @@ def _epilogue_refusal(a: Node, target: Node, groups: _Groups, updated: set[int])
         reads = [(m.inputs[0], m.shape)] if is_view(m) else [(x, x.shape) for x in m.inputs]
         for x, shape in reads:
             if x in inside or (x is a and shape == a.shape) or (sgd is not None and x is sgd.param):
-                continue  # plain SGD's step reads its weight at the index it writes (passes.gradient_step)
+                continue  # plain SGD's step reads its weight at the index it writes (passes.plan.gradient_step)
             if shape == a.shape and id(x) in updated and not along_axis(shape, a.shape, axis):
                 return (f"{a.op} epilogue: {m.name} reads the param {x.name} that this program updates (its update "
                         f"stays an elementwise kernel, which may write the state in place)")

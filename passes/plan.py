@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import bisect
 import heapq
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from graphc.ir import Graph, GraphcError, Node
 from ops.base import Op
 from ops.registry import get_op
-from passes.gradient_step import gradient_step
 from passes.provenance import Provenance
 
 ALIGN = 64
@@ -154,12 +154,51 @@ def may_fail(kernel: Kernel) -> bool:
     return any(type(get_op(n.op)).status_message is not Op.status_message for n in kernel.nodes)
 
 
+@dataclass(frozen=True)
+class GradientStep:
+    """``value = param − anchor·scale``: the nodes of one plain SGD step on the anchor's output.
+
+    ``optim.SGD`` without momentum or weight decay updates a weight as ``u = p − g·s`` (``sub(p, mul(g, lr))``). When
+    ``g`` is a matmul's output — a dense layer's weight gradient xᵀ·δ — that nothing else reads, ``passes.fuse``
+    merges the step into the matmul's kernel as its epilogue, ``passes.memplan`` may write ``u`` over ``p``'s state
+    (the kernel reads ``p`` only at the index it writes: :func:`reads_at_own_index`), and ``codegen.linalg`` emits
+    one GEMM that accumulates ``−s·xᵀ·δ`` straight onto the weight (``emit_gemm(accumulate=True, alpha=−s)``): no
+    gradient buffer, no separate update pass over the weight.
+    """
+
+    param: Node   # p, a leaf of the anchor's shape and dtype
+    scale: Node   # s, one element (the learning rate)
+    step: Node    # mul(anchor, s)
+    value: Node   # sub(p, step): the new weight
+
+
+def gradient_step(anchor: Node, chain: Sequence[Node]) -> GradientStep | None:
+    """The step when ``chain`` (the nodes fused after ``anchor``, any order) is exactly ``mul(anchor, s)`` (or
+    ``mul(s, anchor)``) and ``sub(p, that)``, with ``s`` of one element and ``p`` a leaf of ``anchor``'s shape and
+    dtype that the product does not read; else None."""
+    if len(chain) != 2:
+        return None
+    subs = [n for n in chain if n.op == "sub"]
+    muls = [n for n in chain if n.op == "mul"]
+    if len(subs) != 1 or len(muls) != 1 or subs[0].inputs[1] is not muls[0]:
+        return None
+    step, value = muls[0], subs[0]
+    x, y = step.inputs
+    scale = y if x is anchor else x if y is anchor else None
+    param = value.inputs[0]
+    if scale is None or scale is anchor or scale.size != 1 or not param.is_leaf or param in anchor.inputs:
+        return None
+    if not (param.shape == step.shape == value.shape == anchor.shape) or param.dtype != anchor.dtype:
+        return None
+    return GradientStep(param, scale, step, value)
+
+
 def reads_at_own_index(kernel: Kernel, param: Node, value: Node) -> bool:
     """True when ``kernel``, which computes ``value``, reads ``param`` only at the index where it writes ``value``,
     so ``value`` may overwrite ``param``'s storage element by element: ``param`` is one of the
     :func:`inplace_candidates` of ``value``, or the kernel is a fused group whose only non-fusible members are views
     of other values and every member reading ``param`` is an ``inplace`` op of the group's domain shape, or the
-    kernel is a matmul whose only reader of ``param`` is plain SGD's step (``passes.gradient_step``)."""
+    kernel is a matmul whose only reader of ``param`` is plain SGD's step (``passes.plan.gradient_step``)."""
     if param.shape != value.shape:
         return False
     if param in inplace_candidates(kernel, value):

@@ -121,6 +121,6 @@ def test_tune_convs_example_measures_each_layer_once(tmp_path, monkeypatch):
     values = printed(out)
     assert values["layers"] == 4 and values["relative_difference"] < 1e-5
     assert values["rule_of_thumb_ms"] > 0 and values["tuned_ms"] > 0
-    chosen = re.findall(r"^float32 .* (pointwise|implicit|im2col|direct)\s+\w+ [\d.]+", out, re.M)
+    chosen = re.findall(r"^float32 .* (pointwise|implicit|indirect|im2col|direct)\s+\w+ [\d.]+", out, re.M)
     assert len(chosen) == 4
     assert len(list((tmp_path / "cache" / "conv-tuning").iterdir())) == 1

@@ -1,4 +1,4 @@
-"""Plain SGD's step fused into the weight-gradient GEMM (``passes.gradient_step``): the update joins the matmul's
+"""Plain SGD's step fused into the weight-gradient GEMM (``passes.plan.gradient_step``): the update joins the matmul's
 kernel, is written into the weight's state in place, and the compiled steps agree with the NumPy interpreter — with
 the learning rate a constant (embedded) or state (read at run time), over one or several GEMM depth blocks, on one
 and two threads, and when the weight cannot be updated in place (it is also an output: copied first)."""
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from passes.gradient_step import gradient_step
+from passes.plan import gradient_step
 
 DIMS = (40, 24, 5)
 
