@@ -100,8 +100,11 @@ def test_indirect_is_bitwise_the_transposed_im2col_product(x_shape, w_shape, att
     np.testing.assert_array_equal(runs["indirect"], runs["im2col"])
 
 
-@pytest.mark.parametrize("x_shape, w_shape, attrs", [ONE_GROUP[1], ONE_GROUP[7], ONE_GROUP[14]])
+@pytest.mark.parametrize("x_shape, w_shape, attrs", [ONE_GROUP[1], ONE_GROUP[7], ONE_GROUP[14],
+                                                     ((1, 40, 23, 21), (24, 40, 3, 3), {"padding": 1})])
 def test_indirect_is_bitwise_equal_across_thread_counts(x_shape, w_shape, attrs):
+    """Blocks' GEMMs split on the threads, or (483 pixels: at least BLOCK_PIXELS per thread, 360 taps: several
+    depth blocks) whole blocks of output rows on the threads: the same bits on 1, 2 and 3 threads."""
     if not runtime():
         pytest.skip("libgomp is not installed: programs run on one thread")
     y, feeds = _graph(x_shape, w_shape, "indirect", epilogue=True, seed=4, **attrs)
