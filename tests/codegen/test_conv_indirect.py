@@ -132,3 +132,35 @@ def test_groups_and_oversized_images_fall_back_to_implicit():
     assert not conv_indirect.applies(huge)  # the padded image would exceed its scratch budget
     y, feeds = _graph((1, 6, 9, 9), (8, 3, 5, 5), "indirect", padding=2, groups=2)
     gc.testing.assert_backends_agree([y], feeds, rtol=2e-5, atol=2e-6, scale_atol=True)
+
+
+@pytest.mark.parametrize("cpu, vector_bits, reg", [("znver3", 256, "ymm"), ("skylake-avx512", 512, "zmm")])
+def test_indirect_micro_kernel_cross_compiles_for_both_vector_isas(cpu, vector_bits, reg):
+    """Whatever the host: the indirect micro-kernel of each ISA's tile broadcasts A through the record's row
+    addresses and runs its FMAs on that ISA's registers, with no stack traffic in the depth loop (the reason it
+    carries no prefetch stream)."""
+    import re
+
+    import llvmlite.binding as llvm
+
+    from codegen.gemm.config import default_config
+    from codegen.gemm.microkernel import microkernel
+    from codegen.target import host, new_module
+    from runtime.asm import asm_functions
+
+    cfg = default_config("float32", vector_bits)
+    module = new_module("indirect_cross")
+    fn = microkernel(module, cfg, cfg.mr, cfg.nr, indirect_a=True)
+    fn.linkage = "external"
+    parsed = llvm.parse_assembly(str(module))
+    tm = llvm.Target.from_triple(host()[0]).create_target_machine(cpu=cpu, features="-prefer-256-bit", opt=3)
+    pb = llvm.create_pass_builder(tm, llvm.create_pipeline_tuning_options(speed_level=3))
+    pb.getModulePassManager().run(parsed, pb)
+    body = asm_functions(tm.emit_assembly(parsed))[fn.name]
+    assert len(re.findall(rf"vfmadd\d+ps\s+.*%{reg}", body)) >= cfg.mr * cfg.nv
+    assert "vbroadcastss" in body or "{1to" in body
+    if reg == "ymm":
+        assert "zmm" not in body
+    loop = body[body.index(".p2align"):]
+    loop = loop[:loop.index("jne")]  # the depth loop's body, up to its back edge
+    assert "rsp" not in loop, "the depth loop spills"
