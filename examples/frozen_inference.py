@@ -11,11 +11,11 @@ product).
 """
 
 import argparse
-import time
 
 import numpy as np
 
 import graphc as gc
+from graphc.bench.context import median_ms
 
 
 def network(batch, size, seed=0):
@@ -39,16 +39,6 @@ def network(batch, size, seed=0):
     return x, pooled @ param("fc", (64, 10), 0.1) + param("fc_b", (10,))
 
 
-def median_ms(program, feeds, repeat=20):
-    program(**feeds)
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        program(**feeds)
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=1)
@@ -64,7 +54,8 @@ def main():
     print(f"folded = {sum('folded batch_norm' in line for line in frozen.freeze_report)}")
     print(f"max_difference = {float(np.abs(got - want).max()):.3g}")
     print(f"relative_difference = {float(np.abs(got - want).max() / np.abs(want).max()):.3g}")
-    print(f"live: {median_ms(live, feeds):.3f} ms, frozen: {median_ms(frozen, feeds):.3f} ms (median of 20 calls)")
+    live_ms, frozen_ms = median_ms(lambda: live(**feeds)), median_ms(lambda: frozen(**feeds))
+    print(f"live: {live_ms:.3f} ms, frozen: {frozen_ms:.3f} ms (median of 20 calls)")
     print(frozen.profile(feeds, repeat=5).format())
 
 

@@ -7,11 +7,11 @@ speed-up, and where the time goes (the per-kernel profile of the multi-threaded 
 
 import argparse
 import os
-import time
 
 import numpy as np
 
 import graphc as gc
+from graphc.bench.context import median_ms
 
 
 def train_step(threads, batch, seed=0):
@@ -32,16 +32,6 @@ def train_step(threads, batch, seed=0):
     return g, step, feeds
 
 
-def median_ms(call, repeat=15):
-    call()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
@@ -57,7 +47,7 @@ def main(argv=None):
     (g1, step1, feeds1, losses1), (gn, stepn, feedsn, lossesn) = runs[1], runs[args.threads]
     same = losses1 == lossesn and all(np.array_equal(g1.state[k], gn.state[k]) for k in g1.state)
     print(f"bitwise identical = {int(same)}")
-    one, many = median_ms(lambda: step1(**feeds1)), median_ms(lambda: stepn(**feedsn))
+    one, many = median_ms(lambda: step1(**feeds1), repeat=15), median_ms(lambda: stepn(**feedsn), repeat=15)
     print(f"step_ms_1 = {one:.3f}")
     print(f"step_ms_{stepn.threads} = {many:.3f}")
     print(f"speedup = {one / many:.2f}")

@@ -17,6 +17,7 @@ import numpy as np
 
 import graphc as gc
 import runtime.conv_tune as conv_tune
+from graphc.bench.context import median_ms
 
 
 def network(size, seed=0):
@@ -32,16 +33,6 @@ def network(size, seed=0):
     h = gc.relu(gc.conv2d(h, param("expand", (128, 64, 1, 1), 0.1)))
     h = gc.conv2d(h, param("dw", (128, 1, 3, 3)), param("dw_b", (128,), 0.1), padding=1, groups=128)
     return x, gc.global_avg_pool2d(h)
-
-
-def median_ms(program, feeds, repeat=20):
-    program(**feeds)
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        program(**feeds)
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
 
 
 def main():
@@ -63,8 +54,8 @@ def main():
     print(f"layers = {len(tuned.plan.algorithms)}")
     a, b = rule(**feeds), tuned(**feeds)
     print(f"relative_difference = {float(np.abs(a - b).max() / np.abs(a).max()):.3g}")
-    print(f"rule_of_thumb_ms = {median_ms(rule, feeds):.3f}")
-    print(f"tuned_ms = {median_ms(tuned, feeds):.3f}")
+    print(f"rule_of_thumb_ms = {median_ms(lambda: rule(**feeds)):.3f}")
+    print(f"tuned_ms = {median_ms(lambda: tuned(**feeds)):.3f}")
 
 
 if __name__ == "__main__":

@@ -116,6 +116,12 @@ def time_calls(call: Callable[[], Any], repeat: int, max_seconds: float) -> list
     return times
 
 
+def median_ms(call: Callable[[], Any], repeat: int = 20) -> float:
+    """Median wall time (ms) of ``repeat`` calls after one warm-up call (the examples' timing)."""
+    call()
+    return float(np.median(time_calls(call, repeat, float("inf"))))
+
+
 def to_numpy(value: Any) -> Any:
     """A framework's result (torch / jax array, NumPy array or scalar) as a NumPy array."""
     return value.numpy() if hasattr(value, "numpy") and not isinstance(value, np.ndarray) else np.asarray(value)
