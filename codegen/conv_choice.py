@@ -24,7 +24,7 @@ from graphc.ir import Node
 # "direct" is a candidate for one-group convs only up to this many taps per output (Cg·kh·kw): beyond it the taps
 # loop is many times slower than a GEMM (no register blocking over output channels), not worth timing
 DIRECT_CANDIDATE_TAPS = 4 * conv_direct.MAX_DIRECT_TAPS
-INDIRECT_MIN_DEPTH = 256  # "auto" reads a stride-1 conv's image indirectly from this many taps per output on
+INDIRECT_MIN_DEPTH = 256  # "auto" reads a stride-1 conv's image indirectly from this many taps per output
 
 
 def rule_of_thumb(g: Geometry, requested: str) -> str:
@@ -53,8 +53,8 @@ def prefers_indirect(g: Geometry) -> bool:
     Measured against the rule's previous choice (1 thread, frozen weights, medians of interleaved rounds):
     DenseNet's 128→32 growth convs 0.206 → 0.149 ms (14×14) and 0.70 → 0.60 ms (28×28), GoogLeNet's 5×5 0.241 →
     0.215, ResNet-50's 128-channel 3×3 stride 2 2.62 → 2.41, ResNet-18's 14×14 / 7×7 layers 4 / 7 % faster,
-    its 56×56 / 28×28 layers and VGG's 112×112 within 1 %; slower on SqueezeNet's 16→64 3×3 (K = 144: 0.63 →
-    0.70 ms) and ResNet-50's 1×1 stride-2 downsampling (2 %), which keep packing."""
+    its 56×56 / 28×28 layers and VGG's 112×112 within 1 %; slower on SqueezeNet's 16→64 3×3 (K = 144: 5–10 %)
+    and ResNet-50's 1×1 stride-2 downsampling (2 %), which keep packing."""
     return (conv_indirect.applies(g) and g.kh * g.kw > 1
             and (g.kg >= INDIRECT_MIN_DEPTH or g.sh > 1 or g.sw > 1))
 

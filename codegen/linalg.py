@@ -140,12 +140,10 @@ def lower_matmul(ctx: KernelContext) -> None:
     builder = ctx.builder
     scalar = cfg.scalar
     base = [gep(builder, builder.bitcast(ctx.ptr(x.source), PTR), i64(x.offset), scalar) for x in (first, second)]
-    raw = target  # where the GEMM writes: never over a weight the epilogue still has to read
     if alpha is not None:
         _copy_unless_same(builder, ctx, sgd.param, target)
-    elif sgd is not None:
-        raw = None
-    c_typed = ctx.ptr(target) if raw is not None else ctx.scratch(node.size * cfg.itemsize, scalar)
+    # the GEMM's C: scratch when an epilogue pass must still read the weight that the step's value overwrites
+    c_typed = ctx.scratch(node.size * cfg.itemsize, scalar) if sgd is not None and alpha is None else ctx.ptr(target)
     base.append(builder.bitcast(c_typed, PTR))
     workspace = builder.bitcast(ctx.scratch(workspace_bytes(m, n, k, node.dtype, threads=ctx.threads,
                                                                batch=inner)), PTR)

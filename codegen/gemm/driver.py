@@ -100,7 +100,7 @@ def emit_gemm(module: ir.Module, name: str, m: int, n: int, k: int, dtype: str =
               accumulate: bool = False, config: GemmConfig | None = None, threads: int = 1,
               lds: Sequence[int] | None = None, pack_a: PackA | None = None,
               pack_b: PackB | None = None, alpha: float | None = None, alpha_scalar: bool = False,
-              b_in_place: bool | None = None) -> ir.Function:
+              b_in_place: bool = True) -> ir.Function:
     """Add ``void name(ptr noalias A, ptr noalias B, ptr noalias C, ptr noalias W)`` to ``module`` and return it;
     ``W`` is a 64-byte-aligned workspace of :func:`workspace_bytes` bytes (for the same sizes and ``threads``).
 
@@ -113,7 +113,8 @@ def emit_gemm(module: ir.Module, name: str, m: int, n: int, k: int, dtype: str =
     the product scaled on registers by the micro-kernels before it meets C (with ``accumulate``: plain SGD's step
     ``W += -lr·xᵀδ`` written straight into the weight; the matrix-vector path is then not used). ``alpha_scalar``:
     the function takes a fifth argument ``S``, a pointer to one element s read at run time, and the scale is
-    ``alpha·s`` (a learning rate that is state, not a constant).
+    ``alpha·s`` (a learning rate that is state, not a constant). ``b_in_place``: read B's full panels where it
+    lies when :func:`reads_b_in_place` allows (False: always pack B, for tests and comparisons).
 
     ``pack_b``: the caller packs op(B)'s blocks (see :data:`PackB`) — B is then whatever that packer reads (an image
     for ``codegen.conv_pack``), never read by the GEMM itself; ``trans_b`` and B's leading dimension are ignored,
@@ -144,10 +145,8 @@ def emit_gemm(module: ir.Module, name: str, m: int, n: int, k: int, dtype: str =
                 b.store(ir.Constant(cfg.scalar, 0.0), gep(b, fn.args[2], at, cfg.scalar))
         b.ret_void()
         return fn
-    if b_in_place is None:
-        b_in_place = reads_b_in_place(m, n, k, trans_b, cfg)
     layout = Layout(ld_a, ld_b, ld_c, trans_a, trans_b, accumulate, alpha, alpha_scalar,
-                    b_in_place and not trans_b and n >= cfg.nr)
+                    b_in_place and reads_b_in_place(m, n, k, trans_b, cfg))
     s_arg = [fn.args[4]] if alpha_scalar else []
     custom = pack_a is not None or pack_b is not None
     if m <= SKINNY_ROWS and not custom and alpha is None:  # matrix-vector products: no packing (codegen.gemm.skinny)
