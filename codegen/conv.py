@@ -46,6 +46,7 @@ the time of OpenBLAS on its 64 per-image GEMMs alone; the rest is im2col plus th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable
 
@@ -58,7 +59,7 @@ import codegen.conv_indirect as conv_indirect
 import codegen.conv_pack as conv_pack
 import codegen.prepack as prepack
 from codegen.conv_geometry import SCRATCH_BYTES, Geometry, geometry, zero_range
-from codegen.epilogue import Epilogue
+from codegen.epilogue import Epilogue, StoreForm, store_pointers
 from codegen.gemm.blocking import workspace_bytes
 from codegen.gemm.config import default_config, host_vector_bits
 from codegen.gemm.driver import PackA, PackB, emit_gemm
@@ -172,18 +173,22 @@ def row_blocks(b: ir.IRBuilder, g: Geometry, body: Callable[[ir.Value, int], Non
 
 def conv_gemm(ctx: KernelContext, tag: str, g: Geometry, m: int, n: int, k: int, dtype: str, strides: tuple[int, ...],
           lds: tuple[int, int, int] | None = None, pack_a: PackA | None = None, pack_b: PackB | None = None,
-          **flags: bool) -> Callable[[ir.Value, ir.Value, ir.Value], None]:
-    """A GEMM batched over the groups, cached per size in the module; returns a caller on typed pointers.
-    ``lds``: leading dimensions of operands that are blocks of larger matrices; ``pack_a`` / ``pack_b``: the
-    caller's packers (see ``emit_gemm``)."""
-    name = f"{ctx.function.name}.{tag}.{m}x{n}x{k}" + ("" if lds is None else ".ld" + "_".join(map(str, lds)))
+          form: StoreForm | None = None, **flags: bool) -> Callable[..., None]:
+    """A GEMM batched over the groups, cached per size in the module; returns a caller on typed pointers (A, B, C,
+    then the store epilogue's operands). ``lds``: leading dimensions of operands that are blocks of larger
+    matrices; ``pack_a`` / ``pack_b``: the caller's packers (see ``emit_gemm``); ``form``: the kernel's epilogue
+    applied by the micro-kernels at their store (``Epilogue.store_form``)."""
+    epilogue = form[0] if form else None
+    name = f"{ctx.function.name}.{tag}.{m}x{n}x{k}" + ("" if lds is None else ".ld" + "_".join(map(str, lds))) \
+        + (f".store_{epilogue.tag()}" if epilogue else "")
     fn = ctx.module.globals.get(name) or emit_gemm(ctx.module, name, m, n, k, dtype=dtype, batch=g.groups,
                                                     batch_strides=strides, threads=ctx.threads, lds=lds,
-                                                    pack_a=pack_a, pack_b=pack_b, **flags)
+                                                    pack_a=pack_a, pack_b=pack_b, epilogue=epilogue, **flags)
     b = ctx.builder
     workspace = b.bitcast(ctx.scratch(workspace_bytes(m, n, k, dtype, threads=ctx.threads, batch=g.groups,
                                                       global_tiles=getattr(pack_a, "prepacked", False))), PTR)
-    return lambda a, bb, c: b.call(fn, [b.bitcast(a, PTR), b.bitcast(bb, PTR), b.bitcast(c, PTR), workspace])
+    return lambda a, bb, c, *extra: b.call(fn, [b.bitcast(a, PTR), b.bitcast(bb, PTR), b.bitcast(c, PTR), workspace]
+                                          + [b.bitcast(p, PTR) for p in extra])
 
 
 def algorithm_of(g: Geometry, node: Node) -> tuple[str, Geometry]:
@@ -236,6 +241,8 @@ def lower_conv2d(ctx: KernelContext) -> None:
         epi = Epilogue.of(c, node)
         target = epi.target() if epi else node  # the GEMM's destination: an output of y's shape
         single = rows == g.ho or g.pointwise  # pointwise: the GEMM reads x and writes y in place, block by block
+        # bias and epilogue on the micro-kernels' registers where the GEMM writes y itself (not yᵀ, not scratch)
+        form = epi.store_form("row", bias) if single and not flip else None
         cols = None if g.pointwise else scratch(c, node.dtype, g.k * rows * g.wo)
         out = None if single else scratch(c, node.dtype, g.o * rows * g.wo)
         flipped = scratch(c, node.dtype, g.p * g.o) if flip else None
@@ -261,8 +268,12 @@ def lower_conv2d(ctx: KernelContext) -> None:
                 at = b.mul(row0, i64(g.wo))
                 here = b.gep(y_n, [at], inbounds=True)
                 gemm = conv_gemm(c, "fwd1" + tag, g, g.og, pb, g.kg, node.dtype, (g.og * g.kg, g.kg * g.p, g.og * g.p),
-                             lds=(g.kg, g.p, g.p), **pack_w)
-                gemm(c.ptr(w), b.gep(pixels, [at], inbounds=True), here)
+                             lds=(g.kg, g.p, g.p), form=form, **pack_w)
+                with epi.tagging(b) if form else contextlib.nullcontext():
+                    gemm(c.ptr(w), b.gep(pixels, [at], inbounds=True), here,
+                         *(store_pointers(c, form, b.add(y_base, at)) if form else []))
+                if form:
+                    return
                 if epi:
                     _epilogue_rows(b, epi, g, here, g.p, b.add(y_base, at), pb, bias_ptr)
                 elif bias_ptr is not None:
@@ -270,8 +281,11 @@ def lower_conv2d(ctx: KernelContext) -> None:
                 return
             im2col(b, g, pixels, cols, row0, r)
             gemm = conv_gemm(c, "fwd" + tag, g, g.og, pb, g.kg, node.dtype, (g.og * g.kg, g.kg * pb, g.og * pb),
-                             **pack_w)
-            gemm(c.ptr(w), cols, y_n if single else out)
+                             form=form, **pack_w)
+            with epi.tagging(b) if form else contextlib.nullcontext():
+                gemm(c.ptr(w), cols, y_n if single else out, *(store_pointers(c, form, y_base) if form else []))
+            if form:
+                return
             if epi:
                 src, src_ld = (y_n, g.p) if single else (out, pb)
                 _epilogue_rows(b, epi, g, src, src_ld, b.add(y_base, b.mul(row0, i64(g.wo))), pb, bias_ptr)
@@ -349,12 +363,14 @@ def _implicit_forward(ctx: KernelContext, node: Node, g: Geometry, x: Node, w: N
                          pack_b=prepack.packer_b(cfg, g.o) if packed else None)
             gemm(pixels, c.ptr(w), flipped)
         else:
+            form = epi.store_form("row", bias)  # bias and epilogue on the micro-kernels' registers
             gemm = conv_gemm(c, "fwdip" if packed else "fwdi", g, g.og, g.p, g.kg, node.dtype,
                          (g.og * g.kg, source.group_stride(g), g.og * g.p),
                          pack_a=prepack.packer_a(cfg, g.og) if packed else None,
-                         pack_b=conv_pack.packer(c.module, g, cfg, phases))
-            gemm(c.ptr(w), pixels, c.elem(target, y_base))
-            if not epi and bias is None:
+                         pack_b=conv_pack.packer(c.module, g, cfg, phases), form=form)
+            with epi.tagging(b) if form else contextlib.nullcontext():
+                gemm(c.ptr(w), pixels, c.elem(target, y_base), *(store_pointers(c, form, y_base) if form else []))
+            if form or not epi and bias is None:
                 return
 
         def channels(cc: KernelContext, first: ir.Value, count: int, base: ir.Value,

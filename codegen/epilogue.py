@@ -14,21 +14,38 @@ An input that varies along the axis is contiguous with every other extent 1, so 
 shape (a residual added to a conv's output, a param beside its gradient) is read at the output's flat offset
 ``off`` inside ``store``. A unit-axis ``reshape`` in the chain reads its source buffer the same way (nothing
 materialized).
+
+A GEMM anchor (``codegen.linalg``, ``codegen.conv``) asks :meth:`Epilogue.store_form` whether its chain is one the
+GEMM's micro-kernels apply on registers at their store (``codegen.gemm.store_epilogue``: a bias, a residual, relu,
+clip, in a line); then no pass over C follows the GEMM (``GRAPHC_STORE_EPILOGUE=0`` turns that off).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 from dataclasses import dataclass
 
 import llvmlite.ir as ir
 
 from codegen.elementwise import embedded_constant
+from codegen.gemm.store_epilogue import StoreEpilogue
 from codegen.llvm import i64
 from codegen.lowering import KernelContext
 from codegen.nodemap import computing, positions
 from codegen.scalar import LLVMScalarBuilder, load, store
 from graphc.ir import Node
 from ops.registry import get_op
+
+DEFAULT_STORE = True
+
+
+def store_epilogues_enabled() -> bool:
+    """Whether GEMM anchors apply the chains :meth:`Epilogue.store_form` takes in their micro-kernels
+    (``GRAPHC_STORE_EPILOGUE``, ``0`` off: always a pass, bitwise the same results; default :data:`DEFAULT_STORE`;
+    the object cache key records it, ``codegen.module.plan_key``)."""
+    value = os.environ.get("GRAPHC_STORE_EPILOGUE")
+    return DEFAULT_STORE if value is None or value == "" else value not in ("0", "false", "off", "no")
 
 
 @dataclass
@@ -107,3 +124,69 @@ class Epilogue:
         for out in self.outputs:
             with computing(self.ctx.module, b, out, where[out]):
                 store(b, values[out], self.ctx.elem(out, offset), out.dtype)
+
+    def tagging(self, b: ir.IRBuilder) -> contextlib.AbstractContextManager:
+        """Tag what ``b`` emits inside as computing every node of the chain (``codegen.nodemap``): the call of a GEMM
+        whose micro-kernels apply the chain at their store, so ``graphc explain`` finds each node's line."""
+        where = positions(self.ctx.kernel)
+        members = [(n, where[n]) for n in self.nodes if not get_op(n.op).is_view(n)]
+        if not members:
+            return contextlib.nullcontext()
+        return computing(self.ctx.module, b, *members[0], *members[1:])
+
+    def store_form(self, axis: str, own_bias: Node | None = None) -> tuple[StoreEpilogue, list[Node]] | None:
+        """The anchor's own bias (a conv's third input, added first) and the chain as a GEMM store epilogue whose
+        bias runs along C's rows or columns (``axis``: where the epilogue axis lies in C), with the buffers its
+        pointers read (bias, then residual); None when the chain is anything else: a step that is not an add of a
+        per-axis bias or of a residual, relu or clip; a branch off the line; an intermediate value that is also a
+        kernel output."""
+        if not store_epilogues_enabled() or self.anchor.dtype not in ("float32", "float64"):
+            return None
+        steps: list[tuple] = [("bias", axis)] if own_bias is not None else []
+        bias_buf, residual_buf = own_bias, None
+        per_axis = {value: buf for value, buf, varies in self.reads if varies}
+        full = dict(self.full)
+        current = self.anchor
+        for n in self.nodes:
+            op = get_op(n.op)
+            if op.is_view(n):
+                if n.inputs[0] is current or n in self.outputs:
+                    return None
+                continue
+            if current not in n.inputs or n.dtype != self.anchor.dtype:
+                return None
+            if n.op == "add" and len(n.inputs) == 2 and n.inputs[0] is not n.inputs[1]:
+                other = n.inputs[1] if n.inputs[0] is current else n.inputs[0]
+                if other in per_axis and bias_buf is None:
+                    steps.append(("bias", axis))
+                    bias_buf = per_axis[other]
+                elif other in full and residual_buf is None:
+                    steps.append(("residual",))
+                    residual_buf = full[other]
+                else:
+                    return None
+            elif n.op == "relu":
+                steps.append(("max", 0.0))
+            elif n.op == "clip":
+                steps += [(name, n.attrs[key]) for name, key in (("max", "lo"), ("min", "hi"))
+                          if n.attrs[key] is not None]
+            else:
+                return None
+            current = n
+        buffers = [x for x in (bias_buf, residual_buf) if x is not None]
+        if not steps or self.outputs != [current] or any(x.dtype != self.anchor.dtype for x in buffers):
+            return None
+        return StoreEpilogue.of(*steps), buffers
+
+
+StoreForm = tuple[StoreEpilogue, list[Node]]  # Epilogue.store_form's answer
+
+
+def store_pointers(ctx: KernelContext, form: StoreForm, offset: ir.Value) -> list[ir.Value]:
+    """The store epilogue's operand pointers for a GEMM whose C starts at flat element ``offset`` of the anchor's
+    output: the bias from its first element, the residual (laid out like the output) at ``offset``."""
+    epilogue, buffers = form
+    pointers = [ctx.ptr(buffers[0])] if epilogue.bias else []
+    if epilogue.residual:
+        pointers.append(ctx.elem(buffers[-1], offset))
+    return pointers

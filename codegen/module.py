@@ -48,6 +48,7 @@ import llvmlite.ir as ir
 import numpy as np
 
 import codegen.lowerers  # noqa: F401  (registers every op family's lowerers before find_lowerer runs)
+from codegen.epilogue import store_epilogues_enabled
 from codegen.llvm import I8P, I64
 from codegen.lowering import KernelContext, LoweringError, embeddable, find_lowerer, pointer_type
 from codegen.prepack import enabled as prepack_enabled
@@ -327,7 +328,7 @@ def plan_key(plan: Plan, name: str = "graphc", direct: bool = True, threads: int
 def _plan_key(plan: Plan, name: str, direct: bool, threads: int) -> tuple[str, list[Node]]:
     index: dict[Node, int] = {}
     parts = [fingerprint(), name, str(direct), f"threads={threads}", str(plan.arena_bytes),
-             f"prepack={prepack_enabled()}"]
+             f"prepack={prepack_enabled()}", f"store_epilogue={store_epilogues_enabled()}"]
 
     def ref(n: Node) -> int:
         if n not in index:

@@ -2,7 +2,8 @@
 
 While a lowerer emits the scalar formula of one member of a fused group (``codegen.elementwise``, an anchor's
 epilogue in ``codegen.epilogue``) inside :func:`computing`, every instruction it adds is tagged
-``!graphc.node !{i32 POSITION, !"NAME"}``: the node's position in its kernel and its name. LLVM ignores metadata
+``!graphc.node !{i32 POSITION, !"NAME"}``: the node's position in its kernel and its name (several pairs when one
+instruction computes several nodes). LLVM ignores metadata
 kinds it does not know, so the tags never change the optimized code; they only make the emitted IR readable
 (``graphc explain``). Kernels with equal signatures share one function (``codegen.module``), whose tags name the
 first kernel's nodes; the positions are the same in every kernel sharing it, so lookups go by position.
@@ -32,15 +33,18 @@ def positions(kernel: Kernel) -> dict[Node, int]:
 
 
 @contextlib.contextmanager
-def computing(module: ir.Module, builder: ir.IRBuilder, node: Node, position: int) -> Iterator[None]:
+def computing(module: ir.Module, builder: ir.IRBuilder, node: Node, position: int,
+              *more: tuple[Node, int]) -> Iterator[None]:
     """Tag the instructions ``builder`` emits inside the block (including new basic blocks) as computing ``node``,
-    the kernel's node at ``position``."""
+    the kernel's node at ``position`` (and the (node, position) pairs in ``more``: one instruction computing several,
+    as the call of a GEMM whose micro-kernels apply a chain of them at their store)."""
     block = builder.block
     start = len(block.instructions)
     function = block.function
     blocks = len(function.blocks)
     yield
-    tag = module.add_metadata([ir.Constant(_I32, position), ir.MetaDataString(module, node.name)])
+    tag = module.add_metadata([item for n, at in ((node, position), *more)
+                               for item in (ir.Constant(_I32, at), ir.MetaDataString(module, n.name))])
     for inst in block.instructions[start:] + [i for b in function.blocks[blocks:] for i in b.instructions]:
         if KIND not in inst.metadata:
             inst.set_metadata(KIND, tag)
@@ -66,17 +70,17 @@ def function_text(ir_text: str, name: str) -> dict[str, list[str]]:
     return found
 
 
-def tags(ir_text: str) -> dict[str, int]:
-    """Metadata id (``!12``) → node position, for the module's ``!graphc.node`` tuples."""
-    found: dict[str, int] = {}
-    for m in re.finditer(r'^(!\d+) = !\{\s*i32 (-?\d+), !"[^"]*"\s*\}', ir_text, re.M):
-        found[m.group(1)] = int(m.group(2))
+def tags(ir_text: str) -> dict[str, set[int]]:
+    """Metadata id (``!12``) → the node positions it names, for the module's ``!graphc.node`` tuples."""
+    found: dict[str, set[int]] = {}
+    for m in re.finditer(r'^(!\d+) = !\{((?:\s*i32 -?\d+, !"[^"]*",?)+)\s*\}', ir_text, re.M):
+        found[m.group(1)] = {int(x) for x in re.findall(r'i32 (-?\d+), !"', m.group(2))}
     return found
 
 
 def node_lines(ir_text: str, name: str, position: int) -> list[str]:
     """The lines of function ``name`` (and its outlined bodies) tagged as computing the kernel node at ``position``."""
-    ids = {k for k, v in tags(ir_text).items() if v == position}
+    ids = {k for k, v in tags(ir_text).items() if position in v}
     pattern = re.compile(rf"!{re.escape(KIND)} (!\d+)")
     lines = []
     for body in function_text(ir_text, name).values():

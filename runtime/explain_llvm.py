@@ -15,6 +15,7 @@ from passes.plan import Plan
 from runtime.asm import asm_functions, callees, count_registers, vector_width
 
 MAX_IR_LINES = 40
+STORE_CALL = re.compile(r'call .*@"?[^"(\s]*\.store_')  # a GEMM applying an epilogue at its store
 MAX_ASM_LINES = 60
 
 WIDTHS = {"zmm": "512-bit vectors", "ymm": "256-bit vectors", "xmm": "128-bit vectors",
@@ -46,6 +47,9 @@ def llvm_sections(ex: Any, plan: Plan, program: Any) -> list[tuple[str, list[str
                      if k.anchor is not None else f"no IR lines are tagged as computing {p.name!r}")
     elif ex.ir_lines:
         lines.append(f"IR lines computing {p.name!r} (tagged !graphc.node, as emitted, before O3):")
+        if any(STORE_CALL.search(line) for line in ex.ir_lines):
+            lines.append(f"  ({p.op} runs on the GEMM's registers: the called GEMM's micro-kernels apply it at their "
+                         "store, codegen.gemm.store_epilogue)")
         lines += [f"  {line}" for line in ex.ir_lines[:MAX_IR_LINES]]
         if len(ex.ir_lines) > MAX_IR_LINES:
             lines.append(f"  ... {len(ex.ir_lines) - MAX_IR_LINES} more (explanation.ir_lines)")

@@ -47,6 +47,7 @@ from codegen.gemm.config import GemmConfig, default_config, host_vector_bits
 from codegen.gemm.microkernel import microkernel
 from codegen.gemm.pack import pack_a, pack_b
 from codegen.gemm.skinny import SKINNY_ROWS, emit_skinny
+from codegen.gemm.store_epilogue import StoreEpilogue, apply_pass, operands_at
 from codegen.llvm import I1, I8, I64, PTR, VOID, for_range, gep, i64
 from codegen.parallel import Claim, region
 
@@ -80,16 +81,19 @@ def reads_b_in_place(m: int, n: int, k: int, trans_b: bool, cfg: GemmConfig) -> 
 
 
 def _declare(module: ir.Module, name: str, internal: bool = False, origin: bool = False,
-             scalar: bool = False) -> ir.Function:
-    """``void name(A, B, C, W)``; with ``scalar`` one more, ``S`` (the scalar the product is scaled by); with
-    ``origin`` two more, the chunk's first row of op(A) and first column of op(B) (for a caller's packers, which
-    address their operand by index rather than by pointer)."""
-    fn = ir.Function(module, ir.FunctionType(VOID, [PTR] * (5 if scalar else 4) + ([I64, I64] if origin else [])),
+             scalar: bool = False, epilogue: StoreEpilogue | None = None) -> ir.Function:
+    """``void name(A, B, C, W)``; with ``scalar`` one more, ``S`` (the scalar the product is scaled by); then the
+    store epilogue's operands (``bias``, ``R``); with ``origin`` two more, the chunk's first row of op(A) and first
+    column of op(B) (for a caller's packers, which address their operand by index rather than by pointer)."""
+    labels = ["A", "B", "C", "W"] + (["S"] if scalar else [])
+    if epilogue:
+        labels += (["bias"] if epilogue.bias else []) + (["R"] if epilogue.residual else [])
+    fn = ir.Function(module, ir.FunctionType(VOID, [PTR] * len(labels) + ([I64, I64] if origin else [])),
                      name=name)
     fn.attributes.add("nounwind")
     if internal:
         fn.linkage = "internal"
-    for arg, label in zip(fn.args, "ABCWS" if scalar else "ABCW"):
+    for arg, label in zip(fn.args, labels):
         arg.name = label
         arg.add_attribute("noalias")
     return fn
@@ -100,7 +104,7 @@ def emit_gemm(module: ir.Module, name: str, m: int, n: int, k: int, dtype: str =
               accumulate: bool = False, config: GemmConfig | None = None, threads: int = 1,
               lds: Sequence[int] | None = None, pack_a: PackA | None = None,
               pack_b: PackB | None = None, alpha: float | None = None, alpha_scalar: bool = False,
-              b_in_place: bool = True) -> ir.Function:
+              b_in_place: bool = True, epilogue: StoreEpilogue | None = None) -> ir.Function:
     """Add ``void name(ptr noalias A, ptr noalias B, ptr noalias C, ptr noalias W)`` to ``module`` and return it;
     ``W`` is a 64-byte-aligned workspace of :func:`workspace_bytes` bytes (for the same sizes and ``threads``).
 
@@ -115,6 +119,13 @@ def emit_gemm(module: ir.Module, name: str, m: int, n: int, k: int, dtype: str =
     the function takes a fifth argument ``S``, a pointer to one element s read at run time, and the scale is
     ``alpha·s`` (a learning rate that is state, not a constant). ``b_in_place``: read B's full panels where it
     lies when :func:`reads_b_in_place` allows (False: always pack B, for tests and comparisons).
+
+    ``epilogue``: C's final values go through this chain (``codegen.gemm.store_epilogue``: bias, residual, relu),
+    applied by the micro-kernels on registers at the last depth block's store; the function then takes the chain's
+    operands as further pointers after ``W`` (and ``S``): ``bias`` (per batch item, a row bias advances by ``m``,
+    a column bias is shared) and ``R`` (laid out like C: C's leading dimension and batch stride; it must not be
+    C's memory, which holds partial sums before the last depth block). The matrix-vector path and ``k == 0`` apply
+    it as a pass over C instead.
 
     ``pack_b``: the caller packs op(B)'s blocks (see :data:`PackB`) — B is then whatever that packer reads (an image
     for ``codegen.conv_pack``), never read by the GEMM itself; ``trans_b`` and B's leading dimension are ignored,
@@ -132,25 +143,31 @@ def emit_gemm(module: ir.Module, name: str, m: int, n: int, k: int, dtype: str =
         raise ValueError(f"leading dimensions {(ld_a, ld_b, ld_c)} are shorter than the rows they hold")
     if alpha_scalar and alpha is None:
         raise ValueError("alpha_scalar scales by alpha·s: give alpha (the constant factor) too")
-    fn = _declare(module, name, scalar=alpha_scalar)
+    epilogue = epilogue or None  # an empty chain is none
+    fn = _declare(module, name, scalar=alpha_scalar, epilogue=epilogue)
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     if m == 0 or n == 0 or batch == 0:
         b.ret_void()
         return fn
+    s_arg = [fn.args[4]] if alpha_scalar else []
+    e_args = list(fn.args[4 + len(s_arg):])
     if k == 0:
         if not accumulate:
             with for_range(b, 0, batch, name="t") as t, for_range(b, 0, m, name="zr") as r, \
                     for_range(b, 0, n, name="z") as z:
                 at = b.add(b.mul(t, i64(strides[2])), b.add(b.mul(r, i64(ld_c)), z))
                 b.store(ir.Constant(cfg.scalar, 0.0), gep(b, fn.args[2], at, cfg.scalar))
+        if epilogue:
+            apply_pass(b, cfg, epilogue, fn.args[2], e_args, m, n, ld_c, batch, strides[2])
         b.ret_void()
         return fn
     layout = Layout(ld_a, ld_b, ld_c, trans_a, trans_b, accumulate, alpha, alpha_scalar,
-                    b_in_place and reads_b_in_place(m, n, k, trans_b, cfg))
-    s_arg = [fn.args[4]] if alpha_scalar else []
+                    b_in_place and reads_b_in_place(m, n, k, trans_b, cfg), epilogue)
     custom = pack_a is not None or pack_b is not None
     if m <= SKINNY_ROWS and not custom and alpha is None:  # matrix-vector products: no packing (codegen.gemm.skinny)
         emit_skinny(module, b, name, cfg, list(fn.args[:3]), m, n, k, batch, strides, layout, threads, fn.args[3])
+        if epilogue:  # C has at most SKINNY_ROWS rows: a pass over it costs little
+            apply_pass(b, cfg, epilogue, fn.args[2], e_args, m, n, ld_c, batch, strides[2])
         b.ret_void()
         return fn
     grid = partition(m, n, k, batch, cfg, threads, global_tiles=getattr(pack_a, "prepacked", False))
@@ -158,17 +175,20 @@ def emit_gemm(module: ir.Module, name: str, m: int, n: int, k: int, dtype: str =
         a, bm, c, w = fn.args[:4]
         with for_range(b, 0, batch, name="t") as t:
             offsets = [b.mul(t, i64(s)) for s in strides]
-            _block(module, b, cfg, [gep(b, p, o, cfg.scalar) for p, o in zip((a, bm, c), offsets)] + s_arg, w, m,
-                   n, k, layout, pack_a, pack_b)
+            e_at = operands_at(b, cfg, epilogue, e_args, b.mul(t, i64(m)), i64(0), offsets[2])
+            _block(module, b, cfg, [gep(b, p, o, cfg.scalar) for p, o in zip((a, bm, c), offsets)] + s_arg + e_at,
+                   w, m, n, k, layout, pack_a, pack_b)
         b.ret_void()
         return fn
     parts = {}
     for rows, cols in grid.shapes():
-        part = _declare(module, f"{name}.part{rows}x{cols}", internal=True, origin=custom, scalar=alpha_scalar)
+        part = _declare(module, f"{name}.part{rows}x{cols}", internal=True, origin=custom, scalar=alpha_scalar,
+                        epilogue=epilogue)
         pb = ir.IRBuilder(part.append_basic_block("entry"))
-        extra = part.args[4:]  # [S], [row0, col0]
-        _block(module, pb, cfg, list(part.args[:3]) + list(extra[:len(s_arg)]), part.args[3], rows, cols, k, layout,
-               pack_a, pack_b, tuple(extra[len(s_arg):]) if custom else None)
+        extra = part.args[4:]  # [S], [bias], [R], [row0, col0]
+        pointers = len(s_arg) + len(e_args)
+        _block(module, pb, cfg, list(part.args[:3]) + list(extra[:pointers]), part.args[3], rows, cols, k, layout,
+               pack_a, pack_b, tuple(extra[pointers:]) if custom else None)
         pb.ret_void()
         parts[rows, cols] = part
     chunk_bytes = chunk_workspace(grid, k, cfg)
@@ -184,15 +204,16 @@ def emit_gemm(module: ir.Module, name: str, m: int, n: int, k: int, dtype: str =
             bb.add(bb.mul(t, i64(strides[0])), bb.mul(row0, i64(a_rs)))
         b_at = bb.mul(t, i64(strides[1])) if pack_b is not None else \
             bb.add(bb.mul(t, i64(strides[1])), bb.mul(col0, i64(b_cs)))
-        ops = [gep(bb, a, a_at, cfg.scalar), gep(bb, bm, b_at, cfg.scalar),
-               gep(bb, c, bb.add(bb.mul(t, i64(strides[2])), bb.add(bb.mul(row0, i64(layout.ld_c)), col0)),
-                   cfg.scalar)]
+        c_at = bb.add(bb.mul(t, i64(strides[2])), bb.add(bb.mul(row0, i64(layout.ld_c)), col0))
+        ops = [gep(bb, a, a_at, cfg.scalar), gep(bb, bm, b_at, cfg.scalar), gep(bb, c, c_at, cfg.scalar)]
         workspace = claim(chunk_bytes)
+        rest = values[3:3 + len(s_arg)] + operands_at(bb, cfg, epilogue, values[3 + len(s_arg):],
+                                                              bb.add(bb.mul(t, i64(m)), row0), col0, c_at)
         last_band = bb.icmp_unsigned("==", band, i64(grid.rows - 1))
         last_slice = bb.icmp_unsigned("==", slice_, i64(grid.cols - 1))
 
         def call(rows: int, cols: int) -> None:
-            bb.call(parts[rows, cols], ops + [workspace] + values[3:] + ([row0, col0] if custom else []))
+            bb.call(parts[rows, cols], ops + [workspace] + rest + ([row0, col0] if custom else []))
 
         def by_width(rows: int) -> None:
             if grid.width == grid.last_width:
@@ -217,7 +238,7 @@ def emit_gemm(module: ir.Module, name: str, m: int, n: int, k: int, dtype: str =
         assert nbytes <= threads * chunk_bytes
         return fn.args[3]
 
-    region(module, b, name, batch * grid.rows * grid.cols, threads, list(fn.args[:3]) + s_arg, chunk,
+    region(module, b, name, batch * grid.rows * grid.cols, threads, list(fn.args[:3]) + s_arg + e_args, chunk,
            whole_workspace)
     b.ret_void()
     return fn
@@ -236,6 +257,7 @@ class Layout:
     alpha: float | None = None  # the product's scale (None: 1, unscaled micro-kernels)
     alpha_scalar: bool = False  # the scale is alpha times the scalar S (the operands' fourth pointer)
     direct_b: bool = False  # full B panels read in place (strided-B micro-kernels), not packed
+    epilogue: StoreEpilogue | None = None  # applied at the last depth block's store (its pointers follow S)
 
     def strides(self) -> tuple[int, int, int, int]:
         """Element strides of op(A)'s rows and columns, then op(B)'s."""
@@ -256,6 +278,8 @@ def _block(module: ir.Module, b: ir.IRBuilder, cfg: GemmConfig, operands: list[i
         factor = ir.Constant(cfg.scalar, layout.alpha)
         scale = [b.fmul(factor, b.load(operands[3], typ=cfg.scalar)) if layout.alpha_scalar else factor]
     a_t, b_t, c_t = operands[:3]
+    epilogue = layout.epilogue
+    e_ptrs = operands[3 + layout.alpha_scalar:]  # the store epilogue's operands at this block's origin
     scalar = cfg.scalar
     kc = balanced_block(k, cfg.kc, cfg.vec)
     nc = balanced_block(n, cfg.nc, cfg.nr)
@@ -275,6 +299,7 @@ def _block(module: ir.Module, b: ir.IRBuilder, cfg: GemmConfig, operands: list[i
         with for_range(b, 0, k, kc, name="pc") as pc:
             kcur = _min(b, i64(kc), b.sub(i64(k), pc))
             load_c = ir.Constant(I1, 1) if layout.accumulate else b.icmp_signed(">", pc, i64(0))
+            final = [b.icmp_signed(">=", b.add(pc, kcur), i64(k))] if epilogue else []  # the last depth block
             b_panels = bp  # where the micro-kernels read the block: the workspace, or a prepacked operand's block
             panel_stride = b.mul(kcur, i64(cfg.nr))
             rem_panel = None  # where the last, partial panel lies (None: after the full ones, in b_panels)
@@ -309,7 +334,13 @@ def _block(module: ir.Module, b: ir.IRBuilder, cfg: GemmConfig, operands: list[i
                            [gep(b, a_pc, b.mul(row, i64(a_rs)), scalar), ap, kcur, ld_a])
                 c_row = gep(b, c_jc, b.mul(row, ld_c), scalar)
                 scaled = layout.alpha is not None
-                full = microkernel(module, cfg, rows, cfg.nr, scaled, strided_b=direct_b, indirect_a=indirect_a)
+                full = microkernel(module, cfg, rows, cfg.nr, scaled, strided_b=direct_b, indirect_a=indirect_a,
+                                   epilogue=epilogue)
+
+                def tile_epilogue(jr: ir.Value) -> list[ir.Value]:  # final, then the operands at tile (row, jc + jr·nr)
+                    col = b.add(jc, b.mul(jr, i64(cfg.nr)))
+                    return final + operands_at(b, cfg, epilogue, e_ptrs, row, col,
+                                                      b.add(b.mul(row, ld_c), col))
                 b_step = [ld_b] if direct_b else []
                 if custom_b is None or getattr(custom_b, "prepacked", False):
                     first_call = b.mul(tile, calls_per_tile)
@@ -321,13 +352,14 @@ def _block(module: ir.Module, b: ir.IRBuilder, cfg: GemmConfig, operands: list[i
                 with for_range(b, 0, npanels, name="jr") as jr:
                     b.call(full, [a_panel, gep(b, b_panels, b.mul(jr, panel_stride), scalar),
                                   gep(b, c_row, b.mul(jr, i64(cfg.nr)), scalar), ld_c, kcur, load_c]
-                           + stream(jr) + b_step + scale)
+                           + stream(jr) + b_step + scale + tile_epilogue(jr))
                 if n_rem:
                     with b.if_then(has_rem):
-                        b.call(microkernel(module, cfg, rows, n_rem, scaled, indirect_a=indirect_a),
+                        b.call(microkernel(module, cfg, rows, n_rem, scaled, indirect_a=indirect_a,
+                                           epilogue=epilogue),
                                [a_panel, rem_panel or gep(b, b_panels, b.mul(npanels, panel_stride), scalar),
                                 gep(b, c_row, b.mul(npanels, i64(cfg.nr)), scalar), ld_c, kcur, load_c]
-                               + stream(npanels) + scale)
+                               + stream(npanels) + scale + tile_epilogue(npanels))
 
             if m_full:
                 with for_range(b, 0, m_full, cfg.mr, name="ir") as row:

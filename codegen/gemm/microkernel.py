@@ -16,7 +16,10 @@ row p of the panel at ``Bp + p*ldb`` (unaligned vector loads; only full-width pa
 whose B rows are contiguous (``x @ W``) skips packing B. The *indirect* variant (``indirect_a=True``) reads A
 through an indirection record (a convolution's image, ``codegen.conv_indirect``). The *scaled* variant
 (``scaled=True``, one more argument ``alpha``) stores ``alpha·acc (+ C[tile])`` instead: the product scaled on
-registers before it meets C (``C += alpha·A·B``, as plain SGD's step into a weight).
+registers before it meets C (``C += alpha·A·B``, as plain SGD's step into a weight). The *epilogue* variant
+(``epilogue=``, a :class:`codegen.gemm.store_epilogue.StoreEpilogue`; more arguments: ``final`` and the chain's
+operand pointers at the tile) applies the chain — bias, residual, relu — to the tile on registers when ``final``
+is set (the GEMM's last depth block), so no second pass over C follows.
 
 Because Bp is zero-padded to ``nr`` columns, partial column tiles still run full-width FMAs and only their C
 accesses are masked; partial row tiles are separate instantiations with fewer accumulators. Micro-kernels take
@@ -29,6 +32,7 @@ from __future__ import annotations
 import llvmlite.ir as ir
 
 from codegen.gemm.config import GemmConfig, helper_function, shared_name
+from codegen.gemm.store_epilogue import StoreEpilogue
 from codegen.llvm import I1, I32, I64, PTR, VOID, fold, gep, i64, intrinsic
 
 
@@ -50,9 +54,10 @@ def splat(builder: ir.IRBuilder, cfg: GemmConfig, scalar: ir.Value) -> ir.Value:
 
 
 def microkernel(module: ir.Module, cfg: GemmConfig, rows: int, cols: int, scaled: bool = False,
-                strided_b: bool = False, indirect_a: bool = False) -> ir.Function:
+                strided_b: bool = False, indirect_a: bool = False,
+                epilogue: StoreEpilogue | None = None) -> ir.Function:
     """``void uk(Ap*, Bp*, C*, i64 ldc, i64 kc, i1 load_c, pf*, i64 pf_ld, i64 pf_len, i64 pf_count[, i64 ldb]
-    [, alpha])``:
+    [, alpha][, i1 final[, bias*][, R*]])``:
     C[0:rows, 0:cols] (+)= Ap · Bp over ``kc`` steps, prefetching (into L2) one cache line of the caller's stream per
     step — ``pf_count`` lines in rows of ``pf_len`` lines, ``pf_ld`` elements apart, from ``pf`` — so that the
     memory the next packing reads arrives while this one computes (a count of 0: no stream).
@@ -65,17 +70,21 @@ def microkernel(module: ir.Module, cfg: GemmConfig, rows: int, cols: int, scaled
     ``row[r]``, then at index ``mr`` the address of an i32 offset table ``off`` — and A[r, p] = ``row[r][off[p]]``
     (a convolution's pixels read straight from a padded image, ``codegen.conv_indirect``); it ignores the prefetch
     stream (the rows' nine address registers leave none for its state without spilling in the loop).
+    ``epilogue``: when ``final`` is set, the stored value is the chain applied to it — the bias at ``bias``
+    (``bias[r]`` for a row bias, ``bias[c]`` for a column bias: the pointer is at the tile's first row / column),
+    the residual ``R[r*ldc + c]`` (at the tile's origin, C's leading dimension).
     Created once per module and geometry.
     """
     if strided_b and cols != cfg.nr:
         raise ValueError(f"a strided-B micro-kernel computes full-width tiles ({cfg.nr} columns), not {cols}")
     name = shared_name(cfg, f"uk{rows}x{cols}" + ("i" if indirect_a else "") + ("d" if strided_b else "")
-                       + ("s" if scaled else ""))
+                       + ("s" if scaled else "") + (f"e{epilogue.tag()}" if epilogue else ""))
     existing = module.globals.get(name)
     if existing is not None:
         return existing
     fn = helper_function(module, name, [PTR, PTR, PTR, I64, I64, I1, PTR, I64, I64, I64]
-                         + ([I64] if strided_b else []) + ([cfg.scalar] if scaled else []), noalias=3)
+                         + ([I64] if strided_b else []) + ([cfg.scalar] if scaled else [])
+                         + ([I1] + [PTR] * epilogue.pointers() if epilogue else []), noalias=3)
     a_ptr, b_ptr, c_ptr, ldc, kc, load_c, pf_base, pf_ld, pf_len, pf_count = fn.args[:10]
     b_step, b_align = (fn.args[10], cfg.itemsize) if strided_b else (i64(cfg.nr), cfg.vec * cfg.itemsize)
     scalar, vector, vec = cfg.scalar, cfg.vector, cfg.vec
@@ -92,6 +101,14 @@ def microkernel(module: ir.Module, cfg: GemmConfig, rows: int, cols: int, scaled
         for col in sorted({0, cols - 1}):
             b.call(prefetch, [gep(b, c_ptr, b.add(c_row, i64(col)), scalar), ir.Constant(I32, 1),
                               ir.Constant(I32, 3), ir.Constant(I32, 1)])
+    if epilogue and epilogue.residual:  # the final block reads the residual tile after the loop: fetch it now too
+        res_ptr = fn.args[-1]
+        with b.if_then(fn.args[10 + strided_b + scaled]):
+            for r in range(rows):
+                c_row = b.mul(ldc, i64(r))
+                for col in sorted({0, cols - 1}):
+                    b.call(prefetch, [gep(b, res_ptr, b.add(c_row, i64(col)), scalar), ir.Constant(I32, 0),
+                                      ir.Constant(I32, 3), ir.Constant(I32, 1)])
     zero = ir.Constant(vector, None)
     line = 64 // cfg.itemsize
 
@@ -126,7 +143,7 @@ def microkernel(module: ir.Module, cfg: GemmConfig, rows: int, cols: int, scaled
     flat = fold(b, kc, [zero] * (rows * nvec) + [i64(0), i64(0)], step, "k")  # kc >= 1 (blocks are never empty)
     flat = flat[:rows * nvec]
     if scaled:
-        alpha = splat(b, cfg, fn.args[-1])
+        alpha = splat(b, cfg, fn.args[10 + strided_b])
         flat = [b.fmul(v, alpha) for v in flat]
     new = [flat[r * nvec:(r + 1) * nvec] for r in range(rows)]
     last_lanes = cols - (nvec - 1) * vec
@@ -138,26 +155,52 @@ def microkernel(module: ir.Module, cfg: GemmConfig, rows: int, cols: int, scaled
     mask = lane_mask(last_lanes, vec)
     salign = ir.Constant(I32, cfg.itemsize)
 
-    def store_all(builder: ir.IRBuilder, add_c: bool) -> None:
+    def load_vector(builder: ir.IRBuilder, addr: ir.Value, partial: bool) -> ir.Value:
+        if partial:
+            return builder.call(masked_load, [addr, salign, mask, zero])
+        return builder.load(addr, typ=vector, align=cfg.itemsize)
+
+    def store_all(builder: ir.IRBuilder, add_c: bool, final: bool) -> None:
+        operands = list(fn.args[11 + strided_b + scaled:]) if final else []
+        bias_ptr = operands.pop(0) if final and epilogue.bias else None
+        res_ptr = operands.pop(0) if final and epilogue.residual else None
         for r in range(rows):
             c_row = builder.mul(ldc, i64(r))
+            row_bias = None
+            if bias_ptr is not None and epilogue.bias == "row":
+                row_bias = splat(builder, cfg, builder.load(gep(builder, bias_ptr, i64(r), scalar), typ=scalar))
             for v in range(nvec):
-                value, addr = new[r][v], gep(builder, c_ptr, builder.add(c_row, i64(v * vec)), scalar)
+                at = builder.add(c_row, i64(v * vec))
+                value, addr = new[r][v], gep(builder, c_ptr, at, scalar)
                 partial = v == nvec - 1 and masked_load is not None
                 if add_c:
-                    old = (builder.call(masked_load, [addr, salign, mask, zero]) if partial
-                           else builder.load(addr, typ=vector, align=cfg.itemsize))
-                    value = builder.fadd(value, old)
+                    value = builder.fadd(value, load_vector(builder, addr, partial))
+                if final:
+                    bias = row_bias if epilogue.bias != "col" else \
+                        load_vector(builder, gep(builder, bias_ptr, i64(v * vec), scalar), partial)
+                    res = None if res_ptr is None else load_vector(builder, gep(builder, res_ptr, at, scalar), partial)
+                    value = epilogue.apply(builder, value, bias, res)
                 if partial:
                     builder.call(masked_store, [value, addr, salign, mask])
                 else:
                     builder.store(value, addr, align=cfg.itemsize)
         builder.ret_void()
 
+    def store_branch(add_c: bool) -> None:
+        if not epilogue:
+            store_all(b, add_c, False)
+            return
+        with b.if_else(fn.args[10 + strided_b + scaled]) as (last, other):
+            with last:
+                store_all(b, add_c, True)
+            with other:
+                store_all(b, add_c, False)
+        b.unreachable()
+
     with b.if_else(load_c) as (then, otherwise):
         with then:
-            store_all(b, True)
+            store_branch(True)
         with otherwise:
-            store_all(b, False)
+            store_branch(False)
     b.unreachable()
     return fn
