@@ -24,8 +24,9 @@ class Compilation:
     ``graph``/``outputs``/``updates``: the current graph (the user's, then scratch graphs sharing its state) and
     the values to compute, in the caller's order. ``node_map``: each user node whose value survives → the current
     node computing it. ``kernels``: set by fusion, reordered by scheduling. ``buffers``/``arena_bytes``/``inplace``/
-    ``state_inplace``: set by memory planning. ``report``: each pass's report by key (``simplify``, ``decompose``,
-    ``fusion``, ``schedule``, ``memory``). ``provenance``: what each pass did to each node (shared by every copy).
+    ``state_inplace``/``slices``: set by memory planning. ``report``: each pass's report by key (``simplify``,
+    ``decompose``, ``fusion``, ``schedule``, ``memory``). ``provenance``: what each pass did to each node (shared
+    by every copy).
     """
 
     graph: Graph
@@ -37,6 +38,7 @@ class Compilation:
     arena_bytes: int = 0
     inplace: dict[Node, Node] = field(default_factory=dict)
     state_inplace: dict[Node, Node] = field(default_factory=dict)
+    slices: dict[Node, tuple[Node, int]] = field(default_factory=dict)
     report: dict[str, Any] = field(default_factory=dict)
     provenance: Provenance = field(default_factory=Provenance)
 

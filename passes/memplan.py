@@ -54,6 +54,7 @@ import bisect
 from typing import NamedTuple
 
 from graphc.ir import Node
+from passes import concat_slices
 from passes.compilation import Compilation, Pass
 from passes.plan import (
     Buffer,
@@ -82,6 +83,7 @@ class MemoryPlan(NamedTuple):
     inplace: dict[Node, Node]  # output value -> input value whose buffer it took over
     report: list[str]
     state_inplace: dict[Node, Node]  # param -> update value its kernel writes straight into graph.state
+    slices: dict[Node, tuple[Node, int]] = {}  # concat input -> (the concat's value, byte offset inside it)
 
 
 def choose_state_inplace(kernels: list[Kernel], outputs: list[Node], updates: list[tuple[Node, Node]]
@@ -182,12 +184,28 @@ def choose_inplace(kernels: list[Kernel], live: dict[Node, tuple[int, int]],
 
 
 class _Slot(NamedTuple):
-    """Storage shared by a chain of in-place values: one aligned size, live from the first to the last."""
+    """Storage shared by a chain of in-place values: one aligned size, live from the first to the last; or a
+    concat's value and its slices (``inner``: each slice's byte offset in the slot)."""
 
     values: list[Node]
     start: int
     end: int
     size: int
+    inner: dict[Node, int] = {}
+
+
+def _with_slices(slots: list[_Slot], slices: concat_slices.Slices) -> list[_Slot]:
+    """The slots with each concat's slices moved into its value's slot (live over all of them)."""
+    own = {sl.values[0]: sl for sl in slots}
+    held: dict[Node, list[Node]] = {}
+    for x, (y, _) in slices.items():
+        held.setdefault(y, []).append(x)
+    merged = [sl for sl in slots if sl.values[0] not in slices and sl.values[0] not in held]
+    for y, xs in held.items():
+        parts = [own[y]] + [own[x] for x in xs]
+        merged.append(_Slot(own[y].values + xs, min(p.start for p in parts), max(p.end for p in parts),
+                            own[y].size, {x: slices[x][1] for x in xs}))
+    return merged
 
 
 def _slots(kernels: list[Kernel], live: dict[Node, tuple[int, int]], inplace: dict[Node, Node]) -> list[_Slot]:
@@ -280,6 +298,9 @@ def run(kernels: list[Kernel], outputs: list[Node], updates: list[tuple[Node, No
     live = {v: span for v, span in intervals(kernels, keep).items() if v not in in_state}
     inplace = choose_inplace(kernels, live, in_state)
     slots = _slots(kernels, live, inplace)
+    handover = {sl.values[0]: live[sl.values[1]][0] if len(sl.values) > 1 else len(kernels) + 1 for sl in slots}
+    slices = concat_slices.choose(kernels, live, handover, keep)
+    slots = _with_slices(slots, slices)
     candidates = {"best-fit in schedule order": _place_online(slots)}
     pairs = interfering_pairs(slots)
     if pairs <= LARGEST_FIRST_PAIRS:  # its cost grows with the pairs; past the cap best-fit alone is used
@@ -288,15 +309,18 @@ def run(kernels: list[Kernel], outputs: list[Node], updates: list[tuple[Node, No
     offsets, arena_bytes = candidates[method]
     buffers = {v: Buffer(0, 0) for v in live if v.type.nbytes == 0}
     for sl, off in zip(slots, offsets):
-        buffers.update({v: Buffer(off, v.type.nbytes) for v in sl.values})
+        buffers.update({v: Buffer(off + sl.inner.get(v, 0), v.type.nbytes) for v in sl.values})
     naive = sum(align(v.type.nbytes) for v in live)
-    lower = _peak_live(live, len(kernels), inplace)
+    lower = _peak_live(live, len(kernels), inplace, slices)
     report = [f"naive (one buffer per value): {naive} bytes for {len(live)} values",
               f"planned arena: {arena_bytes} bytes (peak of live bytes {lower}); {len(inplace)} in-place reuses; "
+              f"{len(slices)} values computed into their concat's buffer; "
               f"placement: {method} ({', '.join(f'{m}: {c[1]}' for m, c in candidates.items())}"
               + ("" if len(candidates) > 1 else f"; largest first skipped: {pairs} interfering pairs") + ")",
               f"saved {naive - arena_bytes} bytes ({100.0 * (naive - arena_bytes) / naive if naive else 0.0:.1f}%)"]
     report += [f"  in place: {v.name} ({v.op}) takes the buffer of {x.name}" for v, x in inplace.items()]
+    report += [f"  concat slice: {x.name} ({x.op}) is computed into {y.name} at byte {at} (nothing copied)"
+               for x, (y, at) in slices.items()]
     report += _state_report(kernels, updates, state_inplace, copied, provenance)
     for v, x in inplace.items() if provenance is not None else ():
         at = f"kernel {live[v][0]} ({kernels[live[v][0]].name})"
@@ -304,7 +328,10 @@ def run(kernels: list[Kernel], outputs: list[Node], updates: list[tuple[Node, No
                           f"which dies at {at}", into=x)
         provenance.record(x, "memplan", "donor", f"its buffer is reused in place by {v.name!r} ({v.op}) at {at}",
                           into=v)
-    return MemoryPlan(buffers, arena_bytes, inplace, report, state_inplace)
+    for x, (y, at) in slices.items() if provenance is not None else ():
+        provenance.record(x, "memplan", "concat_slice", f"computed straight into its slice of {y.name!r} "
+                          f"(byte {at}): the concat copies nothing for it", into=y)
+    return MemoryPlan(buffers, arena_bytes, inplace, report, state_inplace, slices)
 
 
 def _state_report(kernels: list[Kernel], updates: list[tuple[Node, Node]], state_inplace: dict[Node, Node],
@@ -330,11 +357,16 @@ def _state_report(kernels: list[Kernel], updates: list[tuple[Node, Node]], state
     return lines
 
 
-def _peak_live(live: dict[Node, tuple[int, int]], steps: int, inplace: dict[Node, Node]) -> int:
-    """The peak of the summed aligned sizes of live values (an in-place donor stops counting at the handover)."""
+def _peak_live(live: dict[Node, tuple[int, int]], steps: int, inplace: dict[Node, Node],
+               slices: concat_slices.Slices) -> int:
+    """The peak of the summed aligned sizes of live values (an in-place donor stops counting at the handover; a
+    concat's slices count as their concat's bytes, live from the first slice's definition)."""
     donors = set(inplace.values())
+    spans = {v: span for v, span in live.items() if v not in slices}
+    for x, (y, _) in slices.items():
+        spans[y] = (min(spans[y][0], live[x][0]), max(spans[y][1], live[x][1]))
     delta = [0] * (steps + 2)
-    for v, (s, e) in live.items():
+    for v, (s, e) in spans.items():
         delta[s] += align(v.type.nbytes)
         delta[e if v in donors else e + 1] -= align(v.type.nbytes)
     peak = total = 0
@@ -348,7 +380,7 @@ def _run(c: Compilation) -> Compilation:
     assert c.kernels is not None, "memplan runs after fuse and schedule"
     mem = run(c.kernels, c.outputs, c.updates, c.provenance)
     return c.but(buffers=mem.buffers, arena_bytes=mem.arena_bytes, inplace=mem.inplace,
-                 state_inplace=mem.state_inplace, report={**c.report, "memory": mem.report})
+                 state_inplace=mem.state_inplace, slices=mem.slices, report={**c.report, "memory": mem.report})
 
 
 PASS = Pass("memplan", "arena offsets: liveness, in-place reuse and in-place state updates, best-fit or "

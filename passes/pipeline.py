@@ -66,5 +66,5 @@ def to_plan(c: Compilation, timings: dict[str, float] | None = None) -> Plan:
                 inputs={n.name: n for n in nodes if n.op == "input"},
                 params={n.name: n for n in nodes if n.op == "param"},
                 consts=[n for n in nodes if n.op == "const"], outputs=c.outputs, updates=c.updates,
-                report=dict(c.report), inplace=c.inplace, state_inplace=c.state_inplace, node_map=c.node_map,
-                timings=dict(timings or {}), provenance=c.provenance)
+                report=dict(c.report), inplace=c.inplace, state_inplace=c.state_inplace, slices=c.slices,
+                node_map=c.node_map, timings=dict(timings or {}), provenance=c.provenance)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,6 +73,9 @@ class Plan:
     # after it that read the value read the param's state array). Such a value has no arena buffer. The runtime
     # copies every other update value from the arena into ``graph.state`` after the call.
     state_inplace: dict[Node, Node] = field(default_factory=dict)
+    # concat slices (``passes.concat_slices``): an input of a concat -> (the concat's value, byte offset): its kernel
+    # computes it straight into that part of the concat's buffer, which the concat then does not copy
+    slices: dict[Node, tuple[Node, int]] = field(default_factory=dict)
     # user graph node -> the node of ``graph`` (the simplified scratch graph) computing its value, for every user
     # node whose value survives simplification
     node_map: dict[Node, Node] = field(default_factory=dict)
@@ -127,6 +131,20 @@ class Plan:
 
 def align(nbytes: int) -> int:
     return (nbytes + ALIGN - 1) // ALIGN * ALIGN
+
+
+def concat_offsets(y: Node) -> list[int] | None:
+    """Byte offset in the concat ``y`` of each of its inputs when each is one contiguous run of y's bytes (every
+    axis before the concatenation axis has extent 1), else None."""
+    axis = y.attrs["axis"]
+    if math.prod(y.shape[:axis]) != 1:
+        return None
+    row = math.prod(y.shape[axis + 1:]) * y.type.np_dtype.itemsize
+    found, at = [], 0
+    for x in y.inputs:
+        found.append(at)
+        at += x.shape[axis] * row
+    return found
 
 
 class PlanError(GraphcError):
@@ -291,8 +309,9 @@ def verify_plan(plan: Plan) -> Plan:
               or plan.buffers[v].offset != plan.buffers[x].offset):
             problems.append(f"in-place pair {v.name} <- {x.name}: the donor must die at the kernel that writes "
                             f"{v.name}, as one of its inputs, and share its offset")
+    problems += _slice_problems(plan, live, producer, n_kernels)
     if all(v in plan.buffers for v in live):
-        problems += _overlaps(plan, live, n_kernels)
+        problems += _overlaps(plan, _slot_spans(live, plan.slices), n_kernels)
     if problems:
         raise PlanError(f"plan for graph {plan.graph.name!r} is invalid:\n  " + "\n  ".join(problems[:20]))
     return plan
@@ -328,6 +347,40 @@ def _state_problems(plan: Plan, producer: dict[Node, int]) -> list[str]:
                 problems.append(f"state in place: kernel {j} ({plan.kernels[j].name}) reads {p.name} after or "
                                 f"while kernel {i} overwrites it")
     return problems
+
+
+def _slice_problems(plan: Plan, live: dict[Node, tuple[int, int]], producer: dict[Node, int],
+                    n_kernels: int) -> list[str]:
+    """Why the concat slices of ``plan`` could be wrong (empty when they cannot): each slice x of y is an arena
+    value like y, an input of y's one-node concat kernel at the byte offset y gives it, its buffer that part of
+    y's, and no slice is itself a concat holding slices; none is read after the kernels; each has died before a
+    value takes y's buffer over in place."""
+    problems: list[str] = []
+    containers = {y for y, _ in plan.slices.values()}
+    kept = plan.kept
+    takeover = {x: live[v][0] for v, x in plan.inplace.items() if v in live}
+    for x, (y, at) in plan.slices.items():
+        k = plan.kernels[producer[y]] if y in producer else None
+        places = concat_offsets(y) if y.op == "concat" else None
+        bx, by = plan.buffers.get(x), plan.buffers.get(y)
+        if (x not in live or y not in live or bx is None or by is None or k is None or k.nodes != (y,)
+                or places is None or x not in y.inputs or at not in [p for v, p in zip(y.inputs, places) if v is x]
+                or bx.offset != by.offset + at or at + bx.nbytes > by.nbytes or x in containers
+                or x in kept or y in kept or live[x][1] >= takeover.get(y, n_kernels + 1)):
+            problems.append(f"concat slice {x.name} of {y.name} at byte {at}: not where that concat puts it in "
+                            "its buffer, or not an arena value of its own")
+    return problems
+
+
+def _slot_spans(live: dict[Node, tuple[int, int]], slices: dict[Node, tuple[Node, int]]
+                ) -> dict[Node, tuple[int, int]]:
+    """The lifetimes the overlap check compares: a concat's slices (which lie inside its buffer, checked by
+    :func:`_slice_problems`) count as the concat's own bytes, live from the first slice's definition."""
+    spans = {v: span for v, span in live.items() if v not in slices}
+    for x, (y, _) in slices.items():
+        if x in live and y in spans:
+            spans[y] = (min(spans[y][0], live[x][0]), max(spans[y][1], live[x][1]))
+    return spans
 
 
 def _overlaps(plan: Plan, live: dict[Node, tuple[int, int]], steps: int) -> list[str]:
