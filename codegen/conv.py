@@ -12,6 +12,8 @@ construction (no per-element bounds test). Group g's rows of cols are the contig
 
 - forward:  y[n, g] = W[g] (Og × Kg) · cols[g] (Kg × P)  — a GEMM batched over groups, then + b[o] and a fused
   elementwise epilogue (``codegen.epilogue``: relu, a per-channel add, ...) in the same pass over the output rows;
+  where the GEMM writes y itself and the epilogue is a bias, a residual, relu and clip, the micro-kernels apply
+  it on their registers at the store instead (``codegen.gemm.store_epilogue``: no pass);
 - input gradient: cols[g] = W[g]ᵀ · ḡ[n, g] (``trans_a``), then col2im scatters cols back (the adjoint of im2col:
   the same index map, ``+=`` instead of a copy) into dx[n], zeroed first;
 - weight gradient: dw[g] += ḡ[n, g] (Og × P) · cols[g]ᵀ (``trans_b``, ``accumulate``), summed over n — or

@@ -16,8 +16,9 @@ shape (a residual added to a conv's output, a param beside its gradient) is read
 materialized).
 
 A GEMM anchor (``codegen.linalg``, ``codegen.conv``) asks :meth:`Epilogue.store_form` whether its chain is one the
-GEMM's micro-kernels apply on registers at their store (``codegen.gemm.store_epilogue``: a bias, a residual, relu,
-clip, in a line); then no pass over C follows the GEMM (``GRAPHC_STORE_EPILOGUE=0`` turns that off).
+GEMM's micro-kernels apply on registers at their store (``codegen.gemm.store_epilogue``: per-axis adds,
+subtractions and products — a bias, inference batch norm —, a residual, relu, clip, in a line); then no pass
+over C follows the GEMM (``GRAPHC_STORE_EPILOGUE=0`` turns that off).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 import llvmlite.ir as ir
 
 from codegen.elementwise import embedded_constant
-from codegen.gemm.store_epilogue import StoreEpilogue
+from codegen.gemm.store_epilogue import MAX_POINTERS, StoreEpilogue
 from codegen.llvm import i64
 from codegen.lowering import KernelContext
 from codegen.nodemap import computing, positions
@@ -136,33 +137,34 @@ class Epilogue:
 
     def store_form(self, axis: str, own_bias: Node | None = None) -> tuple[StoreEpilogue, list[Node]] | None:
         """The anchor's own bias (a conv's third input, added first) and the chain as a GEMM store epilogue whose
-        bias runs along C's rows or columns (``axis``: where the epilogue axis lies in C), with the buffers its
-        pointers read (bias, then residual); None when the chain is anything else: a step that is not an add of a
-        per-axis bias or of a residual, relu or clip; a branch off the line; an intermediate value that is also a
-        kernel output."""
-        if not store_epilogues_enabled() or self.anchor.dtype not in ("float32", "float64"):
+        per-axis vectors run along C's rows or columns (``axis``: where the epilogue axis lies in C), with the
+        buffers its pointers read in step order; None when the chain is anything else: a step that is not an add,
+        subtraction (of the vector from the running value) or product with a per-axis vector, an add of a
+        residual, relu or clip; a branch off the line; an intermediate value that is also a kernel output."""
+        if not self.ctx.store_epilogues or self.anchor.dtype not in ("float32", "float64"):
             return None
-        steps: list[tuple] = [("bias", axis)] if own_bias is not None else []
-        bias_buf, residual_buf = own_bias, None
+        steps: list[tuple] = [("add", axis)] if own_bias is not None else []
+        buffers = [own_bias] if own_bias is not None else []
         per_axis = {value: buf for value, buf, varies in self.reads if varies}
         full = dict(self.full)
         current = self.anchor
         for n in self.nodes:
-            op = get_op(n.op)
-            if op.is_view(n):
+            if get_op(n.op).is_view(n):
                 if n.inputs[0] is current or n in self.outputs:
                     return None
                 continue
             if current not in n.inputs or n.dtype != self.anchor.dtype:
                 return None
-            if n.op == "add" and len(n.inputs) == 2 and n.inputs[0] is not n.inputs[1]:
+            if n.op in ("add", "sub", "mul") and len(n.inputs) == 2 and n.inputs[0] is not n.inputs[1]:
                 other = n.inputs[1] if n.inputs[0] is current else n.inputs[0]
-                if other in per_axis and bias_buf is None:
-                    steps.append(("bias", axis))
-                    bias_buf = per_axis[other]
-                elif other in full and residual_buf is None:
+                if n.op == "sub" and other is n.inputs[0]:  # a - v: not a step
+                    return None
+                if other in per_axis:
+                    steps.append((n.op, axis))
+                    buffers.append(per_axis[other])
+                elif other in full and n.op == "add":
                     steps.append(("residual",))
-                    residual_buf = full[other]
+                    buffers.append(full[other])
                 else:
                     return None
             elif n.op == "relu":
@@ -173,8 +175,8 @@ class Epilogue:
             else:
                 return None
             current = n
-        buffers = [x for x in (bias_buf, residual_buf) if x is not None]
-        if not steps or self.outputs != [current] or any(x.dtype != self.anchor.dtype for x in buffers):
+        if (not steps or self.outputs != [current] or any(x.dtype != self.anchor.dtype for x in buffers)
+                or [s[0] for s in steps].count("residual") > 1 or len(buffers) > MAX_POINTERS):
             return None
         return StoreEpilogue.of(*steps), buffers
 
@@ -184,9 +186,7 @@ StoreForm = tuple[StoreEpilogue, list[Node]]  # Epilogue.store_form's answer
 
 def store_pointers(ctx: KernelContext, form: StoreForm, offset: ir.Value) -> list[ir.Value]:
     """The store epilogue's operand pointers for a GEMM whose C starts at flat element ``offset`` of the anchor's
-    output: the bias from its first element, the residual (laid out like the output) at ``offset``."""
+    output: each per-axis vector from its first element, the residual (laid out like the output) at ``offset``."""
     epilogue, buffers = form
-    pointers = [ctx.ptr(buffers[0])] if epilogue.bias else []
-    if epilogue.residual:
-        pointers.append(ctx.elem(buffers[-1], offset))
-    return pointers
+    return [ctx.elem(buf, offset) if step[0] == "residual" else ctx.ptr(buf)
+            for step, buf in zip(epilogue.reads(), buffers)]

@@ -3,8 +3,9 @@
 One GEMM function per kernel, called under loops over all but the innermost batch axis; operands are read in
 place through the views fusion folded into the kernel (transposes, slices, reshapes: a leading dimension, a
 transposed flag and batch strides); a batch of A against one shared B is a single GEMM with
-``M' = batch * M`` rows (B packed once). An elementwise epilogue (bias row, activation) runs as one contiguous,
-vectorizable pass over C right after the GEMM.
+``M' = batch * M`` rows (B packed once). An elementwise epilogue made of a bias row, a residual, relu and clip
+runs on the micro-kernels' registers at their store (``codegen.gemm.store_epilogue``); any other runs as one
+contiguous, vectorizable pass over C right after the GEMM.
 """
 
 from __future__ import annotations

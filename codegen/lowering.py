@@ -74,6 +74,8 @@ class KernelContext:
     packs: list[tuple[Node, Any]] | None = None
     # forward convs' measured algorithms (``Plan.algorithms``, by ``codegen.conv_choice.tuning_key``)
     algorithms: Mapping[str, str] = field(default_factory=dict)
+    # GEMM anchors may apply their epilogue on the micro-kernels' registers (``Epilogue.store_form``)
+    store_epilogues: bool = True
 
     def ptr(self, node: Node) -> ir.Value:
         return self.pointers[node]
@@ -135,7 +137,8 @@ class KernelContext:
                 pointers.update((out, b.bitcast(pointers[src], pointer_type(out))) for out, src in self.aliases.items())
                 inner = KernelContext(self.module, self.kernel, b.function, b, pointers, values[count],
                                       self.error_nodes, threads=1, in_place=self.in_place, aliases=self.aliases,
-                                      claim=claim, packs=self.packs)
+                                      claim=claim, packs=self.packs, algorithms=self.algorithms,
+                                      store_epilogues=self.store_epilogues)
             body(inner, chunk, *values[count + 1:])
 
         region(self.module, self.builder, f"{self.function.name}.{name}", chunks, self.threads, captured, emit,

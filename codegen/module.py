@@ -157,7 +157,8 @@ def kernel_signature(kernel: Kernel, args: list[Node], shared: dict[Node, Node],
 
 def _kernel_function(module: ir.Module, plan: Plan, kernel: Kernel, index: int, args: list[Node],
                      shared: dict[Node, Node], noalias: list[bool], error_nodes: list[Node], threads: int,
-                     prepack: bool = False) -> tuple[ir.Function, int, list[tuple[int, Any]]]:
+                     prepack: bool = False, store_epilogues: bool = True
+                     ) -> tuple[ir.Function, int, list[tuple[int, Any]]]:
     """The LLVM function computing ``kernel`` from pointer arguments (inputs, outputs, the status word, the
     scratch buffer), the scratch bytes it uses and the arguments it reads packed ((position, spec))."""
     lower = find_lowerer(kernel)
@@ -175,16 +176,34 @@ def _kernel_function(module: ir.Module, plan: Plan, kernel: Kernel, index: int, 
         pointers[out] = builder.bitcast(pointers[src], pointer_type(out))
     ctx = KernelContext(module, kernel, fn, builder, pointers, fn.args[-2], error_nodes, scratch_base=fn.args[-1],
                         threads=threads, in_place=frozenset(shared), aliases=shared, packs=[] if prepack else None,
-                        algorithms=plan.algorithms)
+                        algorithms=plan.algorithms, store_epilogues=store_epilogues)
     lower(ctx)
     ctx.builder.ret_void()
     return fn, ctx.scratch_bytes, [(args.index(node), spec) for node, spec in ctx.packs or []]
 
 
-def build_module(plan: Plan, name: str = "graphc", direct: bool = True, threads: int = 1) -> Module:
+@dataclass(frozen=True)
+class CodeSwitches:
+    """The environment switches that shape the generated code (both in the object cache key): ``GRAPHC_PREPACK``
+    (``codegen.prepack``) and ``GRAPHC_STORE_EPILOGUE`` (``codegen.epilogue``)."""
+
+    prepack: bool
+    store_epilogues: bool
+
+    @classmethod
+    def now(cls) -> CodeSwitches:
+        """The switches as the environment sets them now."""
+        return cls(prepack_enabled(), store_epilogues_enabled())
+
+
+def build_module(plan: Plan, name: str = "graphc", direct: bool = True, threads: int = 1,
+                 switches: CodeSwitches | None = None) -> Module:
     """Generate the module of ``plan`` (raises ``LoweringError`` for a kernel nothing can lower); with ``direct``
     the program outputs are written into caller arrays (see the binding table). Kernels with equal signatures
-    share one function (see :func:`kernel_signature`), unless their code reports errors naming a node."""
+    share one function (see :func:`kernel_signature`), unless their code reports errors naming a node.
+    ``switches``: the environment switches to generate under (default: as set now; a program built from cached
+    object code passes the ones it was compiled under, so its IR is the IR of the code that runs)."""
+    switches = switches or CodeSwitches.now()
     module = new_module(name)
     slots, outs = binding_slots(plan, direct)
     slot_index = {n: i for i, n in enumerate(slots)}
@@ -195,7 +214,7 @@ def build_module(plan: Plan, name: str = "graphc", direct: bool = True, threads:
     names: dict[str, str] = {}
     reusable: dict[str, ir.Function] = {}
     scratch = 0
-    prepack = prepack_enabled()
+    prepack = switches.prepack
     packed_args: dict[ir.Function, list[tuple[int, Any]]] = {}  # per function: the arguments it reads packed
     packs: dict[tuple[Node, Any], int] = {}  # derived buffer -> its index in Module.packs
     for index, kernel in enumerate(plan.kernels):
@@ -207,7 +226,7 @@ def build_module(plan: Plan, name: str = "graphc", direct: bool = True, threads:
         if fn is None:
             codes = len(error_nodes)
             fn, used, packed_args[fn] = _kernel_function(module, plan, kernel, index, args, shared, noalias,
-                                                         error_nodes, threads, prepack)
+                                                         error_nodes, threads, prepack, switches.store_epilogues)
             scratch = max(scratch, used)
             if signature is not None and len(error_nodes) == codes:  # its status codes would name this node
                 reusable[signature] = fn
@@ -327,8 +346,9 @@ def plan_key(plan: Plan, name: str = "graphc", direct: bool = True, threads: int
 
 def _plan_key(plan: Plan, name: str, direct: bool, threads: int) -> tuple[str, list[Node]]:
     index: dict[Node, int] = {}
+    switches = CodeSwitches.now()
     parts = [fingerprint(), name, str(direct), f"threads={threads}", str(plan.arena_bytes),
-             f"prepack={prepack_enabled()}", f"store_epilogue={store_epilogues_enabled()}"]
+             f"prepack={switches.prepack}", f"store_epilogue={switches.store_epilogues}"]
 
     def ref(n: Node) -> int:
         if n not in index:

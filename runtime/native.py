@@ -44,6 +44,7 @@ from codegen.module import (
     PROFILE,
     SCRATCH,
     STATUS,
+    CodeSwitches,
     Module,
     binding_slots,
     build_module,
@@ -79,6 +80,7 @@ class NativeProgram(Program):
             conv_tune.tune(self.plan, self.threads, _compile_conv)
         collective.prepare(self.plan)  # MPI entry points bound before linking (runtime.collective)
         self._module: Module | None = None
+        self._switches = CodeSwitches.now()  # what the code is generated under, now or when inspected later
         self.slots, direct = binding_slots(self.plan)
         key, nodes = plan_key(self.plan, self.graph.name, threads=self.threads) if cache and cache_enabled() \
             else (None, [])
@@ -133,7 +135,8 @@ class NativeProgram(Program):
     def module(self) -> Module:
         """The generated LLVM module (built on first use when the object code came from the cache)."""
         if self._module is None:
-            self._module = build_module(self.plan, name=self.graph.name, threads=self.threads)
+            self._module = build_module(self.plan, name=self.graph.name, threads=self.threads,
+                                        switches=self._switches)
         return self._module
 
     # -- running -----------------------------------------------------------------------------------------

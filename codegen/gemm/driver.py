@@ -83,11 +83,11 @@ def reads_b_in_place(m: int, n: int, k: int, trans_b: bool, cfg: GemmConfig) -> 
 def _declare(module: ir.Module, name: str, internal: bool = False, origin: bool = False,
              scalar: bool = False, epilogue: StoreEpilogue | None = None) -> ir.Function:
     """``void name(A, B, C, W)``; with ``scalar`` one more, ``S`` (the scalar the product is scaled by); then the
-    store epilogue's operands (``bias``, ``R``); with ``origin`` two more, the chunk's first row of op(A) and first
+    store epilogue's operands (``E0``, ``E1``, ...); with ``origin`` two more, the chunk's first row of op(A) and first
     column of op(B) (for a caller's packers, which address their operand by index rather than by pointer)."""
     labels = ["A", "B", "C", "W"] + (["S"] if scalar else [])
     if epilogue:
-        labels += (["bias"] if epilogue.bias else []) + (["R"] if epilogue.residual else [])
+        labels += [f"E{i}" for i in range(epilogue.pointers())]
     fn = ir.Function(module, ir.FunctionType(VOID, [PTR] * len(labels) + ([I64, I64] if origin else [])),
                      name=name)
     fn.attributes.add("nounwind")
@@ -120,11 +120,12 @@ def emit_gemm(module: ir.Module, name: str, m: int, n: int, k: int, dtype: str =
     ``alpha·s`` (a learning rate that is state, not a constant). ``b_in_place``: read B's full panels where it
     lies when :func:`reads_b_in_place` allows (False: always pack B, for tests and comparisons).
 
-    ``epilogue``: C's final values go through this chain (``codegen.gemm.store_epilogue``: bias, residual, relu),
-    applied by the micro-kernels on registers at the last depth block's store; the function then takes the chain's
-    operands as further pointers after ``W`` (and ``S``): ``bias`` (per batch item, a row bias advances by ``m``,
-    a column bias is shared) and ``R`` (laid out like C: C's leading dimension and batch stride; it must not be
-    C's memory, which holds partial sums before the last depth block). The matrix-vector path and ``k == 0`` apply
+    ``epilogue``: C's final values go through this chain (``codegen.gemm.store_epilogue``: bias, batch norm,
+    residual, relu), applied by the micro-kernels on registers at the last depth block's store; the function then
+    takes the chain's operands as further pointers after ``W`` (and ``S``), one per reading step: a row vector
+    (advancing by ``m`` per batch item), a column vector (shared by the batch), the residual (laid out like C: C's
+    leading dimension and batch stride; it must not be C's memory, which holds partial sums before the last depth
+    block). The matrix-vector path and ``k == 0`` apply
     it as a pass over C instead.
 
     ``pack_b``: the caller packs op(B)'s blocks (see :data:`PackB`) — B is then whatever that packer reads (an image
@@ -185,7 +186,7 @@ def emit_gemm(module: ir.Module, name: str, m: int, n: int, k: int, dtype: str =
         part = _declare(module, f"{name}.part{rows}x{cols}", internal=True, origin=custom, scalar=alpha_scalar,
                         epilogue=epilogue)
         pb = ir.IRBuilder(part.append_basic_block("entry"))
-        extra = part.args[4:]  # [S], [bias], [R], [row0, col0]
+        extra = part.args[4:]  # [S], [E0, E1, ...], [row0, col0]
         pointers = len(s_arg) + len(e_args)
         _block(module, pb, cfg, list(part.args[:3]) + list(extra[:pointers]), part.args[3], rows, cols, k, layout,
                pack_a, pack_b, tuple(extra[pointers:]) if custom else None)

@@ -57,7 +57,7 @@ def microkernel(module: ir.Module, cfg: GemmConfig, rows: int, cols: int, scaled
                 strided_b: bool = False, indirect_a: bool = False,
                 epilogue: StoreEpilogue | None = None) -> ir.Function:
     """``void uk(Ap*, Bp*, C*, i64 ldc, i64 kc, i1 load_c, pf*, i64 pf_ld, i64 pf_len, i64 pf_count[, i64 ldb]
-    [, alpha][, i1 final[, bias*][, R*]])``:
+    [, alpha][, i1 final, operand*...])``:
     C[0:rows, 0:cols] (+)= Ap · Bp over ``kc`` steps, prefetching (into L2) one cache line of the caller's stream per
     step — ``pf_count`` lines in rows of ``pf_len`` lines, ``pf_ld`` elements apart, from ``pf`` — so that the
     memory the next packing reads arrives while this one computes (a count of 0: no stream).
@@ -70,9 +70,9 @@ def microkernel(module: ir.Module, cfg: GemmConfig, rows: int, cols: int, scaled
     ``row[r]``, then at index ``mr`` the address of an i32 offset table ``off`` — and A[r, p] = ``row[r][off[p]]``
     (a convolution's pixels read straight from a padded image, ``codegen.conv_indirect``); it ignores the prefetch
     stream (the rows' nine address registers leave none for its state without spilling in the loop).
-    ``epilogue``: when ``final`` is set, the stored value is the chain applied to it — the bias at ``bias``
-    (``bias[r]`` for a row bias, ``bias[c]`` for a column bias: the pointer is at the tile's first row / column),
-    the residual ``R[r*ldc + c]`` (at the tile's origin, C's leading dimension).
+    ``epilogue``: when ``final`` is set, the stored value is the chain applied to it, its operands one pointer per
+    reading step: a row vector ``a[r]`` / a column vector ``a[c]`` (pointer at the tile's first row / column), the
+    residual ``R[r*ldc + c]`` (at the tile's origin, C's leading dimension).
     Created once per module and geometry.
     """
     if strided_b and cols != cfg.nr:
@@ -101,8 +101,8 @@ def microkernel(module: ir.Module, cfg: GemmConfig, rows: int, cols: int, scaled
         for col in sorted({0, cols - 1}):
             b.call(prefetch, [gep(b, c_ptr, b.add(c_row, i64(col)), scalar), ir.Constant(I32, 1),
                               ir.Constant(I32, 3), ir.Constant(I32, 1)])
-    if epilogue and epilogue.residual:  # the final block reads the residual tile after the loop: fetch it now too
-        res_ptr = fn.args[-1]
+    if epilogue and ("residual",) in epilogue.steps:  # the final block reads the residual tile after the loop
+        res_ptr = fn.args[11 + strided_b + scaled + epilogue.reads().index(("residual",))]
         with b.if_then(fn.args[10 + strided_b + scaled]):
             for r in range(rows):
                 c_row = b.mul(ldc, i64(r))
@@ -161,14 +161,15 @@ def microkernel(module: ir.Module, cfg: GemmConfig, rows: int, cols: int, scaled
         return builder.load(addr, typ=vector, align=cfg.itemsize)
 
     def store_all(builder: ir.IRBuilder, add_c: bool, final: bool) -> None:
-        operands = list(fn.args[11 + strided_b + scaled:]) if final else []
-        bias_ptr = operands.pop(0) if final and epilogue.bias else None
-        res_ptr = operands.pop(0) if final and epilogue.residual else None
+        reads = list(zip(epilogue.reads(), fn.args[11 + strided_b + scaled:])) if final else []
+        columns = {(k, v): load_vector(builder, gep(builder, p, i64(v * vec), scalar), v == nvec - 1 and
+                                       masked_load is not None)
+                   for k, (step, p) in enumerate(reads) if step[0] != "residual" and step[1] == "col"
+                   for v in range(nvec)}  # a column vector's lanes: once per tile
         for r in range(rows):
             c_row = builder.mul(ldc, i64(r))
-            row_bias = None
-            if bias_ptr is not None and epilogue.bias == "row":
-                row_bias = splat(builder, cfg, builder.load(gep(builder, bias_ptr, i64(r), scalar), typ=scalar))
+            per_row = {k: splat(builder, cfg, builder.load(gep(builder, p, i64(r), scalar), typ=scalar))
+                       for k, (step, p) in enumerate(reads) if step[0] != "residual" and step[1] == "row"}
             for v in range(nvec):
                 at = builder.add(c_row, i64(v * vec))
                 value, addr = new[r][v], gep(builder, c_ptr, at, scalar)
@@ -176,10 +177,10 @@ def microkernel(module: ir.Module, cfg: GemmConfig, rows: int, cols: int, scaled
                 if add_c:
                     value = builder.fadd(value, load_vector(builder, addr, partial))
                 if final:
-                    bias = row_bias if epilogue.bias != "col" else \
-                        load_vector(builder, gep(builder, bias_ptr, i64(v * vec), scalar), partial)
-                    res = None if res_ptr is None else load_vector(builder, gep(builder, res_ptr, at, scalar), partial)
-                    value = epilogue.apply(builder, value, bias, res)
+                    operands = [load_vector(builder, gep(builder, p, at, scalar), partial) if step[0] == "residual"
+                                else per_row[k] if step[1] == "row" else columns[k, v]
+                                for k, (step, p) in enumerate(reads)]
+                    value = epilogue.apply(builder, value, operands)
                 if partial:
                     builder.call(masked_store, [value, addr, salign, mask])
                 else:

@@ -4,17 +4,20 @@ depth block, instead of a second pass over C.
 A :class:`StoreEpilogue` is a short chain of steps applied in order to each element ``v`` of C (the product,
 plus C's old value when the GEMM accumulates)::
 
-    ("bias", "row")    v += bias[i]        one value per row of C (a convolution's output channel)
-    ("bias", "col")    v += bias[j]        one value per column (a dense layer's bias row)
-    ("residual",)      v += R[i, j]        R laid out like C (same leading dimension): a residual connection
+    ("add", "row")     v = v + a[i]        a vector along C's rows (a convolution's bias: one per output channel)
+    ("add", "col")     v = v + a[j]        ... or along its columns (a dense layer's bias row)
+    ("sub", axis)      v = v - a[.]        (inference batch norm's mean)
+    ("mul", axis)      v = v · a[.]        (its scale γ/√(σ²+ε))
+    ("residual",)      v = v + R[i, j]     R laid out like C (same leading dimension): a residual connection
     ("max", c)         v = max(v, c)       NaN stays NaN, as NumPy's maximum (relu: c = 0)
     ("min", c)         v = min(v, c)       (clip's upper bound: relu6)
 
-At most one bias and one residual. The GEMM function then takes one pointer per operand the chain reads (bias,
-then R) after its others; every step is one vector instruction or two on the tile's accumulators, done while
-they are still in registers. Each addition is a plain ``fadd`` (no fast-math flags), in the chain's order, so the
-result is the one a separate pass computes. A bound is one compare and select, ``c > v ? c : v`` for max (x86's
-``vmaxps`` exactly: an unordered compare keeps v, so NaN passes through); it keeps v's sign at v = ±0 where the
+The GEMM function takes one pointer per step that reads memory (the per-axis vectors and R, in step order) after
+its others. Every step is one vector instruction on the tile's accumulators while they are still in registers
+(a row vector's element is broadcast once per tile row, a column vector's loaded once per tile). Each operation is
+a plain IEEE one (no fast-math flags: nothing contracted or reassociated), in the chain's order, so the result is
+NumPy's, element for element. A bound is one compare and select, ``c > v ? c : v`` for max (x86's ``vmaxps``
+exactly: an unordered compare keeps v, so NaN passes through); it keeps v's sign at v = ±0 where a separate
 pass's ``max`` returns c, a difference only in the sign of a zero.
 """
 
@@ -28,7 +31,9 @@ import llvmlite.ir as ir
 from codegen.gemm.config import GemmConfig
 from codegen.llvm import for_range, gep, i64
 
-Step = tuple  # ("bias", "row" | "col"), ("residual",), ("max" | "min", bound)
+Step = tuple  # ("add" | "sub" | "mul", "row" | "col"), ("residual",), ("max" | "min", bound)
+AXIS_STEPS = ("add", "sub", "mul")  # steps reading a vector along C's rows or columns
+MAX_POINTERS = 6  # operands a chain may read (each costs an argument and, for columns, registers at the store)
 
 
 @dataclass(frozen=True)
@@ -39,53 +44,53 @@ class StoreEpilogue:
 
     @classmethod
     def of(cls, *steps: Step) -> StoreEpilogue:
-        kinds = [s[0] for s in steps]
         for s in steps:
-            if s[0] == "bias" and (len(s) != 2 or s[1] not in ("row", "col")):
-                raise ValueError(f"a bias step is ('bias', 'row') or ('bias', 'col'), not {s!r}")
-            if s[0] in ("max", "min") and (len(s) != 2 or not isinstance(s[1], (int, float))):
+            if s[0] in AXIS_STEPS and (len(s) != 2 or s[1] not in ("row", "col")):
+                raise ValueError(f"an {s[0]} step is ({s[0]!r}, 'row') or ({s[0]!r}, 'col'), not {s!r}")
+            elif s[0] in ("max", "min") and (len(s) != 2 or not isinstance(s[1], (int, float))):
                 raise ValueError(f"a {s[0]} step carries one number, not {s!r}")
-            if s[0] not in ("bias", "residual", "max", "min"):
+            elif s[0] == "residual" and len(s) != 1:
+                raise ValueError(f"a residual step is ('residual',), not {s!r}")
+            elif s[0] not in (*AXIS_STEPS, "residual", "max", "min"):
                 raise ValueError(f"unknown store-epilogue step {s!r}")
-        if kinds.count("bias") > 1 or kinds.count("residual") > 1:
-            raise ValueError(f"at most one bias and one residual in a store epilogue, got {steps!r}")
-        return cls(tuple((s[0], *(float(x) if isinstance(x, (int, float)) else x for x in s[1:])) for s in steps))
+        chain = cls(tuple((s[0], *(float(x) if isinstance(x, (int, float)) else x for x in s[1:])) for s in steps))
+        if [s[0] for s in steps].count("residual") > 1 or len(chain.reads()) > MAX_POINTERS:
+            raise ValueError(f"at most one residual and {MAX_POINTERS} operands in a store epilogue, got {steps!r}")
+        return chain
 
-    @property
-    def bias(self) -> str | None:
-        """``"row"``, ``"col"`` or None: the bias step's axis."""
-        return next((s[1] for s in self.steps if s[0] == "bias"), None)
-
-    @property
-    def residual(self) -> bool:
-        return any(s[0] == "residual" for s in self.steps)
+    def reads(self) -> list[Step]:
+        """The steps that read memory, in order: one operand pointer each."""
+        return [s for s in self.steps if s[0] in AXIS_STEPS or s[0] == "residual"]
 
     def pointers(self) -> int:
-        """How many operand pointers the chain reads (bias, then residual)."""
-        return (self.bias is not None) + self.residual
+        """How many operand pointers the chain reads."""
+        return len(self.reads())
 
     def tag(self) -> str:
-        """A name for the chain, part of the micro-kernels' names (``brRmax0``: row bias, residual, max 0)."""
+        """A name for the chain, part of the micro-kernels' names (``arRmax0``: add a row vector, the residual,
+        max 0)."""
         parts = []
         for s in self.steps:
-            if s[0] == "bias":
-                parts.append("b" + s[1][0])
+            if s[0] in AXIS_STEPS:
+                parts.append(s[0][0] + s[1][0])
             elif s[0] == "residual":
                 parts.append("R")
             else:
                 parts.append(s[0] + f"{s[1]:g}".replace("-", "n").replace(".", "p").replace("+", ""))
         return "".join(parts)
 
-    def apply(self, b: ir.IRBuilder, value: ir.Value, bias: ir.Value | None, residual: ir.Value | None
-              ) -> ir.Value:
-        """The chain on ``value`` (a scalar or a vector; ``bias`` and ``residual`` of the same type, loaded by the
-        caller)."""
+    def apply(self, b: ir.IRBuilder, value: ir.Value, operands: Sequence[ir.Value]) -> ir.Value:
+        """The chain on ``value`` (a scalar or a vector); ``operands``: each reading step's value there, of the same
+        type, loaded by the caller."""
         ty = value.type
+        loaded = iter(operands)
         for s in self.steps:
-            if s[0] == "bias":
-                value = b.fadd(value, bias)
-            elif s[0] == "residual":
-                value = b.fadd(value, residual)
+            if s[0] in ("add", "residual"):
+                value = b.fadd(value, next(loaded))
+            elif s[0] == "sub":
+                value = b.fsub(value, next(loaded))
+            elif s[0] == "mul":
+                value = b.fmul(value, next(loaded))
             else:
                 bound = _constant(ty, s[1])  # bound beyond v (ordered) ? bound : v — NaN stays NaN
                 value = b.select(b.fcmp_ordered(">" if s[0] == "max" else "<", bound, value), bound, value)
@@ -102,15 +107,11 @@ def _constant(ty: ir.Type, number: float) -> ir.Constant:
 def operands_at(b: ir.IRBuilder, cfg: GemmConfig, epilogue: StoreEpilogue | None, pointers: Sequence[ir.Value],
                 row: ir.Value, col: ir.Value, c_offset: ir.Value) -> list[ir.Value]:
     """The store epilogue's operand pointers advanced to C's element (row, col), which lies ``c_offset`` elements
-    into C: a row bias by ``row``, a column bias by ``col``, the residual (laid out like C) by ``c_offset``."""
+    into C: a row vector by ``row``, a column vector by ``col``, the residual (laid out like C) by ``c_offset``."""
     if not epilogue:
         return []
-    out, rest = [], list(pointers)
-    if epilogue.bias:
-        out.append(gep(b, rest.pop(0), row if epilogue.bias == "row" else col, cfg.scalar))
-    if epilogue.residual:
-        out.append(gep(b, rest.pop(0), c_offset, cfg.scalar))
-    return out
+    return [gep(b, p, c_offset if s[0] == "residual" else row if s[1] == "row" else col, cfg.scalar)
+            for s, p in zip(epilogue.reads(), pointers)]
 
 
 def apply_pass(b: ir.IRBuilder, cfg: GemmConfig, epilogue: StoreEpilogue, c: ir.Value, pointers: Sequence[ir.Value],
@@ -121,7 +122,5 @@ def apply_pass(b: ir.IRBuilder, cfg: GemmConfig, epilogue: StoreEpilogue, c: ir.
             for_range(b, 0, n, name="ej") as j:
         c_at = b.add(b.mul(t, i64(c_stride)), b.add(b.mul(i, i64(ld_c)), j))
         at = operands_at(b, cfg, epilogue, pointers, b.add(b.mul(t, i64(m)), i), j, c_at)
-        bias = b.load(at.pop(0), typ=cfg.scalar) if epilogue.bias else None
-        res = b.load(at.pop(0), typ=cfg.scalar) if epilogue.residual else None
         ptr = gep(b, c, c_at, cfg.scalar)
-        b.store(epilogue.apply(b, b.load(ptr, typ=cfg.scalar), bias, res), ptr)
+        b.store(epilogue.apply(b, b.load(ptr, typ=cfg.scalar), [b.load(p, typ=cfg.scalar) for p in at]), ptr)
