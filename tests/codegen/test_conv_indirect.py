@@ -141,26 +141,18 @@ def test_indirect_micro_kernel_cross_compiles_for_both_vector_isas(cpu, vector_b
     carries no prefetch stream)."""
     import re
 
-    import llvmlite.binding as llvm
-
     from codegen.gemm.config import default_config
     from codegen.gemm.microkernel import microkernel
-    from codegen.target import host, new_module
-    from runtime.asm import asm_functions
+    from codegen.target import new_module
+    from tests.codegen.cross import cross_asm, depth_loop
 
     cfg = default_config("float32", vector_bits)
     module = new_module("indirect_cross")
     fn = microkernel(module, cfg, cfg.mr, cfg.nr, indirect_a=True)
     fn.linkage = "external"
-    parsed = llvm.parse_assembly(str(module))
-    tm = llvm.Target.from_triple(host()[0]).create_target_machine(cpu=cpu, features="-prefer-256-bit", opt=3)
-    pb = llvm.create_pass_builder(tm, llvm.create_pipeline_tuning_options(speed_level=3))
-    pb.getModulePassManager().run(parsed, pb)
-    body = asm_functions(tm.emit_assembly(parsed))[fn.name]
+    body = cross_asm(module, cpu)[fn.name]
     assert len(re.findall(rf"vfmadd\d+ps\s+.*%{reg}", body)) >= cfg.mr * cfg.nv
     assert "vbroadcastss" in body or "{1to" in body
     if reg == "ymm":
         assert "zmm" not in body
-    loop = body[body.index(".p2align"):]
-    loop = loop[:loop.index("jne")]  # the depth loop's body, up to its back edge
-    assert "rsp" not in loop, "the depth loop spills"
+    assert "rsp" not in depth_loop(body), "the depth loop spills"

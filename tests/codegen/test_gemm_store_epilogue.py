@@ -152,28 +152,19 @@ def test_epilogue_micro_kernel_cross_compiles_for_both_vector_isas(cpu, vector_b
     stack."""
     import re
 
-    import llvmlite.binding as llvm
-
     from codegen.gemm.config import default_config
     from codegen.gemm.microkernel import microkernel
-    from codegen.target import host
-    from runtime.asm import asm_functions
+    from tests.codegen.cross import cross_asm, depth_loop
 
     cfg = default_config("float32", vector_bits)
     module = new_module("epilogue_cross")
     fn = microkernel(module, cfg, cfg.mr, cfg.nr, epilogue=chain)
     fn.linkage = "external"
-    parsed = llvm.parse_assembly(str(module))
-    tm = llvm.Target.from_triple(host()[0]).create_target_machine(cpu=cpu, features="-prefer-256-bit", opt=3)
-    pb = llvm.create_pass_builder(tm, llvm.create_pipeline_tuning_options(speed_level=3))
-    pb.getModulePassManager().run(parsed, pb)
-    body = asm_functions(tm.emit_assembly(parsed))[fn.name]
+    body = cross_asm(module, cpu)[fn.name]
     tile = cfg.mr * cfg.nv
     assert len(re.findall(rf"vfmadd\d+ps\s+.*%{reg}", body)) >= tile
     assert len(re.findall(rf"vmaxps\s+.*%{reg}", body)) >= tile  # relu: one per accumulator
     assert "blend" not in body and "vcmp" not in body
     if reg == "ymm":
         assert "zmm" not in body
-    loop = body[body.index(".p2align"):]
-    loop = loop[:loop.index("jne")]
-    assert "rsp" not in loop, "the depth loop spills"
+    assert "rsp" not in depth_loop(body), "the depth loop spills"

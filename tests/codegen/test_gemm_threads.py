@@ -116,19 +116,12 @@ def test_both_vector_isas_cross_compile_the_threaded_gemm(cpu, config, reg, accu
     micro-kernel of that ISA's tile (FMA on its registers, no wider ones) from one parallel region."""
     import re
 
-    import llvmlite.binding as llvm
-
-    from codegen.target import host
-    from runtime.asm import asm_functions as _asm_functions
+    from tests.codegen.cross import cross_asm
 
     module = new_module("cross")
     emit_gemm(module, "g", 128, 512, 784, config=config, threads=2)
     assert "graphc_rt_parallel" in str(module)
-    parsed = llvm.parse_assembly(str(module))
-    tm = llvm.Target.from_triple(host()[0]).create_target_machine(cpu=cpu, features="-prefer-256-bit", opt=3)
-    pb = llvm.create_pass_builder(tm, llvm.create_pipeline_tuning_options(speed_level=3))
-    pb.getModulePassManager().run(parsed, pb)
-    asm = _asm_functions(tm.emit_assembly(parsed))
+    asm = cross_asm(module, cpu)
     kernel = asm[f"graphc.gemm.f32.{config.vec}x{config.nv}.uk{config.mr}x{config.nr}d"]  # B read in place
     assert len(re.findall(rf"vfmadd\d+ps\s+.*%{reg}", kernel)) >= accumulators
     if reg == "ymm":

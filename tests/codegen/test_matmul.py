@@ -8,7 +8,6 @@ import ctypes
 import mmap
 import re
 
-import llvmlite.binding as llvm
 import llvmlite.ir as ir
 import numpy as np
 import pytest
@@ -22,9 +21,10 @@ from codegen.gemm.driver import emit_gemm
 from codegen.linalg import Operand, batch_layout, matmul_operands
 from codegen.loops import contiguous_strides
 from codegen.lowering import KernelContext, LoweringError, find_lowerer, pointer_type
-from codegen.target import Jit, has_avx512, host, new_module
+from codegen.target import Jit, has_avx512, new_module
 from passes.plan import Kernel
 from runtime.asm import asm_functions as _asm_functions
+from tests.codegen.cross import cross_asm
 
 SIG = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
 
@@ -213,12 +213,7 @@ def test_avx512_geometry_compiles_to_zmm_fma():
     module = new_module("avx512")
     emit_gemm(module, "g", 64, 64, 64, config=AVX512_F32)
     emit_gemm(module, "t", 64, 64, 64, config=AVX512_F32, trans_b=True)
-    parsed = llvm.parse_assembly(str(module))
-    tm = llvm.Target.from_triple(host()[0]).create_target_machine(cpu="skylake-avx512", features="-prefer-256-bit",
-                                                                   opt=3)
-    pb = llvm.create_pass_builder(tm, llvm.create_pipeline_tuning_options(speed_level=3))
-    pb.getModulePassManager().run(parsed, pb)
-    bodies = _asm_functions(tm.emit_assembly(parsed))
+    bodies = cross_asm(module, "skylake-avx512")
     for variant in ("", "d"):  # B packed, B read in place
         assert len(re.findall(r"vfmadd\d+ps\s+.*%zmm", bodies[f"graphc.gemm.f32.16x2.uk8x32{variant}"])) >= 16
 
