@@ -24,6 +24,9 @@ Algorithm:
       lower bound, the peak of the summed live sizes. The intersecting slots come from one sweep over the
       lifetimes (adjacency lists); its cost is the number of intersecting pairs, so when more than
       ``LARGEST_FIRST_PAIRS`` values overlap (thousands live at once) only (a) runs.
+   Before placement, a batch-1 concat whose every input can live inside its output (``passes.concat_slices``)
+   has its slot merged with its inputs' slots: one slot live from the first input's definition, each input at
+   its offset in the concat's bytes, so the kernels computing them write the concat's parts and it copies nothing.
 3. ``verify_plan`` checks the result independently: for every kernel position, the buffers of the values live
    there must not overlap (the declared in-place pairs excepted, and only at the kernel that hands over).
 
@@ -383,5 +386,5 @@ def _run(c: Compilation) -> Compilation:
                  state_inplace=mem.state_inplace, slices=mem.slices, report={**c.report, "memory": mem.report})
 
 
-PASS = Pass("memplan", "arena offsets: liveness, in-place reuse and in-place state updates, best-fit or "
+PASS = Pass("memplan", "arena offsets: liveness, in-place reuse, concat slices and in-place state updates, best-fit or "
             "largest-first placement", _run)
