@@ -279,6 +279,8 @@ def test_flat_max_pool(x_shape, attrs):
     ((1, 32, 7, 6), {"kernel_size": (3, 2), "stride": 1, "dilation": (1, 2), "padding": (1, 0, 2, 1)}, "float32"),
     ((1, 16, 2, 3), {"kernel_size": 3, "stride": 1, "padding": 1}, "float32"),               # every window at a border
     ((2, 16, 11, 10), {"kernel_size": 3, "stride": 2, "padding": 1}, "float64"),
+    ((1, 16, 28, 28), {"kernel_size": 3, "stride": 1, "padding": 1}, "float32"),  # GoogLeNet's 28×28 and 7×7
+    ((1, 16, 7, 7), {"kernel_size": 3, "stride": 1, "padding": 1}, "float32"),
 ])
 @pytest.mark.parametrize("nan", [True, False])
 def test_channel_block_max_pool(x_shape, attrs, dtype, nan):
