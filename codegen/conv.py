@@ -48,7 +48,6 @@ the time of OpenBLAS on its 64 per-image GEMMs alone; the rest is im2col plus th
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from collections.abc import Callable
 
@@ -61,7 +60,7 @@ import codegen.conv_indirect as conv_indirect
 import codegen.conv_pack as conv_pack
 import codegen.prepack as prepack
 from codegen.conv_geometry import SCRATCH_BYTES, Geometry, geometry, zero_range
-from codegen.epilogue import Epilogue, StoreForm, store_pointers
+from codegen.epilogue import Epilogue, StoreForm
 from codegen.gemm.blocking import workspace_bytes
 from codegen.gemm.config import default_config, host_vector_bits
 from codegen.gemm.driver import PackA, PackB, emit_gemm
@@ -144,9 +143,7 @@ def copy_rows(b: ir.IRBuilder, channels: int, width: int, src: ir.Value, src_ld:
     """dst[ch, e] = src[ch·src_ld + e·column_stride] (+ bias[ch]) for ch < channels, e < width."""
     if column_stride != 1:  # reading a transposed product: by blocks of channels (see transposed_rows)
         def one(ch: ir.Value, e: ir.Value) -> None:
-            v = b.load(b.gep(src, [b.add(b.mul(ch, i64(src_ld)), b.mul(e, i64(column_stride)))], inbounds=True))
-            add = None if bias is None else b.load(b.gep(bias, [ch], inbounds=True))
-            b.store(v if add is None else b.fadd(v, add, flags=FAST),
+            b.store(_transposed_value(b, src, src_ld, column_stride, bias, ch, e),
                     b.gep(dst, [b.add(b.mul(ch, i64(dst_ld)), e)], inbounds=True))
 
         transposed_rows(b, channels, width, one)
@@ -176,11 +173,12 @@ def row_blocks(b: ir.IRBuilder, g: Geometry, body: Callable[[ir.Value, int], Non
 def conv_gemm(ctx: KernelContext, tag: str, g: Geometry, m: int, n: int, k: int, dtype: str, strides: tuple[int, ...],
           lds: tuple[int, int, int] | None = None, pack_a: PackA | None = None, pack_b: PackB | None = None,
           form: StoreForm | None = None, **flags: bool) -> Callable[..., None]:
-    """A GEMM batched over the groups, cached per size in the module; returns a caller on typed pointers (A, B, C,
-    then the store epilogue's operands). ``lds``: leading dimensions of operands that are blocks of larger
-    matrices; ``pack_a`` / ``pack_b``: the caller's packers (see ``emit_gemm``); ``form``: the kernel's epilogue
-    applied by the micro-kernels at their store (``Epilogue.store_form``)."""
-    epilogue = form[0] if form else None
+    """A GEMM batched over the groups, cached per size in the module; returns a caller on typed pointers (A, B, C;
+    ``store_at``: C's first element as a flat offset into y, where the store epilogue reads its operands).
+    ``lds``: leading dimensions of operands that are blocks of larger matrices; ``pack_a`` / ``pack_b``: the
+    caller's packers (see ``emit_gemm``); ``form``: the kernel's epilogue applied by the micro-kernels at their
+    store (``Epilogue.store_form``)."""
+    epilogue = form.chain if form else None
     name = f"{ctx.function.name}.{tag}.{m}x{n}x{k}" + ("" if lds is None else ".ld" + "_".join(map(str, lds))) \
         + (f".store_{epilogue.tag()}" if epilogue else "")
     fn = ctx.module.globals.get(name) or emit_gemm(ctx.module, name, m, n, k, dtype=dtype, batch=g.groups,
@@ -189,8 +187,15 @@ def conv_gemm(ctx: KernelContext, tag: str, g: Geometry, m: int, n: int, k: int,
     b = ctx.builder
     workspace = b.bitcast(ctx.scratch(workspace_bytes(m, n, k, dtype, threads=ctx.threads, batch=g.groups,
                                                       global_tiles=getattr(pack_a, "prepacked", False))), PTR)
-    return lambda a, bb, c, *extra: b.call(fn, [b.bitcast(a, PTR), b.bitcast(bb, PTR), b.bitcast(c, PTR), workspace]
-                                          + [b.bitcast(p, PTR) for p in extra])
+
+    def call(a: ir.Value, bb: ir.Value, c: ir.Value, store_at: ir.Value | None = None) -> None:
+        args = [b.bitcast(a, PTR), b.bitcast(bb, PTR), b.bitcast(c, PTR), workspace]
+        if form:
+            form.call(b, fn, args, store_at)
+        else:
+            b.call(fn, args)
+
+    return call
 
 
 def algorithm_of(g: Geometry, node: Node) -> tuple[str, Geometry]:
@@ -271,9 +276,7 @@ def lower_conv2d(ctx: KernelContext) -> None:
                 here = b.gep(y_n, [at], inbounds=True)
                 gemm = conv_gemm(c, "fwd1" + tag, g, g.og, pb, g.kg, node.dtype, (g.og * g.kg, g.kg * g.p, g.og * g.p),
                              lds=(g.kg, g.p, g.p), form=form, **pack_w)
-                with epi.tagging(b) if form else contextlib.nullcontext():
-                    gemm(c.ptr(w), b.gep(pixels, [at], inbounds=True), here,
-                         *(store_pointers(c, form, b.add(y_base, at)) if form else []))
+                gemm(c.ptr(w), b.gep(pixels, [at], inbounds=True), here, store_at=b.add(y_base, at))
                 if form:
                     return
                 if epi:
@@ -284,8 +287,7 @@ def lower_conv2d(ctx: KernelContext) -> None:
             im2col(b, g, pixels, cols, row0, r)
             gemm = conv_gemm(c, "fwd" + tag, g, g.og, pb, g.kg, node.dtype, (g.og * g.kg, g.kg * pb, g.og * pb),
                              form=form, **pack_w)
-            with epi.tagging(b) if form else contextlib.nullcontext():
-                gemm(c.ptr(w), cols, y_n if single else out, *(store_pointers(c, form, y_base) if form else []))
+            gemm(c.ptr(w), cols, y_n if single else out, store_at=y_base)
             if form:
                 return
             if epi:
@@ -370,8 +372,7 @@ def _implicit_forward(ctx: KernelContext, node: Node, g: Geometry, x: Node, w: N
                          (g.og * g.kg, source.group_stride(g), g.og * g.p),
                          pack_a=prepack.packer_a(cfg, g.og) if packed else None,
                          pack_b=conv_pack.packer(c.module, g, cfg, phases), form=form)
-            with epi.tagging(b) if form else contextlib.nullcontext():
-                gemm(c.ptr(w), pixels, c.elem(target, y_base), *(store_pointers(c, form, y_base) if form else []))
+            gemm(c.ptr(w), pixels, c.elem(target, y_base), store_at=y_base)
             if form or not epi and bias is None:
                 return
 
@@ -492,11 +493,9 @@ def _epilogue_rows(b: ir.IRBuilder, epi: Epilogue, g: Geometry, src: ir.Value, s
     count = g.o if channels is None else channels
     if column_stride != 1:  # reading a transposed product: by blocks of channels (see transposed_rows)
         def one(ch: ir.Value, e: ir.Value) -> None:
-            v = b.load(b.gep(src, [b.add(b.mul(ch, i64(src_ld)), b.mul(e, i64(column_stride)))], inbounds=True))
-            add = None if bias is None else b.load(b.gep(bias, [ch], inbounds=True))
             per_channel = epi.load(b, ch if first is None else b.add(first, ch))
-            epi.store(b, v if add is None else b.fadd(v, add, flags=FAST), b.add(base, b.add(b.mul(ch, i64(g.p)), e)),
-                      per_channel)
+            epi.store(b, _transposed_value(b, src, src_ld, column_stride, bias, ch, e),
+                      b.add(base, b.add(b.mul(ch, i64(g.p)), e)), per_channel)
 
         transposed_rows(b, count, width, one)
         return
@@ -511,6 +510,13 @@ def _epilogue_rows(b: ir.IRBuilder, epi: Epilogue, g: Geometry, src: ir.Value, s
 
 
 TRANSPOSE_CHANNELS = 16  # channels a transposed product is read back by at a time (a cache line of floats)
+
+
+def _transposed_value(b: ir.IRBuilder, src: ir.Value, src_ld: int, column_stride: int, bias: ir.Value | None,
+                      ch: ir.Value, e: ir.Value) -> ir.Value:
+    """src[ch·src_ld + e·column_stride] (+ bias[ch]): channel ch of pixel e of a transposed product."""
+    v = b.load(b.gep(src, [b.add(b.mul(ch, i64(src_ld)), b.mul(e, i64(column_stride)))], inbounds=True))
+    return v if bias is None else b.fadd(v, b.load(b.gep(bias, [ch], inbounds=True)), flags=FAST)
 
 
 def transposed_rows(b: ir.IRBuilder, channels: int, width: int, one: Callable[[ir.Value, ir.Value], None]) -> None:

@@ -31,7 +31,7 @@ import llvmlite.ir as ir
 
 from codegen.elementwise import embedded_constant
 from codegen.gemm.store_epilogue import MAX_POINTERS, StoreEpilogue
-from codegen.llvm import i64
+from codegen.llvm import PTR, i64
 from codegen.lowering import KernelContext
 from codegen.nodemap import computing, positions
 from codegen.scalar import LLVMScalarBuilder, load, store
@@ -126,16 +126,7 @@ class Epilogue:
             with computing(self.ctx.module, b, out, where[out]):
                 store(b, values[out], self.ctx.elem(out, offset), out.dtype)
 
-    def tagging(self, b: ir.IRBuilder) -> contextlib.AbstractContextManager:
-        """Tag what ``b`` emits inside as computing every node of the chain (``codegen.nodemap``): the call of a GEMM
-        whose micro-kernels apply the chain at their store, so ``graphc explain`` finds each node's line."""
-        where = positions(self.ctx.kernel)
-        members = [(n, where[n]) for n in self.nodes if not get_op(n.op).is_view(n)]
-        if not members:
-            return contextlib.nullcontext()
-        return computing(self.ctx.module, b, *members[0], *members[1:])
-
-    def store_form(self, axis: str, own_bias: Node | None = None) -> tuple[StoreEpilogue, list[Node]] | None:
+    def store_form(self, axis: str, own_bias: Node | None = None) -> StoreForm | None:
         """The anchor's own bias (a conv's third input, added first) and the chain as a GEMM store epilogue whose
         per-axis vectors run along C's rows or columns (``axis``: where the epilogue axis lies in C), with the
         buffers its pointers read in step order; None when the chain is anything else: a step that is not an add,
@@ -178,15 +169,27 @@ class Epilogue:
         if (not steps or self.outputs != [current] or any(x.dtype != self.anchor.dtype for x in buffers)
                 or [s[0] for s in steps].count("residual") > 1 or len(buffers) > MAX_POINTERS):
             return None
-        return StoreEpilogue.of(*steps), buffers
+        return StoreForm(self, StoreEpilogue.of(*steps), buffers)
 
 
-StoreForm = tuple[StoreEpilogue, list[Node]]  # Epilogue.store_form's answer
+@dataclass(frozen=True)
+class StoreForm:
+    """An epilogue the GEMM's micro-kernels apply at their store (:meth:`Epilogue.store_form`): the chain and the
+    buffers its operand pointers read, in step order."""
 
+    epi: Epilogue
+    chain: StoreEpilogue
+    buffers: list[Node]
 
-def store_pointers(ctx: KernelContext, form: StoreForm, offset: ir.Value) -> list[ir.Value]:
-    """The store epilogue's operand pointers for a GEMM whose C starts at flat element ``offset`` of the anchor's
-    output: each per-axis vector from its first element, the residual (laid out like the output) at ``offset``."""
-    epilogue, buffers = form
-    return [ctx.elem(buf, offset) if step[0] == "residual" else ctx.ptr(buf)
-            for step, buf in zip(epilogue.reads(), buffers)]
+    def call(self, b: ir.IRBuilder, gemm: ir.Function, args: list[ir.Value], offset: ir.Value) -> None:
+        """Call ``gemm`` (an ``emit_gemm(epilogue=self.chain)`` function) on ``args`` and the chain's operand
+        pointers for a C that starts at flat element ``offset`` of the anchor's output — each per-axis vector from
+        its first element, the residual (laid out like the output) at ``offset`` — with the call tagged as computing
+        every node of the chain (``codegen.nodemap``), so ``graphc explain`` finds each node's line."""
+        ctx = self.epi.ctx
+        where = positions(ctx.kernel)
+        members = [(n, where[n]) for n in self.epi.nodes if not get_op(n.op).is_view(n)]
+        with computing(ctx.module, b, *members[0], *members[1:]) if members else contextlib.nullcontext():
+            pointers = [ctx.elem(buf, offset) if step[0] == "residual" else ctx.ptr(buf)
+                        for step, buf in zip(self.chain.reads(), self.buffers)]
+            b.call(gemm, args + [b.bitcast(p, PTR) for p in pointers])

@@ -15,6 +15,7 @@ inside its axis, so every offset is inside the input.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import llvmlite.ir as ir
@@ -26,6 +27,7 @@ from codegen.lowering import KernelContext, lowerer
 from codegen.scalar import value_type
 from graphc.ir import Node
 from ops.indexing import Index, index_layout
+from passes.plan import concat_offsets
 
 
 def affine(index: Index, shape: tuple[int, ...]) -> tuple[int, tuple[int, ...]]:
@@ -91,17 +93,16 @@ def lower_concat(ctx: KernelContext) -> None:
     (node,) = ctx.kernel.nodes
     axis = node.attrs["axis"]
     strides = loops.contiguous_strides(node.shape)
-    offset = 0
     b = ctx.builder
-    contiguous = math.prod(node.shape[:axis]) == 1
+    contiguous = concat_offsets(node) is not None  # each input one run of y's elements: it may already be there
+    offset = 0
     for x in node.inputs:
         start = offset * strides[axis]
+        elsewhere = None  # copy unless x's pointer already is its part of y
         if contiguous and x.size:
-            there = b.icmp_unsigned("==", b.ptrtoint(ctx.elem(x, i64(0)), I64),
-                                    b.ptrtoint(ctx.elem(node, i64(start)), I64))
-            with b.if_then(b.not_(there)):
-                copy(ctx, x, node, x.shape, _dense(x.shape), (start, strides))
-        else:
+            elsewhere = b.icmp_unsigned("!=", b.ptrtoint(ctx.elem(x, i64(0)), I64),
+                                        b.ptrtoint(ctx.elem(node, i64(start)), I64))
+        with b.if_then(elsewhere) if elsewhere is not None else contextlib.nullcontext():
             copy(ctx, x, node, x.shape, _dense(x.shape), (start, strides))
         offset += x.shape[axis]
 

@@ -10,14 +10,13 @@ contiguous, vectorizable pass over C right after the GEMM.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from typing import NamedTuple
 
 import llvmlite.ir as ir
 
 import codegen.prepack as prepack
-from codegen.epilogue import Epilogue, store_pointers
+from codegen.epilogue import Epilogue
 from codegen.gemm.blocking import workspace_bytes
 from codegen.gemm.config import GemmConfig, default_config, host_vector_bits
 from codegen.gemm.driver import emit_gemm
@@ -137,11 +136,11 @@ def lower_matmul(ctx: KernelContext) -> None:
     cfg = default_config(node.dtype, host_vector_bits())
     packed = _prepacked_b(ctx, second, m, n, k, trans_b, sb if dims else (), strides[1], cfg)
     gemm = emit_gemm(ctx.module, f"{ctx.function.name}.gemm" + (".p" if packed else "")
-                     + (f".store_{form[0].tag()}" if form else ""), m, n, k, dtype=node.dtype,
+                     + (f".store_{form.chain.tag()}" if form else ""), m, n, k, dtype=node.dtype,
                      trans_a=first.transposed != c_transposed, trans_b=trans_b,
                      batch=inner, batch_strides=strides, threads=ctx.threads, lds=(first.ld, second.ld, ldc),
                      pack_b=prepack.packer_b(cfg, n) if packed else None, accumulate=alpha is not None, alpha=alpha,
-                     alpha_scalar=alpha_scalar, epilogue=form[0] if form else None)
+                     alpha_scalar=alpha_scalar, epilogue=form.chain if form else None)
     builder = ctx.builder
     scalar = cfg.scalar
     base = [gep(builder, builder.bitcast(ctx.ptr(x.source), PTR), i64(x.offset), scalar) for x in (first, second)]
@@ -157,10 +156,11 @@ def lower_matmul(ctx: KernelContext) -> None:
 
     def call(level: int, offsets: list[ir.Value]) -> None:
         if level >= len(dims) - 1:
-            with epi.tagging(builder) if form else contextlib.nullcontext():
-                builder.call(gemm, [gep(builder, p, off, scalar) for p, off in zip(base, offsets)] + [workspace]
-                             + scale_arg + [builder.bitcast(p, PTR) for p in
-                                            (store_pointers(ctx, form, offsets[2]) if form else [])])
+            args = [gep(builder, p, off, scalar) for p, off in zip(base, offsets)] + [workspace] + scale_arg
+            if form:
+                form.call(builder, gemm, args, offsets[2])
+            else:
+                builder.call(gemm, args)
             return
         with for_range(builder, 0, dims[level], name=f"batch{level}") as t:
             call(level + 1, [builder.add(off, builder.mul(t, i64(s[level])))

@@ -68,6 +68,7 @@ from passes.plan import (
     intervals,
     may_fail,
     reads_at_own_index,
+    slice_spans,
     verify_plan,
 )
 from passes.provenance import Provenance
@@ -365,11 +366,8 @@ def _peak_live(live: dict[Node, tuple[int, int]], steps: int, inplace: dict[Node
     """The peak of the summed aligned sizes of live values (an in-place donor stops counting at the handover; a
     concat's slices count as their concat's bytes, live from the first slice's definition)."""
     donors = set(inplace.values())
-    spans = {v: span for v, span in live.items() if v not in slices}
-    for x, (y, _) in slices.items():
-        spans[y] = (min(spans[y][0], live[x][0]), max(spans[y][1], live[x][1]))
     delta = [0] * (steps + 2)
-    for v, (s, e) in spans.items():
+    for v, (s, e) in slice_spans(live, slices).items():
         delta[s] += align(v.type.nbytes)
         delta[e if v in donors else e + 1] -= align(v.type.nbytes)
     peak = total = 0

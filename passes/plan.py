@@ -311,7 +311,7 @@ def verify_plan(plan: Plan) -> Plan:
                             f"{v.name}, as one of its inputs, and share its offset")
     problems += _slice_problems(plan, live, producer, n_kernels)
     if all(v in plan.buffers for v in live):
-        problems += _overlaps(plan, _slot_spans(live, plan.slices), n_kernels)
+        problems += _overlaps(plan, slice_spans(live, plan.slices), n_kernels)
     if problems:
         raise PlanError(f"plan for graph {plan.graph.name!r} is invalid:\n  " + "\n  ".join(problems[:20]))
     return plan
@@ -372,10 +372,11 @@ def _slice_problems(plan: Plan, live: dict[Node, tuple[int, int]], producer: dic
     return problems
 
 
-def _slot_spans(live: dict[Node, tuple[int, int]], slices: dict[Node, tuple[Node, int]]
+def slice_spans(live: dict[Node, tuple[int, int]], slices: dict[Node, tuple[Node, int]]
                 ) -> dict[Node, tuple[int, int]]:
-    """The lifetimes the overlap check compares: a concat's slices (which lie inside its buffer, checked by
-    :func:`_slice_problems`) count as the concat's own bytes, live from the first slice's definition."""
+    """The lifetimes with a concat's slices (which lie inside its buffer) counted as the concat's own bytes, live
+    from the first slice's definition to the last use of any of them: what the overlap check compares and the
+    memory plan's lower bound sums."""
     spans = {v: span for v, span in live.items() if v not in slices}
     for x, (y, _) in slices.items():
         if x in live and y in spans:

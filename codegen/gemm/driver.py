@@ -125,8 +125,7 @@ def emit_gemm(module: ir.Module, name: str, m: int, n: int, k: int, dtype: str =
     takes the chain's operands as further pointers after ``W`` (and ``S``), one per reading step: a row vector
     (advancing by ``m`` per batch item), a column vector (shared by the batch), the residual (laid out like C: C's
     leading dimension and batch stride; it must not be C's memory, which holds partial sums before the last depth
-    block). The matrix-vector path and ``k == 0`` apply
-    it as a pass over C instead.
+    block). The matrix-vector path and ``k == 0`` apply it as a pass over C instead.
 
     ``pack_b``: the caller packs op(B)'s blocks (see :data:`PackB`) — B is then whatever that packer reads (an image
     for ``codegen.conv_pack``), never read by the GEMM itself; ``trans_b`` and B's leading dimension are ignored,
@@ -209,7 +208,7 @@ def emit_gemm(module: ir.Module, name: str, m: int, n: int, k: int, dtype: str =
         ops = [gep(bb, a, a_at, cfg.scalar), gep(bb, bm, b_at, cfg.scalar), gep(bb, c, c_at, cfg.scalar)]
         workspace = claim(chunk_bytes)
         rest = values[3:3 + len(s_arg)] + operands_at(bb, cfg, epilogue, values[3 + len(s_arg):],
-                                                              bb.add(bb.mul(t, i64(m)), row0), col0, c_at)
+                                                      bb.add(bb.mul(t, i64(m)), row0), col0, c_at)
         last_band = bb.icmp_unsigned("==", band, i64(grid.rows - 1))
         last_slice = bb.icmp_unsigned("==", slice_, i64(grid.cols - 1))
 
@@ -340,8 +339,7 @@ def _block(module: ir.Module, b: ir.IRBuilder, cfg: GemmConfig, operands: list[i
 
                 def tile_epilogue(jr: ir.Value) -> list[ir.Value]:  # final, then the operands at tile (row, jc + jr·nr)
                     col = b.add(jc, b.mul(jr, i64(cfg.nr)))
-                    return final + operands_at(b, cfg, epilogue, e_ptrs, row, col,
-                                                      b.add(b.mul(row, ld_c), col))
+                    return final + operands_at(b, cfg, epilogue, e_ptrs, row, col, b.add(b.mul(row, ld_c), col))
                 b_step = [ld_b] if direct_b else []
                 if custom_b is None or getattr(custom_b, "prepacked", False):
                     first_call = b.mul(tile, calls_per_tile)

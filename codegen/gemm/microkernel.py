@@ -86,7 +86,12 @@ def microkernel(module: ir.Module, cfg: GemmConfig, rows: int, cols: int, scaled
                          + ([I64] if strided_b else []) + ([cfg.scalar] if scaled else [])
                          + ([I1] + [PTR] * epilogue.pointers() if epilogue else []), noalias=3)
     a_ptr, b_ptr, c_ptr, ldc, kc, load_c, pf_base, pf_ld, pf_len, pf_count = fn.args[:10]
-    b_step, b_align = (fn.args[10], cfg.itemsize) if strided_b else (i64(cfg.nr), cfg.vec * cfg.itemsize)
+    optional = iter(fn.args[10:])  # [ldb], [alpha], [final, operand pointers...]
+    ldb = next(optional) if strided_b else None
+    alpha_arg = next(optional) if scaled else None
+    final_arg = next(optional) if epilogue else None
+    operand_args = list(optional)
+    b_step, b_align = (ldb, cfg.itemsize) if strided_b else (i64(cfg.nr), cfg.vec * cfg.itemsize)
     scalar, vector, vec = cfg.scalar, cfg.vector, cfg.vec
     nvec = -(-cols // vec)
     fma = intrinsic(module, f"llvm.fma.{vector_suffix(cfg)}", vector, [vector, vector, vector])
@@ -96,19 +101,19 @@ def microkernel(module: ir.Module, cfg: GemmConfig, rows: int, cols: int, scaled
         row_ptrs = [b.inttoptr(b.load(gep(b, a_ptr, i64(r), I64), typ=I64), PTR) for r in range(rows)]
         offsets = b.inttoptr(b.load(gep(b, a_ptr, i64(cfg.mr), I64), typ=I64), PTR)
     prefetch = intrinsic(module, "llvm.prefetch.p0", VOID, [PTR, I32, I32, I32])
-    for r in range(rows):  # the C tile is needed after the loop: start fetching it now (for writing)
-        c_row = b.mul(ldc, i64(r))
-        for col in sorted({0, cols - 1}):
-            b.call(prefetch, [gep(b, c_ptr, b.add(c_row, i64(col)), scalar), ir.Constant(I32, 1),
-                              ir.Constant(I32, 3), ir.Constant(I32, 1)])
+
+    def prefetch_tile(base: ir.Value, write: bool) -> None:
+        """Start fetching a tile laid out like C (the first and last column of each row) into L1."""
+        for r in range(rows):
+            c_row = b.mul(ldc, i64(r))
+            for col in sorted({0, cols - 1}):
+                b.call(prefetch, [gep(b, base, b.add(c_row, i64(col)), scalar), ir.Constant(I32, int(write)),
+                                  ir.Constant(I32, 3), ir.Constant(I32, 1)])
+
+    prefetch_tile(c_ptr, write=True)  # the C tile is needed after the loop: start fetching it now
     if epilogue and ("residual",) in epilogue.steps:  # the final block reads the residual tile after the loop
-        res_ptr = fn.args[11 + strided_b + scaled + epilogue.reads().index(("residual",))]
-        with b.if_then(fn.args[10 + strided_b + scaled]):
-            for r in range(rows):
-                c_row = b.mul(ldc, i64(r))
-                for col in sorted({0, cols - 1}):
-                    b.call(prefetch, [gep(b, res_ptr, b.add(c_row, i64(col)), scalar), ir.Constant(I32, 0),
-                                      ir.Constant(I32, 3), ir.Constant(I32, 1)])
+        with b.if_then(final_arg):
+            prefetch_tile(operand_args[epilogue.reads().index(("residual",))], write=False)
     zero = ir.Constant(vector, None)
     line = 64 // cfg.itemsize
 
@@ -143,7 +148,7 @@ def microkernel(module: ir.Module, cfg: GemmConfig, rows: int, cols: int, scaled
     flat = fold(b, kc, [zero] * (rows * nvec) + [i64(0), i64(0)], step, "k")  # kc >= 1 (blocks are never empty)
     flat = flat[:rows * nvec]
     if scaled:
-        alpha = splat(b, cfg, fn.args[10 + strided_b])
+        alpha = splat(b, cfg, alpha_arg)
         flat = [b.fmul(v, alpha) for v in flat]
     new = [flat[r * nvec:(r + 1) * nvec] for r in range(rows)]
     last_lanes = cols - (nvec - 1) * vec
@@ -155,15 +160,18 @@ def microkernel(module: ir.Module, cfg: GemmConfig, rows: int, cols: int, scaled
     mask = lane_mask(last_lanes, vec)
     salign = ir.Constant(I32, cfg.itemsize)
 
-    def load_vector(builder: ir.IRBuilder, addr: ir.Value, partial: bool) -> ir.Value:
-        if partial:
+    def partial(v: int) -> bool:  # the tile's last vector, when it holds fewer than vec columns
+        return v == nvec - 1 and masked_load is not None
+
+    def load_vector(builder: ir.IRBuilder, addr: ir.Value, v: int) -> ir.Value:
+        """The tile's vector ``v`` of a row laid out like C's, at ``addr`` (masked when partial)."""
+        if partial(v):
             return builder.call(masked_load, [addr, salign, mask, zero])
         return builder.load(addr, typ=vector, align=cfg.itemsize)
 
     def store_all(builder: ir.IRBuilder, add_c: bool, final: bool) -> None:
-        reads = list(zip(epilogue.reads(), fn.args[11 + strided_b + scaled:])) if final else []
-        columns = {(k, v): load_vector(builder, gep(builder, p, i64(v * vec), scalar), v == nvec - 1 and
-                                       masked_load is not None)
+        reads = list(zip(epilogue.reads(), operand_args)) if final else []
+        columns = {(k, v): load_vector(builder, gep(builder, p, i64(v * vec), scalar), v)
                    for k, (step, p) in enumerate(reads) if step[0] != "residual" and step[1] == "col"
                    for v in range(nvec)}  # a column vector's lanes: once per tile
         for r in range(rows):
@@ -173,15 +181,14 @@ def microkernel(module: ir.Module, cfg: GemmConfig, rows: int, cols: int, scaled
             for v in range(nvec):
                 at = builder.add(c_row, i64(v * vec))
                 value, addr = new[r][v], gep(builder, c_ptr, at, scalar)
-                partial = v == nvec - 1 and masked_load is not None
                 if add_c:
-                    value = builder.fadd(value, load_vector(builder, addr, partial))
+                    value = builder.fadd(value, load_vector(builder, addr, v))
                 if final:
-                    operands = [load_vector(builder, gep(builder, p, at, scalar), partial) if step[0] == "residual"
+                    operands = [load_vector(builder, gep(builder, p, at, scalar), v) if step[0] == "residual"
                                 else per_row[k] if step[1] == "row" else columns[k, v]
                                 for k, (step, p) in enumerate(reads)]
                     value = epilogue.apply(builder, value, operands)
-                if partial:
+                if partial(v):
                     builder.call(masked_store, [value, addr, salign, mask])
                 else:
                     builder.store(value, addr, align=cfg.itemsize)
@@ -191,7 +198,7 @@ def microkernel(module: ir.Module, cfg: GemmConfig, rows: int, cols: int, scaled
         if not epilogue:
             store_all(b, add_c, False)
             return
-        with b.if_else(fn.args[10 + strided_b + scaled]) as (last, other):
+        with b.if_else(final_arg) as (last, other):
             with last:
                 store_all(b, add_c, True)
             with other:
