@@ -24,8 +24,9 @@ The forward's default is "implicit" (``codegen.conv_choice``): the same GEMM wit
 B-block packer (``codegen.conv_pack``) writes its nr-wide panels straight from the image with the index map above
 (masked vector loads; stride > 1 reads the image's column phases, split once into scratch), one GEMM per image
 over all P pixels, then bias and epilogue over y[n]. Where that fills the register tiles clearly better
-(``transposed_implicit``: ResNet's 14×14 and 7×7 layers) it computes yᵀ = colsᵀ · Wᵀ instead, the A micro-panels
-packed from the image, and transposes into y with the epilogue. Each column element is written and read once
+(``transposed_implicit``: ResNet's 7×7 layers) it computes yᵀ = colsᵀ · Wᵀ instead, the A micro-panels
+packed from the image, its micro-kernels storing each tile into y transposed at the last depth block (a transposed
+C, ``codegen.gemm.transpose``), bias and epilogue on their registers. Each column element is written and read once
 instead of twice; the products and their order are those of im2col + GEMM (bitwise the same result in the same
 orientation). Measured (one thread, batch 1, Zen 4, 117 GFLOP/s FMA peak; medians of interleaved rounds of
 thread CPU time on a shared machine): ResNet-18's 64-channel 56×56 3×3 layer 2.64 → 2.26 ms (75 → 87 % of peak;
@@ -61,9 +62,10 @@ import codegen.conv_pack as conv_pack
 import codegen.prepack as prepack
 from codegen.conv_geometry import SCRATCH_BYTES, Geometry, geometry, zero_range
 from codegen.epilogue import Epilogue, StoreForm
-from codegen.gemm.blocking import workspace_bytes
+from codegen.gemm.blocking import tile_origins, workspace_bytes
 from codegen.gemm.config import default_config, host_vector_bits
 from codegen.gemm.driver import PackA, PackB, emit_gemm
+from codegen.gemm.microkernel import vector_lanes
 from codegen.gemm.skinny import SKINNY_ROWS
 from codegen.llvm import F64, PTR, for_range, i64
 from codegen.lowering import KernelContext, lowerer
@@ -139,21 +141,14 @@ def scratch(ctx: KernelContext, dtype: str, count: int) -> ir.Value:
 
 
 def copy_rows(b: ir.IRBuilder, channels: int, width: int, src: ir.Value, src_ld: int, dst: ir.Value, dst_ld: int,
-               bias: ir.Value | None = None, column_stride: int = 1) -> None:
-    """dst[ch, e] = src[ch·src_ld + e·column_stride] (+ bias[ch]) for ch < channels, e < width."""
-    if column_stride != 1:  # reading a transposed product: by blocks of channels (see transposed_rows)
-        def one(ch: ir.Value, e: ir.Value) -> None:
-            b.store(_transposed_value(b, src, src_ld, column_stride, bias, ch, e),
-                    b.gep(dst, [b.add(b.mul(ch, i64(dst_ld)), e)], inbounds=True))
-
-        transposed_rows(b, channels, width, one)
-        return
+              bias: ir.Value | None = None) -> None:
+    """dst[ch, e] = src[ch·src_ld + e] (+ bias[ch]) for ch < channels, e < width."""
     with for_range(b, 0, channels, name="ch") as ch:
         s = b.gep(src, [b.mul(ch, i64(src_ld))], inbounds=True)
         d = b.gep(dst, [b.mul(ch, i64(dst_ld))], inbounds=True)
         add = None if bias is None else b.load(b.gep(bias, [ch], inbounds=True))
         with for_range(b, 0, width, name="e") as e:
-            v = b.load(b.gep(s, [e if column_stride == 1 else b.mul(e, i64(column_stride))], inbounds=True))
+            v = b.load(b.gep(s, [e], inbounds=True))
             b.store(v if add is None else b.fadd(v, add, flags=FAST), b.gep(d, [e], inbounds=True))
 
 
@@ -186,7 +181,8 @@ def conv_gemm(ctx: KernelContext, tag: str, g: Geometry, m: int, n: int, k: int,
                                                     pack_a=pack_a, pack_b=pack_b, epilogue=epilogue, **flags)
     b = ctx.builder
     workspace = b.bitcast(ctx.scratch(workspace_bytes(m, n, k, dtype, threads=ctx.threads, batch=g.groups,
-                                                      global_tiles=getattr(pack_a, "prepacked", False))), PTR)
+                                                      global_tiles=getattr(pack_a, "prepacked", False),
+                                                      trans_c=flags.get("trans_c", False))), PTR)
 
     def call(a: ir.Value, bb: ir.Value, c: ir.Value, store_at: ir.Value | None = None) -> None:
         args = [b.bitcast(a, PTR), b.bitcast(bb, PTR), b.bitcast(c, PTR), workspace]
@@ -248,11 +244,11 @@ def lower_conv2d(ctx: KernelContext) -> None:
         epi = Epilogue.of(c, node)
         target = epi.target() if epi else node  # the GEMM's destination: an output of y's shape
         single = rows == g.ho or g.pointwise  # pointwise: the GEMM reads x and writes y in place, block by block
-        # bias and epilogue on the micro-kernels' registers where the GEMM writes y itself (not yᵀ, not scratch)
-        form = epi.store_form("row", bias) if single and not flip else None
+        # bias and epilogue on the micro-kernels' registers where the GEMM writes y itself (not scratch); the
+        # transposed product's output channels are its columns
+        form = epi.store_form("col" if flip else "row", bias) if single else None
         cols = None if g.pointwise else scratch(c, node.dtype, g.k * rows * g.wo)
         out = None if single else scratch(c, node.dtype, g.o * rows * g.wo)
-        flipped = scratch(c, node.dtype, g.p * g.o) if flip else None
         bias_ptr = None if bias is None else c.ptr(bias)
         pixels = c.elem(x, b.mul(n, i64(g.c * g.h * g.w)))
         y_base = b.mul(n, i64(g.o * g.p))
@@ -260,16 +256,18 @@ def lower_conv2d(ctx: KernelContext) -> None:
 
         def block(row0: ir.Value, r: int) -> None:
             pb = r * g.wo
-            if flipped is not None:  # yᵀ = colsᵀ · Wᵀ (P × O, in scratch), then y = its transpose + b, epilogue
+            if flip:  # yᵀ = colsᵀ · Wᵀ (P × O), its micro-kernels storing y itself (a transposed C)
                 if not g.pointwise:
                     im2col(b, g, pixels, cols, row0, r)
-                gemm = conv_gemm(c, "fwdt" + tag, g, g.p, g.o, g.k, node.dtype, (0, 0, 0), lds=(g.p, g.k, g.o),
-                             trans_a=True, trans_b=True, **pack_w)
-                gemm(pixels if g.pointwise else cols, c.ptr(w), flipped)
+                gemm = conv_gemm(c, "fwdt" + tag, g, g.p, g.o, g.k, node.dtype, (0, 0, 0), lds=(g.p, g.k, g.p),
+                                 trans_a=True, trans_b=True, trans_c=True, form=form, **pack_w)
+                gemm(pixels if g.pointwise else cols, c.ptr(w), y_n, store_at=y_base)
+                if form:
+                    return
                 if epi:
-                    _epilogue_rows(b, epi, g, flipped, 1, y_base, g.p, bias_ptr, column_stride=g.o)
-                else:
-                    copy_rows(b, g.o, g.p, flipped, 1, y_n, g.p, bias_ptr, column_stride=g.o)
+                    _epilogue_rows(b, epi, g, y_n, g.p, y_base, g.p, bias_ptr)
+                elif bias_ptr is not None:
+                    copy_rows(b, g.o, g.p, y_n, g.p, y_n, g.p, bias_ptr)
                 return
             if g.pointwise:  # y[n][:, block] = W · x[n][:, block], both with row stride P
                 at = b.mul(row0, i64(g.wo))
@@ -329,7 +327,7 @@ def _implicit_forward(ctx: KernelContext, node: Node, g: Geometry, x: Node, w: N
     (``codegen.conv_pack``; with stride > 1 its column phases, split into scratch first): no columns, no row
     blocks; then bias and epilogue over y[n] (by output channels on the threads when the GEMM used them). Where
     ``transposed_implicit`` holds, yᵀ = im2col(x[n])ᵀ · Wᵀ instead, its A micro-panels packed from the image,
-    into scratch, transposed into y with bias and epilogue. Images in parallel when there are at least as many as
+    its micro-kernels storing y transposed (a transposed C). Images in parallel when there are at least as many as
     threads, else the GEMM splits each image's product (never K: every output is the same chain of FMAs on every
     thread count). ``indirect``: yᵀ likewise, its A read straight from the (padded) image (``codegen.conv_indirect``).
     """
@@ -356,77 +354,70 @@ def _implicit_forward(ctx: KernelContext, node: Node, g: Geometry, x: Node, w: N
             split = scratch(c, node.dtype, conv_pack.split_elements(g))
             conv_pack.split_columns(b, g, pixels, split)
             pixels = split
+        # bias and epilogue on the micro-kernels' registers (the transposed product's channels are its columns)
+        form = epi.store_form("col" if flip else "row", bias)
         if flip and indirect:
-            flipped = scratch(c, node.dtype, g.p * g.o)
-            _indirect_gemms(c, g, node.dtype, packed, pixels, w, flipped)
-        elif flip:
-            flipped = scratch(c, node.dtype, g.p * g.o)
+            _indirect_gemms(c, node, g, packed, pixels, y_base, form is not None)
+        elif flip:  # yᵀ = im2col(x)ᵀ · Wᵀ, its micro-kernels storing y itself (a transposed C)
             gemm = conv_gemm(c, "fwdtip" if packed else "fwdti", g, g.p, g.o, g.kg, node.dtype, (0, 0, 0),
-                         lds=(g.p, g.kg, g.o), trans_a=True, trans_b=True,
-                         pack_a=conv_pack.transposed_packer(c.module, g, cfg, phases),
-                         pack_b=prepack.packer_b(cfg, g.o) if packed else None)
-            gemm(pixels, c.ptr(w), flipped)
+                             lds=(g.p, g.kg, g.p), trans_a=True, trans_b=True, trans_c=True,
+                             pack_a=conv_pack.transposed_packer(c.module, g, cfg, phases),
+                             pack_b=prepack.packer_b(cfg, g.o) if packed else None, form=form)
+            gemm(pixels, c.ptr(w), c.elem(target, y_base), store_at=y_base)
         else:
-            form = epi.store_form("row", bias)  # bias and epilogue on the micro-kernels' registers
             gemm = conv_gemm(c, "fwdip" if packed else "fwdi", g, g.og, g.p, g.kg, node.dtype,
-                         (g.og * g.kg, source.group_stride(g), g.og * g.p),
-                         pack_a=prepack.packer_a(cfg, g.og) if packed else None,
-                         pack_b=conv_pack.packer(c.module, g, cfg, phases), form=form)
+                             (g.og * g.kg, source.group_stride(g), g.og * g.p),
+                             pack_a=prepack.packer_a(cfg, g.og) if packed else None,
+                             pack_b=conv_pack.packer(c.module, g, cfg, phases), form=form)
             gemm(c.ptr(w), pixels, c.elem(target, y_base), store_at=y_base)
-            if form or not epi and bias is None:
-                return
+        if form or not epi and bias is None:
+            return
 
-        def channels(cc: KernelContext, first: ir.Value, count: int, base: ir.Value,
-                     flipped: ir.Value | None) -> None:
-            """Bias and epilogue of output channels first .. first + count (from the transposed product in
-            ``flipped`` when there is one, else in place)."""
+        def channels(cc: KernelContext, first: ir.Value, count: int, base: ir.Value) -> None:
+            """Bias and epilogue of output channels first .. first + count, in place."""
             bb = cc.builder
             bias_ptr = None if bias is None else bb.gep(cc.ptr(bias), [first], inbounds=True)
             at = bb.add(base, bb.mul(first, i64(g.p)))
-            if flipped is not None:
-                src, ld, stride = bb.gep(flipped, [first], inbounds=True), 1, g.o
-            else:
-                src, ld, stride = cc.elem(target, at), g.p, 1
             if epi:
-                _epilogue_rows(bb, Epilogue.of(cc, node), g, src, ld, at, g.p, bias_ptr, column_stride=stride,
+                _epilogue_rows(bb, Epilogue.of(cc, node), g, cc.elem(target, at), g.p, at, g.p, bias_ptr,
                                channels=count, first=first)
             else:
-                copy_rows(bb, count, g.p, src, ld, cc.elem(target, at), g.p, bias_ptr, column_stride=stride)
+                copy_rows(bb, count, g.p, cc.elem(target, at), g.p, cc.elem(target, at), g.p, bias_ptr)
 
-        shared = [y_base] + ([flipped] if flip else [])
         if c.threads > 1 and g.o > 1:  # the GEMM ran on the threads: so does the epilogue, a few channels a chunk
             per = max(1, -(-g.o // (4 * c.threads)))
             chunks, last = -(-g.o // per), g.o - (-(-g.o // per) - 1) * per
 
-            def chunk(cc: KernelContext, index: ir.Value, base: ir.Value, *rest: ir.Value) -> None:
+            def chunk(cc: KernelContext, index: ir.Value, base: ir.Value) -> None:
                 bb = cc.builder
                 first = bb.mul(index, i64(per))
-                here = rest[0] if rest else None
                 if last == per:
-                    channels(cc, first, per, base, here)
+                    channels(cc, first, per, base)
                     return
                 with bb.if_else(bb.icmp_unsigned("==", index, i64(chunks - 1))) as (end, other):
                     with end:
-                        channels(cc, first, last, base, here)
+                        channels(cc, first, last, base)
                     with other:
-                        channels(cc, first, per, base, here)
+                        channels(cc, first, per, base)
 
-            c.parallel("epilogue", chunks, chunk, shared=shared)
+            c.parallel("epilogue", chunks, chunk, shared=[y_base])
         else:
-            channels(c, i64(0), g.o, y_base, flipped if flip else None)
+            channels(c, i64(0), g.o, y_base)
 
     images(ctx, g, image)
 
 
-def _indirect_gemms(c: KernelContext, g: Geometry, dtype: str, packed: bool, image: ir.Value, w: Node,
-                    flipped: ir.Value) -> None:
-    """yᵀ = im2col(image)ᵀ · Wᵀ into ``flipped`` (P × O) by ``codegen.conv_indirect``, in blocks of whole output
-    rows whose part of yᵀ stays in L2 across the GEMM's depth blocks (~``conv_indirect.BLOCK_BYTES``): one GEMM
-    of the whole P would stream all of yᵀ from L3 once per depth block. A block's GEMM reads the image from its
+def _indirect_gemms(c: KernelContext, node: Node, g: Geometry, packed: bool, image: ir.Value, y_base: ir.Value,
+                    on_registers: bool) -> None:
+    """yᵀ = im2col(image)ᵀ · Wᵀ by ``codegen.conv_indirect``, its micro-kernels storing y itself (a transposed C
+    at flat element ``y_base`` of the kernel's output; ``on_registers``: with the epilogue's store form), in blocks
+    of whole output rows whose part of y stays in L2 across the GEMM's depth blocks (~``conv_indirect.BLOCK_BYTES``):
+    one GEMM of the whole P would stream all of y from L3 once per depth block. A block's GEMM reads the image from its
     first window row (the record's pixel offsets are affine within whole rows). On several threads, an image of
     at least ``BLOCK_PIXELS`` pixels per thread runs whole blocks on the threads (a one-thread GEMM each, a
     multiple of the thread count of them); a smaller one splits each block's GEMM (ResNet-18's 56×56 layer on two
     threads, against "implicit": 9 % slower splitting each GEMM, 4 % with whole blocks on the threads)."""
+    dtype, (w, bias) = node.dtype, (node.inputs[1], node.inputs[2] if len(node.inputs) == 3 else None)
     cfg = default_config(dtype, host_vector_bits())
     rows = conv_indirect.block_rows(g, cfg.kc)
     on_threads = c.threads > 1 and g.p >= c.threads * conv_indirect.BLOCK_PIXELS
@@ -436,34 +427,37 @@ def _indirect_gemms(c: KernelContext, g: Geometry, dtype: str, packed: bool, ima
     full, tail = divmod(g.ho, rows)
     row_pitch = conv_indirect.pitches(g)[0]
 
-    def block(cc: KernelContext, count: int, first_row: ir.Value, src: ir.Value, dst: ir.Value) -> None:
+    def block(cc: KernelContext, count: int, first_row: ir.Value, src: ir.Value, base: ir.Value) -> None:
         m, b = count * g.wo, cc.builder
+        epi = Epilogue.of(cc, node)
+        form = epi.store_form("col", bias) if on_registers else None
         call = conv_gemm(cc, "fwdind" + ("p" if packed else ""), g, m, g.o, g.kg, dtype, (0, 0, 0),
-                         lds=(m, g.kg, g.o), trans_a=True, trans_b=True,
+                         lds=(m, g.kg, g.p), trans_a=True, trans_b=True, trans_c=True,
                          pack_a=conv_indirect.packer(cc.module, g, cfg),
-                         pack_b=prepack.packer_b(cfg, g.o) if packed else None)
+                         pack_b=prepack.packer_b(cfg, g.o) if packed else None, form=form)
+        at = b.add(base, b.mul(first_row, i64(g.wo)))
         call(b.gep(src, [b.mul(first_row, i64(g.sh * row_pitch))], inbounds=True), cc.ptr(w),
-             b.gep(dst, [b.mul(first_row, i64(g.wo * g.o))], inbounds=True))
+             cc.elem(epi.target() if epi else node, at), store_at=at)
 
     if on_threads:
-        def chunk(cc: KernelContext, index: ir.Value, src: ir.Value, dst: ir.Value) -> None:
+        def chunk(cc: KernelContext, index: ir.Value, src: ir.Value, base: ir.Value) -> None:
             bb = cc.builder
             first = bb.mul(index, i64(rows))
             if not tail:
-                block(cc, rows, first, src, dst)
+                block(cc, rows, first, src, base)
                 return
             with bb.if_else(bb.icmp_unsigned("==", index, i64(full))) as (last, other):
                 with last:
-                    block(cc, tail, first, src, dst)
+                    block(cc, tail, first, src, base)
                 with other:
-                    block(cc, rows, first, src, dst)
+                    block(cc, rows, first, src, base)
 
-        c.parallel("iblocks", full + (1 if tail else 0), chunk, shared=[image, flipped])
+        c.parallel("iblocks", full + (1 if tail else 0), chunk, shared=[image, y_base])
         return
     with for_range(c.builder, 0, full, name="rblk") as index:
-        block(c, rows, c.builder.mul(index, i64(rows)), image, flipped)
+        block(c, rows, c.builder.mul(index, i64(rows)), image, y_base)
     if tail:
-        block(c, tail, i64(full * rows), image, flipped)
+        block(c, tail, i64(full * rows), image, y_base)
 
 
 def _prepacked(ctx: KernelContext, w: Node, spec: prepack.PackSpec) -> bool:
@@ -485,68 +479,37 @@ def images(ctx: KernelContext, g: Geometry, image: Callable[[KernelContext, ir.V
 
 
 def _epilogue_rows(b: ir.IRBuilder, epi: Epilogue, g: Geometry, src: ir.Value, src_ld: int, base: ir.Value,
-                   width: int, bias: ir.Value | None, column_stride: int = 1, channels: int | None = None,
+                   width: int, bias: ir.Value | None, channels: int | None = None,
                    first: ir.Value | None = None) -> None:
-    """For ch < O, e < width: v = src[ch·src_ld + e·column_stride] (+ bias[ch]); the epilogue stores chain(v) into
-    every kernel output at base + ch·P + e (the per-channel inputs are loaded once per channel). ``channels``
-    (default O) rows from channel ``first`` (default 0): src, base and bias then start at that channel's row."""
+    """For ch < O, e < width: v = src[ch·src_ld + e] (+ bias[ch]); the epilogue stores chain(v) into every kernel
+    output at base + ch·P + e (the per-channel inputs are loaded once per channel). ``channels`` (default O) rows
+    from channel ``first`` (default 0): src, base and bias then start at that channel's row."""
     count = g.o if channels is None else channels
-    if column_stride != 1:  # reading a transposed product: by blocks of channels (see transposed_rows)
-        def one(ch: ir.Value, e: ir.Value) -> None:
-            per_channel = epi.load(b, ch if first is None else b.add(first, ch))
-            epi.store(b, _transposed_value(b, src, src_ld, column_stride, bias, ch, e),
-                      b.add(base, b.add(b.mul(ch, i64(g.p)), e)), per_channel)
-
-        transposed_rows(b, count, width, one)
-        return
     with for_range(b, 0, count, name="ch") as ch:
         s = b.gep(src, [b.mul(ch, i64(src_ld))], inbounds=True)
         row = b.add(base, b.mul(ch, i64(g.p)))
         add = None if bias is None else b.load(b.gep(bias, [ch], inbounds=True))
         per_channel = epi.load(b, ch if first is None else b.add(first, ch))
         with for_range(b, 0, width, name="e") as e:
-            v = b.load(b.gep(s, [e if column_stride == 1 else b.mul(e, i64(column_stride))], inbounds=True))
+            v = b.load(b.gep(s, [e], inbounds=True))
             epi.store(b, v if add is None else b.fadd(v, add, flags=FAST), b.add(row, e), per_channel)
 
 
-TRANSPOSE_CHANNELS = 16  # channels a transposed product is read back by at a time (a cache line of floats)
-
-
-def _transposed_value(b: ir.IRBuilder, src: ir.Value, src_ld: int, column_stride: int, bias: ir.Value | None,
-                      ch: ir.Value, e: ir.Value) -> ir.Value:
-    """src[ch·src_ld + e·column_stride] (+ bias[ch]): channel ch of pixel e of a transposed product."""
-    v = b.load(b.gep(src, [b.add(b.mul(ch, i64(src_ld)), b.mul(e, i64(column_stride)))], inbounds=True))
-    return v if bias is None else b.fadd(v, b.load(b.gep(bias, [ch], inbounds=True)), flags=FAST)
-
-
-def transposed_rows(b: ir.IRBuilder, channels: int, width: int, one: Callable[[ir.Value, ir.Value], None]) -> None:
-    """one(ch, e) for ch < channels, e < width, in blocks of ``TRANSPOSE_CHANNELS`` channels: for each pixel e the
-    block's channels in turn (unrolled). Reading yᵀ (P × O) back into y channel by channel walks yᵀ's columns, a
-    cache line per element O elements apart (4 KiB for 1024 channels: every read in one L1 set); a block reads
-    one line of yᵀ per pixel and writes its channels' rows of y as parallel streams. ResNet-50's 256 → 1024 1×1
-    layer at 14×14, forced "indirect": 1.51 → 1.16 ms."""
-    full, rem = divmod(channels, TRANSPOSE_CHANNELS)
-
-    def block(first: ir.Value, count: int) -> None:
-        with for_range(b, 0, width, name="te") as e:
-            for j in range(count):
-                one(b.add(first, i64(j)), e)
-
-    if full:
-        with for_range(b, 0, full, name="tch") as index:
-            block(b.mul(index, i64(TRANSPOSE_CHANNELS)), TRANSPOSE_CHANNELS)
-    if rem:
-        block(i64(full * TRANSPOSE_CHANNELS), rem)
-
-
 def tile_use(m: int, n: int, dtype: str) -> float:
-    """Fraction of the micro-kernel tiles' lanes an m × n GEMM output fills (edge tiles waste the rest)."""
+    """Fraction of the FMA work of an m × n GEMM output's micro-kernel tiles that is useful. Columns: an edge tile
+    runs whole vectors, a narrow last one (``codegen.gemm.microkernel.vector_lanes``) counting its own lanes.
+    Rows: edge tiles are instantiations of their own height (``codegen.gemm.blocking.row_tiles`` keeps them at
+    ``mr / 2`` rows or more where it can), so only a tile under ``mr / 2`` rows, too few accumulators to hide
+    the FMA latency, counts as wasting work — 49 positions as rows fill their tiles, as columns 49 of 56 lanes."""
     cfg = default_config(dtype, host_vector_bits())
-    return m / (-(-m // cfg.mr) * cfg.mr) * n / (-(-n // cfg.nr) * cfg.nr)
+    full, rest = divmod(n, cfg.nr)
+    lanes = full * cfg.nr + (sum(vector_lanes(cfg, rest)) if rest else 0)
+    rows = sum(max(height, cfg.mr // 2) for _, height in tile_origins(m, cfg.mr))
+    return m / rows * n / lanes
 
 
 def transposed_forward(g: Geometry, dtype: str) -> bool:
-    """Whether the forward runs as yᵀ = colsᵀ · Wᵀ (P × O into scratch, transposed back with the epilogue): one
+    """Whether the forward runs as yᵀ = colsᵀ · Wᵀ (P × O, its micro-kernels storing y transposed): one
     group, few output positions (P ≤ FLIP_MAX_POSITIONS) and clearly better use of the GEMM's register tiles — at
     batch 1, ResNet's 7×7 layers fill 49 of 64 tile columns as an O × 49 product but 49 of 56 tile rows as
     49 × O (512-channel layer 3.4 → 2.8 ms). Not at 196 positions: the CNN benchmark's 64-channel 14×14 layer went
@@ -558,9 +521,11 @@ def transposed_forward(g: Geometry, dtype: str) -> bool:
 
 def transposed_implicit(g: Geometry, dtype: str) -> bool:
     """Whether the implicit forward runs as yᵀ = im2col(x)ᵀ · Wᵀ (A micro-panels packed from the image): one group,
-    yᵀ fits the scratch budget and fills the GEMM's register tiles clearly better — output channels across the
-    vector lanes, pixels across the tile's rows: ResNet's 14×14 and 7×7 layers (196 / 49 pixels fill 196 of 224 /
-    49 of 64 lanes as columns, 196 of 200 / 49 of 56 rows transposed)."""
+    yᵀ fits the scratch budget and fills the GEMM's register tiles clearly better (:func:`tile_use`) — output
+    channels across the vector lanes, pixels across the tile's rows: ResNet's 7×7 layers (49 pixels fill 49 of 56
+    lanes as columns, all of their tile rows transposed). Not its 14×14 layers since narrow edge vectors: 196 pixels
+    fill 196 of 200 lanes as columns; measured (1 thread, interleaved) the 512 → 1024 1×1 stride-2 layer took
+    2.12 ms transposed and 1.90 ms not, the 256-channel 3×3 one 2.15 and 2.16."""
     if g.groups != 1 or g.o * g.p * g.itemsize > SCRATCH_BYTES:
         return False
     return tile_use(g.p, g.o, dtype) > FLIP_GAIN * tile_use(g.o, g.p, dtype)

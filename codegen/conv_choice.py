@@ -49,7 +49,8 @@ def rule_of_thumb(g: Geometry, requested: str) -> str:
 def prefers_indirect(g: Geometry) -> bool:
     """Whether "auto" runs the indirect GEMM rather than packing the image: for windows larger than 1×1 with at
     least ``INDIRECT_MIN_DEPTH`` taps per output, or a stride (which costs the packer a phase split). Its own
-    cost is transposing yᵀ into y, once per output element, so it pays where each output sums many taps.
+    cost is the transposed store of yᵀ into y, once per output element (measured when it was a separate pass
+    over yᵀ), so it pays where each output sums many taps.
     Measured against the rule's previous choice (1 thread, frozen weights, medians of interleaved rounds):
     DenseNet's 128→32 growth convs 0.206 → 0.149 ms (14×14) and 0.70 → 0.60 ms (28×28), GoogLeNet's 5×5 0.241 →
     0.215, ResNet-50's 128-channel 3×3 stride 2 2.62 → 2.41, ResNet-18's 14×14 / 7×7 layers 4 / 7 % faster,

@@ -9,9 +9,10 @@ so no column is ever packed: the GEMM's A "micro-panel" for a tile of pixels is 
 addresses ``xpad + pix(j)``, then the address of ``off`` at the block's depth), and the indirect micro-kernels
 (``codegen.gemm.microkernel``, ``indirect_a``) load each broadcast through it — one extra load of ``off[k]`` per
 depth step, shared by the tile's rows. Any stride and dilation; tiles may span output rows. B = Wᵀ is packed by
-the GEMM (or once at load, ``codegen.prepack``, in a frozen program); the product yᵀ (P × O) goes to scratch and
-``codegen.conv`` transposes it into y with bias and epilogue, as its transposed implicit path does. Compared with
-packing the image into panels, the copy left is the padded image (when padding is needed) and the transpose out.
+the GEMM (or once at load, ``codegen.prepack``, in a frozen program); the micro-kernels store the product yᵀ
+(P × O) into y transposed at the last depth block, bias and epilogue on their registers, as ``codegen.conv``'s
+transposed implicit path does (``emit_gemm(trans_c=True)``). Compared with packing the image into panels, the copy
+left is the padded image (when padding is needed).
 """
 
 from __future__ import annotations
@@ -49,8 +50,8 @@ def pitches(g: Geometry) -> tuple[int, int]:
 
 
 def applies(g: Geometry) -> bool:
-    """One group, yᵀ within the transposed path's scratch budget, the padded image within ``PADDED_BYTES`` and
-    every offset an i32."""
+    """One group, yᵀ (the size of the partial sums between depth blocks) within the scratch budget, the padded
+    image within ``PADDED_BYTES`` and every offset an i32."""
     row, plane = pitches(g)
     return (g.groups == 1 and g.o * g.p * g.itemsize <= SCRATCH_BYTES and g.c * plane < 2 ** 31
             and (not needs_padding(g) or g.c * plane * g.itemsize <= PADDED_BYTES))

@@ -122,16 +122,26 @@ def packed_b_bytes(kc: int, nc: int, cfg: GemmConfig) -> int:
     return -(-kc * nc * cfg.itemsize // 64) * 64
 
 
-def _serial_workspace(m: int, n: int, k: int, cfg: GemmConfig) -> int:
+def _serial_workspace(m: int, n: int, k: int, cfg: GemmConfig, trans_c: bool = False) -> int:
     """One thread's workspace for an ``m x n`` block over depth ``k``: the packed B block (rounded up to 64 bytes)
-    and the A micro-panel with one vector of slack, rounded up to 64 bytes."""
+    and the A micro-panel with one vector of slack, rounded up to 64 bytes; for a transposed C over several depth
+    blocks then the partial sums of one column block (:func:`partial_sums_bytes`)."""
     kc = balanced_block(k, cfg.kc, cfg.vec)
     panel = (kc * cfg.mr + cfg.vec) * cfg.itemsize
-    return packed_b_bytes(kc, balanced_block(n, cfg.nc, cfg.nr), cfg) + -(-panel // 64) * 64
+    nc = balanced_block(n, cfg.nc, cfg.nr)
+    return packed_b_bytes(kc, nc, cfg) + -(-panel // 64) * 64 + (partial_sums_bytes(m, n, k, cfg) if trans_c else 0)
+
+
+def partial_sums_bytes(m: int, n: int, k: int, cfg: GemmConfig) -> int:
+    """Bytes of the partial sums a transposed-C GEMM keeps between depth blocks (``m`` rows of one ``nc``-wide
+    column block, its rows ``nc`` apart; rounded up to 64), none when the depth is one block."""
+    if k <= balanced_block(k, cfg.kc, cfg.vec):
+        return 0
+    return -(-m * balanced_block(n, cfg.nc, cfg.nr) * cfg.itemsize // 64) * 64
 
 
 def workspace_bytes(m: int, n: int, k: int, dtype: str = "float32", config: GemmConfig | None = None,
-                    threads: int = 1, batch: int = 1, global_tiles: bool = False) -> int:
+                    threads: int = 1, batch: int = 1, global_tiles: bool = False, trans_c: bool = False) -> int:
     """Bytes of the workspace ``W`` the GEMM needs for these sizes (a multiple of 64): one thread's workspace
     (:func:`_serial_workspace`) for the whole of C, or for each thread for its largest chunk."""
     cfg = config or default_config(dtype, host_vector_bits())
@@ -139,10 +149,10 @@ def workspace_bytes(m: int, n: int, k: int, dtype: str = "float32", config: Gemm
         return 0
     grid = partition(m, n, k, batch, cfg, threads, global_tiles)
     if grid is None:
-        return _serial_workspace(m, n, k, cfg)
-    return threads * chunk_workspace(grid, k, cfg)
+        return _serial_workspace(m, n, k, cfg, trans_c)
+    return threads * chunk_workspace(grid, k, cfg, trans_c)
 
 
-def chunk_workspace(grid: Grid, k: int, cfg: GemmConfig) -> int:
+def chunk_workspace(grid: Grid, k: int, cfg: GemmConfig, trans_c: bool = False) -> int:
     """One thread's workspace for any chunk of ``grid`` (the blocking of a narrower last slice may need more)."""
-    return max(_serial_workspace(rows, cols, k, cfg) for rows, cols in grid.shapes())
+    return max(_serial_workspace(rows, cols, k, cfg, trans_c) for rows, cols in grid.shapes())

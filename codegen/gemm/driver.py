@@ -42,7 +42,14 @@ from dataclasses import dataclass
 
 import llvmlite.ir as ir
 
-from codegen.gemm.blocking import balanced_block, chunk_workspace, packed_b_bytes, partition, row_tiles
+from codegen.gemm.blocking import (
+    balanced_block,
+    chunk_workspace,
+    packed_b_bytes,
+    partial_sums_bytes,
+    partition,
+    row_tiles,
+)
 from codegen.gemm.config import GemmConfig, default_config, host_vector_bits
 from codegen.gemm.microkernel import microkernel
 from codegen.gemm.pack import pack_a, pack_b
@@ -104,7 +111,7 @@ def emit_gemm(module: ir.Module, name: str, m: int, n: int, k: int, dtype: str =
               accumulate: bool = False, config: GemmConfig | None = None, threads: int = 1,
               lds: Sequence[int] | None = None, pack_a: PackA | None = None,
               pack_b: PackB | None = None, alpha: float | None = None, alpha_scalar: bool = False,
-              b_in_place: bool = True, epilogue: StoreEpilogue | None = None) -> ir.Function:
+              b_in_place: bool = True, epilogue: StoreEpilogue | None = None, trans_c: bool = False) -> ir.Function:
     """Add ``void name(ptr noalias A, ptr noalias B, ptr noalias C, ptr noalias W)`` to ``module`` and return it;
     ``W`` is a 64-byte-aligned workspace of :func:`workspace_bytes` bytes (for the same sizes and ``threads``).
 
@@ -127,6 +134,11 @@ def emit_gemm(module: ir.Module, name: str, m: int, n: int, k: int, dtype: str =
     leading dimension and batch stride; it must not be C's memory, which holds partial sums before the last depth
     block). The matrix-vector path and ``k == 0`` apply it as a pass over C instead.
 
+    ``trans_c``: C is stored transposed — element (i, j) at ``C[j*ldc + i]`` (default ``ldc = m``), the residual
+    likewise; the micro-kernels store each column of their tile as one vector at the last depth block
+    (``codegen.gemm.transpose``; the partial sums before it stay in the workspace), so a product computed as
+    yᵀ = op(A)·op(B) writes y itself. Not with ``accumulate``, nor an epilogue when ``k == 0``.
+
     ``pack_b``: the caller packs op(B)'s blocks (see :data:`PackB`) — B is then whatever that packer reads (an image
     for ``codegen.conv_pack``), never read by the GEMM itself; ``trans_b`` and B's leading dimension are ignored,
     and the unpacked matrix-vector path (``codegen.gemm.skinny``) is not used. ``pack_a`` likewise for op(A)'s
@@ -138,12 +150,16 @@ def emit_gemm(module: ir.Module, name: str, m: int, n: int, k: int, dtype: str =
     if cfg.dtype != dtype:
         raise ValueError(f"config is for {cfg.dtype}, GEMM asked for {dtype}")
     strides = tuple(batch_strides) if batch_strides is not None else (m * k, k * n, m * n)
-    ld_a, ld_b, ld_c = tuple(lds) if lds is not None else (m if trans_a else k, k if trans_b else n, n)
-    if min(ld_a - (m if trans_a else k), ld_b - (k if trans_b else n), ld_c - n) < 0:
+    c_row = m if trans_c else n  # the length of C's rows as stored
+    ld_a, ld_b, ld_c = tuple(lds) if lds is not None else (m if trans_a else k, k if trans_b else n, c_row)
+    if min(ld_a - (m if trans_a else k), ld_b - (k if trans_b else n), ld_c - c_row) < 0:
         raise ValueError(f"leading dimensions {(ld_a, ld_b, ld_c)} are shorter than the rows they hold")
     if alpha_scalar and alpha is None:
         raise ValueError("alpha_scalar scales by alpha·s: give alpha (the constant factor) too")
     epilogue = epilogue or None  # an empty chain is none
+    if trans_c and (accumulate or epilogue and k == 0):
+        raise ValueError("a transposed C is written, not accumulated into, and takes a store epilogue only from "
+                         "the micro-kernels (k > 0)")
     fn = _declare(module, name, scalar=alpha_scalar, epilogue=epilogue)
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     if m == 0 or n == 0 or batch == 0:
@@ -151,20 +167,21 @@ def emit_gemm(module: ir.Module, name: str, m: int, n: int, k: int, dtype: str =
         return fn
     s_arg = [fn.args[4]] if alpha_scalar else []
     e_args = list(fn.args[4 + len(s_arg):])
+    layout = Layout(ld_a, ld_b, ld_c, trans_a, trans_b, accumulate, alpha, alpha_scalar,
+                    b_in_place and reads_b_in_place(m, n, k, trans_b, cfg), epilogue, trans_c)
     if k == 0:
         if not accumulate:
             with for_range(b, 0, batch, name="t") as t, for_range(b, 0, m, name="zr") as r, \
                     for_range(b, 0, n, name="z") as z:
-                at = b.add(b.mul(t, i64(strides[2])), b.add(b.mul(r, i64(ld_c)), z))
+                at = b.add(b.mul(t, i64(strides[2])), layout.c_offset(b, r, z))
                 b.store(ir.Constant(cfg.scalar, 0.0), gep(b, fn.args[2], at, cfg.scalar))
         if epilogue:
             apply_pass(b, cfg, epilogue, fn.args[2], e_args, m, n, ld_c, batch, strides[2])
         b.ret_void()
         return fn
-    layout = Layout(ld_a, ld_b, ld_c, trans_a, trans_b, accumulate, alpha, alpha_scalar,
-                    b_in_place and reads_b_in_place(m, n, k, trans_b, cfg), epilogue)
     custom = pack_a is not None or pack_b is not None
-    if m <= SKINNY_ROWS and not custom and alpha is None:  # matrix-vector products: no packing (codegen.gemm.skinny)
+    # matrix-vector products: no packing (codegen.gemm.skinny)
+    if m <= SKINNY_ROWS and not custom and alpha is None and not trans_c:
         emit_skinny(module, b, name, cfg, list(fn.args[:3]), m, n, k, batch, strides, layout, threads, fn.args[3])
         if epilogue:  # C has at most SKINNY_ROWS rows: a pass over it costs little
             apply_pass(b, cfg, epilogue, fn.args[2], e_args, m, n, ld_c, batch, strides[2])
@@ -191,7 +208,7 @@ def emit_gemm(module: ir.Module, name: str, m: int, n: int, k: int, dtype: str =
                pack_a, pack_b, tuple(extra[pointers:]) if custom else None)
         pb.ret_void()
         parts[rows, cols] = part
-    chunk_bytes = chunk_workspace(grid, k, cfg)
+    chunk_bytes = chunk_workspace(grid, k, cfg, trans_c)
     a_rs, a_cs, b_rs, b_cs = layout.strides()
 
     def chunk(bb: ir.IRBuilder, index: ir.Value, values: list[ir.Value], claim: Claim) -> None:
@@ -204,7 +221,7 @@ def emit_gemm(module: ir.Module, name: str, m: int, n: int, k: int, dtype: str =
             bb.add(bb.mul(t, i64(strides[0])), bb.mul(row0, i64(a_rs)))
         b_at = bb.mul(t, i64(strides[1])) if pack_b is not None else \
             bb.add(bb.mul(t, i64(strides[1])), bb.mul(col0, i64(b_cs)))
-        c_at = bb.add(bb.mul(t, i64(strides[2])), bb.add(bb.mul(row0, i64(layout.ld_c)), col0))
+        c_at = bb.add(bb.mul(t, i64(strides[2])), layout.c_offset(bb, row0, col0))
         ops = [gep(bb, a, a_at, cfg.scalar), gep(bb, bm, b_at, cfg.scalar), gep(bb, c, c_at, cfg.scalar)]
         workspace = claim(chunk_bytes)
         rest = values[3:3 + len(s_arg)] + operands_at(bb, cfg, epilogue, values[3 + len(s_arg):],
@@ -258,12 +275,19 @@ class Layout:
     alpha_scalar: bool = False  # the scale is alpha times the scalar S (the operands' fourth pointer)
     direct_b: bool = False  # full B panels read in place (strided-B micro-kernels), not packed
     epilogue: StoreEpilogue | None = None  # applied at the last depth block's store (its pointers follow S)
+    trans_c: bool = False  # C stored transposed: (i, j) at C[j*ld_c + i]
 
     def strides(self) -> tuple[int, int, int, int]:
         """Element strides of op(A)'s rows and columns, then op(B)'s."""
         a = (1, self.ld_a) if self.trans_a else (self.ld_a, 1)
         b = (1, self.ld_b) if self.trans_b else (self.ld_b, 1)
         return a + b
+
+    def c_offset(self, b: ir.IRBuilder, row: ir.Value, col: ir.Value) -> ir.Value:
+        """The element offset of C's (row, col) from C's origin, as stored."""
+        if self.trans_c:
+            row, col = col, row
+        return b.add(b.mul(row, i64(self.ld_c)), col)
 
 
 def _block(module: ir.Module, b: ir.IRBuilder, cfg: GemmConfig, operands: list[ir.Value], w_arg: ir.Value, m: int,
@@ -292,6 +316,10 @@ def _block(module: ir.Module, b: ir.IRBuilder, cfg: GemmConfig, operands: list[i
     ld_a, ld_b, ld_c = i64(layout.ld_a), i64(layout.ld_b), i64(layout.ld_c)
     bp = w_arg  # kc * nc elements, then the A micro-panel at the next 64-byte boundary
     ap = b.gep(w_arg, [i64(packed_b_bytes(kc, nc, cfg))], inbounds=True, source_etype=I8)
+    # a transposed C's partial sums (m rows nc apart) after the A micro-panel; one depth block needs none
+    panel_bytes = -(-(kc * cfg.mr + cfg.vec) * cfg.itemsize // 64) * 64
+    partial = b.gep(ap, [i64(panel_bytes if partial_sums_bytes(m, n, k, cfg) else 0)], inbounds=True,
+                    source_etype=I8) if layout.trans_c else None
     with for_range(b, 0, n, nc, name="jc") as jc:
         ncur = _min(b, i64(nc), b.sub(i64(n), jc))
         npanels = b.sdiv(ncur, i64(cfg.nr))
@@ -299,7 +327,8 @@ def _block(module: ir.Module, b: ir.IRBuilder, cfg: GemmConfig, operands: list[i
         with for_range(b, 0, k, kc, name="pc") as pc:
             kcur = _min(b, i64(kc), b.sub(i64(k), pc))
             load_c = ir.Constant(I1, 1) if layout.accumulate else b.icmp_signed(">", pc, i64(0))
-            final = [b.icmp_signed(">=", b.add(pc, kcur), i64(k))] if epilogue else []  # the last depth block
+            # the last depth block
+            final = [b.icmp_signed(">=", b.add(pc, kcur), i64(k))] if epilogue or layout.trans_c else []
             b_panels = bp  # where the micro-kernels read the block: the workspace, or a prepacked operand's block
             panel_stride = b.mul(kcur, i64(cfg.nr))
             rem_panel = None  # where the last, partial panel lies (None: after the full ones, in b_panels)
@@ -316,7 +345,7 @@ def _block(module: ir.Module, b: ir.IRBuilder, cfg: GemmConfig, operands: list[i
                 b_blk = gep(b, b_t, b.add(b.mul(pc, i64(b_rs)), b.mul(jc, i64(b_cs))), scalar)
                 b.call(packer_b, [b_blk, bp, kcur, ncur, ld_b])
             a_pc = gep(b, a_t, b.mul(pc, i64(a_cs)), scalar)
-            c_jc = gep(b, c_t, jc, scalar)
+            c_jc = gep(b, c_t, layout.c_offset(b, i64(0), jc), scalar)
             calls_per_tile = b.add(npanels, b.zext(has_rem, I64))
             ntiles = m_full // cfg.mr + len(tail)
             if custom_b is None:  # stream the next B block's source into L2 (its packing then reads the cache)
@@ -332,14 +361,23 @@ def _block(module: ir.Module, b: ir.IRBuilder, cfg: GemmConfig, operands: list[i
                 else:
                     b.call(pack_a(module, cfg, rows, layout.trans_a),
                            [gep(b, a_pc, b.mul(row, i64(a_rs)), scalar), ap, kcur, ld_a])
-                c_row = gep(b, c_jc, b.mul(row, ld_c), scalar)
+                c_row = gep(b, c_jc, layout.c_offset(b, row, i64(0)), scalar)
                 scaled = layout.alpha is not None
                 full = microkernel(module, cfg, rows, cfg.nr, scaled, strided_b=direct_b, indirect_a=indirect_a,
-                                   epilogue=epilogue)
+                                   epilogue=epilogue, trans_c=layout.trans_c)
 
-                def tile_epilogue(jr: ir.Value) -> list[ir.Value]:  # final, then the operands at tile (row, jc + jr·nr)
+                def tile_epilogue(jr: ir.Value) -> list[ir.Value]:  # final, [Y, ldy], the operands at the tile
                     col = b.add(jc, b.mul(jr, i64(cfg.nr)))
-                    return final + operands_at(b, cfg, epilogue, e_ptrs, row, col, b.add(b.mul(row, ld_c), col))
+                    y_tile = [gep(b, c_row, layout.c_offset(b, i64(0), b.mul(jr, i64(cfg.nr))), scalar), ld_c] \
+                        if layout.trans_c else []
+                    return final + y_tile + operands_at(b, cfg, epilogue, e_ptrs, row, col,
+                                                        layout.c_offset(b, row, col))
+
+                def c_tile(jr: ir.Value) -> ir.Value:  # where the tile at (row, jc + jr·nr) is stored (partial sums)
+                    if layout.trans_c:
+                        return gep(b, partial, b.add(b.mul(row, i64(nc)), b.mul(jr, i64(cfg.nr))), scalar)
+                    return gep(b, c_row, b.mul(jr, i64(cfg.nr)), scalar)
+                c_ld = i64(nc) if layout.trans_c else ld_c
                 b_step = [ld_b] if direct_b else []
                 if custom_b is None or getattr(custom_b, "prepacked", False):
                     first_call = b.mul(tile, calls_per_tile)
@@ -349,15 +387,15 @@ def _block(module: ir.Module, b: ir.IRBuilder, cfg: GemmConfig, operands: list[i
                 else:
                     stream = lambda jr: [a_t, i64(0), i64(1), i64(0)]  # noqa: E731  (nothing to fetch)
                 with for_range(b, 0, npanels, name="jr") as jr:
-                    b.call(full, [a_panel, gep(b, b_panels, b.mul(jr, panel_stride), scalar),
-                                  gep(b, c_row, b.mul(jr, i64(cfg.nr)), scalar), ld_c, kcur, load_c]
+                    b.call(full, [a_panel, gep(b, b_panels, b.mul(jr, panel_stride), scalar), c_tile(jr), c_ld,
+                                  kcur, load_c]
                            + stream(jr) + b_step + scale + tile_epilogue(jr))
                 if n_rem:
                     with b.if_then(has_rem):
                         b.call(microkernel(module, cfg, rows, n_rem, scaled, indirect_a=indirect_a,
-                                           epilogue=epilogue),
+                                           epilogue=epilogue, trans_c=layout.trans_c),
                                [a_panel, rem_panel or gep(b, b_panels, b.mul(npanels, panel_stride), scalar),
-                                gep(b, c_row, b.mul(npanels, i64(cfg.nr)), scalar), ld_c, kcur, load_c]
+                                c_tile(npanels), c_ld, kcur, load_c]
                                + stream(npanels) + scale + tile_epilogue(npanels))
 
             if m_full:

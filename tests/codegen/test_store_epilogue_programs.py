@@ -55,8 +55,8 @@ def _residual_block(rng, n, c, o, hw, kernel, algorithm, groups=1, padding=0, st
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("n, c, o, hw, kernel, algorithm, groups, padding", [
-    (2, 40, 72, 9, 1, "pointwise", 1, 0),   # y = W · x in row blocks, odd sizes: partial tiles
-    (1, 300, 24, 7, 1, "pointwise", 1, 0),  # two depth blocks: partial sums before the final store
+    (2, 40, 70, 10, 1, "pointwise", 1, 0),  # y = W · x in row blocks, odd sizes: partial tiles
+    (1, 300, 24, 8, 1, "pointwise", 1, 0),  # two depth blocks: partial sums before the final store
     (1, 16, 40, 12, 3, "implicit", 1, 1),
     (3, 12, 20, 10, 3, "im2col", 1, 1),     # one block of rows: the GEMM writes y itself
     (1, 16, 24, 8, 3, "implicit", 2, 1),    # two groups: the bias advances by the group's channels
@@ -72,8 +72,8 @@ def test_frozen_conv_residual_relu(monkeypatch, rng):
 
 
 def test_nan_in_the_residual_stays_nan(monkeypatch, rng):
-    y, feeds = _residual_block(rng, 1, 8, 16, 6, 1, "pointwise")
-    feeds["r"][0, 3, 2, 1] = np.nan
+    y, feeds = _residual_block(rng, 1, 8, 16, 8, 1, "pointwise")
+    feeds["r"][0, 3, 2, 1] = np.nan  # (8×8 pixels: y = W · x, not transposed)
     got = _check({"y": y}, feeds, monkeypatch, TAG)
     assert np.isnan(got["y"][0, 3, 2, 1]) and np.isnan(got["y"]).sum() == 1
 
@@ -112,7 +112,7 @@ def test_cached_programs_show_the_ir_they_were_compiled_under(monkeypatch, rng, 
     """A program whose object code comes from the cache generates its IR only when inspected: under the switches
     it was compiled with, not the environment of that moment."""
     monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
-    y, feeds = _residual_block(rng, 1, 8, 16, 6, 1, "pointwise")
+    y, feeds = _residual_block(rng, 1, 8, 16, 8, 1, "pointwise")
     for value in ("1", "0"):
         monkeypatch.setenv("GRAPHC_STORE_EPILOGUE", value)
         gc.compile({"y": y}, backend="llvm")  # fills the cache
