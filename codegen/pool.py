@@ -28,6 +28,7 @@ import numpy as np
 import codegen.loops as loops
 import codegen.pool_blocks as pool_blocks
 import codegen.pool_flat as pool_flat
+import codegen.pool_rows as pool_rows
 import codegen.pool_separable as pool_separable
 from codegen.conv_geometry import zero_fill
 from codegen.llvm import float_intrinsic, fold, for_range, i64
@@ -201,6 +202,8 @@ def lower_max_pool2d(ctx: KernelContext) -> None:
     blocks = pool_blocks.geometry(win, x.shape, np.dtype(node.dtype).itemsize)
     if node.size and pool_separable.applies(win):
         pool_separable.max_pool(ctx, node, win)
+    elif node.size and pool_rows.applies(win, np.dtype(node.dtype).itemsize):
+        pool_rows.max_pool(ctx, node, win)
     elif node.size and pool_blocks.applies(blocks):
         pool_blocks.max_pool(ctx, node, blocks)
     elif node.size and pool_flat.applies(win, np.dtype(node.dtype).itemsize):

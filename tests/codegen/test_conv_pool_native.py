@@ -263,10 +263,14 @@ def _bitwise_reference_on_every_thread_count(y, x):
     ((2, 2, 7, 7), {"kernel_size": 5, "stride": 1, "padding": 2}),                        # windows wider than rows
     ((1, 2, 3, 2), {"kernel_size": 3, "stride": 1, "padding": 1}),                        # every window at a border
 ])
-def test_flat_max_pool(x_shape, attrs):
-    """Max pooling over a -inf-padded copy of each plane (codegen.pool_flat): bit-identical to the reference
-    with NaNs, -inf and ties, bitwise the same on 1, 2 and 3 threads."""
+def test_flat_max_pool(x_shape, attrs, monkeypatch):
+    """Max pooling over a -inf-padded copy of each plane (codegen.pool_flat; the stride-1 shapes forced past the
+    row kernel, codegen.pool_rows): bit-identical to the reference with NaNs, -inf and ties, bitwise the same on
+    1, 2 and 3 threads."""
+    from codegen import pool_rows
     from codegen.pool_flat import applies
+
+    monkeypatch.setattr(pool_rows, "applies", lambda *args: False)
 
     y, x, window = _pool_case("flat_pool", x_shape, attrs, "float32", seed=7, specials=3)
     assert applies(window, 4)
@@ -283,15 +287,56 @@ def test_flat_max_pool(x_shape, attrs):
     ((1, 16, 7, 7), {"kernel_size": 3, "stride": 1, "padding": 1}, "float32"),
 ])
 @pytest.mark.parametrize("nan", [True, False])
-def test_channel_block_max_pool(x_shape, attrs, dtype, nan):
-    """Max pooling on blocks of one vector of channels (codegen.pool_blocks): bit-identical to the reference with
-    -inf and ties, with NaNs (blocks holding one take llvm.maximum) and without (the plain maximum), bitwise the
-    same on 1, 2 and 3 threads."""
-    from codegen import pool_blocks
+def test_channel_block_max_pool(x_shape, attrs, dtype, nan, monkeypatch):
+    """Max pooling on blocks of one vector of channels (codegen.pool_blocks; the stride-1 shapes forced past the
+    row kernel, codegen.pool_rows): bit-identical to the reference with -inf and ties, with NaNs (blocks holding
+    one take llvm.maximum) and without (the plain maximum), bitwise the same on 1, 2 and 3 threads."""
+    from codegen import pool_blocks, pool_rows
 
+    monkeypatch.setattr(pool_rows, "applies", lambda *args: False)
     y, x, window = _pool_case("block_pool", x_shape, attrs, dtype, seed=9, specials=4, nan=nan)
     assert pool_blocks.applies(pool_blocks.geometry(window, x_shape, x.itemsize))
     _bitwise_reference_on_every_thread_count(y, x)
+
+
+@pytest.mark.parametrize("x_shape, attrs, dtype", [
+    ((2, 5, 14, 14), {"kernel_size": 3, "stride": 1, "padding": 1, "ceil_mode": True}, "float32"),  # GoogLeNet's
+    ((1, 4, 28, 28), {"kernel_size": 3, "stride": 1, "padding": 1}, "float32"),   # two vectors a row (AVX-512)
+    ((1, 6, 7, 7), {"kernel_size": 3, "stride": 1, "padding": 1}, "float64"),
+    ((1, 3, 13, 11), {"kernel_size": 5, "stride": 1, "padding": (2, 1, 0, 3)}, "float32"),  # asymmetric padding
+    ((1, 2, 9, 16), {"kernel_size": (2, 4), "stride": 1}, "float32"),                     # no padding, a full row
+    ((1, 2, 3, 2), {"kernel_size": 3, "stride": 1, "padding": 1}, "float32"),            # every window at a border
+])
+@pytest.mark.parametrize("nan", [True, False])
+def test_row_max_pool(x_shape, attrs, dtype, nan):
+    """Max pooling of stride 1 on rows held in registers (codegen.pool_rows): bit-identical to the reference with
+    -inf and ties, with NaNs (planes holding one take llvm.maximum) and without (the plain maximum), bitwise the
+    same on 1, 2 and 3 threads."""
+    from codegen import pool_rows
+
+    y, x, window = _pool_case("row_pool", x_shape, attrs, dtype, seed=13, specials=4, nan=nan)
+    assert pool_rows.applies(window, x.itemsize)
+    assert "llvm.vector.reduce.or" in gc.compile(y, backend="llvm", threads=1).llvm_ir()  # this kernel
+    _bitwise_reference_on_every_thread_count(y, x)
+
+
+def test_row_max_pool_applies_to_short_rows_of_stride_one():
+    from codegen import pool_rows
+    from codegen.gemm.config import host_vector_bits
+    from codegen.pool import Window
+
+    def window(x_shape, **attrs):
+        g = gc.Graph("w")
+        y = gc.max_pool2d(g.input("x", x_shape), **attrs)
+        return Window(y.attrs, x_shape, y.shape)
+
+    vec = host_vector_bits() // 32
+    assert pool_rows.applies(window((1, 8, 14, 14), kernel_size=3, stride=1, padding=1), 4)
+    assert pool_rows.applies(window((1, 8, 7, 2 * vec), kernel_size=3, stride=1, padding=1), 4)
+    assert not pool_rows.applies(window((1, 8, 7, 2 * vec + 1), kernel_size=3, stride=1, padding=1), 4)
+    assert not pool_rows.applies(window((1, 8, 14, 14), kernel_size=3, stride=2, padding=1), 4)
+    assert not pool_rows.applies(window((1, 8, 14, 14), kernel_size=3, stride=1, dilation=2), 4)
+    assert not pool_rows.applies(window((1, 8, pool_rows.MAX_ROWS + 1, 8), kernel_size=3, stride=1), 4)
 
 
 @pytest.mark.parametrize("x_shape, attrs, dtype", [
