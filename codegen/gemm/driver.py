@@ -349,7 +349,8 @@ def _block(module: ir.Module, b: ir.IRBuilder, cfg: GemmConfig, operands: list[i
             calls_per_tile = b.add(npanels, b.zext(has_rem, I64))
             ntiles = m_full // cfg.mr + len(tail)
             if custom_b is None:  # stream the next B block's source into L2 (its packing then reads the cache)
-                next_b = _next_block(b, cfg, layout, b_t, jc, pc, kc, nc, k, n, b.mul(i64(ntiles), calls_per_tile))
+                next_b = _next_block(b, cfg, layout, b_t, jc, pc, kc, nc, k, n, b.mul(i64(ntiles), calls_per_tile),
+                                     kcur)
             elif getattr(custom_b, "prepacked", False):  # the next prepacked block itself, as it lies
                 next_b = _next_prepacked_block(b, cfg, custom_b, b_t, bp, jc, col0, pc, kc, nc, k, n,
                                                b.mul(i64(ntiles), calls_per_tile))
@@ -411,14 +412,20 @@ Stream = Callable[[ir.Value], list[ir.Value]]  # micro-kernel call index -> its 
 
 
 def _stream(b: ir.IRBuilder, cfg: GemmConfig, ptr: ir.Value, more: ir.Value, base: ir.Value, ld: int,
-            total: ir.Value, length: ir.Value, calls: ir.Value) -> Stream:
+            total: ir.Value, length: ir.Value, calls: ir.Value, steps: ir.Value | None = None) -> Stream:
     """The micro-kernels' prefetch stream (``codegen.gemm.microkernel``: a cache line per k step) of ``total`` rows
     of ``length`` elements from element ``base`` of ``ptr``, ``ld`` apart, shared out in whole rows among
-    ``calls`` micro-kernel calls (none when ``more`` is false). Prefetches are hints: they never fault, and the
-    addresses are formed without ``inbounds``."""
+    ``calls`` micro-kernel calls (none when ``more`` is false). With ``steps`` (each call's k steps, so its lines)
+    a call takes no more whole rows than it has steps for, while one row each still covers ``total``: a row given
+    to a call past its last step is never fetched, and one left to a later call is (SqueezeNet's 96 → 16 1×1 conv
+    at 54×54, B read in place from memory: 31 lines a row, 96 steps a call — four rows a call left a quarter of its
+    lines unfetched, three leave 3 %). Prefetches are hints: they never fault, and the addresses are formed
+    without ``inbounds``."""
     line = 64 // cfg.itemsize
     lines = b.add(b.sdiv(b.add(length, i64(line - 1)), i64(line)), i64(1))  # an unaligned row: one line more
     share = b.sdiv(b.add(total, b.sub(calls, i64(1))), calls)
+    if steps is not None:  # (past the last block, when ``more`` is false, ``length`` may be negative)
+        share = _min(b, share, _max(b, b.sdiv(steps, _max(b, lines, i64(1))), i64(1)))
     total = b.select(more, total, i64(0))
     base = b.select(more, base, i64(0))
 
@@ -444,16 +451,16 @@ def _following_block(b: ir.IRBuilder, jc: ir.Value, pc: ir.Value, kc: int, nc: i
 
 
 def _next_block(b: ir.IRBuilder, cfg: GemmConfig, layout: Layout, b_t: ir.Value, jc: ir.Value, pc: ir.Value,
-                kc: int, nc: int, k: int, n: int, calls: ir.Value) -> Stream:
+                kc: int, nc: int, k: int, n: int, calls: ir.Value, steps: ir.Value) -> Stream:
     """The stream of the B block after (jc, pc) — op(B)[pc + kc.., jc..], or the next column block's first —
     among this block's ``calls`` micro-kernel calls: the next block's packing then reads L2, not memory (ResNet's
     7×7 layers, whose 9 MiB of weights are that B: 2.77 → 2.48 ms)."""
     next_pc, next_jc, more, next_k, next_n = _following_block(b, jc, pc, kc, nc, k, n)
     if layout.trans_b:  # next_n rows of B (op(B)'s columns), next_k elements each
         return _stream(b, cfg, b_t, more, b.add(b.mul(next_jc, i64(layout.ld_b)), next_pc), layout.ld_b, next_n,
-                       next_k, calls)
+                       next_k, calls, steps)
     return _stream(b, cfg, b_t, more, b.add(b.mul(next_pc, i64(layout.ld_b)), next_jc), layout.ld_b, next_k, next_n,
-                   calls)
+                   calls, steps)
 
 
 def _next_prepacked_block(b: ir.IRBuilder, cfg: GemmConfig, custom_b: PackB, b_t: ir.Value, bp: ir.Value,
@@ -495,6 +502,10 @@ def _next_tile(b: ir.IRBuilder, cfg: GemmConfig, layout: Layout, a_t: ir.Value, 
                        next_rows, calls)
     return _stream(b, cfg, a_t, more, b.add(b.mul(next_row, i64(layout.ld_a)), next_pc), layout.ld_a, next_rows,
                    next_k, calls)
+
+
+def _max(builder: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
+    return builder.select(builder.icmp_signed(">", x, y), x, y)
 
 
 def _min(builder: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
