@@ -51,7 +51,8 @@ def jit() -> Jit:
 def _run(jit: Jit, name: str, m: int, n: int, k: int, batch: int, opts: dict, threads: int, a: np.ndarray,
          b: np.ndarray, c0: np.ndarray) -> np.ndarray:
     dtype = opts.get("dtype", "float32")
-    nbytes = workspace_bytes(m, n, k, dtype, threads=threads, batch=batch)
+    nbytes = workspace_bytes(m, n, k, dtype, config=opts.get("config"), threads=threads, batch=batch,
+                             trans_c=opts.get("trans_c", False))
     workspace, region = _guarded(np.zeros(max(nbytes, 64), np.uint8), True)
     pad = 64
     buf = np.full(c0.size + 2 * pad, 7.0, dtype)

@@ -20,7 +20,8 @@ from codegen.gemm.store_epilogue import StoreEpilogue
 from codegen.llvm import F32, PTR, VOID
 from codegen.target import Jit, new_module
 from runtime.parallel import runtime
-from tests.codegen.test_matmul import AVX512_F32, _guarded
+from tests.codegen.test_gemm_threads import _run
+from tests.codegen.test_matmul import AVX512_F32
 
 AVX2_F32 = default_config("float32", 256)
 CASES = [  # (m, n, k, threads, options)
@@ -36,27 +37,6 @@ CASES = [  # (m, n, k, threads, options)
     (96, 160, 520, 2, {}),  # ... each with its own partial sums
     (30, 44, 25, 1, dict(config=AVX2_F32)),  # 6-row tiles, padded to 8 lanes
 ]
-
-
-SIG = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 4)
-
-
-def _run(jit: Jit, name: str, m: int, n: int, k: int, batch: int, opts: dict, threads: int, a: np.ndarray,
-         b: np.ndarray, c0: np.ndarray) -> np.ndarray:
-    """C after the GEMM ``name`` ran on a copy of ``c0`` between guard values, its workspace flush against an
-    inaccessible page."""
-    dtype = opts.get("dtype", "float32")
-    nbytes = workspace_bytes(m, n, k, dtype, config=opts.get("config"), threads=threads, batch=batch,
-                             trans_c=opts.get("trans_c", False))
-    workspace, region = _guarded(np.zeros(max(nbytes, 64), np.uint8), True)
-    pad = 64
-    buf = np.full(c0.size + 2 * pad, 7.0, dtype)
-    buf[pad:pad + c0.size] = c0.ravel()
-    SIG(jit.address(name))(a.ctypes.data, b.ctypes.data, buf[pad:].ctypes.data, workspace.ctypes.data)
-    assert np.all(buf[:pad] == 7.0) and np.all(buf[pad + c0.size:] == 7.0), "a store outside C"
-    del workspace
-    region.close()
-    return buf[pad:pad + c0.size].reshape(c0.shape).copy()
 
 
 def _opts(opts: dict) -> dict:
