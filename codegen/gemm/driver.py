@@ -38,7 +38,6 @@ stack: a thread with a small stack must not overflow); :func:`workspace_bytes` g
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import llvmlite.ir as ir
 
@@ -51,10 +50,12 @@ from codegen.gemm.blocking import (
     row_tiles,
 )
 from codegen.gemm.config import GemmConfig, default_config, host_vector_bits
+from codegen.gemm.layout import Layout
 from codegen.gemm.microkernel import microkernel
 from codegen.gemm.pack import pack_a, pack_b
 from codegen.gemm.skinny import SKINNY_ROWS, emit_skinny
 from codegen.gemm.store_epilogue import StoreEpilogue, apply_pass, operands_at
+from codegen.gemm.stream import min_value, next_block, next_prepacked_block, next_tile
 from codegen.llvm import I1, I8, I64, PTR, VOID, for_range, gep, i64
 from codegen.parallel import Claim, region
 
@@ -261,35 +262,6 @@ def emit_gemm(module: ir.Module, name: str, m: int, n: int, k: int, dtype: str =
     return fn
 
 
-@dataclass(frozen=True)
-class Layout:
-    """How the operands sit in memory: leading dimensions (row strides of A, B, C as stored) and the flags."""
-
-    ld_a: int
-    ld_b: int
-    ld_c: int
-    trans_a: bool
-    trans_b: bool
-    accumulate: bool
-    alpha: float | None = None  # the product's scale (None: 1, unscaled micro-kernels)
-    alpha_scalar: bool = False  # the scale is alpha times the scalar S (the operands' fourth pointer)
-    direct_b: bool = False  # full B panels read in place (strided-B micro-kernels), not packed
-    epilogue: StoreEpilogue | None = None  # applied at the last depth block's store (its pointers follow S)
-    trans_c: bool = False  # C stored transposed: (i, j) at C[j*ld_c + i]
-
-    def strides(self) -> tuple[int, int, int, int]:
-        """Element strides of op(A)'s rows and columns, then op(B)'s."""
-        a = (1, self.ld_a) if self.trans_a else (self.ld_a, 1)
-        b = (1, self.ld_b) if self.trans_b else (self.ld_b, 1)
-        return a + b
-
-    def c_offset(self, b: ir.IRBuilder, row: ir.Value, col: ir.Value) -> ir.Value:
-        """The element offset of C's (row, col) from C's origin, as stored."""
-        if self.trans_c:
-            row, col = col, row
-        return b.add(b.mul(row, i64(self.ld_c)), col)
-
-
 def _block(module: ir.Module, b: ir.IRBuilder, cfg: GemmConfig, operands: list[ir.Value], w_arg: ir.Value, m: int,
            n: int, k: int, layout: Layout, custom_a: PackA | None = None, custom_b: PackB | None = None,
            origin: tuple[ir.Value, ir.Value] | None = None) -> None:
@@ -321,11 +293,11 @@ def _block(module: ir.Module, b: ir.IRBuilder, cfg: GemmConfig, operands: list[i
     partial = b.gep(ap, [i64(panel_bytes if partial_sums_bytes(m, n, k, cfg) else 0)], inbounds=True,
                     source_etype=I8) if layout.trans_c else None
     with for_range(b, 0, n, nc, name="jc") as jc:
-        ncur = _min(b, i64(nc), b.sub(i64(n), jc))
+        ncur = min_value(b, i64(nc), b.sub(i64(n), jc))
         npanels = b.sdiv(ncur, i64(cfg.nr))
         has_rem = b.icmp_signed("<", b.mul(npanels, i64(cfg.nr)), ncur)
         with for_range(b, 0, k, kc, name="pc") as pc:
-            kcur = _min(b, i64(kc), b.sub(i64(k), pc))
+            kcur = min_value(b, i64(kc), b.sub(i64(k), pc))
             load_c = ir.Constant(I1, 1) if layout.accumulate else b.icmp_signed(">", pc, i64(0))
             # the last depth block
             final = [b.icmp_signed(">=", b.add(pc, kcur), i64(k))] if epilogue or layout.trans_c else []
@@ -349,10 +321,10 @@ def _block(module: ir.Module, b: ir.IRBuilder, cfg: GemmConfig, operands: list[i
             calls_per_tile = b.add(npanels, b.zext(has_rem, I64))
             ntiles = m_full // cfg.mr + len(tail)
             if custom_b is None:  # stream the next B block's source into L2 (its packing then reads the cache)
-                next_b = _next_block(b, cfg, layout, b_t, jc, pc, kc, nc, k, n, b.mul(i64(ntiles), calls_per_tile),
+                next_b = next_block(b, cfg, layout, b_t, jc, pc, kc, nc, k, n, b.mul(i64(ntiles), calls_per_tile),
                                      kcur)
             elif getattr(custom_b, "prepacked", False):  # the next prepacked block itself, as it lies
-                next_b = _next_prepacked_block(b, cfg, custom_b, b_t, bp, jc, col0, pc, kc, nc, k, n,
+                next_b = next_prepacked_block(b, cfg, custom_b, b_t, bp, jc, col0, pc, kc, nc, k, n,
                                                b.mul(i64(ntiles), calls_per_tile))
 
             def row_tile(row: ir.Value, rows: int, tile: ir.Value) -> None:
@@ -384,7 +356,7 @@ def _block(module: ir.Module, b: ir.IRBuilder, cfg: GemmConfig, operands: list[i
                     first_call = b.mul(tile, calls_per_tile)
                     stream = lambda jr: next_b(b.add(first_call, jr))  # noqa: E731
                 elif custom_a is None:  # B is the caller's: stream the next row tile's A rows instead
-                    stream = _next_tile(b, cfg, layout, a_t, row, rows, jc, pc, kc, nc, k, m, n, calls_per_tile)
+                    stream = next_tile(b, cfg, layout, a_t, row, rows, jc, pc, kc, nc, k, m, n, calls_per_tile)
                 else:
                     stream = lambda jr: [a_t, i64(0), i64(1), i64(0)]  # noqa: E731  (nothing to fetch)
                 with for_range(b, 0, npanels, name="jr") as jr:
@@ -406,107 +378,3 @@ def _block(module: ir.Module, b: ir.IRBuilder, cfg: GemmConfig, operands: list[i
             for i, rows in enumerate(tail):
                 row_tile(i64(start), rows, i64(m_full // cfg.mr + i))
                 start += rows
-
-
-Stream = Callable[[ir.Value], list[ir.Value]]  # micro-kernel call index -> its prefetch-stream arguments
-
-
-def _stream(b: ir.IRBuilder, cfg: GemmConfig, ptr: ir.Value, more: ir.Value, base: ir.Value, ld: int,
-            total: ir.Value, length: ir.Value, calls: ir.Value, steps: ir.Value | None = None) -> Stream:
-    """The micro-kernels' prefetch stream (``codegen.gemm.microkernel``: a cache line per k step) of ``total`` rows
-    of ``length`` elements from element ``base`` of ``ptr``, ``ld`` apart, shared out in whole rows among
-    ``calls`` micro-kernel calls (none when ``more`` is false). With ``steps`` (each call's k steps, so its lines)
-    a call takes no more whole rows than it has steps for, while one row each still covers ``total``: a row given
-    to a call past its last step is never fetched, and one left to a later call is (SqueezeNet's 96 → 16 1×1 conv
-    at 54×54, B read in place from memory: 31 lines a row, 96 steps a call — four rows a call left a quarter of its
-    lines unfetched, three leave 3 %). Prefetches are hints: they never fault, and the addresses are formed
-    without ``inbounds``."""
-    line = 64 // cfg.itemsize
-    lines = b.add(b.sdiv(b.add(length, i64(line - 1)), i64(line)), i64(1))  # an unaligned row: one line more
-    share = b.sdiv(b.add(total, b.sub(calls, i64(1))), calls)
-    if steps is not None:  # (past the last block, when ``more`` is false, ``length`` may be negative)
-        share = _min(b, share, _max(b, b.sdiv(steps, _max(b, lines, i64(1))), i64(1)))
-    total = b.select(more, total, i64(0))
-    base = b.select(more, base, i64(0))
-
-    def args(call: ir.Value) -> list[ir.Value]:
-        first = _min(b, b.mul(call, share), total)
-        count = b.mul(_min(b, share, b.sub(total, first)), lines)
-        start = b.gep(ptr, [b.add(base, b.mul(first, i64(ld)))], source_etype=cfg.scalar)
-        return [start, i64(ld), lines, count]
-
-    return args
-
-
-def _following_block(b: ir.IRBuilder, jc: ir.Value, pc: ir.Value, kc: int, nc: int, k: int, n: int
-                     ) -> tuple[ir.Value, ir.Value, ir.Value, ir.Value, ir.Value]:
-    """(pc, jc, whether it exists, depth, width) of the B block the driver packs after (jc, pc): the next depth
-    block, or the next column block's first."""
-    next_pc = b.add(pc, i64(kc))
-    wrap = b.icmp_signed(">=", next_pc, i64(k))
-    next_pc = b.select(wrap, i64(0), next_pc)
-    next_jc = b.select(wrap, b.add(jc, i64(nc)), jc)
-    more = b.icmp_signed("<", next_jc, i64(n))
-    return next_pc, next_jc, more, _min(b, i64(kc), b.sub(i64(k), next_pc)), _min(b, i64(nc), b.sub(i64(n), next_jc))
-
-
-def _next_block(b: ir.IRBuilder, cfg: GemmConfig, layout: Layout, b_t: ir.Value, jc: ir.Value, pc: ir.Value,
-                kc: int, nc: int, k: int, n: int, calls: ir.Value, steps: ir.Value) -> Stream:
-    """The stream of the B block after (jc, pc) — op(B)[pc + kc.., jc..], or the next column block's first —
-    among this block's ``calls`` micro-kernel calls: the next block's packing then reads L2, not memory (ResNet's
-    7×7 layers, whose 9 MiB of weights are that B: 2.77 → 2.48 ms)."""
-    next_pc, next_jc, more, next_k, next_n = _following_block(b, jc, pc, kc, nc, k, n)
-    if layout.trans_b:  # next_n rows of B (op(B)'s columns), next_k elements each
-        return _stream(b, cfg, b_t, more, b.add(b.mul(next_jc, i64(layout.ld_b)), next_pc), layout.ld_b, next_n,
-                       next_k, calls, steps)
-    return _stream(b, cfg, b_t, more, b.add(b.mul(next_pc, i64(layout.ld_b)), next_jc), layout.ld_b, next_k, next_n,
-                   calls, steps)
-
-
-def _next_prepacked_block(b: ir.IRBuilder, cfg: GemmConfig, custom_b: PackB, b_t: ir.Value, bp: ir.Value,
-                          jc: ir.Value, col0: ir.Value | None, pc: ir.Value, kc: int, nc: int, k: int, n: int,
-                          calls: ir.Value) -> Stream:
-    """The stream of the prepacked B block after (jc, pc) — one contiguous run of ``next_k`` x ``next_n`` (rounded
-    up to ``nr``) elements where ``custom_b`` says it lies — among this block's ``calls`` micro-kernel calls."""
-    next_pc, next_jc, more, next_k, next_n = _following_block(b, jc, pc, kc, nc, k, n)
-    padded = b.mul(b.sdiv(b.add(next_n, i64(cfg.nr - 1)), i64(cfg.nr)), i64(cfg.nr))
-    next_jc = b.select(more, next_jc, i64(0))  # none after the last block: an address inside B all the same
-    start = custom_b(b, b_t, bp, next_pc, next_jc if col0 is None else b.add(col0, next_jc), next_k, next_n)
-    line = 64 // cfg.itemsize
-    total = b.select(more, b.sdiv(b.add(b.mul(next_k, padded), i64(line - 1)), i64(line)), i64(0))
-    share = b.sdiv(b.add(total, b.sub(calls, i64(1))), calls)
-
-    def args(call: ir.Value) -> list[ir.Value]:  # rows of one line each, one line apart: a contiguous run
-        first = _min(b, b.mul(call, share), total)
-        count = _min(b, share, b.sub(total, first))
-        return [b.gep(start, [b.mul(first, i64(line))], source_etype=cfg.scalar), i64(line), i64(1), count]
-
-    return args
-
-
-def _next_tile(b: ir.IRBuilder, cfg: GemmConfig, layout: Layout, a_t: ir.Value, row: ir.Value, rows: int,
-               jc: ir.Value, pc: ir.Value, kc: int, nc: int, k: int, m: int, n: int, calls: ir.Value) -> Stream:
-    """The stream of the next row tile's A rows (this block's, or the first tile of the next block) among this
-    tile's ``calls`` micro-kernel calls — for a GEMM whose B the caller packs (a convolution's weights are A)."""
-    after = b.add(row, i64(rows))
-    last = b.icmp_signed(">=", after, i64(m))
-    later = b.add(pc, i64(kc))
-    wrap = b.icmp_signed(">=", later, i64(k))
-    next_pc = b.select(last, b.select(wrap, i64(0), later), pc)
-    next_row = b.select(last, i64(0), after)
-    more = b.or_(b.not_(last), b.or_(b.not_(wrap), b.icmp_signed("<", b.add(jc, i64(nc)), i64(n))))
-    next_k = _min(b, i64(kc), b.sub(i64(k), next_pc))
-    next_rows = _min(b, i64(cfg.mr), b.sub(i64(m), next_row))
-    if layout.trans_a:  # next_k rows of A (op(A)'s columns), next_rows elements each
-        return _stream(b, cfg, a_t, more, b.add(b.mul(next_pc, i64(layout.ld_a)), next_row), layout.ld_a, next_k,
-                       next_rows, calls)
-    return _stream(b, cfg, a_t, more, b.add(b.mul(next_row, i64(layout.ld_a)), next_pc), layout.ld_a, next_rows,
-                   next_k, calls)
-
-
-def _max(builder: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
-    return builder.select(builder.icmp_signed(">", x, y), x, y)
-
-
-def _min(builder: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
-    return builder.select(builder.icmp_signed("<", x, y), x, y)

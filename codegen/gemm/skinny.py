@@ -60,7 +60,7 @@ def emit_skinny(module: ir.Module, b: ir.IRBuilder, name: str, cfg: GemmConfig, 
                 m: int, n: int, k: int, batch: int, strides: tuple[int, ...], layout: object, threads: int,
                 workspace: ir.Value) -> None:
     """C (+)= op(A) · op(B) for ``m <= SKINNY_ROWS`` (see the module docstring); ``layout`` is the driver's
-    :class:`~codegen.gemm.driver.Layout`."""
+    :class:`~codegen.gemm.layout.Layout`."""
     a_rs, a_cs, b_rs, b_cs = layout.strides()  # type: ignore[attr-defined]
     width = _chunk_width(cfg, n, threads, streamed=b_cs == 1)
     blocks = -(-n // width)
