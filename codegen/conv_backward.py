@@ -17,7 +17,8 @@ import llvmlite.ir as ir
 
 import codegen.conv_direct as conv_direct
 import codegen.loops as loops
-from codegen.conv import algorithm_of, col2im, conv_gemm, copy_rows, im2col, images, row_blocks, scratch, tile_use
+from codegen.conv import algorithm_of, col2im, im2col
+from codegen.conv_gemm import conv_gemm, copy_rows, images, row_blocks, scratch, tile_use
 from codegen.conv_geometry import SCRATCH_BYTES, Geometry, geometry, zero_fill
 from codegen.llvm import for_range, i64
 from codegen.lowering import KernelContext, lowerer

@@ -23,8 +23,9 @@ jo + ⌊(kq·dw - left)/sw⌋ on (only the phases and rows some window reads are
 quarter of the image). Where a vector would span more than ``MAX_SEGMENTS`` output rows (Wo < vec / 3), one
 masked gather per vector instead.
 
-The transposed product yᵀ = colsᵀ · Wᵀ (``codegen.conv.transposed_implicit``) packs its A micro-panels the same way
-(:func:`transposed_packer`): a panel of ``rows`` output pixels, one destination row of ``rows`` elements per k.
+The transposed product yᵀ = colsᵀ · Wᵀ (``codegen.conv_implicit.transposed_implicit``) packs its A micro-panels
+the same way (:func:`transposed_packer`): a panel of ``rows`` output pixels, one destination row of ``rows``
+elements per k.
 
 Masked-off lanes are never accessed (``llvm.masked.load`` / ``llvm.masked.gather``, executed with fault
 suppression), so padding, row ends and the block's last columns need no border code of their own and nothing

@@ -16,6 +16,7 @@ import pytest
 
 import codegen.conv as conv
 import codegen.conv_choice as conv_choice
+import codegen.conv_implicit as conv_implicit
 import codegen.conv_pack as conv_pack
 import graphc as gc
 from codegen.gemm.config import default_config, host_vector_bits
@@ -256,7 +257,7 @@ def test_implicit_is_bitwise_im2col(x_shape, w_shape, attrs):
         node = _conv_of(y)
         geom = conv.geometry(x_shape, w_shape, node.shape, node.attrs, "float32")
         runs[algorithm] = gc.compile([y], backend="llvm")(**feeds)[0]
-    same = conv.transposed_implicit(geom, "float32") == (geom.block_rows() == geom.ho and
+    same = conv_implicit.transposed_implicit(geom, "float32") == (geom.block_rows() == geom.ho and
                                                         conv.transposed_forward(geom, "float32"))
     if same:
         assert np.array_equal(runs["implicit"], runs["im2col"])
@@ -313,7 +314,7 @@ def test_resnet_layers_choose_indirect_and_implicit_keeps_its_forms():
     for name, (g, flipped) in layers.items():  # the stem's yᵀ (112² × 64) is over the indirect path's budget
         assert conv_choice.rule_of_thumb(g, "auto") == ("implicit" if name == "stem" else "indirect"), name
         assert conv_choice.rule_of_thumb(g, "implicit") == "implicit", name
-        assert conv.transposed_implicit(g, "float32") == flipped, name
+        assert conv_implicit.transposed_implicit(g, "float32") == flipped, name
         assert conv_pack.split(g, cfg, cfg.mr if flipped else None) == (g.sw > 1), name
     assert conv_choice.rule_of_thumb(layers["56"][0], "im2col") == "im2col"
     assert conv_choice.rule_of_thumb(geom((1, 16, 55, 55), (64, 16, 3, 3), padding=1), "auto") == "implicit"
