@@ -127,9 +127,13 @@ def _serial_workspace(m: int, n: int, k: int, cfg: GemmConfig, trans_c: bool = F
     and the A micro-panel with one vector of slack, rounded up to 64 bytes; for a transposed C over several depth
     blocks then the partial sums of one column block (:func:`partial_sums_bytes`)."""
     kc = balanced_block(k, cfg.kc, cfg.vec)
-    panel = (kc * cfg.mr + cfg.vec) * cfg.itemsize
     nc = balanced_block(n, cfg.nc, cfg.nr)
-    return packed_b_bytes(kc, nc, cfg) + -(-panel // 64) * 64 + (partial_sums_bytes(m, n, k, cfg) if trans_c else 0)
+    return packed_b_bytes(kc, nc, cfg) + a_panel_bytes(kc, cfg) + (partial_sums_bytes(m, n, k, cfg) if trans_c else 0)
+
+
+def a_panel_bytes(kc: int, cfg: GemmConfig) -> int:
+    """Bytes of the workspace's A micro-panel (``mr x kc`` and one vector of slack), rounded up to 64."""
+    return -(-(kc * cfg.mr + cfg.vec) * cfg.itemsize // 64) * 64
 
 
 def partial_sums_bytes(m: int, n: int, k: int, cfg: GemmConfig) -> int:

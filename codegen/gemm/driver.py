@@ -42,6 +42,7 @@ from collections.abc import Callable, Sequence
 import llvmlite.ir as ir
 
 from codegen.gemm.blocking import (
+    a_panel_bytes,
     balanced_block,
     chunk_workspace,
     packed_b_bytes,
@@ -289,8 +290,7 @@ def _block(module: ir.Module, b: ir.IRBuilder, cfg: GemmConfig, operands: list[i
     bp = w_arg  # kc * nc elements, then the A micro-panel at the next 64-byte boundary
     ap = b.gep(w_arg, [i64(packed_b_bytes(kc, nc, cfg))], inbounds=True, source_etype=I8)
     # a transposed C's partial sums (m rows nc apart) after the A micro-panel; one depth block needs none
-    panel_bytes = -(-(kc * cfg.mr + cfg.vec) * cfg.itemsize // 64) * 64
-    partial = b.gep(ap, [i64(panel_bytes if partial_sums_bytes(m, n, k, cfg) else 0)], inbounds=True,
+    partial = b.gep(ap, [i64(a_panel_bytes(kc, cfg) if partial_sums_bytes(m, n, k, cfg) else 0)], inbounds=True,
                     source_etype=I8) if layout.trans_c else None
     with for_range(b, 0, n, nc, name="jc") as jc:
         ncur = min_value(b, i64(nc), b.sub(i64(n), jc))
