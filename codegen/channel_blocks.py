@@ -18,43 +18,12 @@ import llvmlite.ir as ir
 from codegen.conv_direct import Padded, scalar_type
 from codegen.conv_geometry import Geometry
 from codegen.epilogue import Epilogue
-from codegen.gemm.microkernel import lane_mask
-from codegen.gemm.pack import transpose_block
-from codegen.llvm import F32, I1, I32, PTR, VOID, for_range, i64, intrinsic
+from codegen.gemm.transpose import transpose_block
+from codegen.llvm import for_range, i64, load_first, store_first
 from codegen.lowering import KernelContext
 from graphc.ir import Node
 
 FLAT_PIXELS = 512  # planes with rows narrower than a vector and at most this many pixels are packed flat
-
-
-def _masked(b: ir.IRBuilder, name: str, vector: ir.VectorType) -> ir.Function:
-    suffix = f"v{vector.count}{'f32' if vector.element == F32 else 'f64'}"
-    mask = ir.VectorType(I1, vector.count)
-    if name == "load":
-        return intrinsic(b.module, f"llvm.masked.load.{suffix}.p0", vector, [PTR, I32, mask, vector])
-    return intrinsic(b.module, f"llvm.masked.store.{suffix}.p0", VOID, [vector, PTR, I32, mask])
-
-
-def _itemsize(vector: ir.VectorType) -> int:
-    return 4 if vector.element == F32 else 8
-
-
-def load_first(b: ir.IRBuilder, ptr: ir.Value, vector: ir.VectorType, count: int) -> ir.Value:
-    """The first ``count`` elements at ``ptr`` as a vector (zero lanes past them; nothing past them is read)."""
-    if count == vector.count:
-        return b.load(b.bitcast(ptr, vector.as_pointer()), align=_itemsize(vector))
-    return b.call(_masked(b, "load", vector), [b.bitcast(ptr, PTR), ir.Constant(I32, _itemsize(vector)),
-                                              lane_mask(count, vector.count), ir.Constant(vector, None)])
-
-
-def store_first(b: ir.IRBuilder, value: ir.Value, ptr: ir.Value, count: int) -> None:
-    """Store the first ``count`` lanes of ``value`` at ``ptr`` (nothing past them is written)."""
-    vector = value.type
-    if count == vector.count:
-        b.store(value, b.bitcast(ptr, vector.as_pointer()), align=_itemsize(vector))
-        return
-    b.call(_masked(b, "store", vector), [value, b.bitcast(ptr, PTR), ir.Constant(I32, _itemsize(vector)),
-                                         lane_mask(count, vector.count)])
 
 
 def chunked(b: ir.IRBuilder, total: int, v: int, body: Callable[[ir.Value, int], None], name: str) -> None:

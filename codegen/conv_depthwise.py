@@ -27,7 +27,6 @@ import llvmlite.ir as ir
 from codegen.channel_blocks import (
     apply_epilogue,
     chunked,
-    load_first,
     output_planes,
     pack_planes,
     store_pixels,
@@ -37,8 +36,8 @@ from codegen.channel_blocks import (
 from codegen.conv_direct import FLAT_SCRATCH_BYTES, Padded, fma, scalar_type
 from codegen.conv_geometry import Geometry
 from codegen.gemm.config import host_vector_bits
-from codegen.gemm.pack import transpose_block
-from codegen.llvm import for_range, i64
+from codegen.gemm.transpose import transpose_block
+from codegen.llvm import for_range, i64, load_first
 from codegen.lowering import KernelContext
 from graphc.ir import Node
 

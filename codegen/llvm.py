@@ -1,5 +1,6 @@
 """LLVM IR helpers every lowering shares: the IR types, i64 constants and pointer arithmetic, the one loop builder
-(:func:`for_range`; :func:`fold` for loops that carry accumulators) and intrinsic declarations.
+(:func:`for_range`; :func:`fold` for loops that carry accumulators), intrinsic declarations and vector accesses
+of a row's first lanes (:func:`load_first`, :func:`store_first`: masked, so nothing past them is touched).
 
 Loops have constant or runtime bounds; the body is entered only when ``start < stop`` (a constant non-empty range
 needs no guard) and tested at the bottom, with an ``nsw`` increment: the canonical form LLVM's loop vectorizer
@@ -106,3 +107,41 @@ def float_intrinsic(builder: ir.IRBuilder, name: str, ty: ir.Type, nargs: int = 
     """The overloaded float intrinsic ``name`` (``llvm.sqrt``, ``llvm.fabs``, ...) for ``ty`` (float or double)."""
     suffix = "f64" if isinstance(ty, ir.DoubleType) else "f32"
     return intrinsic(builder.module, f"{name}.{suffix}", ty, [ty] * nargs)
+
+
+def lane_mask(lanes: int, vec: int) -> ir.Constant:
+    """The i1 vector selecting the first ``lanes`` of ``vec`` lanes."""
+    return ir.Constant(ir.VectorType(I1, vec), [1 if i < lanes else 0 for i in range(vec)])
+
+
+def _itemsize(vector: ir.VectorType) -> int:
+    return 4 if vector.element == F32 else 8
+
+
+def _masked(b: ir.IRBuilder, name: str, vector: ir.VectorType) -> ir.Function:
+    """``llvm.masked.load`` / ``llvm.masked.store`` (``name``) for ``vector``'s type."""
+    suffix = f"v{vector.count}{'f32' if vector.element == F32 else 'f64'}"
+    mask = ir.VectorType(I1, vector.count)
+    if name == "load":
+        return intrinsic(b.module, f"llvm.masked.load.{suffix}.p0", vector, [PTR, I32, mask, vector])
+    return intrinsic(b.module, f"llvm.masked.store.{suffix}.p0", VOID, [vector, PTR, I32, mask])
+
+
+def load_first(b: ir.IRBuilder, ptr: ir.Value, vector: ir.VectorType, count: int,
+               fill: ir.Constant | None = None) -> ir.Value:
+    """The first ``count`` elements at ``ptr`` as a vector (``fill``'s lanes past them, zero by default; nothing
+    past them is read)."""
+    if count == vector.count:
+        return b.load(b.bitcast(ptr, vector.as_pointer()), typ=vector, align=_itemsize(vector))
+    return b.call(_masked(b, "load", vector), [b.bitcast(ptr, PTR), ir.Constant(I32, _itemsize(vector)),
+                                              lane_mask(count, vector.count), fill or ir.Constant(vector, None)])
+
+
+def store_first(b: ir.IRBuilder, value: ir.Value, ptr: ir.Value, count: int) -> None:
+    """Store the first ``count`` lanes of ``value`` at ``ptr`` (nothing past them is written)."""
+    vector = value.type
+    if count == vector.count:
+        b.store(value, b.bitcast(ptr, vector.as_pointer()), align=_itemsize(vector))
+        return
+    b.call(_masked(b, "store", vector), [value, b.bitcast(ptr, PTR), ir.Constant(I32, _itemsize(vector)),
+                                         lane_mask(count, vector.count)])

@@ -24,7 +24,7 @@ import llvmlite.ir as ir
 import numpy as np
 
 from codegen.gemm.config import host_vector_bits
-from codegen.llvm import I1, I32, PTR, VOID, i64, intrinsic
+from codegen.llvm import I1, I32, i64, intrinsic, load_first, store_first
 from codegen.lowering import KernelContext
 from codegen.pool_separable import first_maximum
 from codegen.scalar import value_type
@@ -60,22 +60,15 @@ def max_pool(ctx: KernelContext, node: Node, win: Any) -> None:
     vector = ir.VectorType(scalar, width)
     suffix = f"v{width}{'f64' if itemsize == 8 else 'f32'}"
     low = ir.Constant(vector, [-np.inf] * width)
-    masks = ir.VectorType(I1, width)
-
-    def row_mask(count: int) -> ir.Constant:
-        return ir.Constant(masks, [1 if k < count else 0 for k in range(width)])
 
     def plane(c: KernelContext, index: ir.Value) -> None:
         b = c.builder
         module = b.module
-        load = intrinsic(module, f"llvm.masked.load.{suffix}.p0", vector, [PTR, I32, masks, vector])
-        store = intrinsic(module, f"llvm.masked.store.{suffix}.p0", VOID, [vector, PTR, I32, masks])
         maximum = intrinsic(module, f"llvm.maximum.{suffix}", vector, [vector, vector])
-        any_set = intrinsic(module, f"llvm.vector.reduce.or.v{width}i1", I1, [masks])
-        align = ir.Constant(I32, itemsize)
+        any_set = intrinsic(module, f"llvm.vector.reduce.or.v{width}i1", I1, [ir.VectorType(I1, width)])
         plane_in = b.mul(index, i64(win.h * win.w))
         plane_out = b.mul(index, i64(win.ho * win.wo))
-        rows = [b.call(load, [c.elem(x, b.add(plane_in, i64(r * win.w))), align, row_mask(win.w), low])
+        rows = [load_first(b, c.elem(x, b.add(plane_in, i64(r * win.w))), vector, win.w, fill=low)
                 for r in range(win.h)]  # -inf past the row's W elements
         nan = b.fcmp_unordered("uno", rows[0], rows[0])
         for row in rows[1:]:
@@ -95,7 +88,7 @@ def max_pool(ctx: KernelContext, node: Node, win: Any) -> None:
                 for q in range(win.kw):
                     tap = b.shuffle_vector(vertical, low, shifts[q])
                     out = tap if out is None else larger(out, tap)
-                b.call(store, [out, c.elem(node, b.add(plane_out, i64(i * win.wo))), align, row_mask(win.wo)])
+                store_first(b, out, c.elem(node, b.add(plane_out, i64(i * win.wo))), win.wo)
 
         with b.if_else(b.call(any_set, [nan])) as (slow, fast):
             with slow:  # a NaN in the plane propagates (llvm.maximum)

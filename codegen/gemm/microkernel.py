@@ -35,17 +35,12 @@ import llvmlite.ir as ir
 from codegen.gemm import transpose
 from codegen.gemm.config import GemmConfig, helper_function, shared_name
 from codegen.gemm.store_epilogue import StoreEpilogue
-from codegen.llvm import I1, I32, I64, PTR, VOID, fold, gep, i64, intrinsic
+from codegen.llvm import I1, I32, I64, PTR, VOID, fold, gep, i64, intrinsic, load_first, store_first
 
 
 def vector_suffix(cfg: GemmConfig, lanes: int | None = None) -> str:
     """The intrinsic suffix of ``cfg``'s vector type (``v16f32``), or of a ``lanes``-lane vector of its scalars."""
     return f"v{lanes or cfg.vec}{'f32' if cfg.dtype == 'float32' else 'f64'}"
-
-
-def lane_mask(lanes: int, vec: int) -> ir.Constant:
-    """The i1 vector selecting the first ``lanes`` of ``vec`` lanes."""
-    return ir.Constant(ir.VectorType(I1, vec), [1 if i < lanes else 0 for i in range(vec)])
 
 
 def splat(builder: ir.IRBuilder, cfg: GemmConfig, scalar: ir.Value, lanes: int | None = None) -> ir.Value:
@@ -190,23 +185,11 @@ def microkernel(module: ir.Module, cfg: GemmConfig, rows: int, cols: int, scaled
         alpha = {n: splat(b, cfg, alpha_arg, n) for n in set(lanes)}
         flat = [b.fmul(v, alpha[lanes[i % nvec]]) for i, v in enumerate(flat)]
     new = [flat[r * nvec:(r + 1) * nvec] for r in range(rows)]
-    last_lanes, last_type = cols - (nvec - 1) * vec, types[-1]
-    masked_load = masked_store = None
-    if last_lanes < lanes[-1]:
-        vt = ir.VectorType(I1, lanes[-1])
-        masked_load = intrinsic(module, f"llvm.masked.load.{suffix[-1]}.p0", last_type, [PTR, I32, vt, last_type])
-        masked_store = intrinsic(module, f"llvm.masked.store.{suffix[-1]}.p0", VOID, [last_type, PTR, I32, vt])
-    mask = lane_mask(last_lanes, lanes[-1])
-    salign = ir.Constant(I32, cfg.itemsize)
-
-    def partial(v: int) -> bool:  # the tile's last vector, when it holds fewer columns than lanes
-        return v == nvec - 1 and masked_load is not None
+    filled = [min(lanes[v], cols - v * vec) for v in range(nvec)]  # columns each vector holds (the last: masked)
 
     def load_vector(builder: ir.IRBuilder, addr: ir.Value, v: int) -> ir.Value:
         """The tile's vector ``v`` of a row laid out like C's, at ``addr`` (masked when partial)."""
-        if partial(v):
-            return builder.call(masked_load, [addr, salign, mask, zeros[v]])
-        return builder.load(addr, typ=types[v], align=cfg.itemsize)
+        return load_first(builder, addr, types[v], filled[v])
 
     def store_all(builder: ir.IRBuilder, add_c: bool, final: bool) -> None:
         reads = list(zip(epilogue.reads(), operand_args)) if final else []
@@ -228,28 +211,16 @@ def microkernel(module: ir.Module, cfg: GemmConfig, rows: int, cols: int, scaled
                                 else per_row[k, lanes[v]] if step[1] == "row" else columns[k, v]
                                 for k, (step, p) in enumerate(reads)]
                     value = epilogue.apply(builder, value, operands)
-                if partial(v):
-                    builder.call(masked_store, [value, addr, salign, mask])
-                else:
-                    builder.store(value, addr, align=cfg.itemsize)
+                store_first(builder, value, addr, filled[v])
         builder.ret_void()
 
     def store_columns(builder: ir.IRBuilder, add_c: bool) -> None:
         """The final tile (+ C's partial sums) stored transposed: column c, the tile's rows as one vector, at
         ``Y + c*ldy``, through the epilogue."""
         column_type = ir.VectorType(scalar, transpose.ROWS)
-        column_sfx = vector_suffix(cfg, transpose.ROWS)
-        whole = rows == transpose.ROWS
-        if not whole:
-            rmask, vt = lane_mask(rows, transpose.ROWS), ir.VectorType(I1, transpose.ROWS)
-            load_t = intrinsic(module, f"llvm.masked.load.{column_sfx}.p0", column_type, [PTR, I32, vt, column_type])
-            store_t = intrinsic(module, f"llvm.masked.store.{column_sfx}.p0", VOID, [column_type, PTR, I32, vt])
-        column_zero = ir.Constant(column_type, None)
 
-        def load_column(addr: ir.Value) -> ir.Value:
-            if whole:
-                return builder.load(addr, typ=column_type, align=cfg.itemsize)
-            return builder.call(load_t, [addr, salign, rmask, column_zero])
+        def load_column(addr: ir.Value) -> ir.Value:  # the tile's rows of a column laid out like Y (masked)
+            return load_first(builder, addr, column_type, rows)
 
         reads = list(zip(epilogue.reads(), operand_args)) if epilogue else []
         per_row = {k: load_column(p) for k, (step, p) in enumerate(reads)  # along the tile's rows: one vector
@@ -268,10 +239,7 @@ def microkernel(module: ir.Module, cfg: GemmConfig, rows: int, cols: int, scaled
                                                                       typ=scalar), transpose.ROWS)
                                 for k, (step, p) in enumerate(reads)]
                     value = epilogue.apply(builder, value, operands)
-                if whole:
-                    builder.store(value, addr, align=cfg.itemsize)
-                else:
-                    builder.call(store_t, [value, addr, salign, rmask])
+                store_first(builder, value, addr, rows)
         builder.ret_void()
 
     def store_branch(add_c: bool) -> None:

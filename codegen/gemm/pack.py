@@ -1,13 +1,14 @@
 """Packing for the GEMM: ``op(B)`` blocks into ``nr``-wide zero-padded panels and ``op(A)`` rows into column-major
 micro-panels. B untransposed copies whole vectors; transposed B and untransposed A go through ``vec x vec``
-in-register transposes (:func:`transpose_block`). Created once per module and geometry."""
+in-register transposes (``codegen.gemm.transpose.transpose_block``). Created once per module and geometry."""
 
 from __future__ import annotations
 
 import llvmlite.ir as ir
 
 from codegen.gemm.config import GemmConfig, helper_function, shared_name
-from codegen.llvm import I32, I64, PTR, for_range, gep, i64
+from codegen.gemm.transpose import transpose_block
+from codegen.llvm import I64, PTR, for_range, gep, i64
 
 
 def pack_b(module: ir.Module, cfg: GemmConfig, trans: bool) -> ir.Function:
@@ -57,25 +58,6 @@ def pack_b(module: ir.Module, cfg: GemmConfig, trans: bool) -> ir.Function:
                         b.store(ir.Constant(scalar, 0.0), d)
     b.ret_void()
     return fn
-
-
-def transpose_block(builder: ir.IRBuilder, rows: list[ir.Value]) -> list[ir.Value]:
-    """Transpose a ``vec x vec`` block held as ``vec`` vectors (``vec`` a power of two) with 2-input shuffles.
-
-    Stage ``h = vec/2, ..., 1`` swaps the off-diagonal ``h x h`` sub-blocks of every ``2h x 2h`` block:
-    ``x_i' = x_i[lanes without bit h] ++ x_{i+h}[...]``; after ``log2(vec)`` stages ``y_j[i] = x_i[j]``."""
-    vec = len(rows)
-    out = list(rows)
-    h = vec // 2
-    while h:
-        low = ir.Constant(ir.VectorType(I32, vec), [j if not j & h else vec + j - h for j in range(vec)])
-        high = ir.Constant(ir.VectorType(I32, vec), [j + h if not j & h else vec + j for j in range(vec)])
-        for i in range(vec):
-            if not i & h:
-                out[i], out[i + h] = (builder.shuffle_vector(out[i], out[i + h], low),
-                                      builder.shuffle_vector(out[i], out[i + h], high))
-        h //= 2
-    return out
 
 
 def _pack_transposed_panel(b: ir.IRBuilder, cfg: GemmConfig, src: ir.Value, dst: ir.Value, kc: ir.Value,

@@ -19,8 +19,8 @@ from __future__ import annotations
 import llvmlite.ir as ir
 
 from codegen.gemm.config import GemmConfig
-from codegen.gemm.microkernel import lane_mask, splat, vector_suffix
-from codegen.llvm import I1, I32, PTR, VOID, for_range, gep, i64, intrinsic
+from codegen.gemm.microkernel import splat, vector_suffix
+from codegen.llvm import I32, for_range, gep, i64, intrinsic, load_first, store_first
 from codegen.parallel import Claim, region
 
 SKINNY_ROWS = 2  # C with at most this many rows goes here
@@ -33,27 +33,13 @@ class _Vectors:
 
     def __init__(self, module: ir.Module, cfg: GemmConfig) -> None:
         self.cfg = cfg
-        mask_t = ir.VectorType(I1, cfg.vec)
         self.fma = intrinsic(module, f"llvm.fma.{vector_suffix(cfg)}", cfg.vector, [cfg.vector] * 3)
-        self.masked_load = intrinsic(module, f"llvm.masked.load.{vector_suffix(cfg)}.p0", cfg.vector,
-                                     [PTR, I32, mask_t, cfg.vector])
-        self.masked_store = intrinsic(module, f"llvm.masked.store.{vector_suffix(cfg)}.p0", VOID,
-                                      [cfg.vector, PTR, I32, mask_t])
 
     def load(self, b: ir.IRBuilder, ptr: ir.Value, lanes: int) -> ir.Value:
-        cfg = self.cfg
-        if lanes == cfg.vec:
-            return b.load(ptr, typ=cfg.vector, align=cfg.itemsize)
-        return b.call(self.masked_load, [b.bitcast(ptr, PTR), ir.Constant(I32, cfg.itemsize),
-                                         lane_mask(lanes, cfg.vec), ir.Constant(cfg.vector, None)])
+        return load_first(b, ptr, self.cfg.vector, lanes)
 
     def store(self, b: ir.IRBuilder, value: ir.Value, ptr: ir.Value, lanes: int) -> None:
-        cfg = self.cfg
-        if lanes == cfg.vec:
-            b.store(value, ptr, align=cfg.itemsize)
-        else:
-            b.call(self.masked_store, [value, b.bitcast(ptr, PTR), ir.Constant(I32, cfg.itemsize),
-                                       lane_mask(lanes, cfg.vec)])
+        store_first(b, value, ptr, lanes)
 
 
 def emit_skinny(module: ir.Module, b: ir.IRBuilder, name: str, cfg: GemmConfig, operands: list[ir.Value],

@@ -4,9 +4,10 @@ The tile's rows ``r < rows ≤ 8`` are vectors of columns; stored transposed, ea
 8 lanes (the tile's rows, masked past ``rows``) at ``C + c·ldc``. A convolution computing yᵀ = colsᵀ · Wᵀ (pixels
 as the GEMM's rows) thus writes y itself — each output channel's run of pixels — with no transposing pass.
 
-:func:`columns` transposes 8 row vectors of ``width`` lanes in three rounds of two-input shuffles, each round
-doubling the run of rows that sits together per column (1 → 2 → 4 → 8): 24 shuffles for a 8 × 16 block, then
-each vector's two 8-lane halves are the columns. x86 turns each into one ``vpermt2ps`` / ``vunpck*``.
+:func:`transpose_block` — also the packing routines' and the channel-block layout's square transposes — takes
+the 8 rows of ``width`` lanes through three stages of two-input shuffles: 24 shuffles for an 8 × 16 block, then
+each vector's two 8-lane halves are columns. x86 turns each shuffle into one ``vpermt2ps`` / ``vunpck*`` /
+``vshuf*``.
 """
 
 from __future__ import annotations
@@ -18,14 +19,11 @@ from codegen.llvm import I32
 ROWS = 8  # lanes of a transposed column vector: the tile's rows (mr <= 8), padded
 
 
-def _shuffle(b: ir.IRBuilder, x: ir.Value, y: ir.Value, lanes: list[int]) -> ir.Value:
-    return b.shuffle_vector(x, y, ir.Constant(ir.VectorType(I32, len(lanes)), lanes))
-
-
 def widen(b: ir.IRBuilder, v: ir.Value, width: int) -> ir.Value:
     """``v`` (fewer lanes) as a ``width``-lane vector, the new lanes undefined (columns that are never stored)."""
     lanes = v.type.count
-    return _shuffle(b, v, undefined(v.type), list(range(lanes)) + [lanes] * (width - lanes))
+    return b.shuffle_vector(v, undefined(v.type),
+                            ir.Constant(ir.VectorType(I32, width), list(range(lanes)) + [lanes] * (width - lanes)))
 
 
 def undefined(ty: ir.Type) -> ir.Constant:
@@ -34,31 +32,33 @@ def undefined(ty: ir.Type) -> ir.Constant:
     return ir.Constant(ty, ir.Undefined)
 
 
-def columns(b: ir.IRBuilder, rows: list[ir.Value]) -> list[ir.Value]:
-    """The columns of the ``8 × width`` block whose rows are ``rows`` (``width`` a multiple of 8): ``width``
-    vectors of 8 lanes, column ``j``'s lane ``r`` = lane ``j`` of ``rows[r]``."""
-    width = rows[0].type.count
-    if len(rows) != ROWS or width % ROWS:
-        raise ValueError(f"columns() transposes 8 rows of a multiple of 8 lanes, not {len(rows)} of {width}")
-    # column list -> its vectors in row order; each vector holds every listed column as a run of `run` rows
-    groups: dict[tuple[int, ...], list[ir.Value]] = {tuple(range(width)): list(rows)}
-    run = 1
-    while run < ROWS:
-        merged: dict[tuple[int, ...], list[ir.Value]] = {}
-        for cols, vectors in groups.items():
-            half = len(cols) // 2
-            for first, second in zip(vectors[::2], vectors[1::2]):
-                for part in (range(half), range(half, len(cols))):
-                    lanes = [lane for t in part for lane in (*range(t * run, (t + 1) * run),
-                                                             *range(width + t * run, width + (t + 1) * run))]
-                    merged.setdefault(tuple(cols[t] for t in part), []).append(_shuffle(b, first, second, lanes))
-        groups, run = merged, run * 2
-    out: dict[int, ir.Value] = {}
-    for cols, (vector,) in groups.items():
-        for i, col in enumerate(cols):
-            out[col] = vector if len(cols) == 1 else \
-                _shuffle(b, vector, undefined(vector.type), list(range(i * ROWS, (i + 1) * ROWS)))
-    return [out[j] for j in range(width)]
+def transpose_block(builder: ir.IRBuilder, rows: list[ir.Value]) -> list[ir.Value]:
+    """The columns of an ``n x width`` block held as its ``n`` rows (``n`` a power of two, ``width`` a multiple of
+    ``n``): ``width`` vectors of ``n`` lanes, column ``c``'s lane ``r`` = lane ``c`` of ``rows[r]``; for a square
+    block, the block transposed.
+
+    Stage ``h = n/2, ..., 1`` swaps the off-diagonal ``h x h`` sub-blocks of every ``2h x 2h`` block within each
+    ``n``-lane segment: ``x_i' = x_i[lanes without bit h] ++ x_{i+h}[...]``, two 2-input shuffles per pair. After
+    ``log2(n)`` stages lane ``s·n + j`` of ``x_i`` is ``rows[j][s·n + i]``: column ``s·n + i`` is segment ``s`` of
+    ``x_i`` (``x_i`` itself when square)."""
+    n, width = len(rows), rows[0].type.count
+    if n & (n - 1) or width % n:
+        raise ValueError(f"transpose_block takes a power of two of rows and a multiple of it as lanes, "
+                         f"not {n} rows of {width}")
+    out = list(rows)
+    h = n // 2
+    while h:
+        low = ir.Constant(ir.VectorType(I32, width), [j if not j & h else width + j - h for j in range(width)])
+        high = ir.Constant(ir.VectorType(I32, width), [j + h if not j & h else width + j for j in range(width)])
+        for i in range(n):
+            if not i & h:
+                out[i], out[i + h] = (builder.shuffle_vector(out[i], out[i + h], low),
+                                      builder.shuffle_vector(out[i], out[i + h], high))
+        h //= 2
+    if width == n:
+        return out
+    segments = [ir.Constant(ir.VectorType(I32, n), list(range(s * n, (s + 1) * n))) for s in range(width // n)]
+    return [builder.shuffle_vector(out[c % n], undefined(out[c % n].type), segments[c // n]) for c in range(width)]
 
 
 def tile_columns(b: ir.IRBuilder, rows: list[ir.Value]) -> list[ir.Value]:
@@ -73,4 +73,4 @@ def tile_columns(b: ir.IRBuilder, rows: list[ir.Value]) -> list[ir.Value]:
     width = max(lanes, ROWS)
     block = [widen(b, row, width) if lanes < width else row for row in rows]
     block += [undefined(block[0].type)] * (ROWS - len(rows))
-    return columns(b, block)[:lanes]
+    return transpose_block(b, block)[:lanes]

@@ -103,23 +103,35 @@ def test_transposed_c_rejects_accumulation_and_an_epilogue_without_depth():
         emit_gemm(new_module("x"), "g", 4, 4, 4, trans_c=True, accumulate=True)
 
 
-@pytest.mark.parametrize("width", [8, 16, 32])
-def test_columns_transposes_eight_rows(width):
-    """codegen.gemm.transpose.columns on its own: an 8 × width block of distinct values."""
+@pytest.mark.parametrize("n, width", [(8, 8), (8, 16), (8, 32), (4, 16), (16, 16)])
+def test_transpose_block_gives_the_columns(n, width):
+    """codegen.gemm.transpose.transpose_block on its own: an n × width block of distinct values (square blocks as
+    the packing routines and channel blocks transpose them, 8 rows as the transposed store does)."""
     module = new_module("columns")
     vt = ir.VectorType(F32, width)
     fn = ir.Function(module, ir.FunctionType(VOID, [PTR, PTR]), name="t")
     b = ir.IRBuilder(fn.append_basic_block())
     rows = [b.load(b.gep(fn.args[0], [ir.Constant(ir.IntType(64), r * width)], source_etype=F32), typ=vt, align=4)
-            for r in range(8)]
-    for j, col in enumerate(transpose.columns(b, rows)):
-        b.store(col, b.gep(fn.args[1], [ir.Constant(ir.IntType(64), 8 * j)], source_etype=F32), align=4)
+            for r in range(n)]
+    columns = transpose.transpose_block(b, rows)
+    assert len(columns) == width and all(col.type.count == n for col in columns)
+    for j, col in enumerate(columns):
+        b.store(col, b.gep(fn.args[1], [ir.Constant(ir.IntType(64), n * j)], source_etype=F32), align=4)
     b.ret_void()
     jit = Jit(str(module), name="columns", cache=False)
-    x = np.arange(8 * width, dtype="f4").reshape(8, width)
-    out = np.zeros((width, 8), "f4")
+    x = np.arange(n * width, dtype="f4").reshape(n, width)
+    out = np.zeros((width, n), "f4")
     ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)(jit.address("t"))(x.ctypes.data, out.ctypes.data)
     np.testing.assert_array_equal(out, x.T)
+
+
+def test_transpose_block_rejects_other_shapes():
+    b = ir.IRBuilder(ir.Function(new_module("x"), ir.FunctionType(VOID, []), name="t").append_basic_block())
+    six = [ir.Constant(ir.VectorType(F32, 12), None)] * 6
+    with pytest.raises(ValueError, match="power of two"):
+        transpose.transpose_block(b, six)
+    with pytest.raises(ValueError, match="power of two"):
+        transpose.transpose_block(b, [ir.Constant(ir.VectorType(F32, 12), None)] * 8)
 
 
 @pytest.mark.parametrize("bits, cpu", [(512, "skylake-avx512"), (256, "znver3")])
