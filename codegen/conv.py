@@ -202,20 +202,7 @@ def lower_conv2d(ctx: KernelContext) -> None:
 
         def block(row0: ir.Value, r: int) -> None:
             pb = r * g.wo
-            if flip:  # yᵀ = colsᵀ · Wᵀ (P × O), its micro-kernels storing y itself (a transposed C)
-                if not g.pointwise:
-                    im2col(b, g, pixels, cols, row0, r)
-                gemm = conv_gemm(c, "fwdt" + tag, g, g.p, g.o, g.k, node.dtype, (0, 0, 0), lds=(g.p, g.k, g.p),
-                                 trans_a=True, trans_b=True, trans_c=True, form=form, **pack_w)
-                gemm(pixels if g.pointwise else cols, c.ptr(w), y_n, store_at=y_base)
-                if form:
-                    return
-                if epi:
-                    epilogue_rows(b, epi, g, y_n, g.p, y_base, g.p, bias_ptr)
-                elif bias_ptr is not None:
-                    copy_rows(b, g.o, g.p, y_n, g.p, y_n, g.p, bias_ptr)
-                return
-            if g.pointwise:  # y[n][:, block] = W · x[n][:, block], both with row stride P
+            if g.pointwise and not flip:  # y[n][:, block] = W · x[n][:, block], both with row stride P
                 at = b.mul(row0, i64(g.wo))
                 here = b.gep(y_n, [at], inbounds=True)
                 gemm = conv_gemm(c, "fwd1" + tag, g, g.og, pb, g.kg, node.dtype, (g.og * g.kg, g.kg * g.p, g.og * g.p),
@@ -228,10 +215,16 @@ def lower_conv2d(ctx: KernelContext) -> None:
                 elif bias_ptr is not None:
                     copy_rows(b, g.o, pb, here, g.p, here, g.p, bias_ptr)
                 return
-            im2col(b, g, pixels, cols, row0, r)
-            gemm = conv_gemm(c, "fwd" + tag, g, g.og, pb, g.kg, node.dtype, (g.og * g.kg, g.kg * pb, g.og * pb),
-                             form=form, **pack_w)
-            gemm(c.ptr(w), cols, y_n if single else out, store_at=y_base)
+            if not g.pointwise:
+                im2col(b, g, pixels, cols, row0, r)
+            if flip:  # yᵀ = colsᵀ · Wᵀ (P × O, one block), its micro-kernels storing y itself (a transposed C)
+                gemm = conv_gemm(c, "fwdt" + tag, g, g.p, g.o, g.k, node.dtype, (0, 0, 0), lds=(g.p, g.k, g.p),
+                                 trans_a=True, trans_b=True, trans_c=True, form=form, **pack_w)
+                gemm(pixels if g.pointwise else cols, c.ptr(w), y_n, store_at=y_base)
+            else:
+                gemm = conv_gemm(c, "fwd" + tag, g, g.og, pb, g.kg, node.dtype, (g.og * g.kg, g.kg * pb, g.og * pb),
+                                 form=form, **pack_w)
+                gemm(c.ptr(w), cols, y_n if single else out, store_at=y_base)
             if form:
                 return
             if epi:
