@@ -80,6 +80,7 @@ def test_onnx_file_without_torch_or_onnxruntime(bench_models, tmp_path, monkeypa
         assert cells[2] == "3x8x8" and float(cells[3]) > 0  # graphc's median in ms
         assert cells[4:8] == ["-", "-", "-", "-"]  # no onnxruntime, no PyTorch: no times, no ratios
         assert float(cells[8]) < 1e-4 and cells[9] == "onnx-ref"  # checked against ONNX's reference evaluator
+        assert cells[11] == "-"  # no per-round ratios without onnxruntime
     results = doc["results"]
     assert [(r["model"], r["batch"], r["input"]) for r in results] == [("tiny", 1, "3x8x8"), ("tiny", 3, "3x8x8")]
     for r in results:
@@ -94,6 +95,7 @@ def test_onnx_file_without_torch_or_onnxruntime(bench_models, tmp_path, monkeypa
         assert check["vs"] == "onnx-reference" and check["ok"] is True
         assert 0 <= check["max_abs_diff"] < 1e-4 < check["max_abs_reference"]
         assert r["graphc_over_onnxruntime"] is None and r["graphc_over_torch"] is None
+        assert r["graphc_over_onnxruntime_per_round"] is None and r["graphc_over_torch_per_round"] is None
     meta = doc["meta"]
     assert meta["threads"] == 1 and meta["repeat"] == 3 and meta["batches"] == [1, 3]
     assert any("onnxruntime" in n for n in meta["notes"])
@@ -129,7 +131,27 @@ def test_onnx_file_against_onnxruntime(bench_models, tmp_path):
     assert float(cells[3]) > 0 and float(cells[4]) > 0 and cells[5] == "-"
     assert float(cells[6]) == pytest.approx(r["graphc_over_onnxruntime"], abs=0.006)
     assert float(cells[8]) < 1e-4 and cells[9] == "ort"
+    rounds = [g / o for g, o in zip(graphc["times_ms"], ort["times_ms"])]  # each round's graphc ÷ onnxruntime
+    spread = r["graphc_over_onnxruntime_per_round"]
+    assert spread["rounds"] == 4 and spread["median"] == pytest.approx(float(np.median(rounds)))
+    assert min(rounds) <= spread["q1"] <= spread["median"] <= spread["q3"] <= max(rounds)
+    assert cells[11] == f"{spread['q1']:.2f}-{spread['q3']:.2f}" and r["graphc_over_torch_per_round"] is None
+    assert "ort rounds: the middle half" in out
     assert doc["meta"]["threads"] == 2 and "intra_op_num_threads=2" in doc["meta"]["thread_control"]["onnxruntime"]
+
+
+def test_per_round_ratios_pair_each_round_and_skip_failed_systems():
+    case = zoo_run.Case("net", 1, "torchvision")
+    case.rows["graphc"] = Row("models", "net b1", "graphc-llvm", times_ms=[10.0, 40.0, 12.0, 30.0])
+    case.rows["onnxruntime"] = Row("models", "net b1", "onnxruntime", times_ms=[5.0, 20.0, 12.0, 10.0])
+    case.rows["torch"] = Row("models", "net b1", "torch (eager)", error="RuntimeError: no", times_ms=[])
+    assert case.round_ratios("onnxruntime") == [2.0, 2.0, 1.0, 3.0]  # the rounds' own ratios, in order
+    assert case.ratio_spread("onnxruntime") == {"median": 2.0, "q1": 1.75, "q3": 2.25, "rounds": 4}
+    assert case.ratio("onnxruntime") == pytest.approx(21.0 / 11.0)  # the medians' ratio stays as it was
+    assert case.round_ratios("torch") == [] and case.ratio_spread("torch") is None
+    assert case.ratio_spread("missing") is None
+    line = zoo_run.format_table([case], zoo_run.Settings(models=["net"], onnx={}, batches=[1])).splitlines()[2]
+    assert line.split()[-1] == "1.75-2.25"
 
 
 def test_static_batch_file_runs_once_at_its_own_batch(bench_models, tmp_path):

@@ -8,9 +8,10 @@ mode under ``torch.no_grad()``, with ``torch.set_num_threads(threads)``; not for
 built outside the timing (graphc's import and compile times are recorded), called ``warmup`` times (at least once:
 the first call's outputs are the check), then timed in interleaved rounds — graphc, onnxruntime, torch, graphc, ...
 — so that a noisy neighbour slows all of them alike: ``repeat`` rounds, fewer (at least 3) when a row has run past
-``max_seconds``. The table shows medians, graphc's median divided by each other median (< 1: graphc is faster) and
-the check: the largest absolute difference between graphc's outputs and onnxruntime's (PyTorch's when onnxruntime is
-missing).
+``max_seconds``. The table shows medians, graphc's median divided by each other median (< 1: graphc is faster), the
+check: the largest absolute difference between graphc's outputs and onnxruntime's (PyTorch's when onnxruntime is
+missing), and the spread of the per-round ratios graphc ÷ onnxruntime (their quartiles; the JSON also has their
+median, for PyTorch too), which says how much of a ratio is the machine's noise.
 
 Any failure (an op graphc cannot import, a compile error, an export error) becomes that row's error; the run goes
 on. Where the models come from is :mod:`graphc.bench.zoo`.
@@ -83,10 +84,28 @@ class Case:
         mine, other = self.median("graphc"), self.median(system)
         return mine / other if mine and other else None
 
+    def round_ratios(self, system: str) -> list[float]:
+        """graphc's time ÷ ``system``'s in each round both ran. A round's calls run back to back, so a slow spell of
+        the machine meets both: these ratios move less between rounds than the times do."""
+        mine, other = self.rows.get("graphc"), self.rows.get(system)
+        if mine is None or other is None or mine.error or other.error:
+            return []
+        return [a / b for a, b in zip(mine.times_ms, other.times_ms) if b > 0]
+
+    def ratio_spread(self, system: str) -> dict[str, float] | None:
+        """The per-round ratios' median and quartiles (``q1``, ``q3``) and how many rounds there were."""
+        ratios = self.round_ratios(system)
+        if not ratios:
+            return None
+        q1, median, q3 = (float(v) for v in np.percentile(ratios, [25, 50, 75]))
+        return {"median": median, "q1": q1, "q3": q3, "rounds": len(ratios)}
+
     def summary(self) -> dict[str, Any]:
         return {"model": self.model, "batch": self.batch, "source": self.source, "input": self.input,
                 "onnx": self.onnx_path, "error": self.error, "check": self.check,
                 "graphc_over_onnxruntime": self.ratio("onnxruntime"), "graphc_over_torch": self.ratio("torch"),
+                "graphc_over_onnxruntime_per_round": self.ratio_spread("onnxruntime"),
+                "graphc_over_torch_per_round": self.ratio_spread("torch"),
                 "systems": {k: r.summary() for k, r in self.rows.items()}, **self.extra}
 
 
@@ -368,7 +387,7 @@ def format_table(cases: list[Case], settings: Settings) -> str:
     """The table: one line per (model, batch); a failed system's error on an indented line below it."""
     width = max([15, *(len(c.model) for c in cases)])
     head = (f"{'model':<{width}} {'batch':>5} {'input':>9} {'graphc ms':>10} {'ort ms':>10} {'torch ms':>10} "
-            f"{'graphc/ort':>10} {'graphc/torch':>12} {'check max|Δ|':>16} {'compile s':>9}")
+            f"{'graphc/ort':>10} {'graphc/torch':>12} {'check max|Δ|':>16} {'compile s':>9} {'ort rounds':>11}")
     lines = [head, "-" * len(head)]
     failures = []
     for c in cases:
@@ -387,8 +406,10 @@ def format_table(cases: list[Case], settings: Settings) -> str:
             check = "MISMATCH (shape)"
         compile_s = c.rows["graphc"].extra.get("build_s") if "graphc" in c.rows else None
         built = f"{compile_s:.2f}" if compile_s is not None and not c.rows["graphc"].error else "-"
+        spread = c.ratio_spread("onnxruntime")
+        rounds = f"{spread['q1']:.2f}-{spread['q3']:.2f}" if spread else "-"
         lines.append(f"{start} {times[0]:>10} {times[1]:>10} {times[2]:>10} {ratio[0]:>10} {ratio[1]:>12} "
-                     f"{check:>16} {built:>9}")
+                     f"{check:>16} {built:>9} {rounds:>11}")
         for key, row in c.rows.items():
             if row.error:
                 lines.append(f"{'':<{width}}   {SYSTEMS[key]}: {row.error}")
@@ -399,6 +420,8 @@ def format_table(cases: list[Case], settings: Settings) -> str:
               f"inter_op_num_threads=1; torch.set_num_threads({t})). Medians of up to {settings.repeat} interleaved "
               f"rounds after {max(1, settings.warmup)} warm-up call(s).",
               "graphc/ort, graphc/torch: graphc's median ÷ that system's median (< 1: graphc is faster).",
+              "ort rounds: the middle half (25th-75th percentile) of graphc's time ÷ onnxruntime's within each round: "
+              "how far the ratio moved from round to round.",
               f"check: max |graphc - onnxruntime| over the outputs (without onnxruntime: 'torch' vs PyTorch, "
               f"'onnx-ref' vs onnx.reference); MISMATCH above {CHECK_TOL:g} × max |reference|.",
               "compile s: graphc's ONNX import + compile for the llvm backend (object code may come from graphc's "

@@ -30,7 +30,8 @@ once per batch size with torch.onnx.export into the cache folder. graphc imports
 and compiles it for the llvm backend; onnxruntime runs the file; PyTorch runs the module itself under
 torch.no_grad(). --onnx files run on graphc and onnxruntime only. All systems use --threads threads and are timed
 in interleaved rounds after warm-up; the table shows medians, graphc's median ÷ onnxruntime's and ÷ PyTorch's
-(< 1: graphc is faster), and the largest |graphc - onnxruntime| of the outputs (vs PyTorch without onnxruntime).
+(< 1: graphc is faster), the largest |graphc - onnxruntime| of the outputs (vs PyTorch without onnxruntime), and
+the quartiles of graphc's time ÷ onnxruntime's within each round (how much of a ratio is the machine's noise).
 torch, torchvision and onnxruntime are optional: what is missing is said and the rest runs."""
 
 
